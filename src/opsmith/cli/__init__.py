@@ -1,0 +1,1 @@
+"""The `opsmith` command line (Typer + Rich): thin, maps services to views and exit codes."""

@@ -1,0 +1,62 @@
+"""The `opsmith` command: global options, sub-commands, and the mapping of errors to exit codes."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import click
+import typer
+
+from opsmith.cli.context import State
+from opsmith.cli.db import db_app
+from opsmith.cli.demo import demo_command
+from opsmith.cli.errors import report
+from opsmith.cli.servers import servers_app
+from opsmith.cli.tools import call_command, tools_command
+from opsmith.errors import OpsmithError
+
+app = typer.Typer(
+    name="opsmith",
+    help="Plain-language operations requests, planned over MCP tools, approved, run and audited.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config", "-c", help="opsmith.yaml to use (default: $OPSMITH_CONFIG, ./opsmith.yaml, demo)"
+        ),
+    ] = None,
+) -> None:
+    ctx.obj = State(config)
+
+
+app.add_typer(servers_app, name="servers")
+app.add_typer(db_app, name="db")
+app.command("tools")(tools_command)
+app.command("call")(call_command)
+app.command("demo")(demo_command)
+
+
+def main() -> None:
+    """Console-script entry: known failures become one message and an exit code, never a traceback."""
+    try:
+        code = app(standalone_mode=False)
+    except OpsmithError as error:
+        sys.exit(report(error))
+    except click.ClickException as error:
+        error.show()
+        sys.exit(error.exit_code)
+    except click.exceptions.Abort:
+        sys.exit(130)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    sys.exit(code if isinstance(code, int) else 0)

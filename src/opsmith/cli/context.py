@@ -1,0 +1,62 @@
+"""What every command gets: the wired App (built lazily, once) and the output consoles."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+from collections.abc import Coroutine
+from logging.handlers import RotatingFileHandler
+from pathlib import Path
+from typing import Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from opsmith.bootstrap import App, bootstrap
+
+T = TypeVar("T")
+
+out = Console(highlight=False, soft_wrap=False)
+err = Console(stderr=True, highlight=False)
+
+
+class State:
+    def __init__(self, config_path: Path | None) -> None:
+        self.config_path = config_path
+        self._app: App | None = None
+
+    @property
+    def app(self) -> App:
+        if self._app is None:
+            self._app = bootstrap(self.config_path, os.environ)
+            _log_to_file(self._app.config.log_dir / "opsmith.log")
+        return self._app
+
+
+def state(ctx: typer.Context) -> State:
+    found = ctx.find_object(State)
+    assert found is not None, "the root callback always sets State"
+    return found
+
+
+def run(coro: Coroutine[Any, Any, T]) -> T:
+    return asyncio.run(coro)
+
+
+def emit_json(data: Any) -> None:
+    # Plain print: JSON must not be wrapped or styled by Rich.
+    print(json.dumps(data, indent=2, default=str, sort_keys=False))
+
+
+def _log_to_file(path: Path) -> None:
+    # opsmith's and the SDK's own log records go to a file, never into the command's output.
+    root = logging.getLogger()
+    if any(isinstance(h, RotatingFileHandler) for h in root.handlers):
+        return
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = RotatingFileHandler(path, maxBytes=2_000_000, backupCount=3, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)

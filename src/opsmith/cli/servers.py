@@ -1,0 +1,63 @@
+"""`opsmith servers status|start|stop [NAME]`."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from opsmith.cli.context import emit_json, out, run, state
+from opsmith.cli.render import status_table
+from opsmith.discovery import running_servers, statuses
+from opsmith.domain.servers import Health, ServerStatus
+
+servers_app = typer.Typer(help="Start, stop and check the configured MCP servers.", no_args_is_help=True)
+
+NameArg = Annotated[str | None, typer.Argument(help="one server; all when omitted")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable output")]
+
+
+@servers_app.command("status")
+def status_command(ctx: typer.Context, name: NameArg = None, as_json: JsonOpt = False) -> None:
+    """Start the enabled servers, report each one's health, tool count and last error."""
+    result = run(_check(ctx, [name] if name else None))
+    _show(result, as_json)
+    raise typer.Exit(0 if all(s.health is not Health.DOWN for s in result) else 1)
+
+
+@servers_app.command("start")
+def start_command(ctx: typer.Context, name: NameArg = None, as_json: JsonOpt = False) -> None:
+    """Mark servers as wanted again and start them to check they come up."""
+    app = state(ctx).app
+    names = [name] if name else list(app.config.mcp_servers)
+    for each in names:
+        app.config.server(each)
+        app.servers.set_enabled(each, True)
+    result = run(_check(ctx, names))
+    _show(result, as_json)
+    raise typer.Exit(0 if all(s.health in (Health.UP, Health.DEGRADED) for s in result) else 1)
+
+
+@servers_app.command("stop")
+def stop_command(ctx: typer.Context, name: NameArg = None, as_json: JsonOpt = False) -> None:
+    """Mark servers as stopped: opsmith will not start them or plan with their tools."""
+    app = state(ctx).app
+    names = [name] if name else list(app.config.mcp_servers)
+    for each in names:
+        app.config.server(each)
+        app.servers.set_enabled(each, False)
+    result = run(_check(ctx, names))
+    _show(result, as_json)
+
+
+async def _check(ctx: typer.Context, names: list[str] | None) -> list[ServerStatus]:
+    app = state(ctx).app
+    async with running_servers(app, names) as pool:
+        return statuses(app, pool, names)
+
+
+def _show(result: list[ServerStatus], as_json: bool) -> None:
+    if as_json:
+        emit_json([s.model_dump(mode="json") for s in result])
+    else:
+        out.print(status_table(result))

@@ -1,0 +1,133 @@
+"""The database: engine set-up (SQLite in WAL mode by default) and migrations on first use."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.orm import Session, sessionmaker
+
+from opsmith.errors import ConfigError, StoreError
+
+_MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+class Database:
+    """One engine and its session factory; `migrate()` brings the schema to the newest revision."""
+
+    def __init__(self, url: str) -> None:
+        try:
+            parsed = make_url(url)
+        except ArgumentError:
+            raise ConfigError(
+                "database_url is not a valid SQLAlchemy URL",
+                hint="use e.g. sqlite:///path/to/opsmith.db or postgresql+psycopg://user@host/db",
+            ) from None
+        self.display_url = parsed.render_as_string(hide_password=True)
+        self._sqlite_file: Path | None = None
+        if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+            self._sqlite_file = Path(parsed.database or "")
+            self._sqlite_file.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            self.engine: Engine = create_engine(parsed)
+        except (ArgumentError, ImportError, SQLAlchemyError) as exc:
+            raise StoreError(f"cannot open database {self.display_url}: {exc}") from None
+        if parsed.get_backend_name() == "sqlite":
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._checked = False
+
+    @contextlib.contextmanager
+    def session(self) -> Iterator[Session]:
+        """A unit of work: committed on success, rolled back on error. Migrates on first use."""
+        self.ensure_current()
+        with self._sessions() as session:
+            try:
+                yield session
+                session.commit()
+            except SQLAlchemyError as exc:
+                session.rollback()
+                raise StoreError(
+                    f"database write failed on {self.display_url}: {exc.__class__.__name__}"
+                ) from exc
+            except BaseException:
+                session.rollback()
+                raise
+
+    def ensure_current(self) -> None:
+        if not self._checked:
+            if self.current_revision() != self.head_revision():
+                self.migrate()
+            self._checked = True
+
+    def migrate(self) -> str:
+        """Upgrade to the newest revision; safe when several processes start at once."""
+        with self._migration_lock(), self._connect() as connection:
+            config = AlembicConfig()
+            config.set_main_option("script_location", str(_MIGRATIONS))
+            config.attributes["connection"] = connection
+            command.upgrade(config, "head")
+            connection.commit()
+        self._checked = True
+        return self.head_revision()
+
+    def current_revision(self) -> str | None:
+        with self._connect() as connection:
+            return MigrationContext.configure(connection).get_current_revision()
+
+    def head_revision(self) -> str:
+        config = AlembicConfig()
+        config.set_main_option("script_location", str(_MIGRATIONS))
+        head = ScriptDirectory.from_config(config).get_current_head()
+        assert head is not None
+        return head
+
+    def dispose(self) -> None:
+        self.engine.dispose()
+
+    @contextlib.contextmanager
+    def _connect(self) -> Iterator[Any]:
+        try:
+            with self.engine.connect() as connection:
+                yield connection
+        except SQLAlchemyError as exc:
+            raise StoreError(
+                f"cannot use database {self.display_url}: {exc.__class__.__name__}: {_first_line(exc)}",
+                hint="check database_url and that the database is reachable and writable",
+            ) from None
+
+    @contextlib.contextmanager
+    def _migration_lock(self) -> Iterator[None]:
+        if self._sqlite_file is None:
+            yield
+            return
+        lock_path = self._sqlite_file.with_name(self._sqlite_file.name + ".migrate.lock")
+        with open(lock_path, "w") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=10000")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc)
+    return text.splitlines()[0] if text else ""

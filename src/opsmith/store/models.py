@@ -1,0 +1,42 @@
+"""Tables. Only templates and observations are stored: resolved secrets never are."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, DateTime, Integer, String, Text
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class ServerRow(Base):
+    """An MCP server's operator-set desired state and its last observed status."""
+
+    __tablename__ = "servers"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    health: Mapped[str] = mapped_column(String(16), default="stopped")
+    reason: Mapped[str | None] = mapped_column(Text, nullable=True)
+    tool_count: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
+    checked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class ToolRow(Base):
+    """A discovered tool, so plans can be made and explained from the last known catalog."""
+
+    __tablename__ = "tools"
+
+    server: Mapped[str] = mapped_column(String(64), primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), primary_key=True)
+    title: Mapped[str | None] = mapped_column(String(256), nullable=True)
+    description: Mapped[str] = mapped_column(Text, default="")
+    input_schema: Mapped[dict[str, Any]] = mapped_column(JSON)
+    output_schema: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    hints: Mapped[dict[str, Any]] = mapped_column(JSON)
+    discovered_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

@@ -1,0 +1,76 @@
+"""Repository of servers' desired state and last observed status, and the last known catalog."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, datetime
+
+from sqlalchemy import delete, select
+
+from opsmith.domain.catalog import ToolHints, ToolSpec
+from opsmith.domain.servers import ServerStatus
+from opsmith.store.database import Database
+from opsmith.store.models import ServerRow, ToolRow
+
+
+class ServerRepository:
+    def __init__(self, database: Database) -> None:
+        self._db = database
+
+    def disabled(self) -> set[str]:
+        with self._db.session() as session:
+            return set(session.scalars(select(ServerRow.name).where(ServerRow.enabled.is_(False))))
+
+    def set_enabled(self, name: str, enabled: bool) -> None:
+        with self._db.session() as session:
+            row = session.get(ServerRow, name) or ServerRow(name=name)
+            row.enabled = enabled
+            session.add(row)
+
+    def record(self, statuses: Iterable[ServerStatus]) -> None:
+        now = datetime.now(UTC)
+        with self._db.session() as session:
+            for status in statuses:
+                row = session.get(ServerRow, status.name) or ServerRow(name=status.name, enabled=True)
+                row.health = status.health.value
+                row.reason = status.reason
+                row.tool_count = status.tool_count
+                row.last_error = status.last_error
+                row.checked_at = now
+                session.add(row)
+
+    def replace_tools(self, server: str, tools: Iterable[ToolSpec]) -> None:
+        now = datetime.now(UTC)
+        with self._db.session() as session:
+            session.execute(delete(ToolRow).where(ToolRow.server == server))
+            for tool in tools:
+                session.add(
+                    ToolRow(
+                        server=server,
+                        name=tool.name,
+                        title=tool.title,
+                        description=tool.description,
+                        input_schema=tool.input_schema,
+                        output_schema=tool.output_schema,
+                        hints=tool.hints.model_dump(),
+                        discovered_at=now,
+                    )
+                )
+
+    def known_tools(self, server: str | None = None) -> list[ToolSpec]:
+        with self._db.session() as session:
+            query = select(ToolRow).order_by(ToolRow.server, ToolRow.name)
+            if server is not None:
+                query = query.where(ToolRow.server == server)
+            return [
+                ToolSpec(
+                    server=row.server,
+                    name=row.name,
+                    title=row.title,
+                    description=row.description,
+                    input_schema=row.input_schema,
+                    output_schema=row.output_schema,
+                    hints=ToolHints.model_validate(row.hints),
+                )
+                for row in session.scalars(query)
+            ]

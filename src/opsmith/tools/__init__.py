@@ -1,0 +1,1 @@
+"""Ports through which opsmith acts on the world, and their adapters."""
