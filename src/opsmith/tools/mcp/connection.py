@@ -20,6 +20,7 @@ import anyio
 import mcp_types as types
 from mcp import Client
 from mcp.client.subscriptions import ListenNotSupportedError
+from pydantic import ValidationError
 
 from opsmith import __version__
 from opsmith.config import ServerConfig, StdioServerConfig, SupervisionConfig
@@ -335,7 +336,7 @@ class ServerConnection:
     async def _on_message(self, message: Any) -> None:
         if isinstance(message, Exception):
             # Typically a line on stdout that is not JSON-RPC: note it, it explains later failures.
-            self._noise = self._redact(str(message))[:200]
+            self._noise = self._redact(_offending_line(message))[:200]
             self._last_error = f"non-MCP output on stdout: {self._noise}"
             return
         if isinstance(message, types.ToolListChangedNotification) and self._client is not None:
@@ -397,6 +398,12 @@ def _redacted(error: OpsmithError, secrets: tuple[str, ...]) -> OpsmithError:
     error.message = message
     error.args = (message,)
     return error
+
+
+def _offending_line(error: Exception) -> str:
+    if isinstance(error, ValidationError) and error.errors():
+        return repr(error.errors()[0].get("input", ""))
+    return str(error)
 
 
 def _text_of(content: list[Any]) -> str:
