@@ -10,10 +10,10 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator
 
 from opsmith.errors import ConfigError
 
@@ -68,7 +68,26 @@ class HttpServerConfig(_ServerBase):
         return "http"
 
 
-ServerConfig = StdioServerConfig | HttpServerConfig
+def _server_kind(spec: Any) -> str | None:
+    if isinstance(spec, BaseModel):
+        return "http" if isinstance(spec, HttpServerConfig) else "stdio"
+    if not isinstance(spec, dict):
+        return None
+    if "url" in spec or spec.get("type") in ("http", "streamable-http"):
+        return "http"
+    if "command" in spec or spec.get("type") == "stdio":
+        return "stdio"
+    return None
+
+
+ServerConfig = Annotated[
+    Annotated[StdioServerConfig, Tag("stdio")] | Annotated[HttpServerConfig, Tag("http")],
+    Discriminator(
+        _server_kind,
+        custom_error_type="server_kind",
+        custom_error_message="needs 'command' (a stdio server) or 'url' (a streamable HTTP server)",
+    ),
+]
 
 
 class SupervisionConfig(_Strict):
@@ -89,14 +108,14 @@ class Config(_Strict):
     supervision: SupervisionConfig = Field(default_factory=SupervisionConfig)
     source: str = Field(default="<defaults>", exclude=True)
 
-    @model_validator(mode="before")
+    @field_validator("mcp_servers", mode="before")
     @classmethod
-    def _pick_server_kind(cls, data: Any) -> Any:
-        servers = data.get("mcpServers") if isinstance(data, dict) else None
+    def _one_transport_each(cls, servers: Any) -> Any:
         if isinstance(servers, dict):
-            data = dict(data)
-            data["mcpServers"] = {name: _server_model(name, spec) for name, spec in servers.items()}
-        return data
+            for name, spec in servers.items():
+                if isinstance(spec, dict):
+                    _check_transport_keys(name, spec)
+        return servers
 
     @field_validator("mcp_servers")
     @classmethod
@@ -127,20 +146,11 @@ class Config(_Strict):
             ) from None
 
 
-def _server_model(name: str, spec: Any) -> Any:
-    """Pick the stdio or HTTP model so errors name the keys of the right shape."""
-    if not isinstance(spec, dict):
-        return spec
+def _check_transport_keys(name: str, spec: dict[str, Any]) -> None:
     if "command" in spec and "url" in spec:
         raise ValueError(f"server {name!r} has both 'command' and 'url'; give one")
-    kind = spec.get("type")
-    if kind == "sse":
+    if spec.get("type") == "sse":
         raise ValueError(f"server {name!r}: the legacy SSE transport is not supported; use streamable HTTP")
-    if "url" in spec or kind in ("http", "streamable-http"):
-        return HttpServerConfig.model_validate(spec)
-    if "command" in spec or kind == "stdio":
-        return StdioServerConfig.model_validate(spec)
-    raise ValueError(f"server {name!r} needs 'command' (stdio) or 'url' (streamable HTTP)")
 
 
 def resolve(template: str, environ: Mapping[str, str], *, where: str) -> str:
@@ -205,8 +215,6 @@ def parse_config(text: str, *, source: str) -> Config:
         config = Config.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(f"{source}: {_describe(exc)}", hint=_hint(exc)) from None
-    except ValueError as exc:
-        raise ConfigError(f"{source}: {exc}", hint="see the mcpServers examples in README.md") from None
     return config.model_copy(update={"source": source})
 
 
@@ -220,7 +228,7 @@ _ALLOWED = {
 
 def _describe(exc: ValidationError) -> str:
     first = exc.errors()[0]
-    loc = [str(p) for p in first["loc"] if p not in ("StdioServerConfig", "HttpServerConfig")]
+    loc = [str(p) for p in first["loc"] if p not in ("stdio", "http")]
     path = ".".join(loc) or "(top level)"
     if first["type"] == "extra_forbidden":
         return f"{path}: unknown key"
@@ -231,6 +239,8 @@ def _describe(exc: ValidationError) -> str:
 def _hint(exc: ValidationError) -> str:
     first = exc.errors()[0]
     loc = [str(p) for p in first["loc"]]
+    if first["type"] == "server_kind":
+        return "e.g. {command: npx, args: [...]} or {url: 'http://127.0.0.1:8000/mcp'}"
     if first["type"] != "extra_forbidden":
         return "correct that value; README.md shows a complete example"
     if loc[:1] == ["mcpServers"] and len(loc) >= 3:

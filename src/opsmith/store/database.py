@@ -37,7 +37,13 @@ class Database:
         self._sqlite_file: Path | None = None
         if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
             self._sqlite_file = Path(parsed.database or "")
-            self._sqlite_file.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                self._sqlite_file.parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise StoreError(
+                    f"cannot create the directory for database {self.display_url}: {exc.strerror}",
+                    hint="set state_dir or database_url to a writable location",
+                ) from None
         try:
             self.engine: Engine = create_engine(parsed)
         except (ArgumentError, ImportError, SQLAlchemyError) as exc:
