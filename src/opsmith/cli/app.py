@@ -6,7 +6,6 @@ import sys
 from pathlib import Path
 from typing import Annotated
 
-import click
 import typer
 
 from opsmith.cli.context import State
@@ -49,14 +48,9 @@ app.command("demo")(demo_command)
 def main() -> None:
     """Console-script entry: known failures become one message and an exit code, never a traceback."""
     try:
-        code = app(standalone_mode=False)
+        # Standalone mode lets Typer report usage errors itself (exit 2) and exit 0 on success.
+        app()
     except OpsmithError as error:
         sys.exit(report(error))
-    except click.ClickException as error:
-        error.show()
-        sys.exit(error.exit_code)
-    except click.exceptions.Abort:
-        sys.exit(130)
     except KeyboardInterrupt:
         sys.exit(130)
-    sys.exit(code if isinstance(code, int) else 0)

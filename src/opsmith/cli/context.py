@@ -19,7 +19,7 @@ from opsmith.bootstrap import App, bootstrap
 T = TypeVar("T")
 
 out = Console(highlight=False, soft_wrap=False)
-err = Console(stderr=True, highlight=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 class State:

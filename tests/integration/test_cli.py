@@ -1,0 +1,158 @@
+"""The `opsmith` command as a user runs it: real processes, exit codes, clean output."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import psutil
+import pytest
+
+from tests.conftest import fixture_server
+
+pytestmark = pytest.mark.integration
+
+OPSMITH = str(Path(sys.executable).with_name("opsmith"))
+
+
+def opsmith(cwd: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [OPSMITH, *args],
+        cwd=cwd,
+        env=env or dict(os.environ),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def write_config(tmp_path: Path, servers: str) -> Path:
+    path = tmp_path / "opsmith.yaml"
+    path.write_text(f"mcpServers:\n{servers}\n")
+    return path
+
+
+@pytest.fixture
+def time_dir(tmp_path: Path) -> Path:
+    write_config(tmp_path, "  time: {command: mcp-server-time}")
+    return tmp_path
+
+
+def test_bad_config_is_one_clear_error_with_exit_2(tmp_path: Path) -> None:
+    config = write_config(tmp_path, "  time: {command: mcp-server-time, argz: []}")
+    result = opsmith(tmp_path, "--config", str(config), "servers", "status")
+    assert result.returncode == 2
+    assert f"{config}: mcpServers.time.argz: unknown key" in result.stderr
+    assert "Traceback" not in result.stderr and result.stdout == ""
+
+
+def test_missing_config_file_from_env_var(tmp_path: Path) -> None:
+    env = dict(os.environ, OPSMITH_CONFIG=str(tmp_path / "absent.yaml"))
+    result = opsmith(tmp_path, "tools", env=env)
+    assert result.returncode == 2
+    assert "absent.yaml does not exist" in result.stderr
+
+
+def test_tools_lists_the_catalog_as_json(time_dir: Path) -> None:
+    result = opsmith(time_dir, "tools", "--json")
+    assert result.returncode == 0, result.stderr
+    tools = json.loads(result.stdout)
+    assert [t["name"] for t in tools] == ["convert_time", "get_current_time"]
+    assert tools[0]["hints"]["read_only"] is True
+
+
+def test_tools_table_for_people(time_dir: Path) -> None:
+    result = opsmith(time_dir, "tools", "--server", "time")
+    assert result.returncode == 0, result.stderr
+    assert "get_current_time" in result.stdout and "read-only" in result.stdout
+
+
+def test_call_succeeds_and_failures_have_the_right_exit_codes(time_dir: Path) -> None:
+    ok = opsmith(time_dir, "call", "time", "get_current_time", "--args", '{"timezone": "UTC"}', "--json")
+    assert ok.returncode == 0, ok.stderr
+    assert json.loads(ok.stdout)["structured"]["timezone"] == "UTC"
+
+    failed = opsmith(time_dir, "call", "time", "get_current_time", "--args", '{"timezone": "Nowhere/None"}')
+    assert failed.returncode == 1
+    assert "reported an error" in failed.stderr and "Invalid timezone" in failed.stderr
+
+    cases = {
+        ("call", "time", "get_current_time", "--args", "{oops"): "--args is not valid JSON",
+        ("call", "time", "get_current_time", "--args", "[1]"): "--args must be a JSON object",
+        ("call", "time", "get_current_time", "--args", '{"timezone": 3}'): "argument 'timezone'",
+        ("call", "time", "get_time", "--args", "{}"): "server 'time' has no tool 'get_time'",
+        ("call", "clock", "get_time"): "no MCP server named 'clock'",
+        ("servers", "status", "clock"): "no MCP server named 'clock'",
+        ("call", "time"): "Missing argument 'tool'",
+    }
+    for args, message in cases.items():
+        result = opsmith(time_dir, *args)
+        assert result.returncode == 2, (args, result.stderr)
+        assert message in result.stderr, (args, result.stderr)
+        assert "Traceback" not in result.stderr
+
+
+def test_status_reports_down_servers_and_exits_1(time_dir: Path) -> None:
+    write_config(time_dir, f"  time: {{command: mcp-server-time}}\n  bad: {fixture_server('exits.py')}}}")
+    result = opsmith(time_dir, "servers", "status", "--json")
+    assert result.returncode == 1
+    by_name = {s["name"]: s for s in json.loads(result.stdout)}
+    assert by_name["time"]["health"] == "up" and by_name["time"]["tool_count"] == 2
+    assert by_name["bad"]["health"] == "down"
+    assert "license file /etc/fixture/license.key not found" in by_name["bad"]["reason"]
+    log = Path(by_name["bad"]["log_file"])
+    assert "license file" in (time_dir / log).read_text()
+
+
+def test_stop_and_start_change_what_opsmith_uses(time_dir: Path) -> None:
+    assert opsmith(time_dir, "servers", "stop", "time").returncode == 0
+    status = json.loads(opsmith(time_dir, "servers", "status", "--json").stdout)
+    assert status[0]["health"] == "stopped" and "stopped by an operator" in status[0]["reason"]
+    assert json.loads(opsmith(time_dir, "tools", "--json").stdout) == []
+    started = opsmith(time_dir, "servers", "start", "time", "--json")
+    assert started.returncode == 0, started.stderr
+    assert json.loads(started.stdout)[0]["health"] == "up"
+    assert len(json.loads(opsmith(time_dir, "tools", "--json").stdout)) == 2
+
+
+def test_no_child_process_outlives_the_command(tmp_path: Path) -> None:
+    write_config(
+        tmp_path,
+        f"  hang: {fixture_server('hang.py')}, timeout: 1}}\n  slow: {fixture_server('garbage.py')}, timeout: 1}}",
+    )
+    result = opsmith(tmp_path, "servers", "status")
+    assert result.returncode == 1
+    leftovers = [
+        p for p in psutil.process_iter(["cmdline"]) if any("fixtures/servers" in a for a in p.info["cmdline"] or [])
+    ]
+    assert leftovers == []
+
+
+def test_secrets_from_the_environment_never_reach_the_output(tmp_path: Path) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    write_config(
+        tmp_path,
+        f"  remote: {{url: 'http://127.0.0.1:{port}/mcp?key=${{API_KEY}}', headers: {{Authorization: 'Bearer ${{API_KEY}}'}}, timeout: 3}}",
+    )
+    env = dict(os.environ, API_KEY="sk-live-abcdef123456")
+    result = opsmith(tmp_path, "servers", "status", "--json", env=env)
+    assert result.returncode == 1
+    assert "sk-live-abcdef123456" not in result.stdout + result.stderr
+    assert json.loads(result.stdout)[0]["health"] == "down"
+    for log in (tmp_path / ".opsmith" / "logs").glob("*.log"):
+        assert "sk-live-abcdef123456" not in log.read_text()
+    assert b"sk-live-abcdef123456" not in (tmp_path / ".opsmith" / "opsmith.db").read_bytes()
+
+
+def test_db_upgrade(tmp_path: Path) -> None:
+    write_config(tmp_path, "  time: {command: mcp-server-time}")
+    first = json.loads(opsmith(tmp_path, "db", "upgrade", "--json").stdout)
+    assert first["from"] is None and first["to"] == "0001"
+    again = opsmith(tmp_path, "db", "upgrade")
+    assert "already at revision 0001" in again.stdout
