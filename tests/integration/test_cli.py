@@ -127,7 +127,9 @@ def test_no_child_process_outlives_the_command(tmp_path: Path) -> None:
     result = opsmith(tmp_path, "servers", "status")
     assert result.returncode == 1
     leftovers = [
-        p for p in psutil.process_iter(["cmdline"]) if any("fixtures/servers" in a for a in p.info["cmdline"] or [])
+        p
+        for p in psutil.process_iter(["cmdline"])
+        if any("fixtures/servers" in a for a in p.info["cmdline"] or [])
     ]
     assert leftovers == []
 

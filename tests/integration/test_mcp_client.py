@@ -24,7 +24,9 @@ pytestmark = [pytest.mark.anyio, pytest.mark.integration, pytest.mark.usefixture
 EVERYTHING = NPM_BIN / "mcp-server-everything"
 
 
-def pool_for(tmp_path: Path, servers: str, environ: dict[str, str] | None = None, extra: str = "") -> ServerPool:
+def pool_for(
+    tmp_path: Path, servers: str, environ: dict[str, str] | None = None, extra: str = ""
+) -> ServerPool:
     config = parse_config(f"state_dir: {tmp_path}\n{extra}\nmcpServers:\n{servers}", source="test config")
     return ServerPool(config, environ if environ is not None else dict(os.environ))
 
@@ -125,7 +127,7 @@ async def test_list_changed_refreshes_that_servers_part_of_the_catalog(tmp_path:
     servers = f"  changing: {fixture_server('changing.py')}}}\n  time: {{command: mcp-server-time}}"
     async with pool_for(tmp_path, servers) as pool:
         await pool.start()
-        assert pool.catalog.names("changing") == ["echo", "unlock"]
+        assert pool.catalog.names("changing") == ["echo", "freeze", "unlock"]
         await pool.call("changing", "unlock", {})
         with anyio.fail_after(10):
             while "unlocked" not in pool.catalog.names("changing"):
@@ -169,7 +171,10 @@ async def test_missing_command_is_a_config_error_naming_the_key(tmp_path: Path) 
     async with pool_for(tmp_path, "  ghost: {command: no-such-binary-opsmith}") as pool:
         [status] = await pool.start()
         assert status.health is Health.DOWN
-        assert status.reason == "mcpServers.ghost.command: 'no-such-binary-opsmith' was not found or is not executable"
+        assert (
+            status.reason
+            == "mcpServers.ghost.command: 'no-such-binary-opsmith' was not found or is not executable"
+        )
 
 
 async def test_sigkill_is_reported_down_then_the_server_is_restarted(tmp_path: Path) -> None:
@@ -193,8 +198,26 @@ async def test_sigkill_is_reported_down_then_the_server_is_restarted(tmp_path: P
         assert not psutil.pid_exists(child.pid) or psutil.Process(child.pid).status() == psutil.STATUS_ZOMBIE
 
 
+async def test_a_server_that_stops_answering_pings_is_degraded_then_recovers(tmp_path: Path) -> None:
+    servers = f"  changing: {fixture_server('changing.py')}}}"
+    async with pool_for(tmp_path, servers, extra="supervision: {health_interval: 0.2}") as pool:
+        await pool.start()
+        connection = pool.connection("changing")
+        async with anyio.create_task_group() as group:
+            group.start_soon(pool.call, "changing", "freeze", {"seconds": 2.0})
+            with anyio.fail_after(5):
+                while connection.status().health is not Health.DEGRADED:
+                    await anyio.sleep(0.02)
+            assert "did not answer a health probe" in (connection.status().reason or "")
+        with anyio.fail_after(5):
+            while connection.status().health is not Health.UP:
+                await anyio.sleep(0.02)
+
+
 async def test_python_module_server_in_pool_alongside(tmp_path: Path) -> None:
-    servers = f"  paged: {{command: {PYTHON}, args: ['-m', 'tests.fixtures.servers.paged'], cwd: '{Path.cwd()}'}}"
+    servers = (
+        f"  paged: {{command: {PYTHON}, args: ['-m', 'tests.fixtures.servers.paged'], cwd: '{Path.cwd()}'}}"
+    )
     async with pool_for(tmp_path, servers) as pool:
         [status] = await pool.start()
         assert status.health is Health.UP, status.reason

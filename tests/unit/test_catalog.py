@@ -22,7 +22,9 @@ def test_hint_labels_follow_the_mcp_defaults(hints: ToolHints, labels: list[str]
 
 
 def test_a_server_part_is_replaced_whole() -> None:
-    catalog = Catalog([ToolSpec(server="a", name="x"), ToolSpec(server="a", name="y"), ToolSpec(server="b", name="z")])
+    catalog = Catalog(
+        [ToolSpec(server="a", name="x"), ToolSpec(server="a", name="y"), ToolSpec(server="b", name="z")]
+    )
     catalog.replace_server("a", [ToolSpec(server="a", name="w")])
     assert [t.qualified_name for t in catalog] == ["a/w", "b/z"]
     catalog.remove_server("b")

@@ -40,12 +40,18 @@ def test_vs_code_type_field_is_accepted() -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("mcpServers:\n  a: {comand: x}\n", "x.yaml: mcpServers.a: needs 'command' (a stdio server) or 'url'"),
+        (
+            "mcpServers:\n  a: {comand: x}\n",
+            "x.yaml: mcpServers.a: needs 'command' (a stdio server) or 'url'",
+        ),
         ("mcpServers:\n  a: {command: x, argz: []}\n", "x.yaml: mcpServers.a.argz: unknown key"),
         ("mcpServer: {}\n", "x.yaml: mcpServer: unknown key"),
         ("mcpServers:\n  a: {command: x, url: 'http://h/mcp'}\n", "has both 'command' and 'url'"),
         ("mcpServers:\n  a: {url: 'ftp://h/mcp'}\n", "mcpServers.a.url: Value error, must start with http"),
-        ("mcpServers:\n  a: {command: x, timeout: -1}\n", "mcpServers.a.timeout: Input should be greater than 0"),
+        (
+            "mcpServers:\n  a: {command: x, timeout: -1}\n",
+            "mcpServers.a.timeout: Input should be greater than 0",
+        ),
         ("mcpServers:\n  'bad name': {command: x}\n", "must be letters, digits"),
         ("mcpServers:\n  a: {type: sse, url: 'http://h/sse'}\n", "legacy SSE transport is not supported"),
         ("- just\n- a list\n", "the top level must be a mapping"),

@@ -9,12 +9,14 @@ import os
 from collections.abc import Coroutine
 from logging.handlers import RotatingFileHandler
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 from rich.console import Console
 
-from opsmith.bootstrap import App, bootstrap
+if TYPE_CHECKING:
+    from opsmith.bootstrap import App
+
 
 T = TypeVar("T")
 
@@ -30,6 +32,8 @@ class State:
     @property
     def app(self) -> App:
         if self._app is None:
+            from opsmith.bootstrap import bootstrap  # heavy (SQLAlchemy); not needed for --help
+
             self._app = bootstrap(self.config_path, os.environ)
             _log_to_file(self._app.config.log_dir / "opsmith.log")
         return self._app

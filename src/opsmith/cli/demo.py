@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import time
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from opsmith.bootstrap import App
 from opsmith.cli.context import emit_json, err, out, run, state
 from opsmith.cli.render import catalog_panels, status_table
-from opsmith.discovery import running_servers, statuses
 from opsmith.domain.catalog import Catalog
 from opsmith.domain.servers import Health, ServerStatus
+
+if TYPE_CHECKING:
+    from opsmith.bootstrap import App
 
 
 def demo_command(
@@ -47,6 +48,8 @@ def demo_command(
 
 
 async def _discover(app: App) -> tuple[Catalog, list[ServerStatus], float]:
+    from opsmith.discovery import running_servers, statuses  # starts the MCP SDK: load on use
+
     started = time.perf_counter()
     async with running_servers(app) as pool:
         seconds = time.perf_counter() - started

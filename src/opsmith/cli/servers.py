@@ -8,7 +8,6 @@ import typer
 
 from opsmith.cli.context import emit_json, out, run, state
 from opsmith.cli.render import status_table
-from opsmith.discovery import running_servers, statuses
 from opsmith.domain.servers import Health, ServerStatus
 
 servers_app = typer.Typer(help="Start, stop and check the configured MCP servers.", no_args_is_help=True)
@@ -51,6 +50,8 @@ def stop_command(ctx: typer.Context, name: NameArg = None, as_json: JsonOpt = Fa
 
 
 async def _check(ctx: typer.Context, names: list[str] | None) -> list[ServerStatus]:
+    from opsmith.discovery import running_servers, statuses  # starts the MCP SDK: load on use
+
     app = state(ctx).app
     async with running_servers(app, names) as pool:
         return statuses(app, pool, names)

@@ -9,7 +9,6 @@ import typer
 
 from opsmith.cli.context import emit_json, err, out, run, state
 from opsmith.cli.render import status_table, tools_table
-from opsmith.discovery import running_servers, statuses
 from opsmith.domain.results import ToolResult
 from opsmith.domain.servers import Health
 from opsmith.errors import ToolArgumentsError, UsageError
@@ -23,6 +22,8 @@ def tools_command(
     as_json: JsonOpt = False,
 ) -> None:
     """List every tool of the running servers: server, tool, risk hints, description."""
+    from opsmith.discovery import running_servers, statuses  # starts the MCP SDK: load on use
+
     app = state(ctx).app
 
     async def discover() -> tuple[list[Any], list[Any]]:
@@ -49,6 +50,8 @@ def call_command(
     as_json: JsonOpt = False,
 ) -> None:
     """Call one tool directly; arguments are checked against its input schema first."""
+    from opsmith.discovery import running_servers  # starts the MCP SDK: load on use
+
     arguments = parse_arguments(args)
     if timeout is not None and timeout <= 0:
         raise UsageError(f"--timeout must be positive, got {timeout:g}")

@@ -8,10 +8,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from alembic import command
-from alembic.config import Config as AlembicConfig
-from alembic.runtime.migration import MigrationContext
-from alembic.script import ScriptDirectory
 from sqlalchemy import Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
@@ -78,9 +74,10 @@ class Database:
 
     def migrate(self) -> str:
         """Upgrade to the newest revision; safe when several processes start at once."""
+        from alembic import command  # alembic is imported only when migrating: it is slow to load
+
         with self._migration_lock(), self._connect() as connection:
-            config = AlembicConfig()
-            config.set_main_option("script_location", str(_MIGRATIONS))
+            config = _alembic_config()
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
             connection.commit()
@@ -88,13 +85,15 @@ class Database:
         return self.head_revision()
 
     def current_revision(self) -> str | None:
+        from alembic.runtime.migration import MigrationContext
+
         with self._connect() as connection:
             return MigrationContext.configure(connection).get_current_revision()
 
     def head_revision(self) -> str:
-        config = AlembicConfig()
-        config.set_main_option("script_location", str(_MIGRATIONS))
-        head = ScriptDirectory.from_config(config).get_current_head()
+        from alembic.script import ScriptDirectory
+
+        head = ScriptDirectory.from_config(_alembic_config()).get_current_head()
         assert head is not None
         return head
 
@@ -124,6 +123,14 @@ class Database:
                 yield
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _alembic_config() -> Any:
+    from alembic.config import Config as AlembicConfig
+
+    config = AlembicConfig()
+    config.set_main_option("script_location", str(_MIGRATIONS))
+    return config
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+import json
 from typing import Any
 
 from jsonschema import exceptions as schema_errors
@@ -14,20 +16,30 @@ from opsmith.errors import ToolArgumentsError
 def check_arguments(tool: ToolSpec, arguments: dict[str, Any]) -> None:
     """Raise ToolArgumentsError naming the first offending argument and what the schema wants."""
     schema = tool.input_schema or {"type": "object"}
-    try:
-        validator_cls = validators.validator_for(schema)
-        validator_cls.check_schema(schema)
-    except schema_errors.SchemaError as exc:
+    validator = _validator(json.dumps(schema, sort_keys=True))
+    if isinstance(validator, schema_errors.SchemaError):
         raise ToolArgumentsError(
-            f"{tool.qualified_name} publishes an invalid input schema: {exc.message}",
+            f"{tool.qualified_name} publishes an invalid input schema: {validator.message}",
             hint="report this to the server's maintainers; opsmith cannot check arguments against it",
-        ) from None
-    error = schema_errors.best_match(validator_cls(schema).iter_errors(arguments))
+        )
+    error = schema_errors.best_match(validator.iter_errors(arguments))
     if error is None:
         return
     where = "/".join(str(p) for p in error.absolute_path)
     subject = f"argument {where!r}" if where else "arguments"
     raise ToolArgumentsError(f"{tool.qualified_name}: {subject}: {error.message}", hint=_expected(schema))
+
+
+@functools.lru_cache(maxsize=1024)
+def _validator(schema_json: str) -> Any:
+    # Checking a schema costs far more than a call's validation: do it once per distinct schema.
+    schema = json.loads(schema_json)
+    validator_cls = validators.validator_for(schema)
+    try:
+        validator_cls.check_schema(schema)
+    except schema_errors.SchemaError as exc:
+        return exc
+    return validator_cls(schema)
 
 
 def _expected(schema: dict[str, Any]) -> str:

@@ -20,6 +20,7 @@ import anyio
 import mcp_types as types
 from mcp import Client
 from mcp.client.subscriptions import ListenNotSupportedError
+from mcp_types.version import MODERN_PROTOCOL_VERSIONS
 from pydantic import ValidationError
 
 from opsmith import __version__
@@ -296,24 +297,31 @@ class ServerConnection:
 
     async def _watch_health(self, client: Client) -> None:
         interval = self._supervision.health_interval
+        limit = min(self.spec.timeout, interval)
         while True:
             await anyio.sleep(interval)
             try:
-                with anyio.fail_after(min(self.spec.timeout, interval)):
-                    await client.send_ping()
+                with anyio.fail_after(limit):
+                    await self._probe(client)
             except TimeoutError:
-                self._set(
-                    Health.DEGRADED, f"did not answer a ping within {min(self.spec.timeout, interval):g}s"
-                )
+                self._set(Health.DEGRADED, f"did not answer a health probe within {limit:g}s")
                 continue
             except Exception as exc:
                 if is_connection_loss(exc):
                     self._connection_lost(describe(exc))
                     return
-                self._set(Health.DEGRADED, f"ping failed: {self._redact(describe(exc))}")
+                self._set(Health.DEGRADED, f"health probe failed: {self._redact(describe(exc))}")
                 continue
             if self._health is Health.DEGRADED:
                 self._set(Health.UP, None)
+
+    async def _probe(self, client: Client) -> None:
+        # ping was removed in protocol 2026-07-28; there a fresh tools/list is the cheapest
+        # request every server must answer, and it also catches unannounced tool changes.
+        if client.protocol_version in MODERN_PROTOCOL_VERSIONS:
+            await self._refresh_tools(client)
+        else:
+            await client.send_ping()
 
     async def _listen_for_changes(self, client: Client) -> None:
         # Protocol 2026-07-28 delivers list changes only on a subscription; older protocols

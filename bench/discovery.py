@@ -1,0 +1,162 @@
+"""Discovery and call-overhead benchmarks; prints tables of medians measured in this one run.
+
+1. start + initialize + tools/list of the four sandbox servers: all at once (opsmith's way)
+   against one after another, and against the slowest server alone.
+2. one no-op tool call through opsmith's pool against the SDK's own bare client loop,
+   over stdio and over streamable HTTP (sessions open, reused for every call).
+
+    uv run python bench/discovery.py [--runs 5] [--calls 300]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from mcp import Client
+from mcp.client.stdio import StdioServerParameters
+
+from opsmith.config import parse_config
+from opsmith.sandbox.world import World
+from opsmith.tools.mcp import ServerPool
+
+HERE = Path(__file__).resolve().parent
+SANDBOX = ["jenkins", "sonarqube", "registry", "kubernetes"]
+
+
+def sandbox_config(state: Path, names: list[str]) -> str:
+    lines = [f"state_dir: {state / 'opsmith'}", "mcpServers:"]
+    for name in names:
+        lines.append(
+            f"  {name}: {{command: {sys.executable}, args: [-m, opsmith.sandbox.{name},"
+            f" --state-dir, '{state / 'world'}', --latency-ms, '0']}}"
+        )
+    return "\n".join(lines)
+
+
+async def start_pool(state: Path, names: list[str]) -> float:
+    pool = ServerPool(parse_config(sandbox_config(state, names), source="bench"), os.environ)
+    began = time.perf_counter()
+    statuses = await pool.start()
+    elapsed = time.perf_counter() - began
+    await pool.stop()
+    bad = [s for s in statuses if s.health.value != "up"]
+    if bad:
+        raise SystemExit(f"bench server failed: {bad}")
+    return elapsed
+
+
+async def bench_discovery(runs: int) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        state = Path(tmp)
+        World(state / "world").ensure_seeded()
+        single: dict[str, list[float]] = {name: [] for name in SANDBOX}
+        concurrent: list[float] = []
+        sequential: list[float] = []
+        for _ in range(runs):
+            concurrent.append(await start_pool(state, SANDBOX))
+            total = 0.0
+            for name in SANDBOX:
+                seconds = await start_pool(state, [name])
+                single[name].append(seconds)
+                total += seconds
+            sequential.append(total)
+    med = {name: statistics.median(v) for name, v in single.items()}
+    slowest = max(med.values())
+    print(f"\nDiscovery of the 4 sandbox servers (45 tools), median of {runs} runs")
+    print(f"{'measure':<42}{'seconds':>10}{'x slowest':>12}")
+    for name, value in med.items():
+        print(f"{'  ' + name + ' alone':<42}{value:>10.3f}{value / slowest:>12.2f}")
+    for label, values in (("one after another (sum)", sequential), ("all at once (opsmith)", concurrent)):
+        value = statistics.median(values)
+        print(f"{label:<42}{value:>10.3f}{value / slowest:>12.2f}")
+    print("target: all at once <= 1.50 x the slowest single server")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+async def time_calls(call: object, count: int) -> list[float]:
+    samples = []
+    for _ in range(count):
+        began = time.perf_counter()
+        await call()  # type: ignore[operator]
+        samples.append((time.perf_counter() - began) * 1000)
+    return samples
+
+
+async def bench_calls(runs: int, count: int, transport: str) -> tuple[list[float], list[float]]:
+    server = str(HERE / "noop_server.py")
+    child = None
+    if transport == "http":
+        port = free_port()
+        child = subprocess.Popen([sys.executable, server, "http", str(port)], stderr=subprocess.DEVNULL)
+        await wait_port(port)
+        target: object = f"http://127.0.0.1:{port}/mcp"
+        spec = f"{{url: 'http://127.0.0.1:{port}/mcp'}}"
+    else:
+        target = StdioServerParameters(command=sys.executable, args=[server])
+        spec = f"{{command: {sys.executable}, args: ['{server}']}}"
+    bare: list[float] = []
+    ours: list[float] = []
+    try:
+        with tempfile.TemporaryDirectory() as tmp:
+            config = parse_config(f"state_dir: {tmp}\nmcpServers:\n  noop: {spec}", source="bench")
+            async with Client(target) as client, ServerPool(config, os.environ) as pool:  # type: ignore[arg-type]
+                await pool.start()
+                await time_calls(lambda: client.call_tool("noop", {}), 50)  # warm both paths up
+                await time_calls(lambda: pool.call("noop", "noop", {}), 50)
+                for _ in range(runs):  # interleaved, so drift in the machine hits both alike
+                    bare += await time_calls(lambda: client.call_tool("noop", {}), count)
+                    ours += await time_calls(lambda: pool.call("noop", "noop", {}), count)
+    finally:
+        if child is not None:
+            child.terminate()
+            child.wait(timeout=10)
+    return bare, ours
+
+
+async def wait_port(port: int) -> None:
+    deadline = time.monotonic() + 15
+    while time.monotonic() < deadline:
+        with socket.socket() as sock:
+            if sock.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        await asyncio.sleep(0.05)
+    raise SystemExit(f"noop server did not listen on {port}")
+
+
+def p99(values: list[float]) -> float:
+    return statistics.quantiles(values, n=100)[98]
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--runs", type=int, default=5)
+    parser.add_argument("--calls", type=int, default=300)
+    args = parser.parse_args()
+    await bench_discovery(args.runs)
+    print(f"\nOne no-op tool call, {args.runs} x {args.calls} calls per path, session kept open (ms)")
+    print(f"{'transport':<11}{'path':<22}{'median':>9}{'p99':>9}{'median x bare':>15}")
+    for transport in ("stdio", "http"):
+        bare, ours = await bench_calls(args.runs, args.calls, transport)
+        base = statistics.median(bare)
+        for label, values in (("SDK bare Client loop", bare), ("opsmith ServerPool", ours)):
+            med = statistics.median(values)
+            print(f"{transport:<11}{label:<22}{med:>9.3f}{p99(values):>9.3f}{med / base:>15.2f}")
+    print("target: opsmith within 1.2 x the bare loop")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
