@@ -122,7 +122,8 @@ def test_stop_and_start_change_what_opsmith_uses(time_dir: Path) -> None:
 def test_no_child_process_outlives_the_command(tmp_path: Path) -> None:
     write_config(
         tmp_path,
-        f"  hang: {fixture_server('hang.py')}, timeout: 1}}\n  slow: {fixture_server('garbage.py')}, timeout: 1}}",
+        f"  hang: {fixture_server('hang.py')}, timeout: 1}}\n"
+        f"  slow: {fixture_server('garbage.py')}, timeout: 1}}",
     )
     result = opsmith(tmp_path, "servers", "status")
     assert result.returncode == 1
@@ -140,7 +141,8 @@ def test_secrets_from_the_environment_never_reach_the_output(tmp_path: Path) -> 
         port = sock.getsockname()[1]
     write_config(
         tmp_path,
-        f"  remote: {{url: 'http://127.0.0.1:{port}/mcp?key=${{API_KEY}}', headers: {{Authorization: 'Bearer ${{API_KEY}}'}}, timeout: 3}}",
+        f"  remote: {{url: 'http://127.0.0.1:{port}/mcp?key=${{API_KEY}}',"
+        " headers: {Authorization: 'Bearer ${API_KEY}'}, timeout: 3}",
     )
     env = dict(os.environ, API_KEY="sk-live-abcdef123456")
     result = opsmith(tmp_path, "servers", "status", "--json", env=env)
