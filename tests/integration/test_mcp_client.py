@@ -222,3 +222,12 @@ async def test_python_module_server_in_pool_alongside(tmp_path: Path) -> None:
         [status] = await pool.start()
         assert status.health is Health.UP, status.reason
         assert (await pool.call("paged", "tool_03", {})).text == "called tool_03"
+
+
+async def test_a_call_that_outlives_its_timeout_is_a_retryable_failure(tmp_path: Path) -> None:
+    async with pool_for(tmp_path, f"  changing: {fixture_server('changing.py')}}}") as pool:
+        await pool.start()
+        with pytest.raises(ToolCallError, match=r"did not answer within 0.5s") as caught:
+            await pool.call("changing", "freeze", {"seconds": 1.5}, timeout=0.5)
+        assert caught.value.retryable
+        assert (await pool.call("changing", "echo", {"text": "alive"})).text == "alive"

@@ -50,12 +50,18 @@ def call_command(
     as_json: JsonOpt = False,
 ) -> None:
     """Call one tool directly; arguments are checked against its input schema first."""
-    from opsmith.discovery import running_servers  # starts the MCP SDK: load on use
+    from opsmith.discovery import off_names, running_servers  # starts the MCP SDK: load on use
 
     arguments = parse_arguments(args)
     if timeout is not None and timeout <= 0:
         raise UsageError(f"--timeout must be positive, got {timeout:g}")
     app = state(ctx).app
+
+    if server in off_names(app):
+        raise UsageError(
+            f"server {server!r} is stopped by an operator",
+            hint=f"start it first: opsmith servers start {server}",
+        )
 
     async def call() -> ToolResult:
         async with running_servers(app, [server]) as pool:

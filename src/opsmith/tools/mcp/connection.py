@@ -147,15 +147,14 @@ class ServerConnection:
                 f"server {self.name!r} is {self._health.value}: {self._reason}",
                 hint=f"check `opsmith servers status {self.name}` and its log {self._log_file}",
             )
+        limit = timeout or self.spec.call_timeout
         started = time.perf_counter()
         try:
-            result = await client.call_tool(
-                tool, arguments, read_timeout_seconds=timeout or self.spec.call_timeout
-            )
+            result = await client.call_tool(tool, arguments, read_timeout_seconds=limit)
         except Exception as exc:
             if is_connection_loss(exc):
                 self._connection_lost(describe(exc))
-            raise _redacted(call_failure(self.name, tool, exc), self._secrets) from None
+            raise _redacted(call_failure(self.name, tool, exc, limit), self._secrets) from None
         elapsed = (time.perf_counter() - started) * 1000
         text = self._redact(_text_of(result.content))
         if result.is_error:

@@ -44,7 +44,7 @@ def is_connection_loss(exc: BaseException) -> bool:
     return isinstance(exc, httpx2.TransportError | ConnectionError | EOFError)
 
 
-def call_failure(server: str, tool: str, exc: BaseException) -> OpsmithError:
+def call_failure(server: str, tool: str, exc: BaseException, timeout: float) -> OpsmithError:
     """The opsmith error for a tools/call that raised instead of returning a result."""
     cause = root_cause(exc)
     if isinstance(cause, OpsmithError):
@@ -59,10 +59,11 @@ def call_failure(server: str, tool: str, exc: BaseException) -> OpsmithError:
             f"server {server!r} closed the connection during {tool}: {describe(cause)}",
             hint=f"opsmith restarts it; see its log and `opsmith servers status {server}`",
         )
-    if isinstance(cause, TimeoutError):
+    timed_out = isinstance(cause, MCPError) and cause.code == types.REQUEST_TIMEOUT
+    if timed_out or isinstance(cause, TimeoutError):
         return ToolCallError(
-            f"{server}/{tool} did not answer in time",
-            hint="raise call_timeout for this server",
+            f"{server}/{tool} did not answer within {timeout:g}s",
+            hint=f"raise call_timeout for server {server!r}, or check the server's log",
             retryable=True,
         )
     retryable = isinstance(cause, MCPError) and cause.code in _RETRYABLE_CODES

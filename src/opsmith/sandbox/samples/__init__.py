@@ -1,0 +1,1 @@
+"""Sample application histories and the bundled advisory table, kept as data."""
