@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,6 +19,35 @@ PYTHON = sys.executable
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+@pytest.fixture(scope="session")
+def seeded_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One sandbox world seeded per test session (seeding runs real builds, pushes, deploys)."""
+    from opsmith.sandbox.world import World
+
+    state = tmp_path_factory.mktemp("sandbox-template") / "state"
+    World(state).ensure_seeded()
+    return state
+
+
+@pytest.fixture
+def state_dir(tmp_path: Path, seeded_template: Path) -> Path:
+    """A private copy of the seeded sandbox world for one test."""
+    target = tmp_path / "state"
+    shutil.copytree(seeded_template, target)
+    return target
+
+
+def sandbox_servers(
+    state_dir: Path, names: tuple[str, ...] = ("jenkins", "sonarqube", "registry", "kubernetes")
+) -> str:
+    """mcpServers YAML lines for sandbox servers over stdio on `state_dir`, with no latency."""
+    return "\n".join(
+        f"  {name}: {{command: {PYTHON}, args: [-m, opsmith.sandbox.{name}, --state-dir, '{state_dir}',"
+        " --latency-ms, '0']}"
+        for name in names
+    )
 
 
 def fixture_server(name: str) -> str:

@@ -160,3 +160,23 @@ def test_db_upgrade(tmp_path: Path) -> None:
     assert first["from"] is None and first["to"] == "0001"
     again = opsmith(tmp_path, "db", "upgrade")
     assert "already at revision 0001" in again.stdout
+
+
+def test_demo_discovers_45_tools_over_the_4_sandbox_servers(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "OPSMITH_CONFIG"}
+    env["OPSMITH_SANDBOX_LATENCY_MS"] = "0"
+    result = opsmith(tmp_path, "demo", "--json", env=env)
+    assert result.returncode == 0, result.stderr
+    data = json.loads(result.stdout)
+    assert [s["name"] for s in data["servers"]] == ["jenkins", "sonarqube", "registry", "kubernetes"]
+    assert {s["name"]: s["tool_count"] for s in data["servers"]} == {
+        "jenkins": 15,
+        "sonarqube": 10,
+        "registry": 8,
+        "kubernetes": 12,
+    }
+    assert len(data["tools"]) == 45
+    people = opsmith(tmp_path, "demo", env=env)
+    assert "Jenkins CI - 15 Tools Available" in people.stdout
+    assert "Total: 45 tools across 4 MCP servers" in people.stdout
+    assert (tmp_path / ".opsmith" / "sandbox" / "repos" / "my-application" / ".git").is_dir()

@@ -52,10 +52,16 @@ def catalog_panels(catalog: Catalog, titles: dict[str, str], shown: int = 5) -> 
     panels = []
     for server in catalog.servers():
         tools = catalog.tools(server)
-        width = max((len(t.name) for t in tools), default=10)
-        lines = [f"• {t.name:<{width}}  : {t.summary}" for t in tools[:shown]]
+        if not tools:
+            continue
+        grid = Table.grid(padding=(0, 1))
+        grid.add_column(no_wrap=True, min_width=2 + max(len(t.name) for t in tools[:shown]))
+        grid.add_column(no_wrap=True, overflow="ellipsis", max_width=60)
+        for tool in tools[:shown]:
+            grid.add_row(f"• {tool.name}", f": {tool.summary}")
+        body: list[Table | Text] = [grid]
         if len(tools) > shown:
-            lines.append(f"... ({len(tools) - shown} more tools: opsmith tools --server {server})")
+            body.append(Text(f"... ({len(tools) - shown} more tools: opsmith tools --server {server})"))
         title = f"{titles.get(server, server)} - {len(tools)} Tools Available"
-        panels.append(Panel("\n".join(lines), title=title, title_align="left", expand=False))
+        panels.append(Panel(Group(*body), title=title, title_align="left", expand=False))
     return Group(*panels)

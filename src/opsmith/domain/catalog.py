@@ -86,11 +86,13 @@ class Catalog:
         self._by_server.pop(server, None)
 
     def servers(self) -> list[str]:
-        return sorted(self._by_server)
+        """Servers in the order they were first added (the configuration's order)."""
+        return list(self._by_server)
 
     def tools(self, server: str | None = None) -> list[ToolSpec]:
+        """Tools in each server's own listing order: servers list their main tools first."""
         servers = [server] if server is not None else self.servers()
-        return [t for s in servers for t in sorted(self._by_server.get(s, {}).values(), key=_by_name)]
+        return [t for s in servers for t in self._by_server.get(s, {}).values()]
 
     def get(self, server: str, name: str) -> ToolSpec | None:
         return self._by_server.get(server, {}).get(name)
@@ -104,6 +106,3 @@ class Catalog:
     def __iter__(self) -> Iterator[ToolSpec]:
         return iter(self.tools())
 
-
-def _by_name(tool: ToolSpec) -> str:
-    return tool.name

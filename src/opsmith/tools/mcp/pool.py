@@ -22,6 +22,8 @@ class ServerPool:
     def __init__(self, config: Config, environ: Mapping[str, str]) -> None:
         self._config = config
         self.catalog = Catalog()
+        for name in config.mcp_servers:
+            self.catalog.replace_server(name, [])  # fixes the display order to the config's
         self._connections = {
             name: ServerConnection(
                 name,
