@@ -105,4 +105,3 @@ class Catalog:
 
     def __iter__(self) -> Iterator[ToolSpec]:
         return iter(self.tools())
-
