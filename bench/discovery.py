@@ -101,7 +101,9 @@ async def bench_calls(runs: int, count: int, transport: str) -> tuple[list[float
     child = None
     if transport == "http":
         port = free_port()
-        child = subprocess.Popen([sys.executable, server, "http", str(port)], stderr=subprocess.DEVNULL)
+        child = subprocess.Popen(
+            [sys.executable, server, "http", str(port)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+        )
         await wait_port(port)
         target: object = f"http://127.0.0.1:{port}/mcp"
         spec = f"{{url: 'http://127.0.0.1:{port}/mcp'}}"
