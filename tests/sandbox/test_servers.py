@@ -11,14 +11,15 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TextIO
 
-import psutil
 import pytest
 from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
 
 from opsmith.sandbox import SERVERS
 
-pytestmark = [pytest.mark.integration, pytest.mark.anyio]
+# no_orphans compares against the children that existed before the test, so processes other
+# tests leave running (such as multiprocessing's resource tracker) do not count.
+pytestmark = [pytest.mark.integration, pytest.mark.anyio, pytest.mark.usefixtures("no_orphans")]
 
 # server -> (tool count, a tool, good arguments, the field a bad call changes)
 EXPECTED: dict[str, tuple[int, str, dict[str, Any], str]] = {
@@ -46,21 +47,6 @@ EXPECTED: dict[str, tuple[int, str, dict[str, Any], str]] = {
 
 def _args(server: str, state_dir: Path, *extra: str) -> list[str]:
     return ["-m", SERVERS[server], "--state-dir", str(state_dir), "--latency-ms", "0", *extra]
-
-
-def _no_children() -> bool:
-    return not [
-        p for p in psutil.Process().children(recursive=True) if p.is_running() and p.status() != "zombie"
-    ]
-
-
-def _wait_no_children(seconds: float = 10) -> bool:
-    deadline = time.monotonic() + seconds
-    while not _no_children():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
 
 
 @pytest.fixture
@@ -128,7 +114,6 @@ async def test_server_over_stdio(server: str, state_dir: Path, errlog: TextIO) -
         assert result.structured_content["ready"] == 2
     assert bad.is_error
     assert "nowhere" in bad.content[0].text  # type: ignore[union-attr]
-    assert _wait_no_children()
 
 
 def _free_port() -> int:
@@ -145,7 +130,6 @@ async def test_kubernetes_over_streamable_http(state_dir: Path, errlog: TextIO) 
             result = await client.call_tool(
                 "get_service", {"service_name": "my-application-service", "namespace": "production"}
             )
-    assert _wait_no_children()
     assert len(tools) == 12
     assert not result.is_error
     assert result.structured_content is not None
