@@ -19,6 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from mcp import Client
@@ -42,8 +43,17 @@ def sandbox_config(state: Path, names: list[str]) -> str:
     return "\n".join(lines)
 
 
-async def start_pool(state: Path, names: list[str]) -> float:
-    pool = ServerPool(parse_config(sandbox_config(state, names), source="bench"), os.environ)
+EVERYTHING = HERE.parent / "tests" / "npm" / "node_modules" / ".bin" / "mcp-server-everything"
+
+
+def everything_config(state: Path, names: list[str]) -> str:
+    lines = [f"state_dir: {state / 'opsmith'}", "mcpServers:"]
+    lines += [f"  {name}: {{command: '{EVERYTHING}'}}" for name in names]
+    return "\n".join(lines)
+
+
+async def start_pool(state: Path, names: list[str], make_config: Callable[[Path, list[str]], str]) -> float:
+    pool = ServerPool(parse_config(make_config(state, names), source="bench"), os.environ)
     began = time.perf_counter()
     statuses = await pool.start()
     elapsed = time.perf_counter() - began
@@ -54,24 +64,26 @@ async def start_pool(state: Path, names: list[str]) -> float:
     return elapsed
 
 
-async def bench_discovery(runs: int) -> None:
+async def bench_discovery(
+    runs: int, title: str, names: list[str], make_config: Callable[[Path, list[str]], str]
+) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         state = Path(tmp)
         World(state / "world").ensure_seeded()
-        single: dict[str, list[float]] = {name: [] for name in SANDBOX}
+        single: dict[str, list[float]] = {name: [] for name in names}
         concurrent: list[float] = []
         sequential: list[float] = []
         for _ in range(runs):
-            concurrent.append(await start_pool(state, SANDBOX))
+            concurrent.append(await start_pool(state, names, make_config))
             total = 0.0
-            for name in SANDBOX:
-                seconds = await start_pool(state, [name])
+            for name in names:
+                seconds = await start_pool(state, [name], make_config)
                 single[name].append(seconds)
                 total += seconds
             sequential.append(total)
     med = {name: statistics.median(v) for name, v in single.items()}
     slowest = max(med.values())
-    print(f"\nDiscovery of the 4 sandbox servers (45 tools), median of {runs} runs")
+    print(f"\n{title}, median of {runs} runs")
     print(f"{'measure':<42}{'seconds':>10}{'x slowest':>12}")
     for name, value in med.items():
         print(f"{'  ' + name + ' alone':<42}{value:>10.3f}{value / slowest:>12.2f}")
@@ -148,7 +160,10 @@ async def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--calls", type=int, default=300)
     args = parser.parse_args()
-    await bench_discovery(args.runs)
+    await bench_discovery(args.runs, "Discovery of the 4 sandbox servers (45 tools)", SANDBOX, sandbox_config)
+    if EVERYTHING.exists():  # a lighter peer: shows how much of the above is the servers' own start-up
+        names = [f"everything{i}" for i in range(1, 5)]
+        await bench_discovery(args.runs, "Discovery of 4 x server-everything (npm)", names, everything_config)
     print(f"\nOne no-op tool call, {args.runs} x {args.calls} calls per path, session kept open (ms)")
     print(f"{'transport':<11}{'path':<22}{'median':>9}{'p99':>9}{'median x bare':>15}")
     for transport in ("stdio", "http"):
