@@ -99,6 +99,43 @@ class SupervisionConfig(_Strict):
     health_interval: float = Field(default=10.0, gt=0, le=3600)
 
 
+class ApplicationConfig(_Strict):
+    """What opsmith knows about one application it deploys."""
+
+    strategy: Literal["rolling", "canary", "blue-green"] = "rolling"
+    image_repository: str | None = Field(default=None, description="default: planning.image_repository")
+    branch: str | None = None
+
+
+class PlanningConfig(_Strict):
+    default_application: str | None = None
+    default_environment: Literal["production", "staging", "development"] | None = None
+    default_branch: str = "main"
+    image_repository: str = Field(default="{app}", description="template; {app} is the application")
+    service_name: str = Field(default="{app}-service", description="template; {app} is the application")
+    playbook_dirs: list[Path] = Field(default_factory=list)
+    risk_words: dict[Literal["LOW", "MEDIUM", "HIGH", "CRITICAL"], list[str]] | None = Field(
+        default=None, description="replaces the built-in action words of that level"
+    )
+    raise_risk_in: list[str] = Field(default_factory=lambda: ["production"])
+    recent_failure_days: int = Field(default=7, ge=1, le=365)
+    friday_cutoff_hour: int = Field(default=15, ge=0, le=23)
+
+
+class ApprovalPolicy(_Strict):
+    environments: list[str] = Field(default_factory=lambda: ["production"])
+    min_risk: Literal["LOW", "MEDIUM", "HIGH", "CRITICAL"] = "HIGH"
+    four_eyes_risk: Literal["LOW", "MEDIUM", "HIGH", "CRITICAL"] = "CRITICAL"
+    four_eyes_approvers: int = Field(default=2, ge=2, le=10)
+
+
+class PolicyConfig(_Strict):
+    approval: ApprovalPolicy = Field(default_factory=ApprovalPolicy)
+    compliance: dict[str, list[str]] | None = Field(
+        default=None, description="requirements per environment; replaces the defaults"
+    )
+
+
 class Config(_Strict):
     """Everything opsmith is configured with. Built once by `load_config`."""
 
@@ -106,6 +143,9 @@ class Config(_Strict):
     database_url: str | None = None
     state_dir: Path = Path(".opsmith")
     supervision: SupervisionConfig = Field(default_factory=SupervisionConfig)
+    applications: dict[str, ApplicationConfig] = Field(default_factory=dict)
+    planning: PlanningConfig = Field(default_factory=PlanningConfig)
+    policy: PolicyConfig = Field(default_factory=PolicyConfig)
     source: str = Field(default="<defaults>", exclude=True)
 
     @field_validator("mcp_servers", mode="before")
@@ -223,6 +263,7 @@ _ALLOWED = {
     "stdio": sorted(n for n in StdioServerConfig.model_fields),
     "http": sorted(n for n in HttpServerConfig.model_fields),
     "supervision": sorted(SupervisionConfig.model_fields),
+    "planning": sorted(PlanningConfig.model_fields),
 }
 
 
@@ -245,6 +286,6 @@ def _hint(exc: ValidationError) -> str:
         return "correct that value; README.md shows a complete example"
     if loc[:1] == ["mcpServers"] and len(loc) >= 3:
         return "allowed keys for a server: " + ", ".join(sorted(set(_ALLOWED["stdio"] + _ALLOWED["http"])))
-    if loc[:1] == ["supervision"]:
-        return "allowed keys: " + ", ".join(_ALLOWED["supervision"])
+    if loc[:1] in (["supervision"], ["planning"]):
+        return "allowed keys: " + ", ".join(_ALLOWED[loc[0]])
     return "allowed top-level keys: " + ", ".join(_ALLOWED[""])

@@ -12,6 +12,7 @@ from opsmith.cli.context import State
 from opsmith.cli.db import db_app
 from opsmith.cli.demo import demo_command
 from opsmith.cli.errors import report
+from opsmith.cli.plans import intent_command, plan_command, plans_command, show_command
 from opsmith.cli.servers import servers_app
 from opsmith.cli.tools import call_command, tools_command
 from opsmith.errors import OpsmithError
@@ -43,6 +44,10 @@ app.add_typer(db_app, name="db")
 app.command("tools")(tools_command)
 app.command("call")(call_command)
 app.command("demo")(demo_command)
+app.command("intent")(intent_command)
+app.command("plan")(plan_command)
+app.command("show")(show_command)
+app.command("plans")(plans_command)
 
 
 def main() -> None:

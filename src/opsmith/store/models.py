@@ -40,3 +40,21 @@ class ToolRow(Base):
     output_schema: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     hints: Mapped[dict[str, Any]] = mapped_column(JSON)
     discovered_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+
+
+class PlanRow(Base):
+    """A plan as shown to and approved by people; `data` is the full plan JSON."""
+
+    __tablename__ = "plans"
+
+    id: Mapped[str] = mapped_column(String(160), primary_key=True)
+    status: Mapped[str] = mapped_column(String(24), index=True)
+    hash: Mapped[str] = mapped_column(String(80))
+    request: Mapped[str] = mapped_column(Text)
+    playbook: Mapped[str] = mapped_column(String(64))
+    risk: Mapped[str] = mapped_column(String(16))
+    environment: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    application: Mapped[str | None] = mapped_column(String(128), nullable=True, index=True)
+    data: Mapped[dict[str, Any]] = mapped_column(JSON)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), index=True)
+    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))

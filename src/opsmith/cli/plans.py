@@ -1,0 +1,118 @@
+"""`opsmith intent`, `opsmith plan [amend]`, `opsmith show`, `opsmith plans`."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from opsmith.cli.context import emit_json, out, run, state
+from opsmith.cli.plan_view import intent_view, plan_view, risk_text
+from opsmith.domain.errors import UsageError
+from opsmith.domain.plan import Plan, PlanStatus
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable output")]
+SetOpt = Annotated[
+    list[str] | None, typer.Option("--set", help="fill an argument: KEY=VALUE or STEP.KEY=VALUE")
+]
+
+
+def intent_command(
+    ctx: typer.Context,
+    text: Annotated[str, typer.Argument(help="the request, in plain language")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Show how a request is understood (the `intent` of its plan); unknown names are flagged."""
+    from opsmith.planning import planner_for
+
+    intent = planner_for(state(ctx).app).intent(text)
+    if as_json:
+        emit_json(intent.model_dump(mode="json"))
+    else:
+        out.print(intent_view(intent))
+
+
+def plan_command(
+    ctx: typer.Context,
+    words: Annotated[list[str], typer.Argument(help='"REQUEST", or: amend PLAN_ID')],
+    sets: SetOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Plan a request over the running servers and store it: `opsmith plan "Deploy x to staging"`.
+
+    `opsmith plan amend PLAN_ID --set key=value` fills what an incomplete plan is missing.
+    """
+    from opsmith.planning import amend_plan, make_plan, parse_overrides
+
+    app = state(ctx).app
+    overrides = parse_overrides(sets or [])
+    if words[:1] == ["amend"] and len(words) == 2:
+        plan = run(amend_plan(app, words[1], overrides))
+    elif words[:1] == ["amend"]:
+        raise UsageError("amend takes one plan id", hint="opsmith plan amend PLAN_ID --set KEY=VALUE")
+    else:
+        plan = run(make_plan(app, " ".join(words), overrides))
+    _show(plan, as_json)
+    raise typer.Exit(1 if plan.status is PlanStatus.INCOMPLETE else 0)
+
+
+def show_command(
+    ctx: typer.Context,
+    plan_id: Annotated[str, typer.Argument(help="a plan id, as `opsmith plans` lists them")],
+    as_json: JsonOpt = False,
+) -> None:
+    """Show a stored plan."""
+    from opsmith.store.plans import PlanRepository
+
+    _show(PlanRepository(state(ctx).app.database).get(plan_id), as_json)
+
+
+def plans_command(
+    ctx: typer.Context,
+    status: Annotated[str | None, typer.Option("--status", help="only plans in this status")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List stored plans, newest first."""
+    from opsmith.store.plans import PlanRepository
+
+    wanted = None
+    if status is not None:
+        try:
+            wanted = PlanStatus(status)
+        except ValueError:
+            raise UsageError(
+                f"unknown status {status!r}", hint="one of: " + ", ".join(s.value for s in PlanStatus)
+            ) from None
+    plans = PlanRepository(state(ctx).app.database).list(wanted)
+    if as_json:
+        emit_json([_summary(p) for p in plans])
+        return
+    table = Table(title=f"{len(plans)} plans", title_justify="left")
+    for column in ("id", "status", "risk", "steps", "estimate", "request"):
+        table.add_column(column, overflow="fold")
+    for p in plans:
+        table.add_row(
+            p.id, p.status.value, risk_text(p.risk), str(len(p.steps)), p.estimated_duration.text, p.request
+        )
+    out.print(table)
+
+
+def _summary(plan: Plan) -> dict[str, object]:
+    return {
+        "id": plan.id,
+        "status": plan.status.value,
+        "risk": plan.risk.value,
+        "steps": len(plan.steps),
+        "estimated_duration": plan.estimated_duration.text,
+        "request": plan.request,
+        "hash": plan.hash,
+        "created_at": plan.created_at.isoformat(),
+    }
+
+
+def _show(plan: Plan, as_json: bool) -> None:
+    if as_json:
+        emit_json(plan.model_dump(mode="json"))
+    else:
+        out.print(plan_view(plan, width=max(60, out.width)))

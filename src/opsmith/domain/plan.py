@@ -1,0 +1,176 @@
+"""A plan: the reviewed, risk-assessed dependency graph of concrete tool calls, as data."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from opsmith.domain.compliance import Requirement
+from opsmith.domain.intent import Intent
+from opsmith.domain.risk import Risk
+
+
+class PlanStatus(StrEnum):
+    INCOMPLETE = "incomplete"
+    PENDING_APPROVAL = "pending_approval"
+    APPROVED = "approved"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    FAILED = "failed"
+    ROLLED_BACK = "rolled_back"
+    CANCELLED = "cancelled"
+    REJECTED = "rejected"
+    EXPIRED = "expired"
+
+
+class ToolCall(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    server: str
+    tool: str
+    args: dict[str, Any] = Field(default_factory=dict)
+    description: str = ""
+
+
+class Candidate(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    tool: str
+    score: float
+    reasons: list[str]
+
+
+class Mapping(BaseModel):
+    """Why this tool: the winner and the runners-up, with their scores."""
+
+    model_config = ConfigDict(frozen=True)
+
+    capability: str
+    chosen: Candidate
+    runners_up: list[Candidate] = Field(default_factory=list)
+
+
+class Step(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    name: str
+    capability: str
+    server: str
+    tool: str
+    args: dict[str, Any] = Field(default_factory=dict)
+    depends_on: list[str] = Field(default_factory=list)
+    risk: Risk
+    risk_reasons: list[str] = Field(default_factory=list)
+    compliance: list[str] = Field(default_factory=list)
+    requires_validation: bool = False
+    rollback: ToolCall | None = None
+    targets: list[str] = Field(default_factory=list)
+    optional: bool = False
+    idempotent: bool = False
+    changes_target: bool = False
+    estimated_duration: tuple[float, float] = (0.0, 0.0)
+    missing_args: list[str] = Field(default_factory=list)
+    description: str = ""
+    mapping: Mapping | None = None
+
+
+class FiredRule(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    rule: str
+    reason: str
+    effect: str
+
+
+class Estimate(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    minimum_seconds: float
+    maximum_seconds: float
+    text: str
+    critical_path: list[str]
+
+
+class Plan(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    id: str
+    request: str
+    title: str
+    intent: Intent
+    playbook: str
+    priority: str
+    risk: Risk
+    requires_approval: bool
+    approval_reasons: list[str] = Field(default_factory=list)
+    approvals_needed: int = 0
+    compliance: list[Requirement] = Field(default_factory=list)
+    rollback_strategy: str
+    success_criteria: list[str] = Field(default_factory=list)
+    failure_handling: str
+    estimated_duration: Estimate
+    steps: list[Step]
+    parallel_groups: list[list[str]] = Field(default_factory=list)
+    context_rules: list[FiredRule] = Field(default_factory=list)
+    skipped: list[str] = Field(default_factory=list)
+    warnings: list[str] = Field(default_factory=list)
+    overrides: dict[str, Any] = Field(default_factory=dict, description="--set values the plan was made with")
+    status: PlanStatus
+    hash: str = ""
+    created_at: datetime
+
+    @property
+    def missing(self) -> dict[str, list[str]]:
+        return {s.id: s.missing_args for s in self.steps if s.missing_args}
+
+    @property
+    def unmet(self) -> list[Requirement]:
+        return [r for r in self.compliance if r.unmet]
+
+    def step(self, step_id: str) -> Step:
+        for step in self.steps:
+            if step.id == step_id:
+                return step
+        raise KeyError(step_id)
+
+    def content_hash(self) -> str:
+        """sha256 over everything that would run or decide whether it may run; ids and times excluded."""
+        return content_hash(self)
+
+
+def content_hash(plan: Plan) -> str:
+    body = {
+        "request": plan.request,
+        "risk": plan.risk,
+        "requires_approval": plan.requires_approval,
+        "approvals_needed": plan.approvals_needed,
+        "compliance": [r.model_dump(mode="json") for r in plan.compliance],
+        "steps": [
+            s.model_dump(
+                mode="json",
+                include={
+                    "id",
+                    "server",
+                    "tool",
+                    "args",
+                    "depends_on",
+                    "risk",
+                    "compliance",
+                    "requires_validation",
+                    "rollback",
+                    "targets",
+                    "optional",
+                    "idempotent",
+                },
+            )
+            for s in plan.steps
+        ],
+    }
+    canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
+    return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()

@@ -1,0 +1,73 @@
+"""Playbooks as data: which requests they serve and the capability steps they lay out."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from opsmith.domain.intent import Intent
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class PlaybookStep(_Strict):
+    id: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    capability: str
+    name: str
+    depends_on: list[str] = Field(default_factory=list)
+    args: dict[str, Any] = Field(default_factory=dict)
+    optional: bool = False
+    rollback: str | None = Field(default=None, description="capability that undoes this step")
+    rollback_args: dict[str, Any] = Field(default_factory=dict)
+    requires_validation: bool = False
+    idempotent: bool | None = None
+    description: str = ""
+    duration: tuple[float, float] | None = None
+    environment: str | None = Field(default=None, description="acts on this environment, not the request's")
+    for_each: Literal["subject"] | None = None
+    serial_after: str | None = Field(
+        default=None, description="for_each: instance i also waits for this step of instance i-1"
+    )
+    urgent_skip: bool = Field(default=False, description="left out when the request is urgent")
+
+
+class Match(_Strict):
+    actions: list[str]
+    environments: list[str] | None = None
+    urgency: list[str] | None = None
+    strategy: list[str] | None = Field(default=None, description="the subject's deployment strategy")
+    min_subjects: int = 0
+    max_subjects: int | None = None
+
+
+class Playbook(_Strict):
+    name: str = Field(pattern=r"^[a-z][a-z0-9_]*$")
+    description: str
+    title: str
+    precedence: int = 0
+    match: Match
+    skips: list[str] = Field(default_factory=list, description="what this playbook leaves out, and why")
+    steps: list[PlaybookStep]
+    source: str = Field(default="", exclude=True)
+
+    def matches(self, intent: Intent, strategy: str | None) -> bool:
+        m = self.match
+        if intent.action not in m.actions:
+            return False
+        if m.environments is not None and intent.environment not in m.environments:
+            return False
+        if m.urgency is not None and intent.urgency not in m.urgency:
+            return False
+        if m.strategy is not None and strategy not in m.strategy:
+            return False
+        count = len(intent.subjects)
+        return count >= m.min_subjects and (m.max_subjects is None or count <= m.max_subjects)
+
+
+def choose(playbooks: list[Playbook], intent: Intent, strategy: str | None) -> Playbook | None:
+    """The matching playbook with the highest precedence; ties go to the name, for determinism."""
+    fitting = [p for p in playbooks if p.matches(intent, strategy)]
+    return min(fitting, key=lambda p: (-p.precedence, p.name)) if fitting else None

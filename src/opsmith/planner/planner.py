@@ -1,0 +1,397 @@
+"""Request -> Intent -> Plan. Pure: the catalog, the clock and the history come in as values."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from opsmith.config import Config
+from opsmith.domain.capabilities import CAPABILITIES, Capability
+from opsmith.domain.catalog import Catalog, ToolSpec
+from opsmith.domain.errors import PlanError
+from opsmith.domain.graph import Node, estimate, format_duration_range, parallel_groups, validate
+from opsmith.domain.intent import Intent, Vocabulary, parse_intent, require_environment
+from opsmith.domain.plan import Estimate, Plan, PlanStatus, Step, ToolCall
+from opsmith.domain.plan import Mapping as ToolMapping
+from opsmith.domain.playbook import Playbook, PlaybookStep, choose
+from opsmith.domain.risk import Risk, RiskRules, assess, highest
+from opsmith.planner import describe
+from opsmith.planner.arguments import fill_arguments
+from opsmith.planner.compliance import attach_requirements
+from opsmith.planner.context import Moment, adjust, staging_steps
+from opsmith.planner.expand import Draft, drop, expand
+from opsmith.planner.mapping import choose_tool
+from opsmith.planner.templates import render_text
+
+
+@dataclass(frozen=True)
+class Situation:
+    """Everything outside the request that a plan depends on, as plain values."""
+
+    catalog: Catalog
+    now: datetime
+    degraded: frozenset[str] = frozenset()
+    durations: Mapping[str, float] = field(default_factory=dict)
+    recent_failures: Mapping[tuple[str, str], int] = field(default_factory=dict)
+    taken_ids: frozenset[str] = frozenset()
+
+
+class Planner:
+    def __init__(self, config: Config, playbooks: list[Playbook]) -> None:
+        self._config = config
+        self._playbooks = playbooks
+        self.vocabulary = Vocabulary(
+            applications=list(config.applications),
+            groups=[],
+            default_application=config.planning.default_application,
+            default_environment=config.planning.default_environment,
+        )
+        words = config.planning.risk_words
+        defaults = RiskRules()
+        self._risk_rules = RiskRules(
+            words={**defaults.words, **({Risk(k): v for k, v in words.items()} if words else {})},
+            raise_in=config.planning.raise_risk_in,
+        )
+
+    def intent(self, request: str) -> Intent:
+        return parse_intent(request, self.vocabulary)
+
+    def check(self, request: str) -> Intent:
+        """What can be refused before any server is asked: the request itself."""
+        intent = self.intent(request)
+        self._refuse_unknown(intent)
+        require_environment(intent)
+        if intent.targets.group or intent.targets.hosts:
+            where = intent.targets.group or ", ".join(intent.targets.hosts)
+            raise PlanError(
+                f"host operations on {where} need an inventory and SSH/WinRM tools, which are not configured",
+                hint="this version plans over MCP servers; try e.g. 'Deploy microservice-one to staging'",
+            )
+        return intent
+
+    def plan(self, request: str, situation: Situation, overrides: Mapping[str, Any] | None = None) -> Plan:
+        """A complete plan, an incomplete one (missing arguments listed), or a PlanError/IntentError."""
+        intent = self.check(request)
+        subjects = intent.subjects
+        subject = subjects[0] if subjects else None
+        strategy = self._strategy(intent, subject)
+        playbook = choose(self._playbooks, intent, strategy)
+        if playbook is None:
+            raise self._no_playbook(intent, strategy)
+        if not subjects and any(s.for_each or "subject" in str(s.args) for s in playbook.steps):
+            raise PlanError(
+                f"'{intent.request}' names no application and no default_application is configured",
+                hint=f"name one, e.g. '{intent.action} {next(iter(self._config.applications), 'APP')} ...'",
+            )
+        moment = Moment(
+            now=situation.now,
+            recent_failures=situation.recent_failures.get((subject or "", intent.environment or ""), 0),
+            failure_window_days=self._config.planning.recent_failure_days,
+            friday_cutoff_hour=self._config.planning.friday_cutoff_hour,
+        )
+        has_staging = any(s.environment == "staging" for s in playbook.steps)
+        adjustment = adjust(intent.environment, intent.urgency, subject, moment, has_staging)
+        can_stage = adjustment.staging_validation and any(s.id == "push_image" for s in playbook.steps)
+        source_steps, skipped = self._source_steps(playbook, intent, can_stage)
+        source_steps += _after_last(adjustment.extra_steps, source_steps)
+        drafts = expand(source_steps, subjects)
+        steps, warnings, dropped = self._concrete(drafts, intent, situation, dict(overrides or {}))
+        skipped += dropped
+        return self._assemble(
+            intent, playbook, steps, warnings, skipped, adjustment, situation, dict(overrides or {})
+        )
+
+    # -- pieces -----------------------------------------------------------------------------
+
+    def _refuse_unknown(self, intent: Intent) -> None:
+        if intent.unknown:
+            first = intent.unknown[0]
+            near = f"; nearest known: {', '.join(first.nearest)}" if first.nearest else ""
+            raise PlanError(
+                f"unknown {first.kind} {first.name!r}{near}",
+                hint=f"known applications: {', '.join(self.vocabulary.applications) or 'none configured'}",
+            )
+
+    def _strategy(self, intent: Intent, subject: str | None) -> str:
+        asked = intent.params.get("strategy")
+        if isinstance(asked, str):
+            return asked.replace("_", "-")
+        app = self._config.applications.get(subject or "")
+        return app.strategy if app else "rolling"
+
+    def _no_playbook(self, intent: Intent, strategy: str) -> PlanError:
+        serving = sorted({a for p in self._playbooks for a in p.match.actions})
+        return PlanError(
+            f"no playbook for {intent.action} in {intent.environment or 'no environment'}"
+            f" ({len(intent.subjects)} subject(s), {intent.urgency}, {strategy})",
+            hint=f"playbooks exist for: {', '.join(serving)}; add one under planning.playbook_dirs",
+        )
+
+    def _source_steps(
+        self, playbook: Playbook, intent: Intent, add_staging: bool
+    ) -> tuple[list[PlaybookStep], list[str]]:
+        steps = list(playbook.steps)
+        skipped = list(playbook.skips)
+        if intent.urgency in ("fast", "urgent"):
+            left_out = [s for s in steps if s.optional or s.urgent_skip]
+            steps = [s for s in steps if s not in left_out]
+            skipped += [
+                f"{s.id}: optional, left out because the request is {intent.urgency}" for s in left_out
+            ]
+            steps = _without(steps, {s.id for s in left_out})
+        if add_staging:
+            extra = staging_steps(intent.subjects[0] if intent.subjects else None)
+            steps = _insert_before_change(steps, extra)
+        return steps, skipped
+
+    def _concrete(
+        self, drafts: list[Draft], intent: Intent, situation: Situation, overrides: dict[str, Any]
+    ) -> tuple[list[Step], list[str], list[str]]:
+        warnings: list[str] = []
+        chosen: dict[str, tuple[ToolMapping, ToolSpec]] = {}
+        gone: set[str] = set()
+        for draft in drafts:
+            capability = CAPABILITIES[draft.source.capability]
+            found = self._pick(capability, situation)
+            if found is None:
+                if draft.source.optional:
+                    gone.add(draft.id)
+                    warnings.append(
+                        f"optional step {draft.id} left out: no tool for capability {capability.name} "
+                        f"(needs {capability.provider})"
+                    )
+                    continue
+                raise PlanError(
+                    f"no tool for capability {capability.name!r} (step {draft.id}) among the running servers",
+                    hint=f"it needs {capability.provider}; check `opsmith servers status`",
+                )
+            chosen[draft.id] = found
+        drafts = drop(drafts, gone)
+        steps = [self._step(d, chosen[d.id], intent, situation, overrides) for d in drafts]
+        return steps, warnings, []
+
+    def _pick(self, capability: Capability, situation: Situation) -> tuple[ToolMapping, ToolSpec] | None:
+        mapping = choose_tool(
+            capability, situation.catalog, degraded=situation.degraded, durations=situation.durations
+        )
+        if mapping is None:
+            return None
+        server, name = mapping.chosen.tool.split("/", 1)
+        tool = situation.catalog.get(server, name)
+        assert tool is not None
+        return mapping, tool
+
+    def _step(
+        self,
+        draft: Draft,
+        found: tuple[ToolMapping, ToolSpec],
+        intent: Intent,
+        situation: Situation,
+        overrides: dict[str, Any],
+    ) -> Step:
+        mapping, tool = found
+        source = draft.source
+        capability = CAPABILITIES[source.capability]
+        environment = source.environment or intent.environment
+        facts = self._facts(intent, draft.subject, environment)
+        step_overrides = {k.split(".", 1)[1]: v for k, v in overrides.items() if k.startswith(f"{draft.id}.")}
+        step_overrides |= {k: v for k, v in overrides.items() if "." not in k and k in _props(tool)}
+        filled = fill_arguments(tool.input_schema, draft.args, facts, step_overrides)
+        rollback = self._rollback(draft, facts, situation)
+        changes = capability.changes_target
+        risk = assess(
+            tool.name, tool.hints, changes_target=changes, environment=environment, rules=self._risk_rules
+        )
+        seconds = situation.durations.get(tool.qualified_name)
+        duration = (
+            (seconds * 0.8, seconds * 1.5) if seconds else (source.duration or capability.default_duration)
+        )
+        return Step(
+            id=draft.id,
+            name=_render_text(source.name, facts),
+            capability=capability.name,
+            server=tool.server,
+            tool=tool.name,
+            args=filled.args,
+            depends_on=list(draft.depends_on),
+            risk=risk.level,
+            risk_reasons=risk.reasons,
+            requires_validation=source.requires_validation,
+            rollback=rollback,
+            optional=source.optional,
+            idempotent=source.idempotent if source.idempotent is not None else bool(tool.hints.idempotent),
+            changes_target=changes,
+            estimated_duration=(float(duration[0]), float(duration[1])),
+            missing_args=filled.missing + [f"invalid: {p}" for p in filled.problems],
+            description=source.description or tool.summary,
+            mapping=mapping,
+        )
+
+    def _rollback(self, draft: Draft, facts: dict[str, Any], situation: Situation) -> ToolCall | None:
+        if draft.source.rollback is None:
+            return None
+        found = self._pick(CAPABILITIES[draft.source.rollback], situation)
+        if found is None:
+            return None
+        _, tool = found
+        filled = fill_arguments(tool.input_schema, draft.rollback_args, facts, {})
+        return ToolCall(server=tool.server, tool=tool.name, args=filled.args, description=tool.summary)
+
+    def _facts(self, intent: Intent, subject: str | None, environment: str | None) -> dict[str, Any]:
+        planning = self._config.planning
+        app = self._config.applications.get(subject or "")
+        repository = app.image_repository if app and app.image_repository else planning.image_repository
+        params = dict(intent.params)
+        return {
+            "subject": subject,
+            "subjects": intent.subjects,
+            "app": subject,
+            "environment": environment,
+            "namespace": environment,
+            "service_name": planning.service_name.format(app=subject) if subject else None,
+            "image_repository": repository.format(app=subject) if subject else None,
+            "branch": (app.branch if app and app.branch else None) or planning.default_branch,
+            "replicas": params.get("replicas"),
+            "version": params.get("version"),
+            "params": params,
+            "urgency": intent.urgency,
+        }
+
+    def _assemble(
+        self,
+        intent: Intent,
+        playbook: Playbook,
+        steps: list[Step],
+        warnings: list[str],
+        skipped: list[str],
+        adjustment: Any,
+        situation: Situation,
+        overrides: dict[str, Any],
+    ) -> Plan:
+        nodes = [Node(id=s.id, depends_on=tuple(s.depends_on), duration=s.estimated_duration) for s in steps]
+        validate(nodes)
+        schemas = {s.id: _output_schema(situation.catalog, s) for s in steps}
+        steps, requirements = attach_requirements(
+            steps, intent.environment, self._config.policy.compliance, schemas
+        )
+        found = estimate(nodes)
+        risk = highest([s.risk for s in steps])
+        policy = self._config.policy.approval
+        reasons = []
+        if intent.environment in policy.environments:
+            reasons.append(f"{intent.environment} requires approval")
+        if risk.rank >= Risk(policy.min_risk).rank:
+            reasons.append(f"risk {risk.value} >= {policy.min_risk}")
+        needed = 0
+        if reasons:
+            needed = policy.four_eyes_approvers if risk.rank >= Risk(policy.four_eyes_risk).rank else 1
+            if needed > 1:
+                reasons.append(f"risk {risk.value}: {needed} approvers, none of them the requester")
+        if adjustment.extra_approvals:
+            needed = max(needed, 1) + adjustment.extra_approvals
+            reasons.append(f"recent failures: {adjustment.extra_approvals} more approval(s)")
+        incomplete = any(s.missing_args for s in steps) or any(r.unmet for r in requirements)
+        title = _render_text(
+            playbook.title,
+            {**self._facts(intent, intent.subjects[0] if intent.subjects else None, intent.environment)},
+        )
+        plan = Plan(
+            id=_plan_id(intent, situation),
+            request=intent.request,
+            title=title,
+            intent=intent,
+            playbook=playbook.name,
+            priority=describe.priority(intent.environment, intent.urgency),
+            risk=risk,
+            requires_approval=bool(reasons),
+            approval_reasons=reasons or ["policy does not require approval for this plan"],
+            approvals_needed=needed,
+            compliance=requirements,
+            rollback_strategy=describe.rollback_strategy(steps, intent.environment),
+            success_criteria=describe.success_criteria(steps, requirements),
+            failure_handling=describe.failure_handling(steps),
+            estimated_duration=Estimate(
+                minimum_seconds=found.minimum,
+                maximum_seconds=found.maximum,
+                text=format_duration_range(found.minimum, found.maximum),
+                critical_path=list(found.critical_path),
+            ),
+            steps=steps,
+            parallel_groups=parallel_groups(nodes),
+            context_rules=adjustment.rules,
+            skipped=skipped,
+            warnings=warnings,
+            overrides=dict(overrides),
+            status=PlanStatus.INCOMPLETE
+            if incomplete
+            else (PlanStatus.PENDING_APPROVAL if reasons else PlanStatus.APPROVED),
+            created_at=situation.now,
+        )
+        return plan.model_copy(update={"hash": plan.content_hash()})
+
+
+def _plan_id(intent: Intent, situation: Situation) -> str:
+    base = f"plan_{intent.action}_{intent.environment or 'none'}_{int(situation.now.timestamp())}"
+    candidate, n = base, 1
+    while candidate in situation.taken_ids:
+        n += 1
+        candidate = f"{base}_{n}"
+    return candidate
+
+
+def _output_schema(catalog: Catalog, step: Step) -> dict[str, Any] | None:
+    tool = catalog.get(step.server, step.tool)
+    return tool.output_schema if tool else None
+
+
+def _props(tool: ToolSpec) -> dict[str, Any]:
+    props = tool.input_schema.get("properties")
+    return props if isinstance(props, dict) else {}
+
+
+def _render_text(template: str, facts: dict[str, Any]) -> str:
+    return render_text(template, facts)
+
+
+def _without(steps: list[PlaybookStep], gone: set[str]) -> list[PlaybookStep]:
+    parents = {s.id: s.depends_on for s in steps}
+    result = []
+    for step in steps:
+        deps: list[str] = []
+        for dep in step.depends_on:
+            deps.extend(_surviving(dep, gone, parents))
+        result.append(step.model_copy(update={"depends_on": list(dict.fromkeys(deps))}))
+    return result
+
+
+def _surviving(dep: str, gone: set[str], parents: Mapping[str, list[str]]) -> list[str]:
+    if dep not in gone:
+        return [dep]
+    return [x for parent in parents.get(dep, []) for x in _surviving(parent, gone, parents)]
+
+
+def _after_last(extra: list[PlaybookStep], steps: list[PlaybookStep]) -> list[PlaybookStep]:
+    """Extra steps run after the plan's last step (so they watch the finished change)."""
+    if not extra or not steps:
+        return extra
+    depended = {d for s in steps for d in s.depends_on}
+    leaves = [s.id for s in steps if s.id not in depended]
+    return [e.model_copy(update={"depends_on": leaves}) for e in extra]
+
+
+def _insert_before_change(steps: list[PlaybookStep], extra: list[PlaybookStep]) -> list[PlaybookStep]:
+    """Put staging steps before the first step that changes production, which then waits for them."""
+    index = next((i for i, s in enumerate(steps) if CAPABILITIES[s.capability].changes_target), len(steps))
+    first = steps[index] if index < len(steps) else None
+    head = steps[:index]
+    anchors = first.depends_on if first else [s.id for s in head[-1:]]
+    staged = [extra[0].model_copy(update={"depends_on": list(anchors)}), *extra[1:]]
+    tail = steps[index:]
+    if first is not None:
+        tail = [first.model_copy(update={"depends_on": [*first.depends_on, extra[-1].id]}), *tail[1:]]
+    return [*head, *staged, *tail]
+
+
+__all__ = ["Planner", "Situation"]

@@ -1,0 +1,82 @@
+"""Make, store and amend plans: the planner fed with the live catalog, the clock and the history."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+import yaml
+
+from opsmith.bootstrap import App
+from opsmith.domain.errors import UsageError
+from opsmith.domain.plan import Plan
+from opsmith.domain.servers import Health
+from opsmith.planner.planner import Planner, Situation
+from opsmith.planner.playbooks import load_playbooks
+from opsmith.store.plans import PlanRepository
+
+_KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_-]*)?$")
+
+
+def planner_for(app: App) -> Planner:
+    return Planner(app.config, load_playbooks(app.config.planning.playbook_dirs))
+
+
+def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
+    """`key=value` or `step.key=value`; values are YAML scalars (5 -> int, true -> bool)."""
+    result: dict[str, Any] = {}
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not _KEY.match(key.strip()):
+            raise UsageError(
+                f"--set {item!r} is not key=value",
+                hint="e.g. --set replicas=3 or --set deploy.image=myorg/app:v2",
+            )
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError:
+            value = raw
+        if isinstance(value, dict | list) or value is None:
+            value = raw
+        result[key.strip()] = value
+    return result
+
+
+async def make_plan(app: App, request: str, overrides: dict[str, Any], *, plan_id: str | None = None) -> Plan:
+    """Plan against the running servers and store the result (a replaced plan keeps its id)."""
+    from opsmith.discovery import running_servers, statuses
+
+    planner = planner_for(app)
+    intent = planner.check(request)  # refuse bad requests before starting anything
+    repository = PlanRepository(app.database)
+    now = datetime.now().astimezone()
+    async with running_servers(app) as pool:
+        degraded = frozenset(s.name for s in statuses(app, pool) if s.health is Health.DEGRADED)
+        catalog = pool.catalog
+        window = app.config.planning.recent_failure_days
+        failures: dict[tuple[str, str], int] = {
+            (subject, intent.environment or ""): repository.recent_failures(
+                subject, intent.environment or "", window, now
+            )
+            for subject in intent.subjects
+        }
+        situation = Situation(
+            catalog=catalog,
+            now=now,
+            degraded=degraded,
+            recent_failures=failures,
+            taken_ids=repository.ids_with_prefix(f"plan_{intent.action}_"),
+        )
+        plan = planner.plan(request, situation, overrides)
+    if plan_id is not None:
+        plan = plan.model_copy(update={"id": plan_id})
+    repository.save(plan)
+    return plan
+
+
+async def amend_plan(app: App, plan_id: str, overrides: dict[str, Any]) -> Plan:
+    """The same request planned again with more --set values; the hash (and any approval) changes."""
+    old = PlanRepository(app.database).get(plan_id)
+    return await make_plan(app, old.request, {**old.overrides, **overrides}, plan_id=old.id)

@@ -1,0 +1,77 @@
+"""Repository of plans."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import func, select
+
+from opsmith.domain.errors import UsageError
+from opsmith.domain.plan import Plan, PlanStatus
+from opsmith.store.database import Database
+from opsmith.store.models import PlanRow
+
+FAILED = (PlanStatus.FAILED.value, PlanStatus.ROLLED_BACK.value)
+
+
+class UnknownPlanError(UsageError):
+    """A plan id that is not in the store."""
+
+
+class PlanRepository:
+    def __init__(self, database: Database) -> None:
+        self._db = database
+
+    def save(self, plan: Plan) -> None:
+        now = datetime.now(UTC)
+        with self._db.session() as session:
+            row = session.get(PlanRow, plan.id) or PlanRow(id=plan.id, created_at=plan.created_at)
+            row.status = plan.status.value
+            row.hash = plan.hash
+            row.request = plan.request
+            row.playbook = plan.playbook
+            row.risk = plan.risk.value
+            row.environment = plan.intent.environment
+            row.application = plan.intent.subjects[0] if plan.intent.subjects else None
+            row.data = plan.model_dump(mode="json")
+            row.updated_at = now
+            session.add(row)
+
+    def get(self, plan_id: str) -> Plan:
+        with self._db.session() as session:
+            row = session.get(PlanRow, plan_id)
+            if row is None:
+                near = list(session.scalars(select(PlanRow.id).order_by(PlanRow.created_at.desc()).limit(3)))
+                raise UnknownPlanError(
+                    f"no plan {plan_id!r}",
+                    hint=f"recent plans: {', '.join(near)}"
+                    if near
+                    else 'create one with: opsmith plan "..."',
+                )
+            return Plan.model_validate(row.data)
+
+    def list(self, status: PlanStatus | None = None, limit: int = 50) -> list[Plan]:
+        with self._db.session() as session:
+            query = select(PlanRow).order_by(PlanRow.created_at.desc(), PlanRow.id.desc()).limit(limit)
+            if status is not None:
+                query = query.where(PlanRow.status == status.value)
+            return [Plan.model_validate(row.data) for row in session.scalars(query)]
+
+    def ids_with_prefix(self, prefix: str) -> frozenset[str]:
+        with self._db.session() as session:
+            return frozenset(session.scalars(select(PlanRow.id).where(PlanRow.id.startswith(prefix))))
+
+    def recent_failures(self, application: str, environment: str, days: int, now: datetime) -> int:
+        since = now - timedelta(days=days)
+        with self._db.session() as session:
+            query = (
+                select(func.count())
+                .select_from(PlanRow)
+                .where(
+                    PlanRow.application == application,
+                    PlanRow.environment == environment,
+                    PlanRow.status.in_(FAILED),
+                    PlanRow.updated_at >= since,
+                )
+            )
+            return int(session.scalar(query) or 0)
