@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
 
@@ -16,6 +16,9 @@ from opsmith.domain.servers import Health
 from opsmith.planner.planner import Planner, Situation
 from opsmith.planner.playbooks import load_playbooks
 from opsmith.store.plans import PlanRepository
+
+if TYPE_CHECKING:
+    from opsmith.tools.mcp import ServerPool
 
 _KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_-]*)?$")
 
@@ -46,30 +49,37 @@ def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
 
 async def make_plan(app: App, request: str, overrides: dict[str, Any], *, plan_id: str | None = None) -> Plan:
     """Plan against the running servers and store the result (a replaced plan keeps its id)."""
-    from opsmith.discovery import running_servers, statuses
+    from opsmith.discovery import running_servers
+
+    planner_for(app).check(request)  # refuse bad requests before starting anything
+    async with running_servers(app) as pool:
+        return plan_with(app, pool, request, overrides, plan_id=plan_id)
+
+
+def plan_with(
+    app: App, pool: ServerPool, request: str, overrides: dict[str, Any], *, plan_id: str | None = None
+) -> Plan:
+    """Plan over an already running pool's catalog, and store the plan."""
+    from opsmith.discovery import statuses
 
     planner = planner_for(app)
-    intent = planner.check(request)  # refuse bad requests before starting anything
+    intent = planner.check(request)
     repository = PlanRepository(app.database)
     now = datetime.now().astimezone()
-    async with running_servers(app) as pool:
-        degraded = frozenset(s.name for s in statuses(app, pool) if s.health is Health.DEGRADED)
-        catalog = pool.catalog
-        window = app.config.planning.recent_failure_days
-        failures: dict[tuple[str, str], int] = {
-            (subject, intent.environment or ""): repository.recent_failures(
-                subject, intent.environment or "", window, now
-            )
-            for subject in intent.subjects
-        }
-        situation = Situation(
-            catalog=catalog,
-            now=now,
-            degraded=degraded,
-            recent_failures=failures,
-            taken_ids=repository.ids_with_prefix(f"plan_{intent.action}_"),
-        )
-        plan = planner.plan(request, situation, overrides)
+    window = app.config.planning.recent_failure_days
+    environment = intent.environment or ""
+    failures: dict[tuple[str, str], int] = {
+        (subject, environment): repository.recent_failures(subject, environment, window, now)
+        for subject in intent.subjects
+    }
+    situation = Situation(
+        catalog=pool.catalog,
+        now=now,
+        degraded=frozenset(s.name for s in statuses(app, pool) if s.health is Health.DEGRADED),
+        recent_failures=failures,
+        taken_ids=repository.ids_with_prefix(f"plan_{intent.action}_"),
+    )
+    plan = planner.plan(request, situation, overrides)
     if plan_id is not None:
         plan = plan.model_copy(update={"id": plan_id})
     repository.save(plan)

@@ -176,7 +176,99 @@ def test_demo_discovers_45_tools_over_the_4_sandbox_servers(tmp_path: Path) -> N
         "kubernetes": 12,
     }
     assert len(data["tools"]) == 45
+    assert data["plan"]["request"] == "Deploy the code to Kubernetes production"
+    assert data["plan"]["playbook"] == "production_deployment" and data["plan"]["risk"] == "HIGH"
     people = opsmith(tmp_path, "demo", env=env)
     assert "Jenkins CI - 15 Tools Available" in people.stdout
     assert "Total: 45 tools across 4 MCP servers" in people.stdout
+    assert "TASK PLAN: plan_deploy_production_" in people.stdout and "TASK GRAPH" in people.stdout
     assert (tmp_path / ".opsmith" / "sandbox" / "repos" / "my-application" / ".git").is_dir()
+
+
+DEMO_APPS = """
+applications:
+  my-application: {}
+  microservice-one: {strategy: canary}
+planning: {default_application: my-application, image_repository: "myorg/{app}"}
+"""
+
+
+@pytest.fixture
+def sandbox_dir(tmp_path: Path, state_dir: Path) -> Path:
+    from tests.conftest import sandbox_servers
+
+    (tmp_path / "opsmith.yaml").write_text(f"{DEMO_APPS}\nmcpServers:\n{sandbox_servers(state_dir)}\n")
+    return tmp_path
+
+
+def test_plan_show_plans_and_amend(sandbox_dir: Path) -> None:
+    made = opsmith(sandbox_dir, "plan", "Deploy the code to Kubernetes production", "--json")
+    assert made.returncode == 0, made.stderr
+    plan = json.loads(made.stdout)
+    assert plan["status"] == "pending_approval" and plan["risk"] == "HIGH"
+    assert plan["intent"]["environment"] == "production" and len(plan["steps"]) == 11
+    assert set(plan) >= {
+        "id",
+        "request",
+        "intent",
+        "risk",
+        "requires_approval",
+        "compliance",
+        "rollback_strategy",
+        "success_criteria",
+        "estimated_duration",
+        "steps",
+        "status",
+        "hash",
+    }
+    shown = opsmith(sandbox_dir, "show", plan["id"], "--json")
+    assert json.loads(shown.stdout)["hash"] == plan["hash"]
+    people = opsmith(sandbox_dir, "show", plan["id"])
+    assert "APPROVAL REQUIRED" in people.stdout and "TASK GRAPH" in people.stdout
+    listed = json.loads(opsmith(sandbox_dir, "plans", "--json", "--status", "pending_approval").stdout)
+    assert [p["id"] for p in listed] == [plan["id"]]
+
+    incomplete = opsmith(sandbox_dir, "plan", "Scale my-application in staging", "--json")
+    assert incomplete.returncode == 1
+    partial = json.loads(incomplete.stdout)
+    assert partial["status"] == "incomplete"
+    amended = opsmith(sandbox_dir, "plan", "amend", partial["id"], "--set", "replicas=4", "--json")
+    assert amended.returncode == 0, amended.stderr
+    fixed = json.loads(amended.stdout)
+    assert fixed["id"] == partial["id"] and fixed["hash"] != partial["hash"]
+    assert next(s for s in fixed["steps"] if s["id"] == "scale")["args"]["replicas"] == 4
+
+
+def test_intent_flags_unknown_names_but_plan_refuses_them(sandbox_dir: Path) -> None:
+    intent = opsmith(sandbox_dir, "intent", "Deploy microservice-on to production", "--json")
+    assert intent.returncode == 0, intent.stderr
+    unknown = json.loads(intent.stdout)["unknown"]
+    assert unknown[0]["name"] == "microservice-on" and "microservice-one" in unknown[0]["nearest"]
+    refused = opsmith(sandbox_dir, "plan", "Deploy microservice-on to production")
+    assert refused.returncode == 2
+    assert "unknown application 'microservice-on'" in refused.stderr
+
+
+@pytest.mark.parametrize(
+    ("request_text", "message"),
+    [
+        ("", "empty"),
+        ("do something with the app", "no action"),
+        ("restart nginx; rm -rf /", "rm -rf"),
+        ("Deploy the code", "environment"),
+        ("x" * 5000, "4096"),
+    ],
+)
+def test_bad_requests_exit_2_and_store_nothing(sandbox_dir: Path, request_text: str, message: str) -> None:
+    result = opsmith(sandbox_dir, "plan", request_text)
+    assert result.returncode == 2, result.stderr
+    assert message in result.stderr.lower() or message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert json.loads(opsmith(sandbox_dir, "plans", "--json").stdout) == []
+
+
+def test_bad_set_and_unknown_plan(sandbox_dir: Path) -> None:
+    bad = opsmith(sandbox_dir, "plan", "Scale staging to 2 replicas", "--set", "no equals sign")
+    assert bad.returncode == 2 and "is not key=value" in bad.stderr
+    missing = opsmith(sandbox_dir, "show", "plan_nothing_here")
+    assert missing.returncode == 2 and "no plan 'plan_nothing_here'" in missing.stderr
