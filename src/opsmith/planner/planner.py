@@ -280,7 +280,8 @@ class Planner:
         risk = highest([s.risk for s in steps])
         policy = self._config.policy.approval
         reasons = []
-        if intent.environment in policy.environments:
+        changes = any(s.changes_target for s in steps)
+        if changes and intent.environment in policy.environments:
             reasons.append(f"{intent.environment} requires approval")
         if risk.rank >= Risk(policy.min_risk).rank:
             reasons.append(f"risk {risk.value} >= {policy.min_risk}")
