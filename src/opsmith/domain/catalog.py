@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Iterator
-from typing import Any
+from typing import Any, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -71,19 +72,72 @@ class ToolSpec(BaseModel):
         return text or (self.title or "")
 
 
+def tool_words(name: str) -> list[str]:
+    """`delete_deployment`, `getPods`, `get-pods` -> whole lower-case words."""
+    spaced = _CAMEL.sub(r"\1 \2", name)
+    return [w for w in _SPLIT.split(spaced.lower()) if w]
+
+
+def text_words(text: str) -> frozenset[str]:
+    return frozenset(_WORD.findall(text.lower()))
+
+
+_CAMEL = re.compile(r"([a-z0-9])([A-Z])")
+_SPLIT = re.compile(r"[^A-Za-z0-9]+")
+_WORD = re.compile(r"[a-z0-9]+")
+
+
+class ToolWords(NamedTuple):
+    name: frozenset[str]
+    title: frozenset[str]
+    description: frozenset[str]
+
+
 class Catalog:
-    """Tools per server; a server's part is replaced whole when it is rediscovered."""
+    """Tools per server; a server's part is replaced whole when it is rediscovered.
+
+    Word sets of every tool and an index from name words to tools are built on first use and
+    dropped on any change, so matching capabilities against thousands of tools stays cheap.
+    """
 
     def __init__(self, tools: Iterable[ToolSpec] = ()) -> None:
         self._by_server: dict[str, dict[str, ToolSpec]] = {}
+        self._words: dict[str, ToolWords] | None = None
+        self._index: dict[str, list[ToolSpec]] | None = None
         for tool in tools:
             self._by_server.setdefault(tool.server, {})[tool.name] = tool
 
     def replace_server(self, server: str, tools: Iterable[ToolSpec]) -> None:
         self._by_server[server] = {tool.name: tool for tool in tools}
+        self._words = self._index = None
 
     def remove_server(self, server: str) -> None:
         self._by_server.pop(server, None)
+        self._words = self._index = None
+
+    def words(self, tool: ToolSpec) -> ToolWords:
+        if self._words is None:
+            self._build_index()
+        assert self._words is not None
+        found = self._words.get(tool.qualified_name)
+        return found if found is not None else _words_of(tool)
+
+    def with_name_words(self, words: Iterable[str]) -> list[ToolSpec]:
+        """Tools whose name has any of the words, in catalog order."""
+        if self._index is None:
+            self._build_index()
+        assert self._index is not None
+        hits = {t.qualified_name: t for w in words for t in self._index.get(w, [])}
+        return [t for t in self.tools() if t.qualified_name in hits]
+
+    def _build_index(self) -> None:
+        self._words = {}
+        self._index = {}
+        for tool in self.tools():
+            words = _words_of(tool)
+            self._words[tool.qualified_name] = words
+            for word in words.name:
+                self._index.setdefault(word, []).append(tool)
 
     def servers(self) -> list[str]:
         """Servers in the order they were first added (the configuration's order)."""
@@ -105,3 +159,10 @@ class Catalog:
 
     def __iter__(self) -> Iterator[ToolSpec]:
         return iter(self.tools())
+
+
+def _words_of(tool: ToolSpec) -> ToolWords:
+    name = frozenset(tool_words(tool.name))
+    return ToolWords(
+        name=name, title=text_words(tool.title or "") - name, description=text_words(tool.description)
+    )

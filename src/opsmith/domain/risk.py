@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import re
 from enum import StrEnum
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from opsmith.domain.catalog import ToolHints
+from opsmith.domain.catalog import ToolHints, tool_words
 
 
 class Risk(StrEnum):
@@ -102,12 +101,6 @@ class RiskAssessment(BaseModel):
 
     level: Risk
     reasons: list[str]
-
-
-def tool_words(name: str) -> list[str]:
-    """`delete_deployment`, `getPods`, `get-pods` -> whole lower-case words."""
-    spaced = re.sub(r"([a-z0-9])([A-Z])", r"\1 \2", name)
-    return [w for w in re.split(r"[^A-Za-z0-9]+", spaced.lower()) if w]
 
 
 def assess(

@@ -8,14 +8,12 @@ read-only tool); a degraded server and a slow history lose points.
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping
 
 from opsmith.domain.capabilities import Capability
-from opsmith.domain.catalog import Catalog, ToolSpec
+from opsmith.domain.catalog import Catalog, ToolSpec, ToolWords
 from opsmith.domain.plan import Candidate
 from opsmith.domain.plan import Mapping as ToolMapping
-from opsmith.domain.risk import tool_words
 
 NAME_HIT = 4.0
 AVOID_HIT = -5.0
@@ -28,8 +26,6 @@ READ_ONLY_BONUS = 1.0
 DEGRADED = -2.0
 THRESHOLD = 4.0
 
-_WORD = re.compile(r"[a-z0-9]+")
-
 
 def choose_tool(
     capability: Capability,
@@ -41,8 +37,8 @@ def choose_tool(
     """The best tool for the capability with the runners-up, or None if no tool qualifies."""
     scored: list[tuple[float, int, str, Candidate]] = []
     order = {server: i for i, server in enumerate(catalog.servers())}
-    for tool in catalog:
-        result = score(capability, tool, degraded=tool.server in degraded)
+    for tool in catalog.with_name_words(capability.name_words):
+        result = score(capability, tool, degraded=tool.server in degraded, words=catalog.words(tool))
         if result is None:
             continue
         points, reasons = result
@@ -60,12 +56,13 @@ def choose_tool(
 
 
 def score(
-    capability: Capability, tool: ToolSpec, *, degraded: bool = False
+    capability: Capability, tool: ToolSpec, *, degraded: bool = False, words: ToolWords | None = None
 ) -> tuple[float, list[str]] | None:
     """Points and the reasons for them; None when the tool must never serve this capability."""
     if capability.effect == "read" and tool.hints.destructive is True and not tool.hints.read_only:
         return None  # a check must never be able to destroy anything
-    name = set(tool_words(tool.name))
+    words = words or Catalog([tool]).words(tool)
+    name = words.name
     hits = sorted(name & set(capability.name_words))
     if not hits:
         return None
@@ -75,13 +72,11 @@ def score(
     if avoided:
         points += AVOID_HIT * len(avoided)
         reasons.append(f"name has {', '.join(avoided)} (another job)")
-    title = set(_WORD.findall((tool.title or "").lower())) - name
-    title_hits = sorted(title & set(capability.keywords))
+    title_hits = sorted(words.title & set(capability.keywords))
     if title_hits:
         points += TITLE_HIT * len(title_hits)
         reasons.append(f"title mentions {', '.join(title_hits)}")
-    description = set(_WORD.findall(tool.description.lower()))
-    described = sorted(description & set(capability.keywords))[:DESCRIPTION_CAP]
+    described = sorted(words.description & set(capability.keywords))[:DESCRIPTION_CAP]
     if described:
         points += DESCRIPTION_HIT * len(described)
         reasons.append(f"description mentions {', '.join(described)}")

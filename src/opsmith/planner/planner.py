@@ -50,6 +50,8 @@ class Planner:
         )
         words = config.planning.risk_words
         defaults = RiskRules()
+        # Choices per (situation, capability): one plan asks for the same capability many times.
+        self._picks: dict[tuple[int, str], tuple[ToolMapping, ToolSpec] | None] = {}
         self._risk_rules = RiskRules(
             words={**defaults.words, **({Risk(k): v for k, v in words.items()} if words else {})},
             raise_in=config.planning.raise_risk_in,
@@ -74,6 +76,7 @@ class Planner:
     def plan(self, request: str, situation: Situation, overrides: Mapping[str, Any] | None = None) -> Plan:
         """A complete plan, an incomplete one (missing arguments listed), or a PlanError/IntentError."""
         intent = self.check(request)
+        self._picks.clear()
         subjects = intent.subjects
         subject = subjects[0] if subjects else None
         strategy = self._strategy(intent, subject)
@@ -173,6 +176,12 @@ class Planner:
         return steps, warnings, []
 
     def _pick(self, capability: Capability, situation: Situation) -> tuple[ToolMapping, ToolSpec] | None:
+        key = (id(situation), capability.name)
+        if key not in self._picks:
+            self._picks[key] = self._choose(capability, situation)
+        return self._picks[key]
+
+    def _choose(self, capability: Capability, situation: Situation) -> tuple[ToolMapping, ToolSpec] | None:
         mapping = choose_tool(
             capability, situation.catalog, degraded=situation.degraded, durations=situation.durations
         )

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import re
 from typing import Any
 
-from jinja2 import ChainableUndefined, StrictUndefined, TemplateError
+from jinja2 import ChainableUndefined, StrictUndefined, Template, TemplateError
 from jinja2.sandbox import SandboxedEnvironment
 
 RUNTIME_REF = re.compile(r"\$\{steps\.([A-Za-z0-9_\-]+)\.([A-Za-z0-9_.\-]+)\}")
@@ -26,7 +27,7 @@ _TEXT_ENV = SandboxedEnvironment(undefined=_Shown, autoescape=False)
 def render_text(template: str, context: dict[str, Any]) -> str:
     """A title or step name: never fails, unknown parts show as '?'."""
     try:
-        return _TEXT_ENV.from_string(template).render(context)
+        return _compiled_text(template).render(context)
     except TemplateError:
         return template
 
@@ -37,6 +38,16 @@ class Unfilled(Exception):
     def __init__(self, what: str) -> None:
         super().__init__(what)
         self.what = what
+
+
+@functools.lru_cache(maxsize=2048)
+def _compiled(text: str) -> Template:
+    return _ENV.from_string(text)
+
+
+@functools.lru_cache(maxsize=2048)
+def _compiled_text(text: str) -> Template:
+    return _TEXT_ENV.from_string(text)
 
 
 def check_syntax(text: str) -> str | None:
@@ -54,7 +65,7 @@ def render(value: Any, context: dict[str, Any]) -> Any:
         if "{{" not in value and "{%" not in value:
             return value
         try:
-            return _ENV.from_string(value).render(context)
+            return _compiled(value).render(context)
         except TemplateError as exc:
             raise Unfilled(str(exc)) from None
     if isinstance(value, dict):
