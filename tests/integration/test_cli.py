@@ -12,6 +12,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from opsmith.store import Database
 from tests.conftest import fixture_server
 
 pytestmark = pytest.mark.integration
@@ -156,10 +157,11 @@ def test_secrets_from_the_environment_never_reach_the_output(tmp_path: Path) -> 
 
 def test_db_upgrade(tmp_path: Path) -> None:
     write_config(tmp_path, "  time: {command: mcp-server-time}")
+    head = Database("sqlite://").head_revision()
     first = json.loads(opsmith(tmp_path, "db", "upgrade", "--json").stdout)
-    assert first["from"] is None and first["to"] == "0001"
+    assert first["from"] is None and first["to"] == head
     again = opsmith(tmp_path, "db", "upgrade")
-    assert "already at revision 0001" in again.stdout
+    assert f"already at revision {head}" in again.stdout
 
 
 def test_demo_discovers_45_tools_over_the_4_sandbox_servers(tmp_path: Path) -> None:
