@@ -13,8 +13,18 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Discriminator, Field, Tag, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Discriminator,
+    Field,
+    Tag,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
+from opsmith.domain.identity import DEFAULT_ROLES, Permission
 from opsmith.errors import ConfigError
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -124,6 +134,7 @@ class PlanningConfig(_Strict):
 
 class ApprovalPolicy(_Strict):
     environments: list[str] = Field(default_factory=lambda: ["production"])
+    expires_hours: float = Field(default=24.0, gt=0, le=24 * 90)
     min_risk: Literal["LOW", "MEDIUM", "HIGH", "CRITICAL"] = "HIGH"
     four_eyes_risk: Literal["LOW", "MEDIUM", "HIGH", "CRITICAL"] = "CRITICAL"
     four_eyes_approvers: int = Field(default=2, ge=2, le=10)
@@ -136,6 +147,27 @@ class PolicyConfig(_Strict):
     )
 
 
+class RbacConfig(_Strict):
+    """Users and roles. Without this section opsmith is single-user: the OS user is its admin."""
+
+    users: dict[str, str] = Field(default_factory=dict, description="user -> role")
+    roles: dict[str, Permission] = Field(default_factory=dict, description="extra or replaced roles")
+    allow_as: bool = Field(default=False, description="let --as USER act as another configured user")
+
+    @model_validator(mode="after")
+    def _known_roles(self) -> RbacConfig:
+        known = set(DEFAULT_ROLES) | set(self.roles)
+        for user, role in self.users.items():
+            if role not in known:
+                raise ValueError(
+                    f"user {user!r} has unknown role {role!r} (known: {', '.join(sorted(known))})"
+                )
+        return self
+
+    def permission(self, role: str) -> Permission:
+        return self.roles.get(role) or DEFAULT_ROLES.get(role) or DEFAULT_ROLES["viewer"]
+
+
 class Config(_Strict):
     """Everything opsmith is configured with. Built once by `load_config`."""
 
@@ -146,6 +178,7 @@ class Config(_Strict):
     applications: dict[str, ApplicationConfig] = Field(default_factory=dict)
     planning: PlanningConfig = Field(default_factory=PlanningConfig)
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
+    rbac: RbacConfig | None = None
     source: str = Field(default="<defaults>", exclude=True)
 
     @field_validator("mcp_servers", mode="before")

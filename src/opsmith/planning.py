@@ -47,17 +47,25 @@ def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
     return result
 
 
-async def make_plan(app: App, request: str, overrides: dict[str, Any], *, plan_id: str | None = None) -> Plan:
+async def make_plan(
+    app: App, request: str, overrides: dict[str, Any], *, plan_id: str | None = None, requested_by: str = ""
+) -> Plan:
     """Plan against the running servers and store the result (a replaced plan keeps its id)."""
     from opsmith.discovery import running_servers
 
     planner_for(app).check(request)  # refuse bad requests before starting anything
     async with running_servers(app) as pool:
-        return plan_with(app, pool, request, overrides, plan_id=plan_id)
+        return plan_with(app, pool, request, overrides, plan_id=plan_id, requested_by=requested_by)
 
 
 def plan_with(
-    app: App, pool: ServerPool, request: str, overrides: dict[str, Any], *, plan_id: str | None = None
+    app: App,
+    pool: ServerPool,
+    request: str,
+    overrides: dict[str, Any],
+    *,
+    plan_id: str | None = None,
+    requested_by: str = "",
 ) -> Plan:
     """Plan over an already running pool's catalog, and store the plan."""
     from opsmith.discovery import statuses
@@ -79,14 +87,15 @@ def plan_with(
         recent_failures=failures,
         taken_ids=repository.ids_with_prefix(f"plan_{intent.action}_"),
     )
-    plan = planner.plan(request, situation, overrides)
+    plan = planner.plan(request, situation, overrides).model_copy(update={"requested_by": requested_by})
     if plan_id is not None:
         plan = plan.model_copy(update={"id": plan_id})
     repository.save(plan)
     return plan
 
 
-async def amend_plan(app: App, plan_id: str, overrides: dict[str, Any]) -> Plan:
+async def amend_plan(app: App, plan_id: str, overrides: dict[str, Any], requested_by: str = "") -> Plan:
     """The same request planned again with more --set values; the hash (and any approval) changes."""
     old = PlanRepository(app.database).get(plan_id)
-    return await make_plan(app, old.request, {**old.overrides, **overrides}, plan_id=old.id)
+    merged = {**old.overrides, **overrides}
+    return await make_plan(app, old.request, merged, plan_id=old.id, requested_by=requested_by)

@@ -8,6 +8,8 @@ from typing import Annotated
 
 import typer
 
+from opsmith.cli.access import approve_command, cancel_command, reject_command, role_app, whoami_command
+from opsmith.cli.audit import audit_app
 from opsmith.cli.context import State
 from opsmith.cli.db import db_app
 from opsmith.cli.demo import demo_command
@@ -35,12 +37,16 @@ def root(
             "--config", "-c", help="opsmith.yaml to use (default: $OPSMITH_CONFIG, ./opsmith.yaml, demo)"
         ),
     ] = None,
+    as_user: Annotated[
+        str | None, typer.Option("--as", help="act as this configured user (if rbac.allow_as permits)")
+    ] = None,
 ) -> None:
-    ctx.obj = State(config)
+    ctx.obj = State(config, as_user)
 
 
 app.add_typer(servers_app, name="servers")
 app.add_typer(db_app, name="db")
+app.add_typer(audit_app, name="audit")
 app.command("tools")(tools_command)
 app.command("call")(call_command)
 app.command("demo")(demo_command)
@@ -48,6 +54,11 @@ app.command("intent")(intent_command)
 app.command("plan")(plan_command)
 app.command("show")(show_command)
 app.command("plans")(plans_command)
+app.command("approve")(approve_command)
+app.command("reject")(reject_command)
+app.command("cancel")(cancel_command)
+app.command("whoami")(whoami_command)
+app.add_typer(role_app, name="role")
 
 
 def main() -> None:

@@ -16,6 +16,7 @@ from rich.console import Console
 
 if TYPE_CHECKING:
     from opsmith.bootstrap import App
+    from opsmith.domain.identity import Identity
 
 
 T = TypeVar("T")
@@ -25,9 +26,11 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 
 class State:
-    def __init__(self, config_path: Path | None) -> None:
+    def __init__(self, config_path: Path | None, as_user: str | None = None) -> None:
         self.config_path = config_path
+        self.as_user = as_user
         self._app: App | None = None
+        self._identity: Identity | None = None
 
     @property
     def app(self) -> App:
@@ -37,6 +40,32 @@ class State:
             self._app = bootstrap(self.config_path, os.environ)
             _log_to_file(self._app.config.log_dir / "opsmith.log")
         return self._app
+
+    @property
+    def identity(self) -> Identity:
+        """Who runs this command: resolved once from the configuration, stored roles and the OS user."""
+        if self._identity is None:
+            from opsmith.identity import resolve_identity
+            from opsmith.store.access import RoleRepository
+
+            app = self.app
+            stored = RoleRepository(app.database).all()
+            self._identity = resolve_identity(app.config, _os_user(), self.as_user, stored)
+            if self._identity.source == "embedded-admin":
+                err.print(
+                    f"[dim]note: no rbac section configured; {self._identity.user} acts as the local admin"
+                    " (a second approver for four-eyes needs users in opsmith.yaml)[/]"
+                )
+        return self._identity
+
+
+def _os_user() -> str:
+    import getpass
+
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
 
 
 def state(ctx: typer.Context) -> State:

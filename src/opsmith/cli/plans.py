@@ -10,7 +10,9 @@ from rich.table import Table
 from opsmith.cli.context import emit_json, out, run, state
 from opsmith.cli.plan_view import intent_view, plan_view, risk_text
 from opsmith.domain.errors import UsageError
+from opsmith.domain.identity import Action, decide
 from opsmith.domain.plan import Plan, PlanStatus
+from opsmith.identity import permission_of
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable output")]
 SetOpt = Annotated[
@@ -47,12 +49,16 @@ def plan_command(
 
     app = state(ctx).app
     overrides = parse_overrides(sets or [])
+    who = state(ctx).identity
+    allowed = decide(who, permission_of(app.config, who), Action.PLAN)
+    if not allowed.allowed:
+        raise UsageError(allowed.reason, hint="ask an admin for a role that may plan")
     if words[:1] == ["amend"] and len(words) == 2:
-        plan = run(amend_plan(app, words[1], overrides))
+        plan = run(amend_plan(app, words[1], overrides, requested_by=who.user))
     elif words[:1] == ["amend"]:
         raise UsageError("amend takes one plan id", hint="opsmith plan amend PLAN_ID --set KEY=VALUE")
     else:
-        plan = run(make_plan(app, " ".join(words), overrides))
+        plan = run(make_plan(app, " ".join(words), overrides, requested_by=who.user))
     _show(plan, as_json)
     raise typer.Exit(1 if plan.status is PlanStatus.INCOMPLETE else 0)
 

@@ -121,6 +121,7 @@ class Plan(BaseModel):
     skipped: list[str] = Field(default_factory=list)
     warnings: list[str] = Field(default_factory=list)
     overrides: dict[str, Any] = Field(default_factory=dict, description="--set values the plan was made with")
+    requested_by: str = ""
     status: PlanStatus
     hash: str = ""
     created_at: datetime

@@ -62,7 +62,7 @@ class PlanRepository:
             return frozenset(session.scalars(select(PlanRow.id).where(PlanRow.id.startswith(prefix))))
 
     def recent_failures(self, application: str, environment: str, days: int, now: datetime) -> int:
-        since = now - timedelta(days=days)
+        since = (now - timedelta(days=days)).astimezone(UTC)
         with self._db.session() as session:
             query = (
                 select(func.count())

@@ -1,0 +1,95 @@
+"""Approve, reject and cancel plans: RBAC, four-eyes and hash pinning, each decision recorded."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from opsmith.bootstrap import App
+from opsmith.domain.approval import Approval, ApprovalError, ApprovalState, check_approve, tally
+from opsmith.domain.identity import Action, Identity, decide
+from opsmith.domain.plan import Plan, PlanStatus
+from opsmith.identity import permission_of
+from opsmith.store.access import ApprovalRepository
+from opsmith.store.audit import AuditLog
+from opsmith.store.plans import PlanRepository
+
+CLOSED = {
+    PlanStatus.REJECTED,
+    PlanStatus.CANCELLED,
+    PlanStatus.SUCCEEDED,
+    PlanStatus.FAILED,
+    PlanStatus.ROLLED_BACK,
+}
+
+
+def approve(
+    app: App, identity: Identity, plan_id: str, comment: str, now: datetime | None = None
+) -> tuple[Plan, ApprovalState]:
+    """Record one approval; the plan becomes `approved` once enough valid approvals exist."""
+    now = now or datetime.now(UTC)
+    plans, approvals = PlanRepository(app.database), ApprovalRepository(app.database)
+    plan = plans.get(plan_id)
+    existing = approvals.for_plan(plan.id)
+    decision = check_approve(plan, identity, permission_of(app.config, identity), existing, now)
+    approval = Approval(
+        plan_id=plan.id,
+        plan_hash=plan.hash,
+        approver=identity.user,
+        role=identity.role,
+        comment=comment,
+        at=now,
+        expires_at=now + timedelta(hours=app.config.policy.approval.expires_hours),
+    )
+    approvals.add(approval)
+    state = tally(plan, [*existing, approval], now)
+    if state.approved:
+        plan = plan.model_copy(update={"status": PlanStatus.APPROVED})
+        plans.save(plan)
+    record_audit(
+        app,
+        identity,
+        "plan.approved",
+        plan.id,
+        {"hash": plan.hash, "comment": comment, "why": decision.reason},
+    )
+    return plan, state
+
+
+def reject(app: App, identity: Identity, plan_id: str, comment: str) -> Plan:
+    plans = PlanRepository(app.database)
+    plan = plans.get(plan_id)
+    decision = decide(
+        identity, permission_of(app.config, identity), Action.APPROVE, environment=plan.intent.environment
+    )
+    if not decision.allowed:
+        raise ApprovalError(decision.reason, hint="only someone who may approve it may reject it")
+    if plan.status in CLOSED or plan.status is PlanStatus.RUNNING:
+        raise ApprovalError(f"plan {plan.id} is {plan.status.value}; it cannot be rejected now")
+    plan = plan.model_copy(update={"status": PlanStatus.REJECTED})
+    plans.save(plan)
+    record_audit(app, identity, "plan.rejected", plan.id, {"hash": plan.hash, "comment": comment})
+    return plan
+
+
+def cancel(app: App, identity: Identity, plan_id: str) -> Plan:
+    plans = PlanRepository(app.database)
+    plan = plans.get(plan_id)
+    decision = decide(
+        identity, permission_of(app.config, identity), Action.CANCEL, environment=plan.intent.environment
+    )
+    if not decision.allowed and identity.user != plan.requested_by:
+        raise ApprovalError(decision.reason, hint="the requester or someone who may cancel can cancel it")
+    if plan.status in CLOSED or plan.status is PlanStatus.RUNNING:
+        raise ApprovalError(f"plan {plan.id} is {plan.status.value}; it cannot be cancelled now")
+    plan = plan.model_copy(update={"status": PlanStatus.CANCELLED})
+    plans.save(plan)
+    record_audit(app, identity, "plan.cancelled", plan.id, {"hash": plan.hash})
+    return plan
+
+
+def state_of(app: App, plan: Plan, now: datetime | None = None) -> ApprovalState:
+    return tally(plan, ApprovalRepository(app.database).for_plan(plan.id), now or datetime.now(UTC))
+
+
+def record_audit(app: App, identity: Identity, action: str, subject: str, details: dict[str, object]) -> None:
+    AuditLog(app.database).append(identity.user, action, subject, dict(details))

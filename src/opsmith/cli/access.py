@@ -1,0 +1,116 @@
+"""`opsmith approve|reject|cancel PLAN`, `opsmith whoami`, `opsmith role set USER ROLE`."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from opsmith.cli.context import emit_json, out, state
+from opsmith.domain.errors import UsageError
+from opsmith.domain.identity import Action, decide
+
+JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable output")]
+PlanArg = Annotated[str, typer.Argument(help="a plan id, as `opsmith plans` lists them")]
+CommentOpt = Annotated[str, typer.Option("--comment", "-m", help="why")]
+
+role_app = typer.Typer(help="Role changes (admin only).", no_args_is_help=True)
+
+
+def approve_command(
+    ctx: typer.Context, plan_id: PlanArg, comment: CommentOpt = "", as_json: JsonOpt = False
+) -> None:
+    """Approve exactly this version of a plan (its content hash) as the acting user."""
+    from opsmith.approvals import approve
+
+    plan, tally = approve(state(ctx).app, state(ctx).identity, plan_id, comment)
+    if as_json:
+        emit_json(
+            {
+                "plan": plan.id,
+                "status": plan.status.value,
+                "hash": plan.hash,
+                "approvers": tally.approvers,
+                "needed": tally.needed,
+            }
+        )
+        return
+    out.print(f"{state(ctx).identity.user} approved {plan.id} ({plan.hash[:19]}...)")
+    if plan.status.value == "approved":
+        out.print(f"[green]approved[/] by {', '.join(tally.approvers)}")
+    else:
+        waiting = tally.needed - len(tally.valid)
+        out.print(f"{len(tally.valid)} of {tally.needed} approvals; waiting for {waiting} more")
+
+
+def reject_command(
+    ctx: typer.Context, plan_id: PlanArg, comment: CommentOpt = "", as_json: JsonOpt = False
+) -> None:
+    """Reject a plan: it can no longer be approved or run."""
+    from opsmith.approvals import reject
+
+    plan = reject(state(ctx).app, state(ctx).identity, plan_id, comment)
+    if as_json:
+        emit_json({"plan": plan.id, "status": plan.status.value})
+    else:
+        out.print(f"{plan.id} rejected")
+
+
+def cancel_command(ctx: typer.Context, plan_id: PlanArg, as_json: JsonOpt = False) -> None:
+    """Cancel a plan that has not started."""
+    from opsmith.approvals import cancel
+
+    plan = cancel(state(ctx).app, state(ctx).identity, plan_id)
+    if as_json:
+        emit_json({"plan": plan.id, "status": plan.status.value})
+    else:
+        out.print(f"{plan.id} cancelled")
+
+
+def whoami_command(ctx: typer.Context, as_json: JsonOpt = False) -> None:
+    """The acting user, their role and where that came from."""
+    from opsmith.identity import permission_of
+
+    who = state(ctx).identity
+    permission = permission_of(state(ctx).app.config, who)
+    data = {**who.model_dump(), "permission": permission.model_dump(mode="json")}
+    if as_json:
+        emit_json(data)
+    else:
+        may = ", ".join(a.value for a in permission.actions) or "only view"
+        out.print(
+            f"{who.user} ({who.role}, from {who.source}): may {may} in {', '.join(permission.environments)}"
+            f" up to {permission.max_risk.value} risk"
+        )
+
+
+@role_app.command("set")
+def set_role_command(
+    ctx: typer.Context,
+    user: Annotated[str, typer.Argument(help="a configured user")],
+    role: Annotated[
+        str, typer.Argument(help="viewer, operator, deployer, approver, admin or a configured role")
+    ],
+) -> None:
+    """Give a user a role. Only an admin may, and nobody can raise their own role."""
+    from opsmith.domain.identity import DEFAULT_ROLES
+    from opsmith.identity import permission_of
+    from opsmith.store.access import RoleRepository
+
+    app = state(ctx).app
+    who = state(ctx).identity
+    decision = decide(who, permission_of(app.config, who), Action.ADMIN)
+    if not decision.allowed:
+        raise UsageError(decision.reason, hint="role changes are an admin action")
+    known = set(DEFAULT_ROLES) | set(app.config.rbac.roles if app.config.rbac else {})
+    if role not in known:
+        raise UsageError(f"unknown role {role!r}", hint=f"known: {', '.join(sorted(known))}")
+    if user == who.user:
+        raise UsageError("nobody can change their own role", hint="ask another admin")
+    if app.config.rbac is None or user not in app.config.rbac.users:
+        raise UsageError(f"{user!r} is not a configured user", hint="add them under rbac.users first")
+    RoleRepository(app.database).set(user, role, who.user)
+    from opsmith.approvals import record_audit
+
+    record_audit(app, who, "role.changed", user, {"role": role})
+    out.print(f"{user} is now {role}")

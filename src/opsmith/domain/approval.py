@@ -1,0 +1,110 @@
+"""Approvals pinned to a plan's content hash: who may approve, how many, and for how long."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict
+
+from opsmith.domain.errors import UsageError
+from opsmith.domain.identity import Action, Decision, Identity, Permission, decide
+from opsmith.domain.plan import Plan, PlanStatus
+
+
+class ApprovalError(UsageError):
+    """An approval that may not be given or used."""
+
+
+class Approval(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    plan_id: str
+    plan_hash: str
+    approver: str
+    role: str
+    comment: str = ""
+    at: datetime
+    expires_at: datetime
+
+
+class ApprovalState(BaseModel):
+    """What the recorded approvals of a plan amount to right now."""
+
+    model_config = ConfigDict(frozen=True)
+
+    valid: list[Approval]
+    void: list[tuple[Approval, str]]
+    needed: int
+
+    @property
+    def approved(self) -> bool:
+        return len(self.valid) >= self.needed
+
+    @property
+    def approvers(self) -> list[str]:
+        return [a.approver for a in self.valid]
+
+
+def tally(plan: Plan, approvals: list[Approval], now: datetime) -> ApprovalState:
+    """Valid approvals are for this exact hash, unexpired, one per person, not the requester's when
+    four-eyes applies."""
+    valid: list[Approval] = []
+    void: list[tuple[Approval, str]] = []
+    seen: set[str] = set()
+    for approval in approvals:
+        reason = _void_reason(plan, approval, now, seen)
+        if reason:
+            void.append((approval, reason))
+        else:
+            valid.append(approval)
+            seen.add(approval.approver)
+    return ApprovalState(valid=valid, void=void, needed=plan.approvals_needed)
+
+
+def check_approve(
+    plan: Plan, identity: Identity, permission: Permission, approvals: list[Approval], now: datetime
+) -> Decision:
+    """Raise ApprovalError saying why `identity` may not approve `plan` now; else the RBAC decision."""
+    if plan.hash != plan.content_hash():
+        raise ApprovalError(
+            f"plan {plan.id} was changed after it was made (hash mismatch)",
+            hint="plan the request again and approve the new plan",
+        )
+    if plan.status is PlanStatus.INCOMPLETE:
+        missing = "; ".join(f"{k}: {', '.join(v)}" for k, v in plan.missing.items()) or ", ".join(
+            r.name for r in plan.unmet
+        )
+        raise ApprovalError(
+            f"plan {plan.id} is incomplete and cannot be approved ({missing})",
+            hint=f"fill it first: opsmith plan amend {plan.id} --set STEP.ARG=VALUE",
+        )
+    if plan.status is not PlanStatus.PENDING_APPROVAL:
+        raise ApprovalError(f"plan {plan.id} is {plan.status.value}, not waiting for approval")
+    decision = decide(
+        identity, permission, Action.APPROVE, environment=plan.intent.environment, risk=plan.risk
+    )
+    if not decision.allowed:
+        raise ApprovalError(decision.reason, hint="ask someone whose role may approve this plan")
+    if plan.approvals_needed > 1 and identity.user == plan.requested_by:
+        raise ApprovalError(
+            f"{identity.user} requested plan {plan.id}; its {plan.risk.value} risk needs "
+            f"{plan.approvals_needed} approvers other than the requester (four-eyes)",
+            hint="ask another approver",
+        )
+    if identity.user in tally(plan, approvals, now).approvers:
+        raise ApprovalError(
+            f"{identity.user} has already approved plan {plan.id}", hint="ask another approver"
+        )
+    return decision
+
+
+def _void_reason(plan: Plan, approval: Approval, now: datetime, seen: set[str]) -> str | None:
+    if approval.plan_hash != plan.hash:
+        return "given for a different version of the plan"
+    if approval.expires_at <= now:
+        return f"expired at {approval.expires_at.isoformat()}"
+    if approval.approver in seen:
+        return "the same person approved twice"
+    if plan.approvals_needed > 1 and approval.approver == plan.requested_by:
+        return "the requester cannot approve their own plan (four-eyes)"
+    return None

@@ -1,0 +1,305 @@
+"""The audit trail as a hash chain: who did what to which plan or run, and proof it was not altered.
+
+Each entry carries the hash of its predecessor (`prev_hash`) and a hash of its own content
+(`hash`), so the trail is one chain that starts at `GENESIS`:
+
+    entry 1: prev_hash = GENESIS,        hash = H(1, ..., GENESIS)
+    entry 2: prev_hash = entry 1's hash, hash = H(2, ..., entry 1's hash)
+
+`verify()` recomputes every hash and follows the links. It detects, and names the first bad entry:
+- an edited entry (any field changed without recomputing its hash): its hash no longer matches;
+- an edited entry whose hash *was* recomputed: the next entry's `prev_hash` no longer matches;
+- a removed entry in the middle or at the start: its seq is missing from the sequence;
+- reordered or duplicated entries: the seqs do not increase by one, or a link does not match.
+
+Limitation, by construction: removing the *newest* entries (truncating the tail), or rewriting the
+newest entry together with its hash, leaves a shorter chain that is still internally consistent.
+Nothing inside the chain can tell; it takes an external anchor, e.g. the head hash and count
+(`Verification.head`, `Verification.checked`) copied somewhere the writer cannot change, and
+compared on the next verification.
+
+Secrets never enter the chain: `redact()` is applied to details before they are hashed and stored.
+Pure: stdlib and pydantic only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from datetime import UTC, date, datetime
+from enum import Enum
+from typing import Any
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, field_validator
+
+__all__ = [
+    "GENESIS",
+    "REDACTED",
+    "AuditEntry",
+    "Verification",
+    "canonical_json",
+    "entry_hash",
+    "is_secret_key",
+    "jsonable",
+    "new_entry",
+    "redact",
+    "redact_text",
+    "verify",
+]
+
+GENESIS = "sha256:" + "0" * 64
+REDACTED = "***"
+
+# Substrings of a key (lower-cased, '-' read as '_') that mark its value as a secret.
+_SECRET_KEY_PARTS = (
+    "token",
+    "secret",
+    "password",
+    "passwd",
+    "api_key",
+    "apikey",
+    "authorization",
+    "credential",
+    "private_key",
+)
+# Shorter secrets would redact ordinary words and digits everywhere ("on", "42").
+_MIN_SECRET_LENGTH = 4
+
+
+class AuditEntry(BaseModel):
+    """One link of the chain. `at` is always UTC once built by `new_entry`."""
+
+    model_config = ConfigDict(frozen=True)
+
+    seq: int
+    at: AwareDatetime
+    actor: str
+    action: str
+    subject: str
+    details: dict[str, Any]
+    prev_hash: str
+    hash: str
+
+    @field_validator("at")
+    @classmethod
+    def _utc(cls, value: datetime) -> datetime:
+        # One representation of each instant, so the same entry reads back the same everywhere.
+        return value.astimezone(UTC)
+
+    def computed_hash(self) -> str:
+        return entry_hash(
+            self.seq, self.at, self.actor, self.action, self.subject, self.details, self.prev_hash
+        )
+
+
+class Verification(BaseModel):
+    """The outcome of checking a chain; `problem` names the first bad entry."""
+
+    model_config = ConfigDict(frozen=True)
+
+    ok: bool
+    checked: int  # entries found intact before the first problem (all of them when ok)
+    first_bad_seq: int | None = None
+    problem: str | None = None
+    head: str | None = None  # hash of the last intact entry: the value to anchor externally
+
+
+def jsonable(value: Any) -> Any:
+    """`value` as plain JSON data (dict/list/str/int/float/bool/None), deterministically.
+
+    Details are normalised once, before hashing, so what is stored and read back is exactly
+    what was hashed (tuples become lists, datetimes UTC ISO strings, keys strings).
+    """
+    if value is None or isinstance(value, (bool, int, str)):
+        return value
+    if isinstance(value, float):
+        # JSON has no NaN/Infinity; a string keeps the information and the JSON canonical.
+        return value if math.isfinite(value) else repr(value)
+    if isinstance(value, datetime):
+        return _iso(value)
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, Enum):
+        return jsonable(value.value)
+    if isinstance(value, BaseModel):
+        return jsonable(value.model_dump(mode="json"))
+    if isinstance(value, Mapping):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [jsonable(v) for v in value]
+    if isinstance(value, (set, frozenset)):
+        # Sets have no order; sorting their JSON forms makes the hash reproducible.
+        return sorted((jsonable(v) for v in value), key=canonical_json)
+    return str(value)
+
+
+def canonical_json(value: Any) -> str:
+    """The one byte-stable JSON form hashes are computed over."""
+    return json.dumps(jsonable(value), sort_keys=True, separators=(",", ":"), ensure_ascii=True)
+
+
+def entry_hash(
+    seq: int,
+    at: datetime,
+    actor: str,
+    action: str,
+    subject: str,
+    details: Mapping[str, Any],
+    prev_hash: str,
+) -> str:
+    """ "sha256:" + hex digest of the canonical JSON of every field but the hash itself."""
+    content = {
+        "seq": seq,
+        "at": _iso(at),
+        "actor": actor,
+        "action": action,
+        "subject": subject,
+        "details": details,
+        "prev_hash": prev_hash,
+    }
+    return "sha256:" + hashlib.sha256(canonical_json(content).encode("utf-8")).hexdigest()
+
+
+def new_entry(
+    previous: AuditEntry | None,
+    *,
+    at: datetime,
+    actor: str,
+    action: str,
+    subject: str,
+    details: Mapping[str, Any],
+) -> AuditEntry:
+    """The entry that follows `previous` (or starts the chain), with its hash computed."""
+    if at.tzinfo is None or at.utcoffset() is None:
+        raise ValueError("audit timestamps must be timezone-aware")
+    at = at.astimezone(UTC)
+    seq = 1 if previous is None else previous.seq + 1
+    prev_hash = GENESIS if previous is None else previous.hash
+    plain = jsonable(dict(details))
+    return AuditEntry(
+        seq=seq,
+        at=at,
+        actor=actor,
+        action=action,
+        subject=subject,
+        details=plain,
+        prev_hash=prev_hash,
+        hash=entry_hash(seq, at, actor, action, subject, plain, prev_hash),
+    )
+
+
+def is_secret_key(key: str) -> bool:
+    normal = key.lower().replace("-", "_")
+    return any(part in normal for part in _SECRET_KEY_PARTS)
+
+
+def redact(details: Mapping[str, Any], secrets: Iterable[str]) -> dict[str, Any]:
+    """A copy of `details` with secrets replaced by "***".
+
+    Every occurrence of a known secret value (of at least 4 characters) inside any string, key
+    or value, at any depth, is replaced; so is the whole value of any key that looks secret
+    (token, password, api_key, authorization, ...), whatever its type.
+    """
+    # Longest first, so a secret that contains another is replaced whole.
+    known = sorted({s for s in secrets if len(s) >= _MIN_SECRET_LENGTH}, key=len, reverse=True)
+    # Plain JSON first, so a secret inside an object's text form is caught as well.
+    result = _redact(jsonable(dict(details)), known)
+    assert isinstance(result, dict)
+    return result
+
+
+def redact_text(text: str, secrets: Iterable[str]) -> str:
+    """`text` with every known secret value (of at least 4 characters) replaced by "***"."""
+    known = sorted({s for s in secrets if len(s) >= _MIN_SECRET_LENGTH}, key=len, reverse=True)
+    return _scrub(text, known)
+
+
+def _redact(value: Any, known: list[str]) -> Any:
+    if isinstance(value, str):
+        return _scrub(value, known)
+    if isinstance(value, Mapping):
+        return {
+            _scrub(str(k), known): REDACTED if is_secret_key(str(k)) else _redact(v, known)
+            for k, v in value.items()
+        }
+    if isinstance(value, (list, tuple, set, frozenset)):
+        return [_redact(v, known) for v in value]
+    return value
+
+
+def _scrub(text: str, known: list[str]) -> str:
+    for secret in known:
+        if secret in text:
+            text = text.replace(secret, REDACTED)
+    return text
+
+
+def verify(entries: Sequence[AuditEntry]) -> Verification:
+    """Check a whole chain, oldest first; stop at and name the first bad entry."""
+    previous: AuditEntry | None = None
+    for position, entry in enumerate(entries):
+        expected = 1 if previous is None else previous.seq + 1
+        problem = _problem(entry, previous, expected, entries, position)
+        if problem is not None:
+            bad_seq, message = problem
+            return Verification(
+                ok=False,
+                checked=position,
+                first_bad_seq=bad_seq,
+                problem=message,
+                head=previous.hash if previous else None,
+            )
+        previous = entry
+    return Verification(ok=True, checked=len(entries), head=previous.hash if previous else None)
+
+
+def _problem(
+    entry: AuditEntry,
+    previous: AuditEntry | None,
+    expected: int,
+    entries: Sequence[AuditEntry],
+    position: int,
+) -> tuple[int, str] | None:
+    if entry.computed_hash() != entry.hash:
+        if entry.seq != expected and _hash_with_seq(entry, expected) == entry.hash:
+            # Only the seq was rewritten: name the entry by the seq it was written with.
+            return expected, (
+                f"entry {expected} was edited: its seq was changed to {entry.seq}, "
+                "so its hash does not match its content"
+            )
+        return entry.seq, f"entry {entry.seq} was edited: its hash does not match its content"
+    if previous is None:
+        if entry.seq != 1:
+            return 1, f"entry 1 is missing (removed): the trail starts at entry {entry.seq}"
+        if entry.prev_hash != GENESIS:
+            return 1, "entry 1 does not start the chain: its prev_hash is not the genesis hash"
+        return None
+    if entry.seq == previous.seq:
+        return entry.seq, f"entry {entry.seq} appears twice"
+    if entry.seq < previous.seq:
+        return entry.seq, f"entry {entry.seq} is out of order: it comes after entry {previous.seq}"
+    if entry.seq > expected:
+        if any(e.seq == expected for e in entries[position + 1 :]):
+            return entry.seq, (f"entry {entry.seq} is out of order: it comes before entry {expected}")
+        return expected, (
+            f"entry {expected} is missing (removed): seq jumps from {previous.seq} to {entry.seq}"
+        )
+    if entry.prev_hash != previous.hash:
+        return entry.seq, (
+            f"entry {entry.seq} is out of order: its prev_hash is not the hash of entry "
+            f"{previous.seq} (one of them was moved, or entry {previous.seq} was rewritten)"
+        )
+    return None
+
+
+def _hash_with_seq(entry: AuditEntry, seq: int) -> str:
+    return entry_hash(seq, entry.at, entry.actor, entry.action, entry.subject, entry.details, entry.prev_hash)
+
+
+def _iso(moment: datetime) -> str:
+    # Naive datetimes are taken as UTC: the store hands some back without their zone.
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=UTC)
+    return moment.astimezone(UTC).isoformat()

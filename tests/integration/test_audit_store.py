@@ -1,0 +1,155 @@
+"""The audit trail on real SQLite: round trip, redaction at rest, tampering seen by the real CLI,
+concurrent appenders in several processes keeping one chain."""
+
+from __future__ import annotations
+
+import json
+import multiprocessing
+import os
+import sqlite3
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from opsmith.domain.audit import GENESIS
+from opsmith.errors import StoreError
+from opsmith.store import Database
+from opsmith.store.audit import AuditLog
+
+pytestmark = pytest.mark.integration
+
+OPSMITH = str(Path(sys.executable).with_name("opsmith"))
+
+
+def opsmith(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if k != "OPSMITH_CONFIG"}
+    return subprocess.run([OPSMITH, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
+
+
+def project(tmp_path: Path) -> AuditLog:
+    """A project directory the CLI will use, and the audit log of its database."""
+    (tmp_path / "opsmith.yaml").write_text("mcpServers: {}\nstate_dir: .opsmith\n")
+    # config.py: database_url defaults to sqlite:///{state_dir}/opsmith.db, relative to the cwd.
+    return AuditLog(Database(f"sqlite:///{tmp_path / '.opsmith' / 'opsmith.db'}"))
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = datetime(2026, 11, 24, 9, 0, 0, 123456, tzinfo=UTC)
+
+    def __call__(self) -> datetime:
+        self.now += timedelta(seconds=1)
+        return self.now
+
+
+def test_append_list_verify_round_trip(tmp_path: Path) -> None:
+    log = AuditLog(Database(f"sqlite:///{tmp_path / 'o.db'}"), clock=Clock())
+    first = log.append("ana", "plan.approved", "plan-1", {"hash": "sha256:abc", "comment": "ok"})
+    log.append("bob", "run.state", "run-1", {"from": "pending", "to": "running"})
+    log.append("ana", "tool.called", "run-1", {"tool": "deploy", "args": {"replicas": 3, "tags": ["a"]}})
+    assert first.seq == 1 and first.prev_hash == GENESIS
+
+    entries = log.entries()
+    assert [e.seq for e in entries] == [1, 2, 3]
+    assert entries[0] == first  # times and details read back exactly as they were hashed
+    assert entries[2].details == {"tool": "deploy", "args": {"replicas": 3, "tags": ["a"]}}
+    assert [e.seq for e in log.entries(subject="run-1")] == [2, 3]
+    assert [e.seq for e in log.entries(limit=2)] == [2, 3]  # the newest, oldest first
+    assert log.entries(subject="nothing") == []
+
+    result = log.verify()
+    assert result.ok and result.checked == 3 and result.head == entries[-1].hash
+
+
+def test_secrets_are_redacted_before_they_are_stored(tmp_path: Path) -> None:
+    db_file = tmp_path / "o.db"
+    log = AuditLog(Database(f"sqlite:///{db_file}"))
+    entry = log.append(
+        "ci",
+        "tool.called",
+        "run-7",
+        {"args": {"url": "https://x?key=hunter2-secret"}, "api_token": "tok-999999"},
+        secrets=["hunter2-secret"],
+    )
+    assert entry.details == {"args": {"url": "https://x?key=***"}, "api_token": "***"}
+    raw = db_file.read_bytes() + b"".join(p.read_bytes() for p in tmp_path.glob("o.db-wal"))
+    assert b"hunter2-secret" not in raw and b"tok-999999" not in raw
+    assert log.verify().ok
+
+
+def test_tampering_with_raw_sql_is_reported_by_the_cli_with_exit_code_1(tmp_path: Path) -> None:
+    log = project(tmp_path)
+    for i in range(6):
+        log.append(f"user{i}", "plan.approved", f"plan-{i}", {"i": i})
+
+    intact = opsmith(tmp_path, "audit", "verify")
+    assert intact.returncode == 0, intact.stderr
+    assert "audit trail intact: 6 entries" in intact.stdout
+
+    listed = opsmith(tmp_path, "audit", "--json", "--limit", "3")
+    assert listed.returncode == 0, listed.stderr
+    assert [e["seq"] for e in json.loads(listed.stdout)] == [4, 5, 6]
+    table = opsmith(tmp_path, "audit", "--subject", "plan-2")
+    assert table.returncode == 0 and "plan-2" in table.stdout and "plan-3" not in table.stdout
+
+    with sqlite3.connect(tmp_path / ".opsmith" / "opsmith.db") as raw:
+        raw.execute("UPDATE audit SET details = ? WHERE seq = 4", (json.dumps({"i": 40}),))
+    edited = opsmith(tmp_path, "audit", "verify")
+    assert edited.returncode == 1
+    assert "entry 4 was edited" in edited.stdout
+    assert "entry 4 was edited" in edited.stderr
+
+    as_json = opsmith(tmp_path, "audit", "verify", "--json")
+    assert as_json.returncode == 1
+    report = json.loads(as_json.stdout)
+    assert report["ok"] is False and report["first_bad_seq"] == 4 and report["checked"] == 3
+
+
+def test_a_removed_row_is_reported_by_the_cli(tmp_path: Path) -> None:
+    log = project(tmp_path)
+    for i in range(5):
+        log.append("ana", "run.state", "run-1", {"i": i})
+    with sqlite3.connect(tmp_path / ".opsmith" / "opsmith.db") as raw:
+        raw.execute("DELETE FROM audit WHERE seq = 3")
+    result = opsmith(tmp_path, "audit", "verify")
+    assert result.returncode == 1
+    assert "entry 3 is missing (removed): seq jumps from 2 to 4" in result.stdout
+
+
+def test_an_unreadable_row_is_a_finding_not_a_crash(tmp_path: Path) -> None:
+    db_file = tmp_path / "o.db"
+    log = AuditLog(Database(f"sqlite:///{db_file}"))
+    for i in range(3):
+        log.append("ana", "run.state", "run-1", {"i": i})
+    with sqlite3.connect(db_file) as raw:
+        raw.execute("UPDATE audit SET details = 'not json', at = 'yesterday' WHERE seq = 2")
+    result = log.verify()
+    assert (result.ok, result.first_bad_seq, result.checked) == (False, 2, 1)
+    assert "entry 2 was edited" in (result.problem or "")
+    with pytest.raises(StoreError, match="cannot be read"):
+        log.entries()
+
+
+def _append_many(url: str, worker: int, count: int) -> list[int]:
+    log = AuditLog(Database(url))
+    return [log.append(f"worker{worker}", "tool.called", f"run-{worker}", {"n": n}).seq for n in range(count)]
+
+
+def test_concurrent_appenders_in_four_processes_keep_one_chain(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'shared.db'}"
+    Database(url).migrate()  # so the workers race on appends, not on the schema
+    with multiprocessing.get_context("spawn").Pool(4) as pool:
+        results = pool.starmap(_append_many, [(url, worker, 25) for worker in range(4)])
+    seqs = sorted(seq for worker_seqs in results for seq in worker_seqs)
+    assert seqs == list(range(1, 101))  # none duplicated, none lost
+    log = AuditLog(Database(url))
+    entries = log.entries()
+    assert [e.seq for e in entries] == list(range(1, 101))
+    for worker in range(4):
+        mine = [e.details["n"] for e in entries if e.actor == f"worker{worker}"]
+        assert mine == list(range(25))  # each process's entries in the order it wrote them
+    result = log.verify()
+    assert result.ok and result.checked == 100

@@ -1,0 +1,128 @@
+"""RBAC decisions and approvals pinned to a plan's hash, with plain values."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from opsmith.domain.approval import Approval, ApprovalError, check_approve, tally
+from opsmith.domain.identity import DEFAULT_ROLES, Action, Identity, Permission, decide
+from opsmith.domain.intent import Intent
+from opsmith.domain.plan import Estimate, Plan, PlanStatus, Step
+from opsmith.domain.risk import Risk
+
+NOW = datetime(2026, 11, 24, 10, tzinfo=UTC)
+
+
+def plan(risk: Risk = Risk.HIGH, needed: int = 1, status: PlanStatus = PlanStatus.PENDING_APPROVAL) -> Plan:
+    made = Plan(
+        id="plan_x",
+        request="Deploy a to production",
+        title="t",
+        intent=Intent(request="Deploy a to production", action="deploy", environment="production"),
+        playbook="p",
+        priority="HIGH",
+        risk=risk,
+        requires_approval=True,
+        approvals_needed=needed,
+        rollback_strategy="",
+        failure_handling="",
+        estimated_duration=Estimate(
+            minimum_seconds=1, maximum_seconds=2, text="< 1 min", critical_path=["s"]
+        ),
+        steps=[Step(id="s", name="s", capability="deploy", server="k", tool="apply_deployment", risk=risk)],
+        status=status,
+        created_at=NOW,
+        requested_by="bob",
+    )
+    return made.model_copy(update={"hash": made.content_hash()})
+
+
+def who(user: str, role: str) -> Identity:
+    return Identity(user=user, role=role, source="config")
+
+
+def approval(
+    p: Plan, user: str, *, at: datetime = NOW, hours: float = 24, hash_: str | None = None
+) -> Approval:
+    return Approval(
+        plan_id=p.id,
+        plan_hash=hash_ or p.hash,
+        approver=user,
+        role="approver",
+        at=at,
+        expires_at=at + timedelta(hours=hours),
+    )
+
+
+@pytest.mark.parametrize(
+    ("role", "action", "environment", "risk", "tool", "allowed"),
+    [
+        ("viewer", Action.PLAN, None, None, None, False),
+        ("operator", Action.EXECUTE, "staging", Risk.MEDIUM, "kubernetes/apply_deployment", True),
+        ("operator", Action.EXECUTE, "production", Risk.MEDIUM, None, False),
+        ("operator", Action.EXECUTE, "staging", Risk.HIGH, None, False),
+        ("deployer", Action.APPROVE, "production", Risk.HIGH, None, False),
+        ("approver", Action.APPROVE, "production", Risk.CRITICAL, None, True),
+        ("admin", Action.ADMIN, None, None, None, True),
+    ],
+)
+def test_role_decisions(
+    role: str, action: Action, environment: str | None, risk: Risk | None, tool: str | None, allowed: bool
+) -> None:
+    decision = decide(
+        who("u", role), DEFAULT_ROLES[role], action, environment=environment, risk=risk, tool=tool
+    )
+    assert decision.allowed is allowed, decision.reason
+
+
+def test_tool_globs() -> None:
+    reader = Permission(actions=[Action.EXECUTE], max_risk=Risk.CRITICAL, tools=["*/get_*", "kubernetes/*"])
+    assert decide(who("u", "r"), reader, Action.EXECUTE, tool="jenkins/get_build_status").allowed
+    assert decide(who("u", "r"), reader, Action.EXECUTE, tool="kubernetes/delete_deployment").allowed
+    denied = decide(who("u", "r"), reader, Action.EXECUTE, tool="jenkins/trigger_build")
+    assert not denied.allowed and denied.reason == "u (r) may not call jenkins/trigger_build"
+
+
+def test_an_approval_counts_only_for_the_hash_it_was_given_for() -> None:
+    p = plan()
+    assert tally(p, [approval(p, "alice")], NOW).approved
+    stale = tally(p, [approval(p, "alice", hash_="sha256:old")], NOW)
+    assert not stale.approved and stale.void[0][1] == "given for a different version of the plan"
+
+
+def test_approvals_expire_and_count_once_per_person() -> None:
+    p = plan(needed=2)
+    late = NOW + timedelta(hours=25)
+    assert not tally(p, [approval(p, "alice")], late).valid
+    twice = tally(p, [approval(p, "alice"), approval(p, "alice")], NOW)
+    assert len(twice.valid) == 1 and not twice.approved
+
+
+def test_four_eyes_refuses_the_requester() -> None:
+    p = plan(Risk.CRITICAL, needed=2)
+    with pytest.raises(ApprovalError, match="four-eyes"):
+        check_approve(p, who("bob", "approver"), DEFAULT_ROLES["approver"], [], NOW)
+    assert check_approve(p, who("alice", "approver"), DEFAULT_ROLES["approver"], [], NOW).allowed
+    with pytest.raises(ApprovalError, match="already approved"):
+        check_approve(p, who("alice", "approver"), DEFAULT_ROLES["approver"], [approval(p, "alice")], NOW)
+
+
+@pytest.mark.parametrize(
+    ("changed", "message"),
+    [
+        ({"status": PlanStatus.INCOMPLETE}, "incomplete"),
+        ({"status": PlanStatus.REJECTED}, "is rejected"),
+        ({"risk": Risk.LOW}, "changed after it was made"),
+    ],
+)
+def test_what_cannot_be_approved(changed: dict[str, object], message: str) -> None:
+    p = plan().model_copy(update=changed)
+    with pytest.raises(ApprovalError, match=message):
+        check_approve(p, who("alice", "approver"), DEFAULT_ROLES["approver"], [], NOW)
+
+
+def test_a_role_without_approve_is_refused() -> None:
+    with pytest.raises(ApprovalError, match="may not approve"):
+        check_approve(plan(), who("dave", "deployer"), DEFAULT_ROLES["deployer"], [], NOW)
