@@ -15,6 +15,7 @@ from opsmith.cli.db import db_app
 from opsmith.cli.demo import demo_command
 from opsmith.cli.errors import report
 from opsmith.cli.plans import intent_command, plan_command, plans_command, show_command
+from opsmith.cli.runs import continue_command, logs_command, run_command, status_command
 from opsmith.cli.servers import servers_app
 from opsmith.cli.tools import call_command, tools_command
 from opsmith.errors import OpsmithError
@@ -59,6 +60,10 @@ app.command("reject")(reject_command)
 app.command("cancel")(cancel_command)
 app.command("whoami")(whoami_command)
 app.add_typer(role_app, name="role")
+app.command("run")(run_command)
+app.command("continue")(continue_command)
+app.command("status")(status_command)
+app.command("logs")(logs_command)
 
 
 def main() -> None:
