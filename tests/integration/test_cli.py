@@ -180,6 +180,7 @@ def test_demo_discovers_45_tools_over_the_4_sandbox_servers(tmp_path: Path) -> N
     assert len(data["tools"]) == 45
     assert data["plan"]["request"] == "Deploy the code to Kubernetes production"
     assert data["plan"]["playbook"] == "production_deployment" and data["plan"]["risk"] == "HIGH"
+    assert data["run"]["status"] == "succeeded"
     people = opsmith(tmp_path, "demo", env=env)
     assert "Jenkins CI - 15 Tools Available" in people.stdout
     assert "Total: 45 tools across 4 MCP servers" in people.stdout
@@ -274,3 +275,25 @@ def test_bad_set_and_unknown_plan(sandbox_dir: Path) -> None:
     assert bad.returncode == 2 and "is not key=value" in bad.stderr
     missing = opsmith(sandbox_dir, "show", "plan_nothing_here")
     assert missing.returncode == 2 and "no plan 'plan_nothing_here'" in missing.stderr
+
+
+def test_demo_failure_story_rolls_back_to_the_previous_revision(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "OPSMITH_CONFIG"}
+    env["OPSMITH_SANDBOX_LATENCY_MS"] = "0"
+    result = opsmith(tmp_path, "demo", "--failure", env=env)
+    assert result.returncode == 0, result.stderr
+    assert "CrashLoopBackOff" in result.stdout and "Status: rolled_back" in result.stdout
+    assert "rollback_deployment: status=Available" in result.stdout
+    pods = opsmith(
+        tmp_path,
+        "call",
+        "kubernetes",
+        "get_pods",
+        "--json",
+        "--args",
+        '{"namespace": "production", "label_selector": "app=my-application"}',
+        env=env,
+    )
+    running = json.loads(pods.stdout)["structured"]["pods"]
+    assert {p["image"] for p in running} == {"myorg/my-application:v0.9.5"}
+    assert {p["status"] for p in running} == {"Running"}

@@ -338,17 +338,12 @@ def _safe_to_repeat(error: OpsmithError) -> bool:
 def summarize(output: dict[str, Any] | None) -> str:
     if not output:
         return ""
+    # The fields that say what happened, in the order a person reads them; "message" last.
     keys = (
-        "status",
-        "message",
-        "replicas",
-        "image",
-        "quality_gate",
-        "health",
-        "healthy",
-        "backup_id",
-        "number",
-    )
+        "status", "number", "passed", "failed", "coverage_percent", "quality_gate", "counts", "image",
+        "verified", "replicas", "backup_id", "running", "ready", "crash_looping", "health", "healthy",
+        "ready_endpoints", "active_color", "message",
+    )  # fmt: skip
     parts = []
     for key in keys:
         if key in output and not isinstance(output[key], list):
@@ -356,7 +351,7 @@ def summarize(output: dict[str, Any] | None) -> str:
             if isinstance(value, dict) and "status" in value:
                 value = value["status"]
             parts.append(f"{key}={value}")
-    return ", ".join(parts[:4]) or ", ".join(f"{k}" for k in list(output)[:4])
+    return ", ".join(parts[:5]) or ", ".join(f"{k}" for k in list(output)[:4])
 
 
 def _now() -> datetime:
