@@ -81,6 +81,7 @@ def plan_with(
         for subject in intent.subjects
     }
     situation = Situation(
+        durations=past_durations(app),
         catalog=pool.catalog,
         now=now,
         degraded=frozenset(s.name for s in statuses(app, pool) if s.health is Health.DEGRADED),
@@ -99,3 +100,15 @@ async def amend_plan(app: App, plan_id: str, overrides: dict[str, Any], requeste
     old = PlanRepository(app.database).get(plan_id)
     merged = {**old.overrides, **overrides}
     return await make_plan(app, old.request, merged, plan_id=old.id, requested_by=requested_by)
+
+
+def past_durations(app: App, window: int = 2000) -> dict[str, float]:
+    """Average seconds of each tool's successful calls among the newest audit entries."""
+    from opsmith.store.audit import AuditLog
+
+    totals: dict[str, list[float]] = {}
+    for entry in AuditLog(app.database).entries(limit=window):
+        details = entry.details
+        if entry.action == "tool.called" and details.get("ok") and isinstance(details.get("ms"), int | float):
+            totals.setdefault(str(details.get("tool")), []).append(float(details["ms"]) / 1000)
+    return {tool: sum(values) / len(values) for tool, values in totals.items()}

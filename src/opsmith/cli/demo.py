@@ -111,7 +111,7 @@ def _prepare_world(app: App, failure: bool) -> str:
 
 def _approve_and_run(ctx: typer.Context, plan: Plan, *, quiet: bool) -> dict[str, object]:
     from opsmith.approvals import approve
-    from opsmith.cli.runs import _print_event, _steps_table
+    from opsmith.cli.runs import _print_event, _print_reflection, _steps_table
     from opsmith.domain.identity import Identity
     from opsmith.running import start_run
 
@@ -119,14 +119,17 @@ def _approve_and_run(ctx: typer.Context, plan: Plan, *, quiet: bool) -> dict[str
     if not quiet:
         out.print(intent_view(plan.intent))
         out.print(plan_view(plan, width=max(60, out.width)))
-    if plan.requires_approval:
-        # A stand-in for a person, named so nobody mistakes it for one: real approvals come from
-        # `opsmith approve PLAN` by a configured approver.
-        demo_approver = Identity(user="demo-approver", role="approver", source="demo")
-        plan, _ = approve(app, demo_approver, plan.id, "approved by the demo's stand-in approver")
+    # Stand-ins for people, named so nobody mistakes them for one: real approvals come from
+    # `opsmith approve PLAN` by configured approvers. A plan may need more than one (four-eyes,
+    # or an extra approval after recent failures), each from a different person.
+    number = 0
+    while plan.status.value == "pending_approval" and number < plan.approvals_needed:
+        number += 1
+        stand_in = Identity(user=f"demo-approver-{number}", role="approver", source="demo")
+        plan, _ = approve(app, stand_in, plan.id, "approved by a demo stand-in approver")
         if not quiet:
             out.print(
-                f"✔ approved by [bold]demo-approver[/] (the demo's stand-in; status {plan.status.value})"
+                f"✔ approved by [bold]{stand_in.user}[/] (a demo stand-in; plan is {plan.status.value})"
             )
     listener = None if quiet else _print_event
     final_plan, final, failure = run(
@@ -136,6 +139,7 @@ def _approve_and_run(ctx: typer.Context, plan: Plan, *, quiet: bool) -> dict[str
         out.print()
         out.print(f"📊 EXECUTION SUMMARY: {final.run_id} of {final_plan.id}")
         out.print(_steps_table(final_plan, final))
+        _print_reflection(final_plan, final)
         if failure:
             out.print(f"[red]{failure}[/]")
         out.print(f"Status: [bold]{final.status.value}[/]")

@@ -182,7 +182,9 @@ def _step_view(number: int, step: Step, plan: Plan) -> RenderableType:
 def _next(plan: Plan) -> str:
     if plan.status is PlanStatus.INCOMPLETE:
         return f"Fill what is missing: opsmith plan amend {plan.id} --set STEP.ARG=VALUE"
-    return f"Review again: opsmith show {plan.id}   (approval and execution arrive with the engine)"
+    if plan.status is PlanStatus.PENDING_APPROVAL:
+        return f"Approve: opsmith approve {plan.id}   then run: opsmith run {plan.id}"
+    return f"Run: opsmith run {plan.id}   Review again: opsmith show {plan.id}"
 
 
 def _args(args: dict[str, Any]) -> str:

@@ -125,17 +125,45 @@ def _report(plan: Plan, final: RunState, failure: str | None, as_json: bool) -> 
     from opsmith.engine.state import RunStatus
 
     if as_json:
-        emit_json({**_run_json(final), "plan_status": plan.status.value, "failure": failure})
+        from opsmith.engine.reflection import reflect
+
+        reflection = reflect(plan, final).model_dump()
+        emit_json(
+            {
+                **_run_json(final),
+                "plan_status": plan.status.value,
+                "failure": failure,
+                "reflection": reflection,
+            }
+        )
     else:
         out.print()
         out.print(f"📊 EXECUTION SUMMARY: {final.run_id} of {plan.id}")
         out.print(_steps_table(plan, final))
+        _print_reflection(plan, final)
         if final.status is RunStatus.AWAITING_VALIDATION:
             out.print(f"⏸  waiting for validation: opsmith continue {final.run_id}")
         elif failure:
             err.print(f"[red]{failure}[/]")
         out.print(f"Status: [bold]{final.status.value}[/]")
     raise typer.Exit(0 if final.status in (RunStatus.SUCCEEDED, RunStatus.AWAITING_VALIDATION) else 1)
+
+
+def _print_reflection(plan: Plan, final: RunState) -> None:
+    from opsmith.engine.reflection import reflect
+
+    found = reflect(plan, final)
+    out.print("🪞 REFLECTION")
+    for title, lines in (
+        ("estimates against actual", found.estimates),
+        ("failed", found.failures),
+        ("retried", found.retries),
+        ("suggestions", found.suggestions),
+    ):
+        if lines:
+            out.print(f"  {title}:")
+            for line in lines:
+                out.print(f"    • {line}", highlight=False)
 
 
 def _duration(step: Any) -> float | None:

@@ -1,0 +1,305 @@
+"""opsmith's MCP face: plan, show, run approved plans, cancel, status, servers and roles, as one identity.
+
+The identity is fixed when the server is built (`opsmith --as USER mcp`); no tool takes a user, so a
+calling model can never change who it acts as. Approvals and validation gates stay with people:
+`execute_approved_plan` runs only plans that already carry valid recorded approvals.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import anyio
+from mcp.server.mcpserver import MCPServer
+from mcp.server.mcpserver.exceptions import ToolError
+from mcp.types import ToolAnnotations
+
+from opsmith.approvals import cancel, state_of
+from opsmith.bootstrap import App
+from opsmith.domain.errors import OpsmithError
+from opsmith.domain.identity import DEFAULT_ROLES, Action, Identity, decide
+from opsmith.domain.plan import Plan, PlanStatus
+from opsmith.identity import permission_of, resolve_identity
+from opsmith.mcp_server.reports import (
+    PlanReport,
+    RoleChange,
+    RoleReport,
+    RunReport,
+    ServersReport,
+    plan_report,
+    role_report,
+    run_report,
+    servers_report,
+)
+from opsmith.store.access import RoleRepository
+from opsmith.store.audit import AuditLog
+from opsmith.store.plans import PlanRepository
+from opsmith.store.runs import RunRepository
+
+OPEN = (PlanStatus.PENDING_APPROVAL, PlanStatus.APPROVED, PlanStatus.INCOMPLETE)
+
+INSTRUCTIONS = """\
+opsmith plans operations requests over MCP tools, and runs them only after people approved them.
+This server acts as one fixed identity (get_current_role). It cannot approve plans or pass
+validation gates: a person runs `opsmith approve PLAN` and `opsmith continue RUN`."""
+
+
+def _hints(
+    title: str,
+    *,
+    read_only: bool = False,
+    destructive: bool = False,
+    idempotent: bool = False,
+    open_world: bool = False,
+) -> ToolAnnotations:
+    return ToolAnnotations(
+        title=title,
+        read_only_hint=read_only,
+        destructive_hint=False if read_only else destructive,
+        idempotent_hint=True if read_only else idempotent,
+        open_world_hint=open_world,
+    )
+
+
+@contextmanager
+def _reported() -> Iterator[None]:
+    """Known failures reach the client as is_error results with their message and hint."""
+    try:
+        yield
+    except OpsmithError as error:
+        raise ToolError(_text(error)) from error
+    except BaseExceptionGroup as group:
+        known = _first_known(group)
+        if known is None:
+            raise
+        raise ToolError(_text(known)) from group
+
+
+def _text(error: OpsmithError) -> str:
+    return error.message if not error.hint else f"{error.message}\nhint: {error.hint}"
+
+
+def _first_known(group: BaseExceptionGroup[BaseException]) -> OpsmithError | None:
+    for item in group.exceptions:
+        if isinstance(item, OpsmithError):
+            return item
+        if isinstance(item, BaseExceptionGroup):
+            found = _first_known(item)
+            if found is not None:
+                return found
+    return None
+
+
+def build_server(app: App, identity: Identity) -> MCPServer:
+    """The MCP server over `app`, acting as `identity` for every call."""
+    server: MCPServer = MCPServer(name="opsmith", title="opsmith", instructions=INSTRUCTIONS)
+    plans = PlanRepository(app.database)
+    runs = RunRepository(app.database)
+    audit = AuditLog(app.database)
+    # One run at a time from this server: two calls must not both pass the approval check and start.
+    run_lock = anyio.Lock()
+
+    def acting() -> Identity:
+        """The fixed user, with the role an admin may have changed since the server started."""
+        if identity.source == "embedded-admin" or app.config.rbac is None:
+            return identity
+        stored = RoleRepository(app.database).all()
+        if identity.source == "as-option":
+            return resolve_identity(app.config, identity.user, identity.user, stored)
+        return resolve_identity(app.config, identity.user, None, stored)
+
+    def report(plan: Plan) -> PlanReport:
+        return plan_report(plan, state_of(app, plan))
+
+    def newest_open() -> Plan:
+        found = [p for status in OPEN for p in plans.list(status, limit=1)]
+        if not found:
+            raise ToolError(
+                "no plan is waiting: none is pending_approval, approved or incomplete\n"
+                "hint: create one with create_intelligent_task_plan"
+            )
+        return max(found, key=lambda p: p.created_at)
+
+    @server.tool(
+        name="create_intelligent_task_plan",
+        description=(
+            "Plan an operations request written in plain language (e.g. 'Deploy microservice-one to "
+            "production', 'Rollback production deployment') over the tools of the configured MCP servers, "
+            "and store the plan. Nothing runs: the result is the plan with its steps, risk, estimate and "
+            "whether people must approve it. Requested by this server's fixed identity."
+        ),
+        annotations=_hints("Create a task plan"),
+    )
+    async def create_intelligent_task_plan(user_command: str) -> PlanReport:
+        from opsmith.planning import make_plan
+
+        with _reported():
+            who = acting()
+            decision = decide(who, permission_of(app.config, who), Action.PLAN)
+            if not decision.allowed:
+                raise ToolError(f"{decision.reason}\nhint: ask an admin for a role that may plan")
+            plan = await make_plan(app, user_command, {}, requested_by=who.user)
+            return report(plan)
+
+    @server.tool(
+        name="show_pending_plan",
+        description=(
+            "Show a stored plan: the given plan_id, or without one the newest plan that is "
+            "pending_approval, approved or incomplete. Includes its approvals and what must happen next."
+        ),
+        annotations=_hints("Show a plan", read_only=True),
+    )
+    async def show_pending_plan(plan_id: str | None = None) -> PlanReport:
+        with _reported():
+            return report(plans.get(plan_id) if plan_id else newest_open())
+
+    @server.tool(
+        name="execute_approved_plan",
+        description=(
+            "Run a plan that people have already approved (valid recorded approvals for exactly this "
+            "version of the plan), as this server's identity. The `approval` argument approves NOTHING: "
+            "it is ignored and the attempt is recorded in the audit trail; a person allowed to approve "
+            "must run `opsmith approve PLAN`. A run stops at validation gates (status "
+            "awaiting_validation) until a person runs `opsmith continue RUN`. A failed run is rolled back. "
+            "Returns the run id, its status, every step's status and the failure."
+        ),
+        annotations=_hints("Execute an approved plan", destructive=True, open_world=True),
+    )
+    async def execute_approved_plan(plan_id: str, approval: bool = False) -> RunReport:
+        from opsmith.running import start_run
+
+        with _reported():
+            who = acting()
+            plan = plans.get(plan_id)
+            approvals = state_of(app, plan)
+            approved = plan.status is PlanStatus.APPROVED and (not plan.requires_approval or approvals.approved)
+            if not approved:
+                if approval:
+                    audit.append(
+                        who.user,
+                        "mcp.approval_ignored",
+                        plan.id,
+                        {"hash": plan.hash, "status": plan.status.value, "via": "mcp"},
+                    )
+                raise ToolError(_not_approved(plan, approvals.needed, len(approvals.valid), approval))
+            async with run_lock:
+                settled, state, failure = await start_run(app, who, plan.id, auto_validate=False)
+            return run_report(settled, state, failure)
+
+    @server.tool(
+        name="cancel_pending_plan",
+        description=(
+            "Cancel a plan that has not started: the given plan_id, or the newest plan that is "
+            "pending_approval, approved or incomplete. A cancelled plan can never run."
+        ),
+        annotations=_hints("Cancel a plan", destructive=True),
+    )
+    async def cancel_pending_plan(plan_id: str | None = None) -> PlanReport:
+        with _reported():
+            target = plan_id or newest_open().id
+            return report(cancel(app, acting(), target))
+
+    @server.tool(
+        name="get_run_status",
+        description="A run's status and every step's status, attempts, output and error.",
+        annotations=_hints("Get run status", read_only=True),
+    )
+    async def get_run_status(run_id: str) -> RunReport:
+        with _reported():
+            state = runs.get(run_id)
+            return run_report(plans.get(state.plan_id), state)
+
+    @server.tool(
+        name="get_all_servers_status",
+        description=(
+            "Check every configured MCP server: start the enabled ones, report health (up, degraded, "
+            "down, stopped), the reason and the tool count, then stop them again."
+        ),
+        annotations=_hints("Get all servers' status", read_only=True),
+    )
+    async def get_all_servers_status() -> ServersReport:
+        with _reported():
+            return await _servers(app, "started for this check and stopped again")
+
+    @server.tool(
+        name="start_all_enabled_servers",
+        description=(
+            "Start every enabled MCP server (not those an operator stopped or the configuration "
+            "disables) and report whether each came up, with its reason and tool count. opsmith starts "
+            "servers for each operation, so they are stopped again when this call returns."
+        ),
+        annotations=_hints("Start all enabled servers", idempotent=True),
+    )
+    async def start_all_enabled_servers() -> ServersReport:
+        with _reported():
+            return await _servers(
+                app, "every enabled server was started; opsmith stops them after each operation"
+            )
+
+    @server.tool(
+        name="get_current_role",
+        description="Who this server acts as (user, role, where that came from) and what that role may do.",
+        annotations=_hints("Get the current role", read_only=True),
+    )
+    async def get_current_role() -> RoleReport:
+        with _reported():
+            who = acting()
+            return role_report(who, permission_of(app.config, who))
+
+    @server.tool(
+        name="set_role",
+        description=(
+            "Give a configured user a role (viewer, operator, deployer, approver, admin or a configured "
+            "role). Only an admin may; nobody can change their own role. Recorded in the audit trail."
+        ),
+        annotations=_hints("Set a user's role", destructive=True, idempotent=True),
+    )
+    async def set_role(user: str, role: str) -> RoleChange:
+        with _reported():
+            who = acting()
+            decision = decide(who, permission_of(app.config, who), Action.ADMIN)
+            if not decision.allowed:
+                raise ToolError(f"{decision.reason}\nhint: role changes are an admin action")
+            known = set(DEFAULT_ROLES) | set(app.config.rbac.roles if app.config.rbac else {})
+            if role not in known:
+                raise ToolError(f"unknown role {role!r}\nhint: known: {', '.join(sorted(known))}")
+            if user == who.user:
+                raise ToolError("nobody can change their own role\nhint: ask another admin")
+            if app.config.rbac is None or user not in app.config.rbac.users:
+                raise ToolError(f"{user!r} is not a configured user\nhint: add them under rbac.users first")
+            RoleRepository(app.database).set(user, role, who.user)
+            audit.append(who.user, "role.changed", user, {"role": role, "via": "mcp"})
+            return RoleChange(user=user, role=role, set_by=who.user)
+
+    return server
+
+
+async def _servers(app: App, note: str) -> ServersReport:
+    from opsmith.discovery import running_servers, statuses
+
+    async with running_servers(app) as pool:
+        return servers_report(statuses(app, pool), note)
+
+
+def _not_approved(plan: Plan, needed: int, valid: int, approval_flag: bool) -> str:
+    if plan.status is PlanStatus.APPROVED:
+        why = f"plan {plan.id} is not approved as it is now: {valid} valid approval(s) of {needed}"
+    else:
+        why = f"plan {plan.id} is {plan.status.value}, not approved"
+    if plan.status in (PlanStatus.PENDING_APPROVAL, PlanStatus.APPROVED):
+        then = f"a person allowed to approve must run `opsmith approve {plan.id}`, then call this tool again"
+    elif plan.status is PlanStatus.INCOMPLETE:
+        then = (
+            f"a person fills what is missing (`opsmith plan amend {plan.id} --set ...`), "
+            f"then someone allowed to approve runs `opsmith approve {plan.id}`"
+        )
+    else:
+        then = "it cannot run; plan the request again"
+    ignored = (
+        "approval=true approves nothing: this server cannot approve plans, and the attempt was recorded "
+        "in the audit trail (mcp.approval_ignored). "
+        if approval_flag
+        else ""
+    )
+    return f"{why}. {ignored}\nhint: {then}"
