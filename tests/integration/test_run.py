@@ -106,3 +106,45 @@ def test_a_staging_deployment_runs_to_success(project: Path) -> None:
     assert result["status"] == "succeeded"
     assert all(s["status"] == "succeeded" for s in result["steps"])
     assert all(s["duration_seconds"] is not None for s in result["steps"])
+
+
+SECURITY_FIRST = """
+name: security_first
+description: ship after a security scan only (test playbook)
+title: "Ship {{ subject }}"
+precedence: 100
+match: {actions: [deploy], environments: [production]}
+steps:
+  - {id: build, capability: build, name: Build, args: {branch: main}}
+  - {id: security_scan, capability: security_scan, name: Scan, depends_on: [build]}
+  - {id: push_image, capability: push_image, name: Push, depends_on: [security_scan],
+     args: {image: "{{ image_repository }}", build_number: "${steps.build.number}"}}
+  - {id: deploy, capability: deploy, name: Deploy, depends_on: [push_image],
+     args: {image: "${steps.push_image.image}"}, rollback: rollback}
+"""
+
+
+def test_a_step_does_not_start_while_its_compliance_evidence_fails(tmp_path: Path, state_dir: Path) -> None:
+    playbooks = tmp_path / "playbooks"
+    playbooks.mkdir()
+    (playbooks / "security_first.yaml").write_text(SECURITY_FIRST)
+    config = CONFIG.replace("  microservice-two: {}", "  microservice-two: {}\n  payments-api: {}").replace(
+        'planning: {default_application: my-application, image_repository: "myorg/{app}"}',
+        "planning: {default_application: my-application, image_repository: 'myorg/{app}',"
+        f" playbook_dirs: ['{playbooks}']}}",
+    )
+    policy = "policy: {compliance: {production: [security_scan_passed, approval_required]}}\n"
+    (tmp_path / "opsmith.yaml").write_text(f"{config}{policy}mcpServers:\n{sandbox_servers(state_dir)}\n")
+    before = {p["image"] for p in pods(tmp_path, "payments-api")}
+    plan = approved_plan(tmp_path, "Deploy payments-api to production")
+    assert plan["playbook"] == "security_first"
+    code, out, err = as_user(tmp_path, "bob", "run", str(plan["id"]), "--json")
+    assert code == 1, err
+    result = json.loads(out)
+    steps = {s["step_id"]: s for s in result["steps"]}
+    assert steps["push_image"]["status"] == "succeeded"
+    assert steps["deploy"]["status"] == "failed" and steps["deploy"]["attempts"] == 1
+    assert (
+        "security_scan_passed: step security_scan: counts.CRITICAL == 0 but was 1" in steps["deploy"]["error"]
+    )
+    assert {p["image"] for p in pods(tmp_path, "payments-api")} == before, "production was never touched"

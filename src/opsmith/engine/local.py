@@ -19,7 +19,7 @@ from opsmith.domain.identity import Action, Identity, Permission, decide
 from opsmith.domain.plan import Plan, Step
 from opsmith.engine.events import EventType, RunEvent
 from opsmith.engine.evidence_gate import unmet_before
-from opsmith.engine.references import resolve
+from opsmith.engine.references import referenced_steps, resolve
 from opsmith.engine.retry import RetryPolicy, delay, should_retry
 from opsmith.engine.rollback import rollback_call, rollback_order
 from opsmith.engine.scheduler import apply_result, gate_after, ready_steps, start_step
@@ -260,6 +260,13 @@ class LocalExecutor:
 
     async def _undo_failed(self, state: RunState, step_id: str) -> bool:
         """Run the rollback of a step that failed part-way; its state stays `failed`."""
+        step = self.plan_step(step_id)
+        if step.rollback is not None and step_id in referenced_steps(step.rollback.args):
+            # The undo needs this step's own output (e.g. the colour it switched from); a failed
+            # step has none, and the tool's own failure left the target as it was.
+            message = f"nothing to undo: {step_id} failed before it changed anything it reports"
+            self._emit(state, EventType.ROLLBACK_ACTION, step_id, message, {"ok": True, "skipped": True})
+            return True
         try:
             call = rollback_call(self.plan, step_id, succeeded_outputs(state))
             started = time.perf_counter()
