@@ -14,10 +14,12 @@ Baselines, measured in the same run, interleaved with the engine runs:
   commit    one single-row INSERT + COMMIT with sqlite3 on a WAL file in the same temp dir, with
             opsmith's pragmas (journal_mode=WAL, busy_timeout, foreign_keys): one durable commit.
 
+One run times every shape once, then the baselines; a bare-commit sample follows each engine run.
+Runs stop early when the next one would pass --budget seconds (1,000-step runs are slow).
 Commits per step counts RunRepository.save, RunRepository.append and AuditLog.append calls (one
 transaction each) through counting subclasses. --profile adds a cProfile of one chain run.
 
-    uv run python bench/engine_overhead.py [--runs 3] [--steps 1000] [--profile]
+    uv run python bench/engine_overhead.py [--runs 3] [--steps 1000] [--budget 240] [--profile]
 """
 
 from __future__ import annotations
@@ -249,6 +251,9 @@ async def main() -> None:
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--steps", type=int, default=1000, help="steps per plan (layered: 20 x steps/20)")
     parser.add_argument("--profile", action="store_true", help="also cProfile one chain run")
+    parser.add_argument(
+        "--budget", type=float, default=240, help="seconds; stop adding runs past it (0: always --runs)"
+    )
     parser.add_argument("--top", type=int, default=15, help="rows of the profile to print")
     args = parser.parse_args()
     plans = {kind: build_plan(kind, args.steps) for kind in ("chain", "wide", "layered")}
@@ -258,22 +263,30 @@ async def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         sync = synchronous_mode(root / "probe.db")
-        await run_engine(plans["chain"], root / "warmup", 5, None)  # imports, first-use costs
-        for r in range(args.runs):  # interleaved, so drift in the machine hits every row alike
+        await run_engine(build_plan("chain", 20), root / "warmup", 5, None)  # imports, first-use costs
+        began = time.perf_counter()
+        done = 0
+        while done < args.runs:  # interleaved, so drift in the machine hits every row alike
             for i, shape in enumerate(SHAPES):
-                engine[shape].append(
-                    await run_engine(plans[shape.kind], root / f"r{r}-{i}", shape.max_parallel, None)
-                )
+                folder = root / f"r{done}-{i}"
+                engine[shape].append(await run_engine(plans[shape.kind], folder, shape.max_parallel, None))
+                commits.append(bare_commits(root / f"bare-{done}-{i}.db", min(args.steps, 300)))
             for kind, plan in plans.items():
                 baseline[kind].append(await run_asyncio(plan))
-            commits.append(bare_commits(root / f"bare-{r}.db", args.steps))
+            done += 1
+            spent = time.perf_counter() - began
+            if args.budget and done < args.runs and spent / done * (done + 1) > args.budget:
+                print(
+                    f"stopping after {done} of {args.runs} runs:"
+                    f" the next would pass --budget {args.budget:.0f} s"
+                )
+                break
         if args.profile:
             await profile_chain(plans["chain"], root / "profile", args.top)
 
     commit_ms = statistics.median(commits) * 1000
     print(
-        f"\nLocalExecutor overhead, no-op steps, SQLite WAL file (synchronous={sync}),"
-        f" median of {args.runs} runs"
+        f"\nLocalExecutor overhead, no-op steps, SQLite WAL file (synchronous={sync}), median of {done} runs"
     )
     header = (
         f"{'shape':<9}{'par':>4}{'steps':>7}{'engine s':>10}{'ms/step':>9}{'asyncio ms':>12}"
