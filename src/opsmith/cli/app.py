@@ -14,6 +14,7 @@ from opsmith.cli.context import State
 from opsmith.cli.db import db_app
 from opsmith.cli.demo import demo_command
 from opsmith.cli.errors import report
+from opsmith.cli.mcp import mcp_command
 from opsmith.cli.plans import intent_command, plan_command, plans_command, show_command
 from opsmith.cli.runs import continue_command, logs_command, run_command, status_command
 from opsmith.cli.servers import servers_app
@@ -64,6 +65,7 @@ app.command("run")(run_command)
 app.command("continue")(continue_command)
 app.command("status")(status_command)
 app.command("logs")(logs_command)
+app.command("mcp")(mcp_command)
 
 
 def main() -> None:

@@ -178,7 +178,9 @@ def run_report(plan: Plan, state: RunState, failure: str | None = None) -> RunRe
     if failure is None:
         failure = next((s.error for s in state.steps.values() if s.status is StepStatus.FAILED), None)
     if state.status is RunStatus.AWAITING_VALIDATION:
-        done = [s.id for s in plan.steps if s.requires_validation and state.step(s.id).status.value == "succeeded"]
+        done = [
+            s.id for s in plan.steps if s.requires_validation and state.step(s.id).status.value == "succeeded"
+        ]
         gate = f" after step {done[-1]}" if done else ""
         then = (
             f"paused at a validation gate{gate}: a person must check the result and run "

@@ -173,7 +173,9 @@ def build_server(app: App, identity: Identity) -> MCPServer:
             who = acting()
             plan = plans.get(plan_id)
             approvals = state_of(app, plan)
-            approved = plan.status is PlanStatus.APPROVED and (not plan.requires_approval or approvals.approved)
+            approved = plan.status is PlanStatus.APPROVED and (
+                not plan.requires_approval or approvals.approved
+            )
             if not approved:
                 if approval:
                     audit.append(
