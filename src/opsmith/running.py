@@ -46,6 +46,11 @@ def may_run(app: App, identity: Identity, plan: Plan) -> None:
                 f"plan {plan.id} has {len(tally.valid)} valid approval(s) of {tally.needed} ({why})",
                 hint=f"approve it again: opsmith approve {plan.id}",
             )
+    require_execute(app, identity, plan)
+
+
+def require_execute(app: App, identity: Identity, plan: Plan) -> None:
+    """RBAC for running this plan: its environment and its overall risk."""
     decision = decide(
         identity,
         permission_of(app.config, identity),
@@ -105,15 +110,7 @@ async def continue_run(
     plan = PlanRepository(app.database).get(state.plan_id)
     if state.status is not RunStatus.AWAITING_VALIDATION:
         raise RunRefused(f"run {run_id} is {state.status.value}, not waiting at a gate")
-    decision = decide(
-        identity,
-        permission_of(app.config, identity),
-        Action.EXECUTE,
-        environment=plan.intent.environment,
-        risk=plan.risk,
-    )
-    if not decision.allowed:
-        raise RunRefused(decision.reason, hint="ask someone whose role may execute this plan")
+    require_execute(app, identity, plan)
     AuditLog(app.database).append(identity.user, "gate.validated", run_id, {"plan": plan.id})
     async with running_servers(app) as pool:
         executor = _executor(app, identity, plan, pool, auto_validate, listener)
