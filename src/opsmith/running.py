@@ -85,7 +85,11 @@ async def start_run(
                 f"tools of plan {plan.id} are no longer offered: {', '.join(vanished)}",
                 hint="check `opsmith servers status`, then plan the request again",
             )
-        plans.save(plan.model_copy(update={"status": PlanStatus.RUNNING}))
+        if not plans.claim(plan):
+            raise RunRefused(
+                f"plan {plan.id} is already being run (or changed) by someone else",
+                hint="watch it with: opsmith plans --status running; a plan runs once",
+            )
         audit.append(identity.user, "run.started", run_id, {"plan": plan.id, "hash": plan.hash})
         executor = _executor(app, identity, plan, pool, auto_validate, listener)
         state = await executor.run(new_run(plan, run_id=run_id))

@@ -148,3 +148,32 @@ def test_a_step_does_not_start_while_its_compliance_evidence_fails(tmp_path: Pat
         "security_scan_passed: step security_scan: counts.CRITICAL == 0 but was 1" in steps["deploy"]["error"]
     )
     assert {p["image"] for p in pods(tmp_path, "payments-api")} == before, "production was never touched"
+
+
+def test_two_processes_never_run_the_same_plan(project: Path) -> None:
+    import os
+    import subprocess
+
+    from tests.integration.test_cli import OPSMITH
+
+    plan = approved_plan(project, "Deploy microservice-two to staging")
+    assert plan["status"] == "approved"
+    runners = [
+        subprocess.Popen(
+            [OPSMITH, "--as", "bob", "run", str(plan["id"]), "--json"],
+            cwd=project,
+            env=dict(os.environ),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    results = [
+        (r.wait(timeout=120), r.stdout.read() if r.stdout else "", r.stderr.read() if r.stderr else "")
+        for r in runners
+    ]
+    codes = sorted(code for code, _, _ in results)
+    assert codes == [0, 2], results
+    refused = next(err for code, _, err in results if code == 2)
+    assert "already being run" in refused or "not approved" in refused
