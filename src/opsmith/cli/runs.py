@@ -43,12 +43,20 @@ def run_command(
     """Run an approved plan with live progress; a failure rolls back what completed, newest first."""
     from opsmith.running import start_run
 
-    listener = None if as_json else _print_event
-    plan, final, failure = run(
-        start_run(
-            state(ctx).app, state(ctx).identity, plan_id, auto_validate=auto_validate, listener=listener
+    app = state(ctx).app
+    if as_json or not out.is_terminal:
+        listener = None if as_json else _print_event
+        plan, final, failure = run(
+            start_run(app, state(ctx).identity, plan_id, auto_validate=auto_validate, listener=listener)
         )
-    )
+    else:
+        from opsmith.cli.progress import LiveProgress
+        from opsmith.store.plans import PlanRepository
+
+        with LiveProgress(PlanRepository(app.database).get(plan_id), out) as live:
+            plan, final, failure = run(
+                start_run(app, state(ctx).identity, plan_id, auto_validate=auto_validate, listener=live)
+            )
     _report(plan, final, failure, as_json)
 
 

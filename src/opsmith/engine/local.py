@@ -353,7 +353,7 @@ def summarize(output: dict[str, Any] | None) -> str:
     )  # fmt: skip
     parts = []
     for key in keys:
-        if key in output and not isinstance(output[key], list):
+        if key in output and output[key] is not None and not isinstance(output[key], list):
             value = output[key]
             if isinstance(value, dict) and "status" in value:
                 value = value["status"]

@@ -36,9 +36,7 @@ def reflect(plan: Plan, run: RunState) -> Reflection:
             verdict = (
                 "within" if low <= seconds <= high else ("faster than" if seconds < low else "slower than")
             )
-            estimates.append(
-                f"{step.id}: took {seconds:.2f}s, {verdict} the estimate {format_duration_range(low, high)}"
-            )
+            estimates.append(f"{step.id}: took {seconds:.2f}s, {verdict} the estimate {_range(low, high)}")
         if state.status is StepStatus.FAILED:
             failures.append(f"{step.id} ({step.server}/{step.tool}): {state.error}")
             suggestions += _suggest(step.id, state.error or "")
@@ -49,6 +47,11 @@ def reflect(plan: Plan, run: RunState) -> Reflection:
     return Reflection(
         estimates=estimates, failures=failures, retries=retries, suggestions=list(dict.fromkeys(suggestions))
     )
+
+
+def _range(low: float, high: float) -> str:
+    # Estimates learned from fast runs are seconds; "< 1 min" would hide the comparison.
+    return f"{low:.2f}-{high:.2f}s" if high < 60 else format_duration_range(low, high)
 
 
 def _suggest(step_id: str, error: str) -> list[str]:
