@@ -306,7 +306,9 @@ async def main() -> None:
             f"{commit_ms:>11.3f}{per_step / commit_ms:>13.1f}{per_commit:>14.2f}{kb:>10.0f}"
         )
     print(f"target: <= {TARGET_MS:.0f} ms per step")
-    print("state KB: the run's state JSON at the end; RunRepository.save writes it whole on every save")
+    print(
+        "state KB: the whole run state as JSON at the end; a save writes only the run's head and the steps that changed"
+    )
 
 
 if __name__ == "__main__":

@@ -38,3 +38,14 @@ class EventRow(Base):
     step_id: Mapped[str | None] = mapped_column(String(160), nullable=True)
     message: Mapped[str] = mapped_column(Text, default="")
     data: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class RunStepRow(Base):
+    """One step's state in a run: written alone when it changes, so a save costs one step, not all."""
+
+    __tablename__ = "run_steps"
+
+    run_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    step_id: Mapped[str] = mapped_column(String(160), primary_key=True)
+    status: Mapped[str] = mapped_column(String(32))
+    state: Mapped[dict[str, Any]] = mapped_column(JSON)

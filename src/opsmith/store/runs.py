@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 
 from opsmith.domain.errors import UsageError
 from opsmith.engine.events import EventType, RunEvent
 from opsmith.engine.state import RunState
 from opsmith.store.database import Database
-from opsmith.store.run_models import EventRow, RunRow
+from opsmith.store.run_models import EventRow, RunRow, RunStepRow
 
 
 class UnknownRunError(UsageError):
@@ -20,18 +20,47 @@ class UnknownRunError(UsageError):
 class RunRepository:
     def __init__(self, database: Database) -> None:
         self._db = database
+        self._saved: dict[str, RunState] = {}
 
     def save(self, state: RunState, *, started_by: str = "") -> None:
+        """Commit the run's head and only the steps that changed since this repository last saved it."""
         now = datetime.now(UTC)
+        last = self._saved.get(state.run_id)
+        # Unchanged steps are the very same objects in the new state (states are immutable).
+        changed = [k for k, v in state.steps.items() if last is None or last.steps.get(k) is not v]
+        head = state.model_dump(mode="json", exclude={"steps"})
         with self._db.session() as session:
-            row = session.get(RunRow, state.run_id)
-            if row is None:
-                row = RunRow(id=state.run_id, plan_id=state.plan_id, started_by=started_by, created_at=now)
-            row.plan_hash = state.plan_hash
-            row.status = state.status.value
-            row.state = state.model_dump(mode="json")
-            row.updated_at = now
-            session.add(row)
+            updated = session.execute(
+                update(RunRow)
+                .where(RunRow.id == state.run_id)
+                .values(plan_hash=state.plan_hash, status=state.status.value, state=head, updated_at=now)
+            )
+            if getattr(updated, "rowcount", 0) == 0:
+                session.add(
+                    RunRow(
+                        id=state.run_id,
+                        plan_id=state.plan_id,
+                        plan_hash=state.plan_hash,
+                        status=state.status.value,
+                        started_by=started_by,
+                        state=head,
+                        created_at=now,
+                        updated_at=now,
+                    )
+                )
+            for step_id in changed:
+                step = state.steps[step_id]
+                data = step.model_dump(mode="json")
+                written = session.execute(
+                    update(RunStepRow)
+                    .where(RunStepRow.run_id == state.run_id, RunStepRow.step_id == step_id)
+                    .values(status=step.status.value, state=data)
+                )
+                if getattr(written, "rowcount", 0) == 0:
+                    session.add(
+                        RunStepRow(run_id=state.run_id, step_id=step_id, status=step.status.value, state=data)
+                    )
+        self._saved[state.run_id] = state
 
     def get(self, run_id: str) -> RunState:
         with self._db.session() as session:
@@ -42,7 +71,8 @@ class RunRepository:
                     f"no run {run_id!r}",
                     hint=f"recent runs: {', '.join(near)}" if near else "start one: opsmith run PLAN",
                 )
-            return RunState.model_validate(row.state)
+            steps = session.scalars(select(RunStepRow).where(RunStepRow.run_id == run_id))
+            return RunState.model_validate({**row.state, "steps": {s.step_id: s.state for s in steps}})
 
     def started_by(self, run_id: str) -> str:
         with self._db.session() as session:
