@@ -307,7 +307,8 @@ async def main() -> None:
         )
     print(f"target: <= {TARGET_MS:.0f} ms per step")
     print(
-        "state KB: the whole run state as JSON at the end; a save writes only the run's head and the steps that changed"
+        "state KB: the whole run state as JSON at the end;"
+        " a save writes only the run's head and the steps that changed"
     )
 
 
