@@ -10,9 +10,14 @@ from rich.table import Table
 from opsmith.cli.context import emit_json, err, out, run, state
 
 if TYPE_CHECKING:
+    from collections.abc import Callable, Coroutine
+
     from opsmith.domain.plan import Plan
     from opsmith.engine.events import RunEvent
     from opsmith.engine.state import RunState
+
+    Listener = Callable[[RunEvent], None]
+    Starter = Callable[[Listener | None], Coroutine[Any, Any, tuple[Plan, RunState, str | None]]]
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable output")]
 AutoOpt = Annotated[
@@ -43,21 +48,15 @@ def run_command(
     """Run an approved plan with live progress; a failure rolls back what completed, newest first."""
     from opsmith.running import start_run
 
-    app = state(ctx).app
-    if as_json or not out.is_terminal:
-        listener = None if as_json else _print_event
-        plan, final, failure = run(
-            start_run(app, state(ctx).identity, plan_id, auto_validate=auto_validate, listener=listener)
-        )
-    else:
-        from opsmith.cli.progress import LiveProgress
-        from opsmith.store.plans import PlanRepository
-
-        with LiveProgress(PlanRepository(app.database).get(plan_id), out) as live:
-            plan, final, failure = run(
-                start_run(app, state(ctx).identity, plan_id, auto_validate=auto_validate, listener=live)
-            )
-    _report(plan, final, failure, as_json)
+    who = state(ctx).identity
+    _drive(
+        ctx,
+        plan_id,
+        lambda listener: start_run(
+            state(ctx).app, who, plan_id, auto_validate=auto_validate, listener=listener
+        ),
+        as_json,
+    )
 
 
 def continue_command(
@@ -68,13 +67,30 @@ def continue_command(
 ) -> None:
     """Validate the gate a run waits at, and carry on."""
     from opsmith.running import continue_run
+    from opsmith.store.runs import RunRepository
 
-    listener = None if as_json else _print_event
-    plan, final, failure = run(
-        continue_run(
-            state(ctx).app, state(ctx).identity, run_id, auto_validate=auto_validate, listener=listener
-        )
+    who = state(ctx).identity
+    plan_id = RunRepository(state(ctx).app.database).get(run_id).plan_id
+    _drive(
+        ctx,
+        plan_id,
+        lambda listener: continue_run(
+            state(ctx).app, who, run_id, auto_validate=auto_validate, listener=listener
+        ),
+        as_json,
     )
+
+
+def _drive(ctx: typer.Context, plan_id: str, start: Starter, as_json: bool) -> None:
+    """Run `start` with the right way of showing progress: none (JSON), lines, or live bars."""
+    if as_json or not out.is_terminal:
+        plan, final, failure = run(start(None if as_json else _print_event))
+    else:
+        from opsmith.cli.progress import LiveProgress
+        from opsmith.store.plans import PlanRepository
+
+        with LiveProgress(PlanRepository(state(ctx).app.database).get(plan_id), out) as live:
+            plan, final, failure = run(start(live))
     _report(plan, final, failure, as_json)
 
 
