@@ -25,6 +25,7 @@ from pydantic import (
 )
 
 from opsmith.domain.identity import DEFAULT_ROLES, Permission
+from opsmith.engine.settings import ExecutionSettings
 from opsmith.errors import ConfigError
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
@@ -109,6 +110,33 @@ class SupervisionConfig(_Strict):
     health_interval: float = Field(default=10.0, gt=0, le=3600)
 
 
+class ExecutionConfig(_Strict):
+    """How runs are driven (see opsmith.engine.settings)."""
+
+    max_parallel: int = Field(default=5, ge=1, le=100)
+    step_timeout: float = Field(default=900.0, gt=0, le=24 * 3600, description="seconds per tool call")
+    gate_timeout_hours: float = Field(default=24.0, gt=0, le=24 * 30)
+    lease_seconds: float = Field(default=30.0, ge=1, le=3600)
+    retry_attempts: int = Field(default=3, ge=1, le=20)
+    retry_initial_delay: float = Field(default=0.5, ge=0, le=600)
+    retry_max_delay: float = Field(default=10.0, ge=0, le=3600)
+
+    def settings(self) -> ExecutionSettings:
+        from opsmith.engine.retry import RetryPolicy
+
+        return ExecutionSettings(
+            max_parallel=self.max_parallel,
+            step_timeout=self.step_timeout,
+            gate_timeout=self.gate_timeout_hours * 3600,
+            lease_seconds=self.lease_seconds,
+            retry=RetryPolicy(
+                attempts=self.retry_attempts,
+                initial_delay=self.retry_initial_delay,
+                max_delay=max(self.retry_max_delay, self.retry_initial_delay),
+            ),
+        )
+
+
 class ApplicationConfig(_Strict):
     """What opsmith knows about one application it deploys."""
 
@@ -175,6 +203,7 @@ class Config(_Strict):
     database_url: str | None = None
     state_dir: Path = Path(".opsmith")
     supervision: SupervisionConfig = Field(default_factory=SupervisionConfig)
+    execution: ExecutionConfig = Field(default_factory=ExecutionConfig)
     applications: dict[str, ApplicationConfig] = Field(default_factory=dict)
     planning: PlanningConfig = Field(default_factory=PlanningConfig)
     policy: PolicyConfig = Field(default_factory=PolicyConfig)

@@ -1,32 +1,54 @@
-"""Start and continue runs of approved plans; only a plan approved as it is now may run."""
+"""Start, continue, resume, pause and cancel runs of approved plans.
+
+Only a plan approved as it is now may run. A run is driven by one process at a time, the holder of
+its lease; a pause or cancel asked from elsewhere reaches the holder through the store, and a run
+nobody holds (waiting at a gate, paused, or left by a process that died) is taken over by the
+command that acts on it.
+"""
 
 from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
 
 from opsmith.approvals import state_of
 from opsmith.bootstrap import App
 from opsmith.domain.errors import UsageError
 from opsmith.domain.identity import Action, Identity, decide
 from opsmith.domain.plan import Plan, PlanStatus
-from opsmith.engine.local import Listener, LocalExecutor
-from opsmith.engine.state import RunState, RunStatus, new_run
+from opsmith.engine.events import EventType, RunEvent
+from opsmith.engine.local import CANCEL, CANCEL_AND_ROLLBACK, PAUSE, Listener, LocalExecutor
+from opsmith.engine.recovery import Choice, recover, resolve, undecided
+from opsmith.engine.state import FINAL_RUN_STATUSES, RunState, RunStatus, new_run, with_run_status
 from opsmith.identity import permission_of
 from opsmith.store.audit import AuditLog
 from opsmith.store.plans import PlanRepository
-from opsmith.store.runs import RunRepository
+from opsmith.store.runs import AuditNote, RunRepository, new_owner, owner_is_gone
 
 FINAL = {
     RunStatus.SUCCEEDED: PlanStatus.SUCCEEDED,
     RunStatus.ROLLED_BACK: PlanStatus.ROLLED_BACK,
     RunStatus.FAILED: PlanStatus.FAILED,
     RunStatus.NEEDS_ATTENTION: PlanStatus.FAILED,
+    RunStatus.CANCELLED: PlanStatus.CANCELLED,
 }
+
+Outcome = tuple[Plan, RunState, str | None]
+
+
+@dataclass(frozen=True)
+class Decision:
+    """A person's choice for the steps a crash interrupted: one step, or all of them (step None)."""
+
+    choice: Choice
+    step: str | None = None
 
 
 class RunRefused(UsageError):
-    """A plan that may not run (not approved, changed since approval, no permission...)."""
+    """A plan or run that may not run now (not approved, changed since approval, no permission...)."""
 
 
 def may_run(app: App, identity: Identity, plan: Plan) -> None:
@@ -49,17 +71,17 @@ def may_run(app: App, identity: Identity, plan: Plan) -> None:
     require_execute(app, identity, plan)
 
 
-def require_execute(app: App, identity: Identity, plan: Plan) -> None:
-    """RBAC for running this plan: its environment and its overall risk."""
+def require_execute(app: App, identity: Identity, plan: Plan, action: Action = Action.EXECUTE) -> None:
+    """RBAC for driving this plan: its environment and its overall risk."""
     decision = decide(
         identity,
         permission_of(app.config, identity),
-        Action.EXECUTE,
+        action,
         environment=plan.intent.environment,
         risk=plan.risk,
     )
     if not decision.allowed:
-        raise RunRefused(decision.reason, hint="ask someone whose role may execute this plan")
+        raise RunRefused(decision.reason, hint="ask someone whose role may do this")
 
 
 async def start_run(
@@ -69,7 +91,7 @@ async def start_run(
     *,
     auto_validate: bool = False,
     listener: Listener | None = None,
-) -> tuple[Plan, RunState, str | None]:
+) -> Outcome:
     from opsmith.discovery import running_servers
 
     plans = PlanRepository(app.database)
@@ -92,9 +114,7 @@ async def start_run(
             )
         audit.append(identity.user, "run.started", run_id, {"plan": plan.id, "hash": plan.hash})
         executor = _executor(app, identity, plan, pool, auto_validate, listener)
-        state = await executor.run(new_run(plan, run_id=run_id))
-        if state.status is RunStatus.FAILED:
-            state = await executor.rollback(state)
+        state = await executor.execute(new_run(plan, run_id=run_id))
     return _settle(app, plan, state), state, executor.failure
 
 
@@ -105,27 +125,275 @@ async def continue_run(
     *,
     auto_validate: bool = False,
     listener: Listener | None = None,
-) -> tuple[Plan, RunState, str | None]:
-    """A person validated the gate the run waits at: carry on."""
+) -> Outcome:
+    """A person validated the gate the run waits at: carry on (or roll back if the gate timed out)."""
+
+    def check(state: RunState, plan: Plan) -> None:
+        if state.status is not RunStatus.AWAITING_VALIDATION:
+            raise RunRefused(f"run {run_id} is {state.status.value}, not waiting at a gate")
+
+    return await _take_over(
+        app, identity, run_id, check, "gate.validated", auto_validate=auto_validate, listener=listener
+    )
+
+
+async def resume_run(
+    app: App,
+    identity: Identity,
+    run_id: str,
+    *,
+    decision: Decision | None = None,
+    auto_validate: bool = False,
+    listener: Listener | None = None,
+) -> Outcome:
+    """Go on with a run that is paused, needs attention, or whose driving process died.
+
+    Finished steps are not run again. A step that was in flight runs again only if it is idempotent;
+    otherwise the run needs attention until a person decides (`decision`)."""
+
+    def check(state: RunState, plan: Plan) -> None:
+        if state.status in FINAL_RUN_STATUSES:
+            raise RunRefused(f"run {run_id} is {state.status.value}; there is nothing to resume")
+        if state.status is RunStatus.AWAITING_VALIDATION:
+            raise RunRefused(
+                f"run {run_id} waits at a validation gate", hint=f"validate it: opsmith continue {run_id}"
+            )
+
+    return await _take_over(
+        app,
+        identity,
+        run_id,
+        check,
+        "run.resumed",
+        decision=decision,
+        auto_validate=auto_validate,
+        listener=listener,
+    )
+
+
+async def _take_over(
+    app: App,
+    identity: Identity,
+    run_id: str,
+    check: Callable[[RunState, Plan], None],
+    audit_action: str,
+    *,
+    decision: Decision | None = None,
+    auto_validate: bool = False,
+    listener: Listener | None = None,
+) -> Outcome:
     from opsmith.discovery import running_servers
 
     runs = RunRepository(app.database)
     state = runs.get(run_id)
     plan = PlanRepository(app.database).get(state.plan_id)
-    if state.status is not RunStatus.AWAITING_VALIDATION:
-        raise RunRefused(f"run {run_id} is {state.status.value}, not waiting at a gate")
+    check(state, plan)
     require_execute(app, identity, plan)
-    AuditLog(app.database).append(identity.user, "gate.validated", run_id, {"plan": plan.id})
-    async with running_servers(app) as pool:
-        executor = _executor(app, identity, plan, pool, auto_validate, listener)
-        state = await executor.run(state)
-        if state.status is RunStatus.FAILED:
-            state = await executor.rollback(state)
-    return _settle(app, plan, state), state, executor.failure
+    owner = new_owner()
+    if not runs.claim(run_id, owner, seconds=app.config.execution.lease_seconds):
+        raise _held(runs, run_id)
+    try:
+        state = runs.get(run_id)  # what the previous holder wrote last
+        check(state, plan)
+        async with running_servers(app) as pool:
+            executor = _executor(app, identity, plan, pool, auto_validate, listener, owner=owner)
+            executor.state = state
+            if state.status is RunStatus.AWAITING_VALIDATION and _gate_expired(state):
+                assert state.gate_deadline is not None
+                why = f"the validation gate timed out at {state.gate_deadline:%Y-%m-%d %H:%M} UTC"
+                state = await executor.fail_and_rollback(why)
+                return _settle(app, plan, state), state, executor.failure
+            state = _prepare(executor, runs, identity, state, decision, audit_action)
+            if undecided(state):
+                return plan, state, _attention(state)
+            if decision is not None and decision.choice is Choice.FAIL:
+                state = await executor.fail_and_rollback(f"{identity.user} chose to roll back")
+            elif state.status is RunStatus.NEEDS_ATTENTION and _failed_steps(state):
+                raise RunRefused(
+                    f"run {run_id} failed and its rollback did not finish",
+                    hint=f"check the failed undo, then: opsmith resume {run_id} --rollback",
+                )
+            else:
+                state = await executor.execute(state)
+        return _settle(app, plan, state), state, executor.failure
+    finally:
+        runs.release(run_id, owner)
+
+
+def _prepare(
+    executor: LocalExecutor,
+    runs: RunRepository,
+    identity: Identity,
+    state: RunState,
+    decision: Decision | None,
+    audit_action: str,
+) -> RunState:
+    """Recover a run whose driver died and apply a person's decision; commit what changed."""
+    events: list[RunEvent] = []
+    notes = [AuditNote(identity.user, audit_action, state.run_id, {"from": state.status.value})]
+    recovered = recover(executor.plan, state)
+    for step_id in recovered.rerun:
+        events.append(_event(state, EventType.STEP_INTERRUPTED, step_id, "interrupted; runs again"))
+    for step_id in recovered.held:
+        message = "interrupted during its call and not idempotent: it may or may not have done its work"
+        events.append(_event(state, EventType.STEP_INTERRUPTED, step_id, message))
+    state = recovered.state
+    if recovered.held:
+        events.append(_event(state, EventType.RUN_ATTENTION, None, _attention(state)))
+    if decision is not None:
+        chosen = [decision.step] if decision.step else undecided(state)
+        if not chosen and decision.choice is not Choice.FAIL:
+            raise RunRefused(f"run {state.run_id} has no step waiting for a decision")
+        for step_id in chosen:
+            state = resolve(state, step_id, decision.choice, at=datetime.now(UTC))
+            if decision.choice is Choice.FAIL:
+                executor.mark_touched(step_id)
+            notes.append(
+                AuditNote(
+                    identity.user, "step.decided", state.run_id, {"step": step_id, "choice": decision.choice}
+                )
+            )
+            message = f"{identity.user} chose {decision.choice.value}"
+            events.append(_event(state, EventType.STEP_DECIDED, step_id, message))
+    runs.commit(state, owner=executor.owner, events=events, audits=notes, clear_request=True)
+    executor.state = state
+    return state
+
+
+def _failed_steps(state: RunState) -> list[str]:
+    from opsmith.engine.state import StepStatus
+
+    bad = (StepStatus.FAILED, StepStatus.ROLLBACK_FAILED)
+    return [k for k, s in state.steps.items() if s.status in bad]
+
+
+def _attention(state: RunState) -> str:
+    steps = ", ".join(undecided(state))
+    return (
+        f"run {state.run_id} needs attention: {steps} may or may not have done its work; "
+        f"check it, then: opsmith resume {state.run_id} --retry STEP | --skip STEP | --rollback STEP"
+    )
+
+
+def _gate_expired(state: RunState) -> bool:
+    return state.gate_deadline is not None and state.gate_deadline <= datetime.now(UTC)
+
+
+def _held(runs: RunRepository, run_id: str) -> RunRefused:
+    lease = runs.lease(run_id)
+    until = f" until {lease.expires:%H:%M:%S} UTC" if lease.expires else ""
+    return RunRefused(
+        f"run {run_id} is being driven by {lease.owner}{until}",
+        hint=f"pause or cancel it instead: opsmith pause {run_id} / opsmith cancel {run_id}",
+    )
+
+
+async def request_stop(
+    app: App, identity: Identity, run_id: str, what: str, *, listener: Listener | None = None
+) -> tuple[RunState, str]:
+    """Pause or cancel a run. A run some process drives is asked through the store; one nobody
+    drives is paused or cancelled (and rolled back when asked) here. Returns the state and what
+    happened, in words."""
+    runs = RunRepository(app.database)
+    state = runs.get(run_id)
+    plan = PlanRepository(app.database).get(state.plan_id)
+    action = Action.EXECUTE if what == PAUSE else Action.CANCEL
+    require_execute(app, identity, plan, action)
+    if state.status in FINAL_RUN_STATUSES:
+        raise RunRefused(f"run {run_id} is {state.status.value} already")
+    owner = new_owner()
+    audit = AuditLog(app.database)
+    if not runs.claim(run_id, owner, seconds=app.config.execution.lease_seconds):
+        lease = runs.lease(run_id)
+        if lease.owner is not None and not owner_is_gone(lease.owner):
+            runs.request(run_id, what)
+            audit.append(identity.user, f"run.{what}.requested", run_id, {"holder": lease.owner})
+            return state, f"asked {lease.owner} to {what}; in-flight steps finish first"
+        raise _held(runs, run_id)
+    try:
+        state = runs.get(run_id)
+        note = AuditNote(identity.user, f"run.{what.replace('+', '_')}", run_id, {"from": state.status.value})
+        if what == PAUSE:
+            if state.status is RunStatus.PAUSED:
+                return state, "already paused"
+            if state.status is RunStatus.RUNNING:
+                # Nobody drives it (its process died): pausing keeps it from being resumed unasked.
+                recovered = recover(plan, state).state
+                state = recovered if recovered.status is not RunStatus.RUNNING else state
+            if state.status is not RunStatus.PAUSED:
+                state = with_run_status(state, RunStatus.PAUSED)
+            runs.commit(
+                state,
+                owner=owner,
+                events=[_event(state, EventType.RUN_PAUSED, None, f"paused by {identity.user}")],
+                audits=[note],
+                clear_request=True,
+            )
+            return state, "paused"
+        if what == CANCEL:
+            from opsmith.engine.state import StepStatus, with_step_status
+
+            now = datetime.now(UTC)
+            for step_id, s in state.steps.items():
+                if s.status in (StepStatus.PENDING, StepStatus.READY, StepStatus.RETRY_WAIT):
+                    state = with_step_status(state, step_id, StepStatus.CANCELLED, at=now)
+            state = with_run_status(state, RunStatus.CANCELLED)
+            runs.commit(
+                state,
+                owner=owner,
+                events=[_event(state, EventType.RUN_FINISHED, None, f"cancelled by {identity.user}")],
+                audits=[note],
+                clear_request=True,
+            )
+            _settle(app, plan, state)
+            return state, "cancelled"
+        assert what == CANCEL_AND_ROLLBACK
+        from opsmith.discovery import running_servers
+
+        async with running_servers(app) as pool:
+            executor = _executor(app, identity, plan, pool, False, listener, owner=owner)
+            for step_id in undecided(state):
+                state = resolve(state, step_id, Choice.FAIL, at=datetime.now(UTC))
+                executor.mark_touched(step_id)
+            runs.commit(state, owner=owner, audits=[note], clear_request=True)
+            executor.state = state
+            state = await executor.fail_and_rollback(f"cancelled by {identity.user}")
+        _settle(app, plan, state)
+        return state, state.status.value
+    finally:
+        runs.release(run_id, owner)
+
+
+async def sweep(app: App, identity: Identity, *, listener: Listener | None = None) -> list[tuple[str, str]]:
+    """Roll back runs whose validation gate timed out; list runs whose driver died. What a timer
+    (cron, systemd) or the server runs periodically."""
+    runs = RunRepository(app.database)
+    done: list[tuple[str, str]] = []
+    for run_id in runs.ids([RunStatus.AWAITING_VALIDATION]):
+        if _gate_expired(runs.get(run_id)):
+            _, state, _ = await continue_run(app, identity, run_id, listener=listener)
+            done.append((run_id, f"gate timed out: {state.status.value}"))
+    for run_id in runs.ids([RunStatus.RUNNING, RunStatus.ROLLING_BACK]):
+        lease = runs.lease(run_id)
+        expired = lease.expires is not None and lease.expires < datetime.now(UTC)
+        if lease.owner is None or expired or owner_is_gone(lease.owner):
+            done.append((run_id, f"its driver is gone: opsmith resume {run_id}"))
+    return done
+
+
+def _event(state: RunState, kind: EventType, step_id: str | None, message: str) -> RunEvent:
+    return RunEvent(run_id=state.run_id, at=datetime.now(UTC), type=kind, step_id=step_id, message=message)
 
 
 def _executor(
-    app: App, identity: Identity, plan: Plan, pool: object, auto_validate: bool, listener: Listener | None
+    app: App,
+    identity: Identity,
+    plan: Plan,
+    pool: object,
+    auto_validate: bool,
+    listener: Listener | None,
+    *,
+    owner: str | None = None,
 ) -> LocalExecutor:
     from opsmith.tools.mcp import ServerPool
 
@@ -134,11 +402,12 @@ def _executor(
         plan,
         tools=pool,
         runs=RunRepository(app.database),
-        audit=AuditLog(app.database),
         identity=identity,
         permission=permission_of(app.config, identity),
+        settings=app.config.execution.settings(),
         auto_validate=auto_validate,
         listener=listener,
+        owner=owner,
     )
 
 

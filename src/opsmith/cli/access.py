@@ -56,9 +56,22 @@ def reject_command(
         out.print(f"{plan.id} rejected")
 
 
-def cancel_command(ctx: typer.Context, plan_id: PlanArg, as_json: JsonOpt = False) -> None:
-    """Cancel a plan that has not started."""
+def cancel_command(
+    ctx: typer.Context,
+    plan_id: Annotated[str, typer.Argument(metavar="PLAN|RUN", help="a plan not started yet, or a run")],
+    rollback: Annotated[
+        bool, typer.Option("--rollback", help="for a run: undo what completed, newest first")
+    ] = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Cancel a plan that has not started, or a run (in-flight steps finish; --rollback undoes)."""
     from opsmith.approvals import cancel
+
+    if plan_id.startswith("run_"):
+        from opsmith.cli.runs import cancel_run
+
+        cancel_run(ctx, plan_id, rollback, as_json)
+        return
 
     plan = cancel(state(ctx).app, state(ctx).identity, plan_id)
     if as_json:

@@ -16,7 +16,15 @@ from opsmith.cli.demo import demo_command
 from opsmith.cli.errors import report
 from opsmith.cli.mcp import mcp_command
 from opsmith.cli.plans import intent_command, plan_command, plans_command, show_command
-from opsmith.cli.runs import continue_command, logs_command, run_command, status_command
+from opsmith.cli.runs import (
+    continue_command,
+    logs_command,
+    pause_command,
+    resume_command,
+    run_command,
+    status_command,
+    sweep_command,
+)
 from opsmith.cli.servers import servers_app
 from opsmith.cli.tools import call_command, tools_command
 from opsmith.errors import OpsmithError
@@ -63,6 +71,9 @@ app.command("whoami")(whoami_command)
 app.add_typer(role_app, name="role")
 app.command("run")(run_command)
 app.command("continue")(continue_command)
+app.command("resume")(resume_command)
+app.command("pause")(pause_command)
+app.command("sweep")(sweep_command)
 app.command("status")(status_command)
 app.command("logs")(logs_command)
 app.command("mcp")(mcp_command)

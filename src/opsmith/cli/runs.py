@@ -36,27 +36,139 @@ ICON = {
     "rollback.finished": "🔄",
     "run.started": "🚀",
     "run.finished": "🏁",
+    "run.paused": "⏸ ",
+    "run.needs_attention": "⚠ ",
+    "step.interrupted": "⚡",
+    "step.decided": "✋",
+    "rollback.calling": "↩ ",
 }
 
 
 def run_command(
     ctx: typer.Context,
-    plan_id: Annotated[str, typer.Argument(help="an approved plan")],
+    plan_id: Annotated[str | None, typer.Argument(help="an approved plan")] = None,
+    resume: Annotated[
+        str | None,
+        typer.Option("--resume", metavar="RUN", help="go on with a run whose process died or paused"),
+    ] = None,
     auto_validate: AutoOpt = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Run an approved plan with live progress; a failure rolls back what completed, newest first."""
+    """Run an approved plan with live progress; a failure rolls back what completed, newest first.
+
+    Exit 0 when the run succeeded (or waits at a validation gate), 1 when it failed or was rolled
+    back, 2 when it may not run."""
+    from opsmith.errors import UsageError
     from opsmith.running import start_run
 
+    if resume is not None:
+        if plan_id is not None:
+            raise UsageError("give a plan to run or --resume RUN, not both")
+        _resume(ctx, resume, None, auto_validate, as_json)
+        return
+    if plan_id is None:
+        raise UsageError(
+            "which plan? opsmith run PLAN", hint="list approved plans: opsmith plans --status approved"
+        )
     who = state(ctx).identity
+    chosen = plan_id
     _drive(
         ctx,
-        plan_id,
+        chosen,
         lambda listener: start_run(
-            state(ctx).app, who, plan_id, auto_validate=auto_validate, listener=listener
+            state(ctx).app, who, chosen, auto_validate=auto_validate, listener=listener
         ),
         as_json,
     )
+
+
+def resume_command(
+    ctx: typer.Context,
+    run_id: Annotated[
+        str, typer.Argument(help="a paused run, one that needs attention, or one whose process died")
+    ],
+    retry: Annotated[
+        str | None, typer.Option("--retry", metavar="STEP", help="run an interrupted step again")
+    ] = None,
+    skip: Annotated[
+        str | None,
+        typer.Option("--skip", metavar="STEP", help="count an interrupted step as done (you checked)"),
+    ] = None,
+    rollback: Annotated[
+        bool, typer.Option("--rollback", help="give up: fail the interrupted steps and undo what completed")
+    ] = False,
+    auto_validate: AutoOpt = False,
+    as_json: JsonOpt = False,
+) -> None:
+    """Go on with a run. Finished steps are not run again; an interrupted step that is not
+    idempotent waits for your choice: --retry STEP, --skip STEP or --rollback."""
+    from opsmith.engine.recovery import Choice
+    from opsmith.errors import UsageError
+    from opsmith.running import Decision
+
+    chosen = [d for d in (retry and Decision(Choice.RETRY, retry), skip and Decision(Choice.SKIP, skip)) if d]
+    if rollback:
+        chosen.append(Decision(Choice.FAIL))
+    if len(chosen) > 1:
+        raise UsageError("choose one of --retry, --skip and --rollback", hint="decide one step per command")
+    _resume(ctx, run_id, chosen[0] if chosen else None, auto_validate, as_json)
+
+
+def _resume(ctx: typer.Context, run_id: str, decision: Any, auto_validate: bool, as_json: bool) -> None:
+    from opsmith.running import resume_run
+    from opsmith.store.runs import RunRepository
+
+    who = state(ctx).identity
+    plan_id = RunRepository(state(ctx).app.database).get(run_id).plan_id
+    _drive(
+        ctx,
+        plan_id,
+        lambda listener: resume_run(
+            state(ctx).app, who, run_id, decision=decision, auto_validate=auto_validate, listener=listener
+        ),
+        as_json,
+    )
+
+
+def pause_command(
+    ctx: typer.Context, run_id: Annotated[str, typer.Argument(help="a run")], as_json: JsonOpt = False
+) -> None:
+    """Pause a run: no new step starts, the ones in flight finish. Resume with opsmith resume RUN."""
+    _stop(ctx, run_id, "pause", as_json)
+
+
+def _stop(ctx: typer.Context, run_id: str, what: str, as_json: bool) -> None:
+    from opsmith.running import request_stop
+
+    current, said = run(
+        request_stop(
+            state(ctx).app, state(ctx).identity, run_id, what, listener=None if as_json else _print_event
+        )
+    )
+    if as_json:
+        emit_json({**_run_json(current), "result": said})
+    else:
+        out.print(f"{run_id}: {said} (status {current.status.value})")
+
+
+def cancel_run(ctx: typer.Context, run_id: str, rollback: bool, as_json: bool) -> None:
+    """Cancel a run: nothing new starts; with rollback, what completed is undone newest first."""
+    _stop(ctx, run_id, "cancel+rollback" if rollback else "cancel", as_json)
+
+
+def sweep_command(ctx: typer.Context, as_json: JsonOpt = False) -> None:
+    """Roll back runs whose validation gate timed out and list runs whose process died (run it
+    from a timer, e.g. every minute)."""
+    from opsmith.running import sweep
+
+    found = run(sweep(state(ctx).app, state(ctx).identity, listener=None if as_json else _print_event))
+    if as_json:
+        emit_json([{"run_id": r, "result": what} for r, what in found])
+        return
+    for run_id, what in found:
+        out.print(f"{run_id}: {what}")
+    if not found:
+        out.print("nothing to do: no gate timed out, no run lost its process")
 
 
 def continue_command(
@@ -167,10 +279,14 @@ def _report(plan: Plan, final: RunState, failure: str | None, as_json: bool) -> 
         _print_reflection(plan, final)
         if final.status is RunStatus.AWAITING_VALIDATION:
             out.print(f"⏸  waiting for validation: opsmith continue {final.run_id}")
+        elif final.status is RunStatus.PAUSED:
+            out.print(f"⏸  paused: opsmith resume {final.run_id}")
         elif failure:
             err.print(f"[red]{failure}[/]")
         out.print(f"Status: [bold]{final.status.value}[/]")
-    raise typer.Exit(0 if final.status in (RunStatus.SUCCEEDED, RunStatus.AWAITING_VALIDATION) else 1)
+    raise typer.Exit(
+        0 if final.status in (RunStatus.SUCCEEDED, RunStatus.AWAITING_VALIDATION, RunStatus.PAUSED) else 1
+    )
 
 
 def _print_reflection(plan: Plan, final: RunState) -> None:

@@ -1,8 +1,13 @@
 """The local executor: runs an approved plan with asyncio, committing every state change.
 
 Order of a step: RBAC for this tool call, the compliance evidence that guards it, its arguments
-resolved from earlier outputs, the call with retries for retryable errors, the result recorded.
-A failure stops new steps; what completed is undone newest first (true LIFO).
+resolved from earlier outputs, the call (with a timeout) and retries for retryable errors, the result
+recorded. Each change is one transaction holding the new state, its events and the audit entry of
+the call, so a crash never leaves one without the others. A failure stops new steps; what completed
+is undone newest first (true LIFO).
+
+The run's state lives in `self.state` and is only replaced synchronously (no await between reading
+and writing it), so the step tasks and the scheduling loop never lose each other's changes.
 """
 
 from __future__ import annotations
@@ -10,19 +15,20 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from collections.abc import Callable
-from datetime import UTC, datetime
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from opsmith.domain.errors import OpsmithError
+from opsmith.domain.errors import OperationError, OpsmithError, ServerUnavailableError
 from opsmith.domain.identity import Action, Identity, Permission, decide
 from opsmith.domain.plan import Plan, Step
 from opsmith.engine.events import EventType, RunEvent
 from opsmith.engine.evidence_gate import unmet_before
 from opsmith.engine.references import referenced_steps, resolve
-from opsmith.engine.retry import RetryPolicy, delay, should_retry
+from opsmith.engine.retry import delay, should_retry
 from opsmith.engine.rollback import rollback_call, rollback_order
 from opsmith.engine.scheduler import apply_result, gate_after, ready_steps, start_step
+from opsmith.engine.settings import ExecutionSettings
 from opsmith.engine.state import (
     RunState,
     RunStatus,
@@ -31,11 +37,14 @@ from opsmith.engine.state import (
     with_run_status,
     with_step_status,
 )
-from opsmith.store.audit import AuditLog
-from opsmith.store.runs import RunRepository
+from opsmith.store.runs import AuditNote, LeaseLost, RunRepository, new_owner
 from opsmith.tools.ports import ToolProvider
 
 Listener = Callable[[RunEvent], None]
+
+PAUSE = "pause"
+CANCEL = "cancel"
+CANCEL_AND_ROLLBACK = "cancel+rollback"
 
 
 class StepFailed(Exception):
@@ -45,6 +54,12 @@ class StepFailed(Exception):
         self.output = output
 
 
+class StepTimedOut(OperationError):
+    """One attempt of a tool call took longer than the step's timeout; it may have done its work."""
+
+    retryable = True
+
+
 class LocalExecutor:
     def __init__(
         self,
@@ -52,77 +67,268 @@ class LocalExecutor:
         *,
         tools: ToolProvider,
         runs: RunRepository,
-        audit: AuditLog,
         identity: Identity,
         permission: Permission,
-        retry: RetryPolicy | None = None,
-        max_parallel: int = 5,
+        settings: ExecutionSettings | None = None,
         auto_validate: bool = False,
         listener: Listener | None = None,
         rng: random.Random | None = None,
+        owner: str | None = None,
     ) -> None:
         self.plan = plan
         self._tools = tools
         self._runs = runs
-        self._audit = audit
         self._identity = identity
         self._permission = permission
-        self._retry = retry or RetryPolicy(attempts=3, initial_delay=0.5, max_delay=10)
-        self._max_parallel = max_parallel
+        self._settings = settings or ExecutionSettings()
         self._auto_validate = auto_validate
         self._listener = listener
         self._rng = rng or random.Random()
+        self.owner = owner or new_owner()
         self._failure: str | None = None
+        self._requested: str | None = None
         self._touched: set[str] = set()  # steps whose tool was actually called
+        self._steps = {s.id: s for s in plan.steps}
+        self.state: RunState | None = None
 
-    async def run(self, state: RunState) -> RunState:
-        """Drive the run until it succeeds, waits at a gate, or fails and is rolled back."""
-        if state.status in (RunStatus.PENDING, RunStatus.AWAITING_VALIDATION, RunStatus.PAUSED):
-            state = self._save(with_run_status(state, RunStatus.RUNNING))
-            self._emit(state, EventType.RUN_STARTED, message=f"{self.plan.id}: {len(self.plan.steps)} steps")
-        running: dict[asyncio.Task[tuple[str, bool, dict[str, Any] | None, str | None]], str] = {}
-        while True:
-            if self._failure is None and state.status is RunStatus.RUNNING:
-                for step_id in ready_steps(self.plan, state, max_parallel=self._max_parallel):
-                    if step_id in running.values():
-                        continue
-                    state = self._save(start_step(self.plan, state, step_id, at=_now()))
-                    self._emit(state, EventType.STEP_STARTED, step_id, self.plan_step(step_id).name)
-                    task = asyncio.create_task(self._execute(self.plan_step(step_id), state))
-                    running[task] = step_id
-            if not running:
-                break
-            done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
-            for task in done:
-                step_id, ok, output, error = task.result()
-                del running[task]
-                state = self._save(apply_result(state, step_id, ok=ok, output=output, error=error, at=_now()))
-                if ok:
-                    self._emit(
-                        state, EventType.STEP_SUCCEEDED, step_id, summarize(output), {"output": output or {}}
-                    )
-                    if gate_after(self.plan, step_id) and self._failure is None:
-                        state = self._gate(state, step_id)
-                else:
-                    self._failure = f"step {step_id} failed: {error}"
-                    self._emit(state, EventType.STEP_FAILED, step_id, error or "failed")
-            if state.status is RunStatus.AWAITING_VALIDATION and not running:
-                return state
-        return self._finish(state)
+    # -- driving a run ------------------------------------------------------------------------
 
-    def plan_step(self, step_id: str) -> Step:
-        return self.plan.step(step_id)
-
-    async def _execute(
-        self, step: Step, state: RunState
-    ) -> tuple[str, bool, dict[str, Any] | None, str | None]:
+    async def execute(self, state: RunState) -> RunState:
+        """Run (or go on with) `state` under this executor's lease, renewed in the background, then
+        roll back if it failed; the lease is let go whatever happens."""
+        self.state = state
+        beat = asyncio.create_task(self._heartbeat())
         try:
-            output = await self._call_step(step, state)
-        except StepFailed as failure:
-            return step.id, False, failure.output, failure.message
-        return step.id, True, output, None
+            if state.status in (RunStatus.ROLLING_BACK, RunStatus.FAILED):
+                return await self.rollback()
+            final = await self.run()
+            if final.status is RunStatus.FAILED:
+                final = await self.rollback()
+            return final
+        finally:
+            beat.cancel()
+            await asyncio.gather(beat, return_exceptions=True)
+            self._runs.release(state.run_id, self.owner)
 
-    async def _call_step(self, step: Step, state: RunState) -> dict[str, Any]:
+    async def fail_and_rollback(self, why: str) -> RunState:
+        """Stop the run for `why` (a person's choice, a gate that timed out) and undo what completed."""
+        self._failure = why
+        current = self._current
+        if current.status not in (RunStatus.FAILED, RunStatus.ROLLING_BACK):
+            self._commit(
+                with_run_status(current, RunStatus.FAILED),
+                [],
+                [self._note("run.state", {"status": "failed", "why": why})],
+            )
+        return await self.execute(self._current)
+
+    def mark_touched(self, step_id: str) -> None:
+        """The step's tool may have been called (by a process that died): undo it if it failed."""
+        self._touched.add(step_id)
+
+    async def run(self, state: RunState | None = None) -> RunState:
+        """Drive the run until it succeeds, waits at a gate, pauses, is cancelled, or fails."""
+        if state is not None:
+            self.state = state
+        current = self._current
+        failed = [k for k, s in current.steps.items() if s.status is StepStatus.FAILED]
+        if failed and self._failure is None:
+            # Resumed after a failure that was not rolled back: it is still a failure.
+            self._failure = f"step {failed[0]} failed: {current.step(failed[0]).error}"
+        if current.status in (
+            RunStatus.PENDING,
+            RunStatus.AWAITING_VALIDATION,
+            RunStatus.PAUSED,
+            RunStatus.NEEDS_ATTENTION,
+        ):
+            first = current.status is RunStatus.PENDING
+            self._commit(
+                with_run_status(current, RunStatus.RUNNING),
+                [self._event(EventType.RUN_STARTED, message=self._started_message(first))],
+                started_by=self._identity.user,
+            )
+        running: dict[asyncio.Task[str], str] = {}
+        try:
+            while True:
+                if self._may_schedule():
+                    self._start_ready(running)
+                if not running:
+                    break
+                done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    step_id = running.pop(task)
+                    task.result()  # a LeaseLost or a store error stops the run here
+                    self._after_step(step_id)
+                if self._current.status is RunStatus.AWAITING_VALIDATION and not running:
+                    return self._current
+        except BaseException:
+            for task in running:
+                task.cancel()
+            await asyncio.gather(*running, return_exceptions=True)
+            raise
+        return self._finish()
+
+    def _started_message(self, first: bool) -> str:
+        if first:
+            return f"{self.plan.id}: {len(self.plan.steps)} steps"
+        done = sum(1 for s in self._current.steps.values() if s.status is StepStatus.SUCCEEDED)
+        return (
+            f"{self.plan.id}: resumed by {self._identity.user}, {done} of {len(self.plan.steps)} steps done"
+        )
+
+    def _may_schedule(self) -> bool:
+        return self._failure is None and self._requested is None and self._current.status is RunStatus.RUNNING
+
+    def _start_ready(self, running: dict[asyncio.Task[str], str]) -> None:
+        current = self._current
+        in_flight = set(running.values())
+        # Steps a crash interrupted that may run again, then new ones; all started in one commit.
+        again = [
+            k for k, s in current.steps.items() if s.status is StepStatus.RETRY_WAIT and k not in in_flight
+        ]
+        fresh = ready_steps(self.plan, current, max_parallel=self._settings.max_parallel)
+        chosen = [k for k in again + fresh if k not in in_flight]
+        if not chosen:
+            return
+        events = []
+        now = _now()
+        for step_id in chosen:
+            current = start_step(self.plan, current, step_id, at=now)
+            events.append(self._event(EventType.STEP_STARTED, step_id, self._steps[step_id].name))
+        self._commit(current, events)
+        for step_id in chosen:
+            running[asyncio.create_task(self._step(self._steps[step_id]))] = step_id
+
+    def _after_step(self, step_id: str) -> None:
+        current = self._current
+        step_state = current.step(step_id)
+        if step_state.status is StepStatus.FAILED:
+            if self._failure is None:
+                self._failure = f"step {step_id} failed: {step_state.error}"
+            return
+        if (
+            step_state.status is StepStatus.SUCCEEDED
+            and gate_after(self.plan, step_id)
+            and self._failure is None
+        ):
+            if self._auto_validate:
+                who = f"validated by {self._identity.user} (auto-validate)"
+                self._commit(current, [self._event(EventType.GATE_PASSED, step_id, who)])
+                return
+            waiting = with_run_status(current, RunStatus.AWAITING_VALIDATION)
+            deadline = datetime.now(UTC) + timedelta(seconds=self._settings.gate_timeout)
+            waiting = waiting.model_copy(update={"gate_deadline": deadline})
+            message = f"validate {step_id} to continue (by {deadline:%Y-%m-%d %H:%M} UTC, else rolled back)"
+            self._commit(waiting, [self._event(EventType.GATE_WAITING, step_id, message)])
+
+    def _finish(self) -> RunState:
+        current = self._current
+        if self._failure is None and self._requested == PAUSE and current.status is RunStatus.RUNNING:
+            paused = with_run_status(current, RunStatus.PAUSED)
+            return self._commit(
+                paused,
+                [self._event(EventType.RUN_PAUSED, message="paused; resume: opsmith resume")],
+                clear=True,
+            )
+        if self._failure is None and self._requested in (CANCEL, CANCEL_AND_ROLLBACK):
+            return self._cancel(current)
+        if self._failure is None:
+            done = with_run_status(current, RunStatus.SUCCEEDED)
+            return self._commit(
+                done,
+                [self._event(EventType.RUN_FINISHED, message="succeeded")],
+                [self._note("run.state", {"status": "succeeded"})],
+            )
+        failed = with_run_status(current, RunStatus.FAILED)
+        return self._commit(failed, [], [self._note("run.state", {"status": "failed", "why": self._failure})])
+
+    def _cancel(self, current: RunState) -> RunState:
+        now = _now()
+        for step_id, s in current.steps.items():
+            if s.status in (StepStatus.PENDING, StepStatus.READY, StepStatus.RETRY_WAIT):
+                current = with_step_status(current, step_id, StepStatus.CANCELLED, at=now)
+        if self._requested == CANCEL_AND_ROLLBACK:
+            self._failure = "cancelled; undoing what completed"
+            return self._commit(with_run_status(current, RunStatus.FAILED), [], clear=True)
+        cancelled = with_run_status(current, RunStatus.CANCELLED)
+        return self._commit(
+            cancelled,
+            [self._event(EventType.RUN_FINISHED, message="cancelled")],
+            [self._note("run.state", {"status": "cancelled"})],
+            clear=True,
+        )
+
+    # -- one step -----------------------------------------------------------------------------
+
+    async def _step(self, step: Step) -> str:
+        """Call the step's tool until it succeeds or fails for good; commit every attempt's end."""
+        while True:
+            outcome = await self._attempt(step)
+            if outcome is None:
+                return step.id
+            await asyncio.sleep(outcome)
+            if self._failure is not None or self._requested in (CANCEL, CANCEL_AND_ROLLBACK):
+                self._settle_failure(step, "not retried: the run is stopping", None, [])
+                return step.id
+            current = self._current
+            self._commit(
+                start_step(self.plan, current, step.id, at=_now()),
+                [
+                    self._event(
+                        EventType.STEP_STARTED,
+                        step.id,
+                        f"{step.name} (attempt {current.step(step.id).attempts + 1})",
+                    )
+                ],
+            )
+
+    async def _attempt(self, step: Step) -> float | None:
+        """One attempt. None when the step is settled (succeeded or failed); the delay before the
+        next attempt when it will be retried."""
+        current = self._current
+        try:
+            args = self._prepare(step, current)
+        except StepFailed as failure:
+            self._settle_failure(step, failure.message, None, [])
+            return None
+        started = time.perf_counter()
+        self._touched.add(step.id)
+        try:
+            result = await asyncio.wait_for(
+                self._tools.call(step.server, step.tool, args), timeout=self._settings.step_timeout
+            )
+        except TimeoutError:
+            error: OpsmithError = StepTimedOut(
+                f"{step.server}/{step.tool} did not answer within {self._settings.step_timeout:g}s"
+            )
+        except OpsmithError as failure:
+            error = failure
+        else:
+            output = result.structured if result.structured is not None else {"text": result.text}
+            note = self._call_note(step, args, ok=True, summary=summarize(output), started=started)
+            done = apply_result(self._current, step.id, ok=True, output=output, at=_now())
+            self._commit(
+                done,
+                [self._event(EventType.STEP_SUCCEEDED, step.id, summarize(output), {"output": output})],
+                [note],
+            )
+            return None
+        note = self._call_note(step, args, ok=False, summary=error.message, started=started)
+        attempt = self._current.step(step.id).attempts
+        repeatable = step.idempotent or not error.retryable or _safe_to_repeat(error)
+        if repeatable and should_retry(self._settings.retry, attempt, error.retryable):
+            wait = delay(self._settings.retry, attempt, self._rng.random())
+            waiting = apply_result(
+                self._current, step.id, ok=False, error=error.message, at=_now(), retry=True
+            )
+            data = {"attempt": attempt, "delay": wait}
+            message = f"attempt {attempt} failed: {error.message}"
+            self._commit(waiting, [self._event(EventType.STEP_RETRYING, step.id, message, data)], [note])
+            return wait
+        self._settle_failure(step, error.message, None, [note])
+        return None
+
+    def _prepare(self, step: Step, current: RunState) -> dict[str, Any]:
         qualified = f"{step.server}/{step.tool}"
         decision = decide(
             self._identity,
@@ -133,72 +339,36 @@ class LocalExecutor:
             tool=qualified,
         )
         if not decision.allowed:
-            self._audit.append(
-                self._identity.user, "tool.denied", state.run_id, {"step": step.id, "tool": qualified}
+            self._commit(
+                self._current,
+                [self._event(EventType.STEP_DENIED, step.id, decision.reason)],
+                [self._note("tool.denied", {"step": step.id, "tool": qualified, "why": decision.reason})],
             )
-            self._emit(state, EventType.STEP_DENIED, step.id, decision.reason)
             raise StepFailed(f"not allowed: {decision.reason}")
-        outputs = succeeded_outputs(state)
+        outputs = succeeded_outputs(current)
         unmet = unmet_before(self.plan, step.id, outputs)
         if unmet:
             reasons = "; ".join(reason for _, reason in unmet)
             raise StepFailed(f"compliance not met before {step.id}: {reasons}")
         try:
-            args = resolve(step.args, outputs, step_id=step.id, known_steps=[s.id for s in self.plan.steps])
+            return resolve(step.args, outputs, step_id=step.id, known_steps=list(self._steps))
         except OpsmithError as error:
             raise StepFailed(error.message) from None
-        attempt = 0
-        while True:
-            attempt += 1
-            started = time.perf_counter()
-            self._touched.add(step.id)
-            try:
-                result = await self._tools.call(step.server, step.tool, args)
-            except OpsmithError as error:
-                self._record_call(state, step, args, ok=False, summary=error.message, started=started)
-                if not step.idempotent and error.retryable and not _safe_to_repeat(error):
-                    raise StepFailed(error.message) from None
-                if should_retry(self._retry, attempt, error.retryable):
-                    wait = delay(self._retry, attempt, self._rng.random())
-                    self._emit(
-                        state,
-                        EventType.STEP_RETRYING,
-                        step.id,
-                        f"attempt {attempt} failed: {error.message}",
-                        {"attempt": attempt, "delay": wait},
-                    )
-                    await asyncio.sleep(wait)
-                    continue
-                raise StepFailed(error.message) from None
-            output = result.structured if result.structured is not None else {"text": result.text}
-            self._record_call(state, step, args, ok=True, summary=summarize(output), started=started)
-            return output
 
-    def _gate(self, state: RunState, step_id: str) -> RunState:
-        if self._auto_validate:
-            self._emit(
-                state, EventType.GATE_PASSED, step_id, f"validated by {self._identity.user} (auto-validate)"
-            )
-            return state
-        state = self._save(with_run_status(state, RunStatus.AWAITING_VALIDATION))
-        self._emit(state, EventType.GATE_WAITING, step_id, f"validate {step_id} to continue")
-        return state
+    def _settle_failure(
+        self, step: Step, message: str, output: dict[str, Any] | None, notes: list[AuditNote]
+    ) -> None:
+        failed = apply_result(self._current, step.id, ok=False, output=output, error=message, at=_now())
+        self._commit(failed, [self._event(EventType.STEP_FAILED, step.id, message)], notes)
 
-    def _finish(self, state: RunState) -> RunState:
-        if self._failure is None:
-            state = self._save(with_run_status(state, RunStatus.SUCCEEDED))
-            self._emit(state, EventType.RUN_FINISHED, message="succeeded")
-            self._audit.append(self._identity.user, "run.state", state.run_id, {"status": "succeeded"})
-            return state
-        state = self._save(with_run_status(state, RunStatus.FAILED))
-        self._audit.append(
-            self._identity.user, "run.state", state.run_id, {"status": "failed", "why": self._failure}
-        )
-        return state
+    # -- rollback -----------------------------------------------------------------------------
 
-    async def rollback(self, state: RunState) -> RunState:
+    async def rollback(self, state: RunState | None = None) -> RunState:
         """Undo completed steps newest first; a failing action is recorded and the rest still run."""
-        order = rollback_order(self.plan, state)
+        if state is not None:
+            self.state = state
+        current = self._current
+        order = rollback_order(self.plan, current)
         # A step that failed while changing the target may have left it half-changed (a rollout
         # that crash-loops): its own rollback runs first, as the newest change.
         broken = [
@@ -207,90 +377,201 @@ class LocalExecutor:
             if s.changes_target
             and s.rollback is not None
             and s.id in self._touched
-            and state.step(s.id).status is StepStatus.FAILED
+            and current.step(s.id).status is StepStatus.FAILED
         ]
         if not order and not broken:
             message = f"failed: {self._failure}; nothing to roll back"
-            self._emit(state, EventType.RUN_FINISHED, message=message)
-            return state
-        state = self._save(with_run_status(state, RunStatus.ROLLING_BACK))
-        undoing = ", ".join(broken + order)
-        self._emit(state, EventType.ROLLBACK_STARTED, message=f"undoing {undoing} (newest first)")
+            return self._commit(current, [self._event(EventType.RUN_FINISHED, message=message)])
+        if current.status is not RunStatus.ROLLING_BACK:
+            undoing = ", ".join(broken + order)
+            self._commit(
+                with_run_status(current, RunStatus.ROLLING_BACK),
+                [self._event(EventType.ROLLBACK_STARTED, message=f"undoing {undoing} (newest first)")],
+            )
         any_failed = False
         for step_id in broken:
-            ok = await self._undo_failed(state, step_id)
+            ok = await self._undo_failed(step_id)
             any_failed = any_failed or not ok
         for step_id in order:
-            outputs = succeeded_outputs(state)
-            try:
-                call = rollback_call(self.plan, step_id, outputs)
-                started = time.perf_counter()
-                result = await self._tools.call(call.server, call.tool, call.args)
-                output = result.structured if result.structured is not None else {"text": result.text}
-                self._record_call(
-                    state,
-                    self.plan_step(step_id),
-                    call.args,
-                    ok=True,
-                    summary=summarize(output),
-                    started=started,
-                    tool=f"{call.server}/{call.tool}",
+            ok = await self._undo(step_id)
+            any_failed = any_failed or not ok
+        final = RunStatus.NEEDS_ATTENTION if any_failed else RunStatus.ROLLED_BACK
+        return self._commit(
+            with_run_status(self._current, final),
+            [self._event(EventType.ROLLBACK_FINISHED, message=final.value)],
+            [self._note("run.state", {"status": final.value})],
+        )
+
+    async def _undo(self, step_id: str) -> bool:
+        step = self._steps[step_id]
+        try:
+            call = rollback_call(self.plan, step_id, succeeded_outputs(self._current))
+        except OpsmithError as error:
+            return self._undo_failed_record(step_id, error.message)
+        self._commit(
+            self._current,
+            [
+                self._event(
+                    EventType.ROLLBACK_CALLING, step_id, f"{call.server}/{call.tool}", {"tool": call.tool}
                 )
-                state = self._save(with_step_status(state, step_id, StepStatus.ROLLED_BACK, at=_now()))
-                self._emit(
-                    state,
+            ],
+        )
+        started = time.perf_counter()
+        try:
+            result = await asyncio.wait_for(
+                self._tools.call(call.server, call.tool, call.args), timeout=self._settings.step_timeout
+            )
+        except TimeoutError:
+            return self._undo_failed_record(
+                step_id, f"{call.tool} did not answer within {self._settings.step_timeout:g}s"
+            )
+        except OpsmithError as error:
+            return self._undo_failed_record(step_id, error.message)
+        output = result.structured if result.structured is not None else {"text": result.text}
+        tool = f"{call.server}/{call.tool}"
+        note = self._call_note(
+            step, call.args, ok=True, summary=summarize(output), started=started, tool=tool
+        )
+        self._commit(
+            with_step_status(self._current, step_id, StepStatus.ROLLED_BACK, at=_now()),
+            [
+                self._event(
                     EventType.ROLLBACK_ACTION,
                     step_id,
                     f"{call.tool}: {summarize(output)}",
                     {"ok": True, "tool": call.tool, "output": output},
                 )
-            except OpsmithError as error:
-                any_failed = True
-                state = self._save(
-                    with_step_status(
-                        state, step_id, StepStatus.ROLLBACK_FAILED, at=_now(), error=error.message
-                    )
-                )
-                self._emit(state, EventType.ROLLBACK_ACTION, step_id, error.message, {"ok": False})
-        final = RunStatus.NEEDS_ATTENTION if any_failed else RunStatus.ROLLED_BACK
-        state = self._save(with_run_status(state, final))
-        self._emit(state, EventType.ROLLBACK_FINISHED, message=final.value)
-        self._audit.append(self._identity.user, "run.state", state.run_id, {"status": final.value})
-        return state
+            ],
+            [note],
+        )
+        return True
 
-    async def _undo_failed(self, state: RunState, step_id: str) -> bool:
+    def _undo_failed_record(self, step_id: str, message: str) -> bool:
+        current = self._current
+        if current.step(step_id).status is StepStatus.SUCCEEDED:
+            current = with_step_status(current, step_id, StepStatus.ROLLBACK_FAILED, at=_now(), error=message)
+        self._commit(
+            current,
+            [self._event(EventType.ROLLBACK_ACTION, step_id, message, {"ok": False})],
+            [self._note("rollback.failed", {"step": step_id, "error": message})],
+        )
+        return False
+
+    async def _undo_failed(self, step_id: str) -> bool:
         """Run the rollback of a step that failed part-way; its state stays `failed`."""
-        step = self.plan_step(step_id)
+        step = self._steps[step_id]
         if step.rollback is not None and step_id in referenced_steps(step.rollback.args):
             # The undo needs this step's own output (e.g. the colour it switched from); a failed
             # step has none, and the tool's own failure left the target as it was.
             message = f"nothing to undo: {step_id} failed before it changed anything it reports"
-            self._emit(state, EventType.ROLLBACK_ACTION, step_id, message, {"ok": True, "skipped": True})
+            self._commit(
+                self._current,
+                [self._event(EventType.ROLLBACK_ACTION, step_id, message, {"ok": True, "skipped": True})],
+            )
             return True
         try:
-            call = rollback_call(self.plan, step_id, succeeded_outputs(state))
+            call = rollback_call(self.plan, step_id, succeeded_outputs(self._current))
             started = time.perf_counter()
-            result = await self._tools.call(call.server, call.tool, call.args)
-        except OpsmithError as error:
-            self._emit(state, EventType.ROLLBACK_ACTION, step_id, error.message, {"ok": False})
+            result = await asyncio.wait_for(
+                self._tools.call(call.server, call.tool, call.args), timeout=self._settings.step_timeout
+            )
+        except (OpsmithError, TimeoutError) as error:
+            message = (
+                error.message
+                if isinstance(error, OpsmithError)
+                else f"timed out after {self._settings.step_timeout:g}s"
+            )
+            self._commit(
+                self._current,
+                [self._event(EventType.ROLLBACK_ACTION, step_id, message, {"ok": False})],
+                [self._note("rollback.failed", {"step": step_id, "error": message})],
+            )
             return False
         output = result.structured if result.structured is not None else {"text": result.text}
         tool = f"{call.server}/{call.tool}"
-        step = self.plan_step(step_id)
-        self._record_call(
-            state, step, call.args, ok=True, summary=summarize(output), started=started, tool=tool
+        note = self._call_note(
+            step, call.args, ok=True, summary=summarize(output), started=started, tool=tool
         )
         data = {"ok": True, "tool": call.tool, "output": output}
-        self._emit(state, EventType.ROLLBACK_ACTION, step_id, f"{call.tool}: {summarize(output)}", data)
+        self._commit(
+            self._current,
+            [self._event(EventType.ROLLBACK_ACTION, step_id, f"{call.tool}: {summarize(output)}", data)],
+            [note],
+        )
         return True
+
+    # -- plumbing -----------------------------------------------------------------------------
 
     @property
     def failure(self) -> str | None:
         return self._failure
 
-    def _record_call(
+    @property
+    def _current(self) -> RunState:
+        assert self.state is not None, "run() or execute() sets the state first"
+        return self.state
+
+    async def _heartbeat(self) -> None:
+        """Renew the lease and pick up pause/cancel requests until cancelled."""
+        run_id = self._current.run_id
+        while True:
+            await asyncio.sleep(self._settings.heartbeat_every)
+            try:
+                requested = self._runs.heartbeat(run_id, self.owner, seconds=self._settings.lease_seconds)
+            except LeaseLost:
+                return  # the next commit fails with LeaseLost and stops the run
+            if requested and self._requested is None:
+                self._requested = requested
+
+    def request(self, what: str) -> None:
+        """Pause or cancel from inside this process (other processes go through the store)."""
+        self._requested = what
+
+    def _commit(
         self,
         state: RunState,
+        events: Sequence[RunEvent] = (),
+        notes: Sequence[AuditNote] = (),
+        *,
+        started_by: str = "",
+        clear: bool = False,
+    ) -> RunState:
+        stored = self._runs.commit(
+            state,
+            owner=self.owner,
+            events=events,
+            audits=notes,
+            started_by=started_by,
+            lease_seconds=self._settings.lease_seconds,
+            clear_request=clear,
+        )
+        self.state = state
+        if self._listener is not None:
+            for event in stored:
+                self._listener(event)
+        return state
+
+    def _event(
+        self,
+        kind: EventType,
+        step_id: str | None = None,
+        message: str = "",
+        data: dict[str, Any] | None = None,
+    ) -> RunEvent:
+        return RunEvent(
+            run_id=self._current.run_id,
+            at=_now(),
+            type=kind,
+            step_id=step_id,
+            message=message,
+            data=data or {},
+        )
+
+    def _note(self, action: str, details: dict[str, Any]) -> AuditNote:
+        return AuditNote(self._identity.user, action, self._current.run_id, details)
+
+    def _call_note(
+        self,
         step: Step,
         args: dict[str, Any],
         *,
@@ -298,11 +579,9 @@ class LocalExecutor:
         summary: str,
         started: float,
         tool: str | None = None,
-    ) -> None:
-        self._audit.append(
-            self._identity.user,
+    ) -> AuditNote:
+        return self._note(
             "tool.called",
-            state.run_id,
             {
                 "step": step.id,
                 "tool": tool or f"{step.server}/{step.tool}",
@@ -313,32 +592,10 @@ class LocalExecutor:
             },
         )
 
-    def _save(self, state: RunState) -> RunState:
-        self._runs.save(state, started_by=self._identity.user)
-        return state
-
-    def _emit(
-        self,
-        state: RunState,
-        kind: EventType,
-        step_id: str | None = None,
-        message: str = "",
-        data: dict[str, Any] | None = None,
-    ) -> None:
-        event = self._runs.append(
-            RunEvent(
-                run_id=state.run_id, at=_now(), type=kind, step_id=step_id, message=message, data=data or {}
-            )
-        )
-        if self._listener is not None:
-            self._listener(event)
-
 
 def _safe_to_repeat(error: OpsmithError) -> bool:
     # A server that was unavailable never received the call: repeating it is safe even when the
     # tool is not idempotent. A timeout may have done the work: not safe.
-    from opsmith.domain.errors import ServerUnavailableError
-
     return isinstance(error, ServerUnavailableError) and "closed the connection" not in error.message
 
 

@@ -15,7 +15,7 @@ __all__ = ["rollback_call", "rollback_order"]
 
 
 def rollback_order(plan: Plan, run_state: RunState) -> list[str]:
-    """Succeeded steps that have a rollback action, the last to complete first.
+    """Succeeded steps (and those whose undo failed) that have a rollback action, last completed first.
 
     Completion order, not plan order: parallel steps finish in any order, and a later change may
     rest on an earlier one, so undoing in reverse of what actually happened is the safe order.
@@ -23,7 +23,8 @@ def rollback_order(plan: Plan, run_state: RunState) -> list[str]:
     undoable: list[tuple[int, str]] = []
     for step in plan.steps:
         state = run_state.step(step.id)
-        if step.rollback is not None and state.status == StepStatus.SUCCEEDED:
+        # An undo that failed before is tried again when a person resumes the rollback.
+        if step.rollback is not None and state.status in (StepStatus.SUCCEEDED, StepStatus.ROLLBACK_FAILED):
             # StepState guarantees a succeeded step has its completion number.
             assert state.completed_seq is not None
             undoable.append((state.completed_seq, step.id))

@@ -100,8 +100,9 @@ _S = StepStatus
 STEP_TRANSITIONS: Mapping[StepStatus, frozenset[StepStatus]] = {
     _S.PENDING: frozenset({_S.READY, _S.SKIPPED, _S.CANCELLED}),
     _S.READY: frozenset({_S.RUNNING, _S.SKIPPED, _S.CANCELLED}),
-    _S.RUNNING: frozenset({_S.SUCCEEDED, _S.FAILED, _S.RETRY_WAIT, _S.CANCELLED}),
-    _S.RETRY_WAIT: frozenset({_S.RUNNING, _S.FAILED, _S.CANCELLED}),
+    # RUNNING -> SKIPPED only by a person's choice after a crash interrupted the step (see recovery).
+    _S.RUNNING: frozenset({_S.SUCCEEDED, _S.FAILED, _S.RETRY_WAIT, _S.CANCELLED, _S.SKIPPED}),
+    _S.RETRY_WAIT: frozenset({_S.RUNNING, _S.FAILED, _S.CANCELLED, _S.SKIPPED}),
     # Only what succeeded changed something that can be undone.
     _S.SUCCEEDED: frozenset({_S.ROLLED_BACK, _S.ROLLBACK_FAILED}),
     # An operator may retry an undo that failed.
@@ -179,6 +180,8 @@ class RunState(BaseModel):
     status: RunStatus = RunStatus.PENDING
     steps: dict[str, StepState]
     next_seq: int = Field(default=0, ge=0)
+    # While awaiting validation: when the gate times out and the run is rolled back instead.
+    gate_deadline: datetime | None = None
 
     @model_validator(mode="after")
     def _keys_are_step_ids(self) -> RunState:
@@ -221,20 +224,26 @@ def succeeded_outputs(run_state: RunState) -> dict[str, dict[str, Any]]:
 
 
 def with_run_status(run_state: RunState, new: RunStatus) -> RunState:
-    """The run moved to `new`, if its machine allows it."""
-    return run_state.model_copy(update={"status": transition(run_state.status, new)})
+    """The run moved to `new`, if its machine allows it; leaving a gate drops its deadline."""
+    changes: dict[str, Any] = {"status": transition(run_state.status, new)}
+    if new is not RunStatus.AWAITING_VALIDATION:
+        changes["gate_deadline"] = None
+    return run_state.model_copy(update=changes)
 
 
 def with_step(run_state: RunState, state: StepState, *, next_seq: int | None = None) -> RunState:
     """The run with one step's state replaced (validated); `next_seq` when a completion used one."""
     run_state.step(state.step_id)
-    return RunState(
+    # `state` is validated (replace_step) and keeps its key, so the run's invariants still hold:
+    # construct without revalidating every step, which made each change cost O(steps).
+    return RunState.model_construct(
         run_id=run_state.run_id,
         plan_id=run_state.plan_id,
         plan_hash=run_state.plan_hash,
         status=run_state.status,
         steps={**run_state.steps, state.step_id: state},
         next_seq=run_state.next_seq if next_seq is None else next_seq,
+        gate_deadline=run_state.gate_deadline,
     )
 
 

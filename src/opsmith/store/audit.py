@@ -47,24 +47,26 @@ class AuditLog:
         for attempt in range(1, _ATTEMPTS + 1):
             try:
                 with self._db.session() as session:
-                    self._lock_for_append(session)
-                    entry = new_entry(
-                        _last(session),
-                        at=self._clock(),
-                        actor=actor,
-                        action=action,
-                        subject=subject,
-                        details=clean,
-                    )
-                    session.add(_row(entry))
-                    session.flush()  # a seq taken meanwhile fails here, inside the retry
-                return entry
+                    self.lock_for_append(session)
+                    return self.append_within(session, actor, action, subject, clean)
             except StoreError as error:
-                if attempt == _ATTEMPTS or not _transient(error.__cause__):
+                if attempt == _ATTEMPTS or not transient(error.__cause__):
                     raise
                 # Jitter so processes that collided do not collide again in lockstep.
                 time.sleep(random.uniform(0.005, 0.05) * attempt)
         raise AssertionError("unreachable: the last attempt returns or raises")
+
+    def append_within(
+        self, session: Session, actor: str, action: str, subject: str, details: Mapping[str, Any]
+    ) -> AuditEntry:
+        """Chain one already-redacted entry inside the caller's transaction, which took the write lock
+        (see `lock_for_append`); lets a run commit a tool call's entry with the step's new state."""
+        entry = new_entry(
+            _last(session), at=self._clock(), actor=actor, action=action, subject=subject, details=details
+        )
+        session.add(_row(entry))
+        session.flush()  # a seq taken meanwhile fails here, inside the caller's retry
+        return entry
 
     def entries(self, subject: str | None = None, limit: int | None = None) -> list[AuditEntry]:
         """Entries oldest first; with `limit`, only the newest `limit` of them (still oldest first)."""
@@ -125,7 +127,7 @@ class AuditLog:
                 entries.append(entry)
         return verify(entries)
 
-    def _lock_for_append(self, session: Session) -> None:
+    def lock_for_append(self, session: Session) -> None:
         if self._db.engine.dialect.name == "sqlite":
             # Take the write lock before reading the last entry: with a deferred transaction two
             # writers would read the same last entry and one would fail on commit (a WAL snapshot
@@ -170,7 +172,7 @@ def _moment(value: datetime | str) -> datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
-def _transient(cause: BaseException | None) -> bool:
+def transient(cause: BaseException | None) -> bool:
     if isinstance(cause, IntegrityError):
         return True  # another appender took this seq first
     return isinstance(cause, OperationalError) and "locked" in str(cause).lower()

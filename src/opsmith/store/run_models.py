@@ -22,6 +22,8 @@ class RunRow(Base):
     state: Mapped[dict[str, Any]] = mapped_column(JSON)
     lease_owner: Mapped[str | None] = mapped_column(String(128), nullable=True)
     lease_expires: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    # A pause or cancel asked by another process; the lease holder acts on it and clears it.
+    requested: Mapped[str | None] = mapped_column(String(32), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
 

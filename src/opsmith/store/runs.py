@@ -1,100 +1,296 @@
-"""Repository of runs: their state, committed after every change, and their events."""
+"""Repository of runs: their state, their events and the audit entries of their tool calls, committed
+together in one transaction per change, and the lease that lets one process at a time drive a run.
+
+Only the lease holder writes a run (every commit is fenced on the lease owner), so the next event
+number can be kept in memory once read. Other processes ask for a pause or a cancel through the
+`requested` column; the holder sees it at its next heartbeat.
+"""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+import os
+import random
+import socket
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, insert, select, update
+from sqlalchemy.orm import Session
 
-from opsmith.domain.errors import UsageError
+from opsmith.domain.audit import redact
+from opsmith.domain.errors import OperationError, UsageError
 from opsmith.engine.events import EventType, RunEvent
-from opsmith.engine.state import RunState
+from opsmith.engine.state import RunState, RunStatus
+from opsmith.errors import StoreError
+from opsmith.store.audit import AuditLog, transient
 from opsmith.store.database import Database
 from opsmith.store.run_models import EventRow, RunRow, RunStepRow
+
+_ATTEMPTS = 8
 
 
 class UnknownRunError(UsageError):
     """A run id that is not in the store."""
 
 
-class RunRepository:
-    def __init__(self, database: Database) -> None:
-        self._db = database
-        self._saved: dict[str, RunState] = {}
+class LeaseLost(OperationError):
+    """Another process took over the run (this one was presumed dead): stop driving it."""
 
-    def save(self, state: RunState, *, started_by: str = "") -> None:
-        """Commit the run's head and only the steps that changed since this repository last saved it."""
-        now = datetime.now(UTC)
-        last = self._saved.get(state.run_id)
-        # Unchanged steps are the very same objects in the new state (states are immutable).
-        changed = [k for k, v in state.steps.items() if last is None or last.steps.get(k) is not v]
-        head = state.model_dump(mode="json", exclude={"steps"})
-        with self._db.session() as session:
-            updated = session.execute(
-                update(RunRow)
-                .where(RunRow.id == state.run_id)
-                .values(plan_hash=state.plan_hash, status=state.status.value, state=head, updated_at=now)
-            )
-            if getattr(updated, "rowcount", 0) == 0:
-                session.add(
-                    RunRow(
-                        id=state.run_id,
-                        plan_id=state.plan_id,
-                        plan_hash=state.plan_hash,
-                        status=state.status.value,
-                        started_by=started_by,
-                        state=head,
-                        created_at=now,
-                        updated_at=now,
+
+@dataclass(frozen=True)
+class AuditNote:
+    """An audit entry to chain in the same transaction as the run change it describes."""
+
+    actor: str
+    action: str
+    subject: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Lease:
+    owner: str | None
+    expires: datetime | None
+    requested: str | None
+
+
+def new_owner() -> str:
+    """host:pid:token. A local owner whose process is gone can be taken over at once."""
+    return f"{socket.gethostname()}:{os.getpid()}:{random.getrandbits(32):08x}"
+
+
+def owner_is_gone(owner: str) -> bool:
+    """Whether `owner` names a process of this host that no longer exists."""
+    host, _, rest = owner.partition(":")
+    pid_text = rest.partition(":")[0]
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    try:
+        os.kill(int(pid_text), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    return False
+
+
+class RunRepository:
+    def __init__(self, database: Database, audit: AuditLog | None = None) -> None:
+        self._db = database
+        self._audit = audit or AuditLog(database)
+        self._saved: dict[str, RunState] = {}
+        self._seq: dict[str, int] = {}
+
+    def commit(
+        self,
+        state: RunState,
+        *,
+        owner: str,
+        events: Sequence[RunEvent] = (),
+        audits: Sequence[AuditNote] = (),
+        started_by: str = "",
+        lease_seconds: float = 30.0,
+        clear_request: bool = False,
+    ) -> list[RunEvent]:
+        """Write the run's head, the steps that changed since this repository last wrote it, the
+        events (numbered here) and the audit entries, all or nothing; `LeaseLost` if `owner` no
+        longer holds the run. A new run is created leased to `owner`."""
+        for attempt in range(1, _ATTEMPTS + 1):
+            try:
+                with self._db.session() as session:
+                    self._audit.lock_for_append(session)
+                    stored = self._write(
+                        session, state, owner, events, audits, started_by, lease_seconds, clear_request
                     )
-                )
-            for step_id in changed:
-                step = state.steps[step_id]
-                data = step.model_dump(mode="json")
-                written = session.execute(
-                    update(RunStepRow)
-                    .where(RunStepRow.run_id == state.run_id, RunStepRow.step_id == step_id)
-                    .values(status=step.status.value, state=data)
-                )
-                if getattr(written, "rowcount", 0) == 0:
-                    session.add(
-                        RunStepRow(run_id=state.run_id, step_id=step_id, status=step.status.value, state=data)
-                    )
+                break
+            except StoreError as error:
+                if attempt == _ATTEMPTS or not transient(error.__cause__):
+                    raise
+                time.sleep(random.uniform(0.005, 0.05) * attempt)
         self._saved[state.run_id] = state
+        if stored:
+            self._seq[state.run_id] = stored[-1].seq
+        return stored
+
+    def _write(
+        self,
+        session: Session,
+        state: RunState,
+        owner: str,
+        events: Sequence[RunEvent],
+        audits: Sequence[AuditNote],
+        started_by: str,
+        lease_seconds: float,
+        clear_request: bool,
+    ) -> list[RunEvent]:
+        now = datetime.now(UTC)
+        run_id = state.run_id
+        head = state.model_dump(mode="json", exclude={"steps"})
+        values: dict[str, Any] = {
+            "plan_hash": state.plan_hash,
+            "status": state.status.value,
+            "state": head,
+            "updated_at": now,
+        }
+        if clear_request:
+            values["requested"] = None
+        updated = session.execute(
+            update(RunRow).where(RunRow.id == run_id, RunRow.lease_owner == owner).values(**values)
+        )
+        last = self._saved.get(run_id)
+        existing: set[str] = set(state.steps) if last is not None else set()
+        if getattr(updated, "rowcount", 0) == 0:
+            if session.get(RunRow, run_id) is not None:
+                raise LeaseLost(
+                    f"run {run_id} is now driven by another process",
+                    hint=f"this process stops; see: opsmith status {run_id}",
+                )
+            session.add(
+                RunRow(
+                    id=run_id,
+                    plan_id=state.plan_id,
+                    plan_hash=state.plan_hash,
+                    status=state.status.value,
+                    started_by=started_by,
+                    state=head,
+                    lease_owner=owner,
+                    lease_expires=now + timedelta(seconds=lease_seconds),
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+            session.flush()
+        elif last is None:
+            existing = set(session.scalars(select(RunStepRow.step_id).where(RunStepRow.run_id == run_id)))
+        # Unchanged steps are the very same objects in the new state (states are immutable).
+        changed = [s for k, s in state.steps.items() if last is None or last.steps.get(k) is not s]
+        rows = [
+            {
+                "run_id": run_id,
+                "step_id": s.step_id,
+                "status": s.status.value,
+                "state": s.model_dump(mode="json"),
+            }
+            for s in changed
+        ]
+        new_rows = [r for r in rows if r["step_id"] not in existing]
+        old_rows = [r for r in rows if r["step_id"] in existing]
+        if new_rows:
+            session.execute(insert(RunStepRow), new_rows)
+        if old_rows:
+            session.execute(update(RunStepRow), old_rows)
+        stored = self._events(session, run_id, events)
+        for note in audits:
+            self._audit.append_within(
+                session, note.actor, note.action, note.subject, redact(note.details, ())
+            )
+        return stored
+
+    def _events(self, session: Session, run_id: str, events: Sequence[RunEvent]) -> list[RunEvent]:
+        if not events:
+            return []
+        seq = self._seq.get(run_id)
+        if seq is None:
+            seq = session.scalar(select(func.max(EventRow.seq)).where(EventRow.run_id == run_id)) or 0
+        stored = [e.model_copy(update={"run_id": run_id, "seq": seq + n}) for n, e in enumerate(events, 1)]
+        session.execute(
+            insert(EventRow),
+            [
+                {
+                    "run_id": e.run_id,
+                    "seq": e.seq,
+                    "at": e.at,
+                    "type": e.type.value,
+                    "step_id": e.step_id,
+                    "message": e.message,
+                    "data": e.data,
+                }
+                for e in stored
+            ],
+        )
+        return stored
+
+    def claim(self, run_id: str, owner: str, *, seconds: float = 30.0) -> bool:
+        """Take the run's lease if it is free, expired, ours, or held by a local process that died."""
+        now = datetime.now(UTC)
+        with self._db.session() as session:
+            row = self._row(session, run_id)
+            holder, expires = row.lease_owner, _aware(row.lease_expires)
+            free = (
+                holder is None
+                or holder == owner
+                or (expires is not None and expires < now)
+                or owner_is_gone(holder)
+            )
+            if not free:
+                return False
+            same = RunRow.lease_owner.is_(None) if holder is None else RunRow.lease_owner == holder
+            result = session.execute(
+                update(RunRow)
+                .where(RunRow.id == run_id, same)
+                .values(lease_owner=owner, lease_expires=now + timedelta(seconds=seconds))
+            )
+            taken = getattr(result, "rowcount", 0) == 1
+        if taken:
+            # Whoever held it before may have written since we last looked.
+            self._saved.pop(run_id, None)
+            self._seq.pop(run_id, None)
+        return taken
+
+    def heartbeat(self, run_id: str, owner: str, *, seconds: float) -> str | None:
+        """Extend the lease; returns the pending request (pause, cancel...). `LeaseLost` if taken."""
+        with self._db.session() as session:
+            result = session.execute(
+                update(RunRow)
+                .where(RunRow.id == run_id, RunRow.lease_owner == owner)
+                .values(lease_expires=datetime.now(UTC) + timedelta(seconds=seconds))
+            )
+            if getattr(result, "rowcount", 0) == 0:
+                raise LeaseLost(f"run {run_id} is now driven by another process")
+            return session.scalar(select(RunRow.requested).where(RunRow.id == run_id))
+
+    def release(self, run_id: str, owner: str) -> None:
+        with self._db.session() as session:
+            session.execute(
+                update(RunRow)
+                .where(RunRow.id == run_id, RunRow.lease_owner == owner)
+                .values(lease_owner=None, lease_expires=None)
+            )
+
+    def lease(self, run_id: str) -> Lease:
+        with self._db.session() as session:
+            row = self._row(session, run_id)
+            return Lease(row.lease_owner, _aware(row.lease_expires), row.requested)
+
+    def request(self, run_id: str, what: str | None) -> None:
+        """Ask the holder to pause or cancel (or withdraw the request with None)."""
+        with self._db.session() as session:
+            self._row(session, run_id)
+            session.execute(update(RunRow).where(RunRow.id == run_id).values(requested=what))
 
     def get(self, run_id: str) -> RunState:
         with self._db.session() as session:
-            row = session.get(RunRow, run_id)
-            if row is None:
-                near = list(session.scalars(select(RunRow.id).order_by(RunRow.created_at.desc()).limit(3)))
-                raise UnknownRunError(
-                    f"no run {run_id!r}",
-                    hint=f"recent runs: {', '.join(near)}" if near else "start one: opsmith run PLAN",
-                )
+            row = self._row(session, run_id)
             steps = session.scalars(select(RunStepRow).where(RunStepRow.run_id == run_id))
             return RunState.model_validate({**row.state, "steps": {s.step_id: s.state for s in steps}})
+
+    def ids(self, statuses: Iterable[RunStatus]) -> list[str]:
+        """Runs in any of `statuses`, oldest first."""
+        wanted = [s.value for s in statuses]
+        with self._db.session() as session:
+            return list(
+                session.scalars(
+                    select(RunRow.id).where(RunRow.status.in_(wanted)).order_by(RunRow.created_at)
+                )
+            )
 
     def started_by(self, run_id: str) -> str:
         with self._db.session() as session:
             row = session.get(RunRow, run_id)
             return row.started_by if row else ""
-
-    def append(self, event: RunEvent) -> RunEvent:
-        with self._db.session() as session:
-            last = session.scalar(select(func.max(EventRow.seq)).where(EventRow.run_id == event.run_id))
-            stored = event.model_copy(update={"seq": (last or 0) + 1})
-            session.add(
-                EventRow(
-                    run_id=stored.run_id,
-                    seq=stored.seq,
-                    at=stored.at,
-                    type=stored.type.value,
-                    step_id=stored.step_id,
-                    message=stored.message,
-                    data=stored.data,
-                )
-            )
-        return stored
 
     def events(self, run_id: str, after: int = 0) -> list[RunEvent]:
         with self._db.session() as session:
@@ -105,7 +301,7 @@ class RunRepository:
                 RunEvent(
                     run_id=r.run_id,
                     seq=r.seq,
-                    at=r.at if r.at.tzinfo else r.at.replace(tzinfo=UTC),
+                    at=_aware(r.at) or r.at,
                     type=EventType(r.type),
                     step_id=r.step_id,
                     message=r.message,
@@ -113,3 +309,21 @@ class RunRepository:
                 )
                 for r in rows
             ]
+
+    @staticmethod
+    def _row(session: Session, run_id: str) -> RunRow:
+        row = session.get(RunRow, run_id)
+        if row is None:
+            near = list(session.scalars(select(RunRow.id).order_by(RunRow.created_at.desc()).limit(3)))
+            raise UnknownRunError(
+                f"no run {run_id!r}",
+                hint=f"recent runs: {', '.join(near)}" if near else "start one: opsmith run PLAN",
+            )
+        return row
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    # SQLite keeps no zone: times are written in UTC and come back naive.
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=UTC)
