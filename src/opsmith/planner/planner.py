@@ -230,7 +230,11 @@ class Planner:
             requires_validation=source.requires_validation,
             rollback=rollback,
             optional=source.optional,
-            idempotent=source.idempotent if source.idempotent is not None else bool(tool.hints.idempotent),
+            # A read-only tool changes nothing, so calling it again is safe whatever idempotentHint says
+            # (the MCP spec gives idempotentHint meaning only for tools that are not read-only).
+            idempotent=source.idempotent
+            if source.idempotent is not None
+            else bool(tool.hints.idempotent or tool.hints.read_only),
             changes_target=changes,
             estimated_duration=(float(duration[0]), float(duration[1])),
             missing_args=filled.missing + [f"invalid: {p}" for p in filled.problems],

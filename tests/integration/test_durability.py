@@ -1,0 +1,185 @@
+"""Runs survive their process: kill -9 in the middle of a step, then resume from the store.
+
+The sandbox servers run with one slow tool so the kill lands while that tool is being called.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from opsmith.engine.state import RunState, RunStatus, StepStatus
+from opsmith.store.database import Database
+from opsmith.store.runs import RunRepository
+from tests.conftest import PYTHON
+from tests.integration.test_approval_cli import CONFIG, as_user
+from tests.integration.test_cli import OPSMITH
+
+pytestmark = pytest.mark.integration
+
+REQUEST = "Deploy microservice-two to staging"
+
+
+def project_with_slow(tmp_path: Path, state_dir: Path, slow: dict[str, str]) -> Path:
+    """Sandbox servers with no latency except `slow` (server -> tool=ms)."""
+    lines = []
+    for name in ("jenkins", "sonarqube", "registry", "kubernetes"):
+        extra = f", --latency, '{slow[name]}'" if name in slow else ""
+        lines.append(
+            f"  {name}: {{command: {PYTHON}, args: [-m, opsmith.sandbox.{name}, --state-dir, '{state_dir}',"
+            f" --latency-ms, '0'{extra}]}}"
+        )
+    (tmp_path / "opsmith.yaml").write_text(f"{CONFIG}\nmcpServers:\n" + "\n".join(lines) + "\n")
+    return tmp_path
+
+
+def runs_of(project: Path) -> RunRepository:
+    return RunRepository(Database(f"sqlite:///{project / '.opsmith' / 'opsmith.db'}"))
+
+
+def run_and_kill_during(project: Path, plan_id: str, step_id: str) -> RunState:
+    """Start `opsmith run`, wait until `step_id` is running, let it call, then kill -9 the process."""
+    process = subprocess.Popen(
+        [OPSMITH, "--as", "bob", "run", plan_id, "--json"],
+        cwd=project,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            state = _latest(project)
+            if state is not None and state.step(step_id).status is StepStatus.RUNNING:
+                time.sleep(0.5)  # the call is on its way to the slow tool
+                break
+            assert process.poll() is None, "the run ended before the step started"
+            time.sleep(0.05)
+        else:
+            pytest.fail(f"step {step_id} never started")
+        children = psutil.Process(process.pid).children(recursive=True)
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(timeout=10)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    # Its MCP servers read EOF on stdin and exit; make sure before the resume starts its own.
+    gone, alive = psutil.wait_procs(children, timeout=10)
+    for child in alive:
+        child.kill()
+    state = _latest(project)
+    assert state is not None
+    return state
+
+
+def _latest(project: Path) -> RunState | None:
+    database = project / ".opsmith" / "opsmith.db"
+    if not database.exists():
+        return None
+    runs = runs_of(project)
+    ids = runs.ids(list(RunStatus))
+    return runs.get(ids[-1]) if ids else None
+
+
+def calls_per_step(project: Path, run_id: str) -> dict[str, int]:
+    audit = json.loads(as_user(project, "ada", "audit", "--json", "--subject", run_id, "--limit", "500")[1])
+    counts: dict[str, int] = {}
+    for entry in audit:
+        if entry["action"] == "tool.called":
+            counts[entry["details"]["step"]] = counts.get(entry["details"]["step"], 0) + 1
+    return counts
+
+
+def plan_of(project: Path) -> str:
+    code, out, err = as_user(project, "bob", "plan", REQUEST, "--json")
+    assert code == 0, err
+    return str(json.loads(out)["id"])
+
+
+def test_an_interrupted_step_that_is_not_idempotent_waits_for_a_person(
+    tmp_path: Path, state_dir: Path, no_orphans: None
+) -> None:
+    project = project_with_slow(tmp_path, state_dir, {"jenkins": "trigger_build=3000"})
+    plan_id = plan_of(project)
+    crashed = run_and_kill_during(project, plan_id, "build")
+    assert crashed.status.value == "running" and crashed.step("build").status is StepStatus.RUNNING
+
+    code, out, err = as_user(project, "bob", "resume", crashed.run_id, "--json")
+    assert code == 1, err
+    held = json.loads(out)
+    assert held["status"] == "needs_attention"
+    assert "build may or may not have done its work" in held["failure"]
+    assert {s["step_id"]: s["status"] for s in held["steps"]}["test"] == "pending", "nothing ran on"
+
+    code, _, err = as_user(project, "bob", "resume", crashed.run_id, "--skip", "test")
+    assert code == 2 and "only a step a crash interrupted can be decided" in err
+
+    code, out, err = as_user(project, "bob", "resume", crashed.run_id, "--retry", "build", "--json")
+    assert code == 0, err
+    done = json.loads(out)
+    assert done["status"] == "succeeded"
+    assert {s["step_id"]: s["attempts"] for s in done["steps"]}["build"] == 2
+    events = [e.type.value for e in runs_of(project).events(crashed.run_id)]
+    assert "step.interrupted" in events and "step.decided" in events and "run.needs_attention" in events
+    assert as_user(project, "ada", "audit", "verify")[0] == 0
+
+
+def test_an_interrupted_idempotent_step_runs_again_and_finished_steps_do_not(
+    tmp_path: Path, state_dir: Path, no_orphans: None
+) -> None:
+    project = project_with_slow(tmp_path, state_dir, {"kubernetes": "apply_deployment=3000"})
+    plan_id = plan_of(project)
+    crashed = run_and_kill_during(project, plan_id, "deploy")
+    finished = [k for k, s in crashed.steps.items() if s.status is StepStatus.SUCCEEDED]
+    assert {"build", "test", "push_image"} <= set(finished)
+
+    code, out, err = as_user(project, "bob", "run", "--resume", crashed.run_id, "--json")
+    assert code == 0, err
+    assert json.loads(out)["status"] == "succeeded"
+    calls = calls_per_step(project, crashed.run_id)
+    assert all(calls[step] == 1 for step in finished), calls
+    # The killed call was never recorded as a call; the re-run was.
+    assert calls["deploy"] == 1
+
+
+def test_a_running_run_cannot_be_taken_over_while_its_process_lives(tmp_path: Path, state_dir: Path) -> None:
+    project = project_with_slow(tmp_path, state_dir, {"jenkins": "trigger_build=4000"})
+    plan_id = plan_of(project)
+    process = subprocess.Popen(
+        [OPSMITH, "--as", "bob", "run", plan_id, "--json"],
+        cwd=project,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        state = None
+        while time.monotonic() < deadline:
+            state = _latest(project)
+            if state is not None and state.step("build").status is StepStatus.RUNNING:
+                break
+            time.sleep(0.05)
+        assert state is not None
+        code, _, err = as_user(project, "bob", "resume", state.run_id)
+        assert code == 2 and "is being driven by" in err
+        code, out, err = as_user(project, "bob", "pause", state.run_id)
+        assert code == 0 and "asked" in out, err
+        stdout, _ = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    paused = json.loads(stdout)
+    assert process.returncode == 0 and paused["status"] == "paused"
+    statuses = {s["step_id"]: s["status"] for s in paused["steps"]}
+    assert statuses["build"] == "succeeded" and statuses["test"] == "pending"
+    code, out, err = as_user(project, "bob", "resume", paused["run_id"], "--json")
+    assert code == 0, err
+    assert json.loads(out)["status"] == "succeeded"
