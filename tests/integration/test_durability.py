@@ -71,7 +71,7 @@ def run_and_kill_during(project: Path, plan_id: str, step_id: str) -> RunState:
         if process.poll() is None:
             process.kill()
     # Its MCP servers read EOF on stdin and exit; make sure before the resume starts its own.
-    gone, alive = psutil.wait_procs(children, timeout=10)
+    _gone, alive = psutil.wait_procs(children, timeout=10)
     for child in alive:
         child.kill()
     state = _latest(project)
