@@ -16,8 +16,11 @@ Baselines, measured in the same run, interleaved with the engine runs:
 
 One run times every shape once, then the baselines; a bare-commit sample follows each engine run.
 Runs stop early when the next one would pass --budget seconds (1,000-step runs are slow).
-Commits per step counts RunRepository.save, RunRepository.append and AuditLog.append calls (one
-transaction each) through counting subclasses. --profile adds a cProfile of one chain run.
+Commits per step counts RunRepository.commit calls (one transaction each: the state, its events
+and the audit entries of tool calls) through a counting subclass, which also times them (store ms).
+Every shape runs with SQLite synchronous=FULL (a commit survives a power cut, opsmith's default)
+and NORMAL (survives a killed process; config sqlite_synchronous: normal), each against a bare
+commit with the same setting. --profile adds a cProfile of one chain run.
 
     uv run python bench/engine_overhead.py [--runs 3] [--steps 1000] [--budget 240] [--profile]
 """
@@ -48,8 +51,8 @@ from opsmith.domain.risk import Risk
 from opsmith.domain.servers import ServerStatus
 from opsmith.engine.events import RunEvent
 from opsmith.engine.local import LocalExecutor
+from opsmith.engine.settings import ExecutionSettings
 from opsmith.engine.state import RunState, RunStatus, new_run
-from opsmith.store.audit import AuditLog
 from opsmith.store.database import Database
 from opsmith.store.runs import RunRepository
 
@@ -136,57 +139,51 @@ class NoopTools:
 
 
 class CountingRuns(RunRepository):
+    """Counts transactions: every commit of the run (state, events and audit entries together)."""
+
     def __init__(self, database: Database) -> None:
         super().__init__(database)
         self.commits = 0
+        self.seconds = 0.0
 
-    def save(self, state: RunState, *, started_by: str = "") -> None:
+    def commit(self, state: RunState, **kwargs: Any) -> list[RunEvent]:
         self.commits += 1
-        super().save(state, started_by=started_by)
-
-    def append(self, event: RunEvent) -> RunEvent:
-        self.commits += 1
-        return super().append(event)
-
-
-class CountingAudit(AuditLog):
-    def __init__(self, database: Database) -> None:
-        super().__init__(database)
-        self.commits = 0
-
-    def append(self, *args: Any, **kwargs: Any) -> Any:
-        self.commits += 1
-        return super().append(*args, **kwargs)
+        began = time.perf_counter()
+        try:
+            stored: list[RunEvent] = super().commit(state, **kwargs)
+            return stored
+        finally:
+            self.seconds += time.perf_counter() - began
 
 
 @dataclass
 class EngineRun:
     seconds: float
+    store_seconds: float
     commits: int
     state_bytes: int
 
 
 async def run_engine(
-    plan: Plan, folder: Path, max_parallel: int, profiler: cProfile.Profile | None
+    plan: Plan, folder: Path, max_parallel: int, profiler: cProfile.Profile | None, sync: str = "FULL"
 ) -> EngineRun:
-    database = Database(f"sqlite:///{folder}/b.db")
+    database = Database(f"sqlite:///{folder}/b.db", sqlite_synchronous=sync)
     database.migrate()
-    runs, audit = CountingRuns(database), CountingAudit(database)
+    runs = CountingRuns(database)
     executor = LocalExecutor(
         plan,
         tools=NoopTools(),
         runs=runs,
-        audit=audit,
         identity=ADMIN,
         permission=DEFAULT_ROLES["admin"],
-        max_parallel=max_parallel,
+        settings=ExecutionSettings(max_parallel=max_parallel),
         auto_validate=True,
     )
     state = new_run(plan, run_id=f"run-{folder.name}")
     if profiler is not None:
         profiler.enable()
     began = time.perf_counter()
-    final = await executor.run(state)
+    final = await executor.execute(state)
     seconds = time.perf_counter() - began
     if profiler is not None:
         profiler.disable()
@@ -194,7 +191,7 @@ async def run_engine(
     if final.status is not RunStatus.SUCCEEDED:
         raise SystemExit(f"{plan.id}: run ended {final.status.value}: {executor.failure}")
     size = len(json.dumps(final.model_dump(mode="json")))
-    return EngineRun(seconds, runs.commits + audit.commits, size)
+    return EngineRun(seconds, runs.seconds, runs.commits, size)
 
 
 async def run_asyncio(plan: Plan) -> float:
@@ -206,11 +203,12 @@ async def run_asyncio(plan: Plan) -> float:
     return time.perf_counter() - began
 
 
-def bare_commits(path: Path, count: int) -> float:
+def bare_commits(path: Path, count: int, sync: str) -> float:
     """Seconds per single-row INSERT + COMMIT on a WAL file with opsmith's pragmas."""
     connection = sqlite3.connect(path)
     try:
         connection.execute("PRAGMA journal_mode=WAL")
+        connection.execute(f"PRAGMA synchronous={sync}")
         connection.execute("PRAGMA busy_timeout=10000")
         connection.execute("PRAGMA foreign_keys=ON")
         connection.execute("CREATE TABLE t (id INTEGER PRIMARY KEY, at TEXT, payload TEXT)")
@@ -222,16 +220,6 @@ def bare_commits(path: Path, count: int) -> float:
         return (time.perf_counter() - began) / count
     finally:
         connection.close()
-
-
-def synchronous_mode(path: Path) -> str:
-    connection = sqlite3.connect(path)
-    try:
-        connection.execute("PRAGMA journal_mode=WAL")
-        value = connection.execute("PRAGMA synchronous").fetchone()[0]
-    finally:
-        connection.close()
-    return {0: "OFF", 1: "NORMAL", 2: "FULL", 3: "EXTRA"}.get(value, str(value))
 
 
 async def profile_chain(plan: Plan, folder: Path, top: int) -> None:
@@ -252,25 +240,31 @@ async def main() -> None:
     parser.add_argument("--steps", type=int, default=1000, help="steps per plan (layered: 20 x steps/20)")
     parser.add_argument("--profile", action="store_true", help="also cProfile one chain run")
     parser.add_argument(
-        "--budget", type=float, default=240, help="seconds; stop adding runs past it (0: always --runs)"
+        "--budget", type=float, default=300, help="seconds; stop adding runs past it (0: always --runs)"
+    )
+    parser.add_argument(
+        "--synchronous", nargs="+", default=["FULL", "NORMAL"], type=str.upper, choices=["FULL", "NORMAL"]
     )
     parser.add_argument("--top", type=int, default=15, help="rows of the profile to print")
     args = parser.parse_args()
     plans = {kind: build_plan(kind, args.steps) for kind in ("chain", "wide", "layered")}
-    engine: dict[Shape, list[EngineRun]] = {shape: [] for shape in SHAPES}
+    modes = list(args.synchronous)
+    engine: dict[tuple[str, Shape], list[EngineRun]] = {(m, shape): [] for m in modes for shape in SHAPES}
     baseline: dict[str, list[float]] = {kind: [] for kind in plans}
-    commits: list[float] = []
+    commits: dict[str, list[float]] = {m: [] for m in modes}
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
-        sync = synchronous_mode(root / "probe.db")
         await run_engine(build_plan("chain", 20), root / "warmup", 5, None)  # imports, first-use costs
         began = time.perf_counter()
         done = 0
         while done < args.runs:  # interleaved, so drift in the machine hits every row alike
-            for i, shape in enumerate(SHAPES):
-                folder = root / f"r{done}-{i}"
-                engine[shape].append(await run_engine(plans[shape.kind], folder, shape.max_parallel, None))
-                commits.append(bare_commits(root / f"bare-{done}-{i}.db", min(args.steps, 300)))
+            for mode in modes:
+                for i, shape in enumerate(SHAPES):
+                    folder = root / f"r{done}-{mode}-{i}"
+                    run = await run_engine(plans[shape.kind], folder, shape.max_parallel, None, mode)
+                    engine[(mode, shape)].append(run)
+                    bare = root / f"bare-{done}-{mode}-{i}.db"
+                    commits[mode].append(bare_commits(bare, min(args.steps, 300), mode))
             for kind, plan in plans.items():
                 baseline[kind].append(await run_asyncio(plan))
             done += 1
@@ -284,28 +278,30 @@ async def main() -> None:
         if args.profile:
             await profile_chain(plans["chain"], root / "profile", args.top)
 
-    commit_ms = statistics.median(commits) * 1000
-    print(
-        f"\nLocalExecutor overhead, no-op steps, SQLite WAL file (synchronous={sync}), median of {done} runs"
-    )
+    print(f"\nLocalExecutor overhead, no-op steps, SQLite WAL file, median of {done} runs")
     header = (
-        f"{'shape':<9}{'par':>4}{'steps':>7}{'engine s':>10}{'ms/step':>9}{'asyncio ms':>12}"
-        f"{'commit ms':>11}{'step/commit':>13}{'commits/step':>14}{'state KB':>10}"
+        f"{'sync':<7}{'shape':<9}{'par':>4}{'steps':>7}{'engine s':>10}{'ms/step':>9}{'store ms':>10}"
+        f"{'asyncio ms':>12}{'commit ms':>11}{'step/commit':>13}{'commits/step':>14}{'state KB':>10}"
     )
     print(header)
-    for shape in SHAPES:
-        samples = engine[shape]
-        steps = len(plans[shape.kind].steps)
-        total = statistics.median(s.seconds for s in samples)
-        per_step = total / steps * 1000
-        base = statistics.median(baseline[shape.kind]) / steps * 1000
-        per_commit = statistics.median(s.commits for s in samples) / steps
-        kb = samples[0].state_bytes / 1024
-        print(
-            f"{shape.label:<9}{shape.max_parallel:>4}{steps:>7}{total:>10.2f}{per_step:>9.3f}{base:>12.4f}"
-            f"{commit_ms:>11.3f}{per_step / commit_ms:>13.1f}{per_commit:>14.2f}{kb:>10.0f}"
-        )
+    for mode in modes:
+        commit_ms = statistics.median(commits[mode]) * 1000
+        for shape in SHAPES:
+            samples = engine[(mode, shape)]
+            steps = len(plans[shape.kind].steps)
+            total = statistics.median(s.seconds for s in samples)
+            per_step = total / steps * 1000
+            store = statistics.median(s.store_seconds for s in samples) / steps * 1000
+            base = statistics.median(baseline[shape.kind]) / steps * 1000
+            per_commit = statistics.median(s.commits for s in samples) / steps
+            kb = samples[0].state_bytes / 1024
+            print(
+                f"{mode:<7}{shape.label:<9}{shape.max_parallel:>4}{steps:>7}{total:>10.2f}{per_step:>9.3f}"
+                f"{store:>10.3f}{base:>12.4f}{commit_ms:>11.3f}{per_step / commit_ms:>13.1f}"
+                f"{per_commit:>14.2f}{kb:>10.0f}"
+            )
     print(f"target: <= {TARGET_MS:.0f} ms per step")
+    print("store ms: time inside RunRepository.commit per step (SQL, JSON, the commit itself)")
     print(
         "state KB: the whole run state as JSON at the end;"
         " a save writes only the run's head and the steps that changed"

@@ -23,5 +23,5 @@ class App:
 
 def bootstrap(config_path: Path | None, environ: Mapping[str, str]) -> App:
     config = load_config(config_path, environ)
-    database = Database(config.database)
+    database = Database(config.database, sqlite_synchronous=config.sqlite_synchronous)
     return App(config=config, environ=dict(environ), database=database, servers=ServerRepository(database))

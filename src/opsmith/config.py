@@ -201,6 +201,10 @@ class Config(_Strict):
 
     mcp_servers: dict[str, ServerConfig] = Field(default_factory=dict, alias="mcpServers")
     database_url: str | None = None
+    sqlite_synchronous: Literal["full", "normal"] = Field(
+        default="full",
+        description="full: every commit survives a power cut; normal: survives a killed process, much faster",
+    )
     state_dir: Path = Path(".opsmith")
     supervision: SupervisionConfig = Field(default_factory=SupervisionConfig)
     execution: ExecutionConfig = Field(default_factory=ExecutionConfig)

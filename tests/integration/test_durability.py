@@ -150,7 +150,8 @@ def test_an_interrupted_idempotent_step_runs_again_and_finished_steps_do_not(
 
 
 def test_a_running_run_cannot_be_taken_over_while_its_process_lives(tmp_path: Path, state_dir: Path) -> None:
-    project = project_with_slow(tmp_path, state_dir, {"jenkins": "trigger_build=4000"})
+    # Slow enough that two CLI commands surely fit into the build on a busy machine.
+    project = project_with_slow(tmp_path, state_dir, {"jenkins": "trigger_build=8000"})
     plan_id = plan_of(project)
     process = subprocess.Popen(
         [OPSMITH, "--as", "bob", "run", plan_id, "--json"],
@@ -168,10 +169,10 @@ def test_a_running_run_cannot_be_taken_over_while_its_process_lives(tmp_path: Pa
                 break
             time.sleep(0.05)
         assert state is not None
-        code, _, err = as_user(project, "bob", "resume", state.run_id)
-        assert code == 2 and "is being driven by" in err
         code, out, err = as_user(project, "bob", "pause", state.run_id)
         assert code == 0 and "asked" in out, err
+        code, _, err = as_user(project, "bob", "resume", state.run_id)
+        assert code == 2 and "is being driven by" in err
         stdout, _ = process.communicate(timeout=60)
     finally:
         if process.poll() is None:

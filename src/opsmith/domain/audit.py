@@ -30,7 +30,7 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, date, datetime
 from enum import Enum
-from typing import Any
+from typing import Any, Protocol
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, field_validator
 
@@ -162,8 +162,18 @@ def entry_hash(
     return "sha256:" + hashlib.sha256(canonical_json(content).encode("utf-8")).hexdigest()
 
 
+class Link(Protocol):
+    """What the next entry needs of the one before: its number and its hash."""
+
+    @property
+    def seq(self) -> int: ...
+
+    @property
+    def hash(self) -> str: ...
+
+
 def new_entry(
-    previous: AuditEntry | None,
+    previous: Link | None,
     *,
     at: datetime,
     actor: str,

@@ -135,10 +135,14 @@ class Plan(BaseModel):
         return [r for r in self.compliance if r.unmet]
 
     def step(self, step_id: str) -> Step:
-        for step in self.steps:
-            if step.id == step_id:
-                return step
-        raise KeyError(step_id)
+        # The engine looks steps up by id for every change of a run, so the index is kept in the
+        # instance dict, which equality and dumps ignore (like a cached_property). It remembers the
+        # list it indexes: model_copy(update={"steps": ...}) carries the dict over to the copy.
+        cached = self.__dict__.get("_steps_index")
+        if cached is None or cached[0] is not self.steps:
+            cached = (self.steps, {s.id: s for s in self.steps})
+            self.__dict__["_steps_index"] = cached
+        return cached[1][step_id]
 
     def content_hash(self) -> str:
         """sha256 over everything that would run or decide whether it may run; ids and times excluded."""

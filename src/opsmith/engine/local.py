@@ -16,6 +16,7 @@ import asyncio
 import random
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -27,9 +28,10 @@ from opsmith.engine.evidence_gate import unmet_before
 from opsmith.engine.references import referenced_steps, resolve
 from opsmith.engine.retry import delay, should_retry
 from opsmith.engine.rollback import rollback_call, rollback_order
-from opsmith.engine.scheduler import apply_result, gate_after, ready_steps, start_step
+from opsmith.engine.scheduler import Frontier, apply_result, gate_after, start_step
 from opsmith.engine.settings import ExecutionSettings
 from opsmith.engine.state import (
+    Outputs,
     RunState,
     RunStatus,
     StepStatus,
@@ -52,6 +54,17 @@ class StepFailed(Exception):
         super().__init__(message)
         self.message = message
         self.output = output
+
+
+@dataclass(frozen=True)
+class Settled:
+    """How a step ended, for the scheduling loop to record: output or error, and its audit entries."""
+
+    step_id: str
+    ok: bool
+    output: dict[str, Any] | None = None
+    error: str | None = None
+    notes: list[AuditNote] = field(default_factory=list)
 
 
 class StepTimedOut(OperationError):
@@ -147,20 +160,44 @@ class LocalExecutor:
                 [self._event(EventType.RUN_STARTED, message=self._started_message(first))],
                 started_by=self._identity.user,
             )
-        running: dict[asyncio.Task[str], str] = {}
+        running: dict[asyncio.Task[Settled], str] = {}
+        frontier = Frontier(self.plan, self._current)
+        # Steps a crash interrupted that may run again go first.
+        again = [k for k, s in self._current.steps.items() if s.status is StepStatus.RETRY_WAIT]
+        done: set[asyncio.Task[Settled]] = set()
         try:
             while True:
-                if self._may_schedule():
-                    self._start_ready(running)
+                # What finished and what starts next go into one commit: a chain costs one commit
+                # per step, and a step is still recorded as running before its tool is called.
+                current = self._current
+                events: list[RunEvent] = []
+                notes: list[AuditNote] = []
+                changed: list[str] = []
+                for task in done:
+                    running.pop(task)
+                    settled = task.result()  # a LeaseLost or a store error stops the run here
+                    current = self._settle(current, settled, events, notes)
+                    changed.append(settled.step_id)
+                    if settled.ok:
+                        frontier.satisfied(settled.step_id)
+                chosen: list[str] = []
+                if self._may_schedule(current):
+                    free = self._settings.max_parallel - len(running) - len(again)
+                    chosen = again + frontier.take(max(free, 0))
+                    again = []
+                    now = _now()
+                    for step_id in chosen:
+                        current = start_step(self.plan, current, step_id, at=now)
+                        events.append(self._event(EventType.STEP_STARTED, step_id, self._steps[step_id].name))
+                if events or changed or chosen:
+                    self._commit(current, events, notes, changed=changed + chosen)
+                for step_id in chosen:
+                    running[asyncio.create_task(self._step(self._steps[step_id]))] = step_id
                 if not running:
                     break
                 done, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
-                for task in done:
-                    step_id = running.pop(task)
-                    task.result()  # a LeaseLost or a store error stops the run here
-                    self._after_step(step_id)
-                if self._current.status is RunStatus.AWAITING_VALIDATION and not running:
-                    return self._current
+            if self._current.status is RunStatus.AWAITING_VALIDATION:
+                return self._current
         except BaseException:
             for task in running:
                 task.cancel()
@@ -176,50 +213,36 @@ class LocalExecutor:
             f"{self.plan.id}: resumed by {self._identity.user}, {done} of {len(self.plan.steps)} steps done"
         )
 
-    def _may_schedule(self) -> bool:
-        return self._failure is None and self._requested is None and self._current.status is RunStatus.RUNNING
+    def _may_schedule(self, current: RunState) -> bool:
+        return self._failure is None and self._requested is None and current.status is RunStatus.RUNNING
 
-    def _start_ready(self, running: dict[asyncio.Task[str], str]) -> None:
-        current = self._current
-        in_flight = set(running.values())
-        # Steps a crash interrupted that may run again, then new ones; all started in one commit.
-        again = [
-            k for k, s in current.steps.items() if s.status is StepStatus.RETRY_WAIT and k not in in_flight
-        ]
-        fresh = ready_steps(self.plan, current, max_parallel=self._settings.max_parallel)
-        chosen = [k for k in again + fresh if k not in in_flight]
-        if not chosen:
-            return
-        events = []
-        now = _now()
-        for step_id in chosen:
-            current = start_step(self.plan, current, step_id, at=now)
-            events.append(self._event(EventType.STEP_STARTED, step_id, self._steps[step_id].name))
-        self._commit(current, events)
-        for step_id in chosen:
-            running[asyncio.create_task(self._step(self._steps[step_id]))] = step_id
-
-    def _after_step(self, step_id: str) -> None:
-        current = self._current
-        step_state = current.step(step_id)
-        if step_state.status is StepStatus.FAILED:
+    def _settle(
+        self, current: RunState, settled: Settled, events: list[RunEvent], notes: list[AuditNote]
+    ) -> RunState:
+        """The run with one step's final result; its events and audit entries added to the batch."""
+        step_id = settled.step_id
+        notes.extend(settled.notes)
+        current = apply_result(
+            current, step_id, ok=settled.ok, output=settled.output, error=settled.error, at=_now()
+        )
+        if not settled.ok:
+            events.append(self._event(EventType.STEP_FAILED, step_id, settled.error or "failed"))
             if self._failure is None:
-                self._failure = f"step {step_id} failed: {step_state.error}"
-            return
-        if (
-            step_state.status is StepStatus.SUCCEEDED
-            and gate_after(self.plan, step_id)
-            and self._failure is None
-        ):
-            if self._auto_validate:
-                who = f"validated by {self._identity.user} (auto-validate)"
-                self._commit(current, [self._event(EventType.GATE_PASSED, step_id, who)])
-                return
-            waiting = with_run_status(current, RunStatus.AWAITING_VALIDATION)
-            deadline = datetime.now(UTC) + timedelta(seconds=self._settings.gate_timeout)
-            waiting = waiting.model_copy(update={"gate_deadline": deadline})
-            message = f"validate {step_id} to continue (by {deadline:%Y-%m-%d %H:%M} UTC, else rolled back)"
-            self._commit(waiting, [self._event(EventType.GATE_WAITING, step_id, message)])
+                self._failure = f"step {step_id} failed: {settled.error}"
+            return current
+        output = settled.output or {}
+        events.append(self._event(EventType.STEP_SUCCEEDED, step_id, summarize(output), {"output": output}))
+        if not gate_after(self.plan, step_id) or self._failure is not None:
+            return current
+        if self._auto_validate:
+            who = f"validated by {self._identity.user} (auto-validate)"
+            events.append(self._event(EventType.GATE_PASSED, step_id, who))
+            return current
+        deadline = datetime.now(UTC) + timedelta(seconds=self._settings.gate_timeout)
+        waiting = with_run_status(current, RunStatus.AWAITING_VALIDATION)
+        message = f"validate {step_id} to continue (by {deadline:%Y-%m-%d %H:%M} UTC, else rolled back)"
+        events.append(self._event(EventType.GATE_WAITING, step_id, message))
+        return waiting.model_copy(update={"gate_deadline": deadline})
 
     def _finish(self) -> RunState:
         current = self._current
@@ -260,37 +283,30 @@ class LocalExecutor:
 
     # -- one step -----------------------------------------------------------------------------
 
-    async def _step(self, step: Step) -> str:
-        """Call the step's tool until it succeeds or fails for good; commit every attempt's end."""
+    async def _step(self, step: Step) -> Settled:
+        """Call the step's tool until it succeeds or fails for good. Retries commit each attempt's
+        end; the final result is committed by the scheduling loop with whatever starts next."""
         while True:
             outcome = await self._attempt(step)
-            if outcome is None:
-                return step.id
+            if isinstance(outcome, Settled):
+                return outcome
             await asyncio.sleep(outcome)
             if self._failure is not None or self._requested in (CANCEL, CANCEL_AND_ROLLBACK):
-                self._settle_failure(step, "not retried: the run is stopping", None, [])
-                return step.id
+                return Settled(step.id, ok=False, error="not retried: the run is stopping")
             current = self._current
+            attempt = current.step(step.id).attempts + 1
             self._commit(
                 start_step(self.plan, current, step.id, at=_now()),
-                [
-                    self._event(
-                        EventType.STEP_STARTED,
-                        step.id,
-                        f"{step.name} (attempt {current.step(step.id).attempts + 1})",
-                    )
-                ],
+                [self._event(EventType.STEP_STARTED, step.id, f"{step.name} (attempt {attempt})")],
+                changed=[step.id],
             )
 
-    async def _attempt(self, step: Step) -> float | None:
-        """One attempt. None when the step is settled (succeeded or failed); the delay before the
-        next attempt when it will be retried."""
-        current = self._current
+    async def _attempt(self, step: Step) -> Settled | float:
+        """One attempt: the step's result, or the delay before the next attempt."""
         try:
-            args = self._prepare(step, current)
+            args = self._prepare(step, self._current)
         except StepFailed as failure:
-            self._settle_failure(step, failure.message, None, [])
-            return None
+            return Settled(step.id, ok=False, error=failure.message)
         started = time.perf_counter()
         self._touched.add(step.id)
         try:
@@ -306,13 +322,7 @@ class LocalExecutor:
         else:
             output = result.structured if result.structured is not None else {"text": result.text}
             note = self._call_note(step, args, ok=True, summary=summarize(output), started=started)
-            done = apply_result(self._current, step.id, ok=True, output=output, at=_now())
-            self._commit(
-                done,
-                [self._event(EventType.STEP_SUCCEEDED, step.id, summarize(output), {"output": output})],
-                [note],
-            )
-            return None
+            return Settled(step.id, ok=True, output=output, notes=[note])
         note = self._call_note(step, args, ok=False, summary=error.message, started=started)
         attempt = self._current.step(step.id).attempts
         repeatable = step.idempotent or not error.retryable or _safe_to_repeat(error)
@@ -323,10 +333,14 @@ class LocalExecutor:
             )
             data = {"attempt": attempt, "delay": wait}
             message = f"attempt {attempt} failed: {error.message}"
-            self._commit(waiting, [self._event(EventType.STEP_RETRYING, step.id, message, data)], [note])
+            self._commit(
+                waiting,
+                [self._event(EventType.STEP_RETRYING, step.id, message, data)],
+                [note],
+                changed=[step.id],
+            )
             return wait
-        self._settle_failure(step, error.message, None, [note])
-        return None
+        return Settled(step.id, ok=False, error=error.message, notes=[note])
 
     def _prepare(self, step: Step, current: RunState) -> dict[str, Any]:
         qualified = f"{step.server}/{step.tool}"
@@ -345,21 +359,15 @@ class LocalExecutor:
                 [self._note("tool.denied", {"step": step.id, "tool": qualified, "why": decision.reason})],
             )
             raise StepFailed(f"not allowed: {decision.reason}")
-        outputs = succeeded_outputs(current)
+        outputs = Outputs(current)
         unmet = unmet_before(self.plan, step.id, outputs)
         if unmet:
             reasons = "; ".join(reason for _, reason in unmet)
             raise StepFailed(f"compliance not met before {step.id}: {reasons}")
         try:
-            return resolve(step.args, outputs, step_id=step.id, known_steps=list(self._steps))
+            return resolve(step.args, outputs, step_id=step.id, known_steps=self._steps.keys())
         except OpsmithError as error:
             raise StepFailed(error.message) from None
-
-    def _settle_failure(
-        self, step: Step, message: str, output: dict[str, Any] | None, notes: list[AuditNote]
-    ) -> None:
-        failed = apply_result(self._current, step.id, ok=False, output=output, error=message, at=_now())
-        self._commit(failed, [self._event(EventType.STEP_FAILED, step.id, message)], notes)
 
     # -- rollback -----------------------------------------------------------------------------
 
@@ -535,10 +543,12 @@ class LocalExecutor:
         *,
         started_by: str = "",
         clear: bool = False,
+        changed: Sequence[str] | None = None,
     ) -> RunState:
         stored = self._runs.commit(
             state,
             owner=self.owner,
+            changed=changed,
             events=events,
             audits=notes,
             started_by=started_by,

@@ -3,6 +3,7 @@ over a Plan and a RunState that return new states and never mutate."""
 
 from __future__ import annotations
 
+import heapq
 from typing import Any
 
 from opsmith.domain.plan import Plan, Step
@@ -17,7 +18,7 @@ from opsmith.engine.state import (
     with_step,
 )
 
-__all__ = ["apply_result", "gate_after", "is_finished", "plan_step", "ready_steps", "start_step"]
+__all__ = ["Frontier", "apply_result", "gate_after", "is_finished", "plan_step", "ready_steps", "start_step"]
 
 # A skipped dependency (an optional step left out) does not hold its dependents back.
 _SATISFIED = frozenset({StepStatus.SUCCEEDED, StepStatus.SKIPPED})
@@ -30,9 +31,10 @@ _SCHEDULING = frozenset({RunStatus.PENDING, RunStatus.RUNNING})
 
 def plan_step(plan: Plan, step_id: str) -> Step:
     """The plan's step, or `UnknownStep` listing the plan's steps."""
-    for step in plan.steps:
-        if step.id == step_id:
-            return step
+    try:
+        return plan.step(step_id)
+    except KeyError:
+        pass
     raise UnknownStep(
         f"plan {plan.id} has no step {step_id!r}",
         hint=f"its steps: {', '.join(s.id for s in plan.steps) or 'none'}",
@@ -58,6 +60,47 @@ def ready_steps(plan: Plan, run_state: RunState, *, max_parallel: int) -> list[s
         if run_state.step(step.id).status in _NOT_STARTED and _deps_satisfied(step, run_state):
             ready.append(step.id)
     return ready
+
+
+class Frontier:
+    """`ready_steps` kept up to date instead of recomputed: the steps whose dependencies are all
+    satisfied, handed out in plan order. Built once from a run's state, then told of each step
+    that succeeded or was skipped; each step and edge is visited once over the whole run, where
+    calling ready_steps after every change costs the whole plan each time."""
+
+    def __init__(self, plan: Plan, run_state: RunState) -> None:
+        self._position = {s.id: i for i, s in enumerate(plan.steps)}
+        self._dependents: dict[str, list[str]] = {}
+        self._missing: dict[str, int] = {}
+        self._ready: list[tuple[int, str]] = []
+        for step in plan.steps:
+            for dep in set(step.depends_on):
+                self._dependents.setdefault(dep, []).append(step.id)
+            if run_state.step(step.id).status in _NOT_STARTED:
+                missing = sum(1 for d in set(step.depends_on) if run_state.step(d).status not in _SATISFIED)
+                self._missing[step.id] = missing
+                if missing == 0:
+                    heapq.heappush(self._ready, (self._position[step.id], step.id))
+
+    def take(self, count: int) -> list[str]:
+        """Up to `count` ready steps, first in plan order first; they are no longer ready."""
+        taken: list[str] = []
+        while self._ready and len(taken) < count:
+            _, step_id = heapq.heappop(self._ready)
+            self._missing.pop(step_id, None)
+            taken.append(step_id)
+        return taken
+
+    def satisfied(self, step_id: str) -> None:
+        """`step_id` succeeded or was skipped: its dependents may become ready."""
+        for dependent in self._dependents.get(step_id, ()):
+            if dependent in self._missing:
+                self._missing[dependent] -= 1
+                if self._missing[dependent] == 0:
+                    heapq.heappush(self._ready, (self._position[dependent], dependent))
+
+    def __len__(self) -> int:
+        return len(self._ready)
 
 
 def gate_after(plan: Plan, step_id: str) -> bool:

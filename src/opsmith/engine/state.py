@@ -7,7 +7,7 @@ value compare equal, so each machine has its own table and `transition` refuses 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import datetime
 from enum import StrEnum
 from typing import Any, TypeVar
@@ -23,6 +23,7 @@ __all__ = [
     "RUN_TRANSITIONS",
     "STEP_TRANSITIONS",
     "Moment",
+    "Outputs",
     "RunState",
     "RunStatus",
     "StepState",
@@ -209,6 +210,26 @@ def new_run(plan: Plan, *, run_id: str) -> RunState:
         plan_hash=plan.hash or plan.content_hash(),
         steps={s.id: StepState(step_id=s.id) for s in plan.steps},
     )
+
+
+class Outputs(Mapping[str, dict[str, Any]]):
+    """The same as `succeeded_outputs`, read lazily: a lookup costs one step, not the whole run
+    (a step reads the outputs of the few steps its arguments name)."""
+
+    def __init__(self, run_state: RunState) -> None:
+        self._steps = run_state.steps
+
+    def __getitem__(self, step_id: str) -> dict[str, Any]:
+        state = self._steps.get(step_id)
+        if state is None or state.status not in _COMPLETED:
+            raise KeyError(step_id)
+        return state.output or {}
+
+    def __iter__(self) -> Iterator[str]:
+        return (k for k, s in self._steps.items() if s.status in _COMPLETED)
+
+    def __len__(self) -> int:
+        return sum(1 for s in self._steps.values() if s.status in _COMPLETED)
 
 
 def succeeded_outputs(run_state: RunState) -> dict[str, dict[str, Any]]:

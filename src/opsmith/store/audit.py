@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import String, Text, select, text, type_coerce
+from sqlalchemy import Connection, String, Text, insert, select, text, type_coerce
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
@@ -66,6 +66,30 @@ class AuditLog:
         )
         session.add(_row(entry))
         session.flush()  # a seq taken meanwhile fails here, inside the caller's retry
+        return entry
+
+    def append_on(
+        self, connection: Connection, actor: str, action: str, subject: str, details: Mapping[str, Any]
+    ) -> AuditEntry:
+        """`append_within` for a Core connection (Database.transaction(immediate=True)): the same
+        chain, read and written with prepared statements, for the hot path of a run."""
+        last = connection.execute(_LAST_LINK).first()
+        entry = new_entry(
+            last, at=self._clock(), actor=actor, action=action, subject=subject, details=details
+        )
+        connection.execute(
+            _INSERT,
+            {
+                "seq": entry.seq,
+                "at": entry.at,
+                "actor": entry.actor,
+                "action": entry.action,
+                "subject": entry.subject,
+                "details": entry.details,
+                "prev_hash": entry.prev_hash,
+                "hash": entry.hash,
+            },
+        )
         return entry
 
     def entries(self, subject: str | None = None, limit: int | None = None) -> list[AuditEntry]:
@@ -133,6 +157,10 @@ class AuditLog:
             # writers would read the same last entry and one would fail on commit (a WAL snapshot
             # conflict that busy_timeout does not wait out). Other databases rely on the seq key.
             session.execute(text("BEGIN IMMEDIATE"))
+
+
+_LAST_LINK = select(AuditRow.seq, AuditRow.hash).order_by(AuditRow.seq.desc()).limit(1)
+_INSERT = insert(AuditRow)
 
 
 def _last(session: Session) -> AuditEntry | None:

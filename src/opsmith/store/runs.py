@@ -15,9 +15,9 @@ import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import Connection, Table, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from opsmith.domain.audit import redact
@@ -94,16 +94,25 @@ class RunRepository:
         started_by: str = "",
         lease_seconds: float = 30.0,
         clear_request: bool = False,
+        changed: Sequence[str] | None = None,
     ) -> list[RunEvent]:
-        """Write the run's head, the steps that changed since this repository last wrote it, the
-        events (numbered here) and the audit entries, all or nothing; `LeaseLost` if `owner` no
-        longer holds the run. A new run is created leased to `owner`."""
+        """Write the run's head, the steps that changed since this repository last wrote it (or
+        `changed`, when the caller knows), the events (numbered here) and the audit entries, all or
+        nothing; `LeaseLost` if `owner` no longer holds the run. A new run is created leased to
+        `owner`."""
         for attempt in range(1, _ATTEMPTS + 1):
             try:
-                with self._db.session() as session:
-                    self._audit.lock_for_append(session)
+                with self._db.transaction(immediate=True) as connection:
                     stored = self._write(
-                        session, state, owner, events, audits, started_by, lease_seconds, clear_request
+                        connection,
+                        state,
+                        owner,
+                        events,
+                        audits,
+                        started_by,
+                        lease_seconds,
+                        clear_request,
+                        changed,
                     )
                 break
             except StoreError as error:
@@ -117,7 +126,7 @@ class RunRepository:
 
     def _write(
         self,
-        session: Session,
+        connection: Connection,
         state: RunState,
         owner: str,
         events: Sequence[RunEvent],
@@ -125,79 +134,78 @@ class RunRepository:
         started_by: str,
         lease_seconds: float,
         clear_request: bool,
+        changed: Sequence[str] | None,
     ) -> list[RunEvent]:
         now = datetime.now(UTC)
         run_id = state.run_id
         head = state.model_dump(mode="json", exclude={"steps"})
-        values: dict[str, Any] = {
+        values = {
+            "b_id": run_id,
+            "b_owner": owner,
             "plan_hash": state.plan_hash,
             "status": state.status.value,
             "state": head,
             "updated_at": now,
         }
-        if clear_request:
-            values["requested"] = None
-        updated = session.execute(
-            update(RunRow).where(RunRow.id == run_id, RunRow.lease_owner == owner).values(**values)
-        )
+        updated = connection.execute(_CLEAR_HEAD if clear_request else _UPDATE_HEAD, values)
         last = self._saved.get(run_id)
         existing: set[str] = set(state.steps) if last is not None else set()
-        if getattr(updated, "rowcount", 0) == 0:
-            if session.get(RunRow, run_id) is not None:
+        if updated.rowcount == 0:
+            if connection.execute(_RUN_EXISTS, {"b_id": run_id}).first() is not None:
                 raise LeaseLost(
                     f"run {run_id} is now driven by another process",
                     hint=f"this process stops; see: opsmith status {run_id}",
                 )
-            session.add(
-                RunRow(
-                    id=run_id,
-                    plan_id=state.plan_id,
-                    plan_hash=state.plan_hash,
-                    status=state.status.value,
-                    started_by=started_by,
-                    state=head,
-                    lease_owner=owner,
-                    lease_expires=now + timedelta(seconds=lease_seconds),
-                    created_at=now,
-                    updated_at=now,
-                )
+            connection.execute(
+                _INSERT_RUN,
+                {
+                    "id": run_id,
+                    "plan_id": state.plan_id,
+                    "plan_hash": state.plan_hash,
+                    "status": state.status.value,
+                    "started_by": started_by,
+                    "state": head,
+                    "lease_owner": owner,
+                    "lease_expires": now + timedelta(seconds=lease_seconds),
+                    "created_at": now,
+                    "updated_at": now,
+                },
             )
-            session.flush()
         elif last is None:
-            existing = set(session.scalars(select(RunStepRow.step_id).where(RunStepRow.run_id == run_id)))
-        # Unchanged steps are the very same objects in the new state (states are immutable).
-        changed = [s for k, s in state.steps.items() if last is None or last.steps.get(k) is not s]
-        rows = [
-            {
-                "run_id": run_id,
-                "step_id": s.step_id,
-                "status": s.status.value,
-                "state": s.model_dump(mode="json"),
+            existing = {row.step_id for row in connection.execute(_STEP_IDS, {"b_run": run_id})}
+        if last is not None and changed is not None:
+            steps = [state.steps[k] for k in changed]
+        else:
+            # Unchanged steps are the very same objects in the new state (states are immutable).
+            steps = [v for k, v in state.steps.items() if last is None or last.steps.get(k) is not v]
+        new_rows: list[dict[str, Any]] = []
+        old_rows: list[dict[str, Any]] = []
+        for step in steps:
+            row = {
+                "b_run": run_id,
+                "b_step": step.step_id,
+                "status": step.status.value,
+                "state": step.model_dump(mode="json"),
             }
-            for s in changed
-        ]
-        new_rows = [r for r in rows if r["step_id"] not in existing]
-        old_rows = [r for r in rows if r["step_id"] in existing]
+            (old_rows if step.step_id in existing else new_rows).append(row)
         if new_rows:
-            session.execute(insert(RunStepRow), new_rows)
+            connection.execute(_INSERT_STEP, new_rows)
         if old_rows:
-            session.execute(update(RunStepRow), old_rows)
-        stored = self._events(session, run_id, events)
+            connection.execute(_UPDATE_STEP, old_rows)
+        stored = self._events(connection, run_id, events)
         for note in audits:
-            self._audit.append_within(
-                session, note.actor, note.action, note.subject, redact(note.details, ())
-            )
+            self._audit.append_on(connection, note.actor, note.action, note.subject, redact(note.details, ()))
         return stored
 
-    def _events(self, session: Session, run_id: str, events: Sequence[RunEvent]) -> list[RunEvent]:
+    def _events(self, connection: Connection, run_id: str, events: Sequence[RunEvent]) -> list[RunEvent]:
         if not events:
             return []
         seq = self._seq.get(run_id)
         if seq is None:
-            seq = session.scalar(select(func.max(EventRow.seq)).where(EventRow.run_id == run_id)) or 0
+            seq = connection.execute(_LAST_EVENT, {"b_run": run_id}).scalar() or 0
         stored = [e.model_copy(update={"run_id": run_id, "seq": seq + n}) for n, e in enumerate(events, 1)]
-        session.execute(
-            insert(EventRow),
+        connection.execute(
+            _INSERT_EVENT,
             [
                 {
                     "run_id": e.run_id,
@@ -320,6 +328,36 @@ class RunRepository:
                 hint=f"recent runs: {', '.join(near)}" if near else "start one: opsmith run PLAN",
             )
         return row
+
+
+# Built once: statements are the costly part of a small write through SQLAlchemy.
+_RUNS = cast(Table, RunRow.__table__)
+_STEPS = cast(Table, RunStepRow.__table__)
+_HEAD: dict[str, Any] = {
+    "plan_hash": bindparam("plan_hash"),
+    "status": bindparam("status"),
+    "state": bindparam("state"),
+    "updated_at": bindparam("updated_at"),
+}
+_FENCE = (_RUNS.c.id == bindparam("b_id")) & (_RUNS.c.lease_owner == bindparam("b_owner"))
+_UPDATE_HEAD = update(_RUNS).where(_FENCE).values(**_HEAD)
+_CLEAR_HEAD = update(_RUNS).where(_FENCE).values(**_HEAD, requested=None)
+_RUN_EXISTS = select(_RUNS.c.id).where(_RUNS.c.id == bindparam("b_id"))
+_INSERT_RUN = insert(_RUNS)
+_STEP_IDS = select(_STEPS.c.step_id).where(_STEPS.c.run_id == bindparam("b_run"))
+_INSERT_STEP = insert(_STEPS).values(
+    run_id=bindparam("b_run"),
+    step_id=bindparam("b_step"),
+    status=bindparam("status"),
+    state=bindparam("state"),
+)
+_UPDATE_STEP = (
+    update(_STEPS)
+    .where((_STEPS.c.run_id == bindparam("b_run")) & (_STEPS.c.step_id == bindparam("b_step")))
+    .values(status=bindparam("status"), state=bindparam("state"))
+)
+_LAST_EVENT = select(func.max(EventRow.seq)).where(EventRow.run_id == bindparam("b_run"))
+_INSERT_EVENT = insert(cast(Table, EventRow.__table__))
 
 
 def _aware(moment: datetime | None) -> datetime | None:

@@ -1,0 +1,115 @@
+"""What a run becomes after its driver died, a person's choices, and the incremental frontier."""
+
+from __future__ import annotations
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from opsmith.domain.plan import Plan
+from opsmith.engine.errors import IllegalTransition
+from opsmith.engine.recovery import Choice, recover, resolve, undecided
+from opsmith.engine.scheduler import Frontier, apply_result, ready_steps, start_step
+from opsmith.engine.state import RunState, RunStatus, StepStatus, new_run
+from tests.unit.test_engine_helpers import NOW, plan_of, run_of, step
+
+
+def idempotent_plan() -> Plan:
+    plan = plan_of(step("build"), step("push", "build"), step("deploy", "push"), step("check", "deploy"))
+    steps = [s.model_copy(update={"idempotent": s.id in ("push", "check")}) for s in plan.steps]
+    return plan.model_copy(update={"steps": steps})
+
+
+def test_an_idempotent_step_in_flight_runs_again_and_the_run_goes_on() -> None:
+    plan = idempotent_plan()
+    crashed = run_of(plan, build=StepStatus.SUCCEEDED, push=StepStatus.RUNNING)
+    recovered = recover(plan, crashed)
+    assert recovered.rerun == ["push"] and recovered.held == []
+    assert recovered.state.status is RunStatus.RUNNING
+    assert recovered.state.step("push").status is StepStatus.RETRY_WAIT
+    assert recovered.state.step("build").status is StepStatus.SUCCEEDED
+
+
+def test_a_step_in_flight_that_is_not_idempotent_holds_the_run_for_a_person() -> None:
+    plan = idempotent_plan()
+    crashed = run_of(plan, build=StepStatus.SUCCEEDED, push=StepStatus.SUCCEEDED, deploy=StepStatus.RUNNING)
+    recovered = recover(plan, crashed)
+    assert recovered.held == ["deploy"] and recovered.rerun == []
+    assert recovered.state.status is RunStatus.NEEDS_ATTENTION
+    assert undecided(recovered.state) == ["deploy"]
+
+
+def test_a_step_waiting_to_retry_was_not_calling_and_runs_again_even_if_not_idempotent() -> None:
+    plan = idempotent_plan()
+    crashed = run_of(plan, build=StepStatus.RUNNING)
+    crashed = apply_result(crashed, "build", ok=False, error="timeout", at=NOW, retry=True)
+    recovered = recover(plan, crashed)
+    assert recovered.rerun == ["build"] and recovered.state.status is RunStatus.RUNNING
+
+
+@pytest.mark.parametrize(
+    ("choice", "status"),
+    [
+        (Choice.RETRY, StepStatus.RETRY_WAIT),
+        (Choice.SKIP, StepStatus.SKIPPED),
+        (Choice.FAIL, StepStatus.FAILED),
+    ],
+)
+def test_a_person_decides_an_interrupted_step(choice: Choice, status: StepStatus) -> None:
+    plan = idempotent_plan()
+    held = recover(plan, run_of(plan, build=StepStatus.RUNNING)).state
+    decided = resolve(held, "build", choice, at=NOW)
+    assert decided.step("build").status is status
+    assert undecided(decided) == []
+
+
+def test_only_an_interrupted_step_can_be_decided() -> None:
+    plan = idempotent_plan()
+    held = recover(plan, run_of(plan, build=StepStatus.RUNNING)).state
+    with pytest.raises(IllegalTransition, match="steps waiting for a decision: build"):
+        resolve(held, "push", Choice.SKIP, at=NOW)
+    running = run_of(plan, build=StepStatus.RUNNING)
+    with pytest.raises(IllegalTransition):
+        resolve(running, "build", Choice.RETRY, at=NOW)  # nobody crashed: nothing to decide
+
+
+def test_a_run_that_is_not_running_is_left_as_it_is() -> None:
+    plan = idempotent_plan()
+    paused = run_of(plan, RunStatus.PAUSED, build=StepStatus.SUCCEEDED)
+    assert recover(plan, paused).state == paused
+
+
+@st.composite
+def dags(draw: st.DrawFn) -> Plan:
+    count = draw(st.integers(min_value=1, max_value=12))
+    steps = []
+    for i in range(count):
+        deps = draw(st.sets(st.integers(min_value=0, max_value=i - 1), max_size=3)) if i else set()
+        steps.append(step(f"s{i}", *[f"s{d}" for d in sorted(deps)]))
+    return plan_of(*steps)
+
+
+@settings(max_examples=150, deadline=None)
+@given(plan=dags(), parallel=st.integers(min_value=1, max_value=4), data=st.data())
+def test_the_frontier_hands_out_what_ready_steps_would(
+    plan: Plan, parallel: int, data: st.DataObject
+) -> None:
+    # Drive a run to the end, finishing running steps in an order hypothesis picks; at every
+    # point the frontier and the full scan must agree on what may start.
+    state: RunState = new_run(plan, run_id="r").model_copy(update={"status": RunStatus.RUNNING})
+    frontier = Frontier(plan, state)
+    running: list[str] = []
+    for _ in range(len(plan.steps) * 2 + 1):
+        expected = ready_steps(plan, state, max_parallel=parallel)
+        taken = frontier.take(parallel - len(running))
+        assert taken == expected
+        for step_id in taken:
+            state = start_step(plan, state, step_id, at=NOW)
+            running.append(step_id)
+        if not running:
+            break
+        finished = data.draw(st.sampled_from(running))
+        running.remove(finished)
+        state = apply_result(state, finished, ok=True, output={}, at=NOW)
+        frontier.satisfied(finished)
+    assert all(s.status is StepStatus.SUCCEEDED for s in state.steps.values())
