@@ -184,3 +184,43 @@ def test_a_running_run_cannot_be_taken_over_while_its_process_lives(tmp_path: Pa
     code, out, err = as_user(project, "bob", "resume", paused["run_id"], "--json")
     assert code == 0, err
     assert json.loads(out)["status"] == "succeeded"
+
+
+def test_a_validation_gate_that_times_out_rolls_the_deployment_back(tmp_path: Path, state_dir: Path) -> None:
+    from opsmith.sandbox.samples.apps import MY_APPLICATION_FIX_CONFIG, MY_APPLICATION_FIX_DOCKERFILE
+    from opsmith.sandbox.world import World
+    from tests.conftest import sandbox_servers
+    from tests.integration.test_run import approved_plan, pods
+
+    # 0.0005 h = 1.8 s: the gate times out while the test waits.
+    config = (
+        f"{CONFIG}\nexecution: {{gate_timeout_hours: 0.0005}}\nmcpServers:\n{sandbox_servers(state_dir)}\n"
+    )
+    (tmp_path / "opsmith.yaml").write_text(config)
+    World(state_dir).commit_files(
+        "my-application",
+        {"config/production.json": MY_APPLICATION_FIX_CONFIG, "Dockerfile": MY_APPLICATION_FIX_DOCKERFILE},
+        "fix: add the production config",
+    )
+    before = {p["image"] for p in pods(tmp_path, "my-application")}
+    plan = approved_plan(tmp_path, "Deploy the code to Kubernetes production")
+    code, out, err = as_user(tmp_path, "bob", "run", str(plan["id"]), "--json")
+    assert code == 0, err
+    waiting = json.loads(out)
+    assert waiting["status"] == "awaiting_validation"
+    assert {p["image"] for p in pods(tmp_path, "my-application")} != before
+
+    code, out, err = as_user(tmp_path, "bob", "sweep", "--json")
+    assert code == 0, err
+    if json.loads(out):  # the CLI may have taken longer than the gate's 1.8 s already
+        assert json.loads(out)[0]["run_id"] == waiting["run_id"]
+    else:
+        time.sleep(2)
+        code, out, err = as_user(tmp_path, "bob", "sweep", "--json")
+        assert code == 0, err
+        assert [r["run_id"] for r in json.loads(out)] == [waiting["run_id"]]
+    status = json.loads(as_user(tmp_path, "ada", "status", waiting["run_id"], "--json")[1])
+    assert status["status"] == "rolled_back"
+    assert {p["image"] for p in pods(tmp_path, "my-application")} == before
+    code, _, err = as_user(tmp_path, "bob", "continue", waiting["run_id"])
+    assert code == 2 and "not waiting at a gate" in err
