@@ -224,3 +224,42 @@ def test_a_validation_gate_that_times_out_rolls_the_deployment_back(tmp_path: Pa
     assert {p["image"] for p in pods(tmp_path, "my-application")} == before
     code, _, err = as_user(tmp_path, "bob", "continue", waiting["run_id"])
     assert code == 2 and "not waiting at a gate" in err
+
+
+def test_a_run_cancelled_from_another_terminal_stops_after_its_in_flight_step(
+    tmp_path: Path, state_dir: Path
+) -> None:
+    project = project_with_slow(tmp_path, state_dir, {"jenkins": "trigger_build=8000"})
+    plan_id = plan_of(project)
+    process = subprocess.Popen(
+        [OPSMITH, "--as", "bob", "run", plan_id, "--json"],
+        cwd=project,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        state = _latest(project)
+        while time.monotonic() < deadline and (
+            state is None or state.step("build").status is not StepStatus.RUNNING
+        ):
+            time.sleep(0.05)
+            state = _latest(project)
+        assert state is not None
+        code, out, err = as_user(project, "vic", "cancel", state.run_id)
+        assert code == 2, "a viewer may not cancel"
+        code, out, err = as_user(project, "bob", "cancel", state.run_id)
+        assert code == 0 and "asked" in out, err
+        stdout, _ = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    cancelled = json.loads(stdout)
+    assert process.returncode == 1 and cancelled["status"] == "cancelled"
+    statuses = {s["step_id"]: s["status"] for s in cancelled["steps"]}
+    assert statuses["build"] == "succeeded", "the in-flight step finished"
+    assert statuses["test"] == "cancelled" and statuses["check_service"] == "cancelled"
+    assert cancelled["plan_status"] == "cancelled"
+    code, _, err = as_user(project, "bob", "resume", cancelled["run_id"])
+    assert code == 2 and "nothing to resume" in err
