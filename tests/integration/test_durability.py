@@ -263,3 +263,61 @@ def test_a_run_cancelled_from_another_terminal_stops_after_its_in_flight_step(
     assert cancelled["plan_status"] == "cancelled"
     code, _, err = as_user(project, "bob", "resume", cancelled["run_id"])
     assert code == 2 and "nothing to resume" in err
+
+
+def test_a_server_that_dies_mid_call_fails_the_step_without_repeating_it(
+    tmp_path: Path, state_dir: Path, no_orphans: None
+) -> None:
+    project = project_with_slow(tmp_path, state_dir, {"jenkins": "trigger_build=6000"})
+    plan_id = plan_of(project)
+    process = subprocess.Popen(
+        [OPSMITH, "--as", "bob", "run", plan_id, "--json"],
+        cwd=project,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        state = _latest(project)
+        while time.monotonic() < deadline and (
+            state is None or state.step("build").status is not StepStatus.RUNNING
+        ):
+            time.sleep(0.05)
+            state = _latest(project)
+        assert state is not None
+        time.sleep(0.5)
+        jenkins = [
+            p
+            for p in psutil.Process(process.pid).children(recursive=True)
+            if "opsmith.sandbox.jenkins" in " ".join(p.cmdline())
+        ]
+        assert len(jenkins) == 1
+        jenkins[0].kill()
+        stdout, _ = process.communicate(timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    result = json.loads(stdout)
+    assert process.returncode == 1 and result["status"] in ("failed", "rolled_back")
+    build = {s["step_id"]: s for s in result["steps"]}["build"]
+    assert build["status"] == "failed" and build["attempts"] == 1
+    assert "closed the connection during trigger_build" in build["error"]
+    calls = [
+        e
+        for e in json.loads(as_user(project, "ada", "audit", "--json", "--subject", result["run_id"])[1])
+        if e["action"] == "tool.called"
+    ]
+    assert [(c["details"]["tool"], c["details"]["ok"]) for c in calls] == [("jenkins/trigger_build", False)]
+
+
+def test_a_plan_whose_tool_vanished_is_refused_and_audited(tmp_path: Path, state_dir: Path) -> None:
+    project = project_with_slow(tmp_path, state_dir, {})
+    plan_id = plan_of(project)
+    code, _, err = as_user(project, "ada", "servers", "stop", "sonarqube")
+    assert code == 0, err
+    code, _, err = as_user(project, "bob", "run", plan_id)
+    assert code == 2 and "no longer offered: sonarqube/analyze_project" in err
+    audit = json.loads(as_user(project, "ada", "audit", "--json", "--subject", plan_id)[1])
+    assert audit[-1]["action"] == "run.refused"
+    assert json.loads(as_user(project, "ada", "show", plan_id, "--json")[1])["status"] == "approved"
