@@ -222,9 +222,9 @@ def bare_commits(path: Path, count: int, sync: str) -> float:
         connection.close()
 
 
-async def profile_chain(plan: Plan, folder: Path, top: int) -> None:
+async def profile_chain(plan: Plan, folder: Path, top: int, sync: str) -> None:
     profiler = cProfile.Profile()
-    result = await run_engine(plan, folder, 5, profiler)
+    result = await run_engine(plan, folder, 5, profiler, sync)
     for order in ("tottime", "cumulative"):
         out = io.StringIO()
         pstats.Stats(profiler, stream=out).strip_dirs().sort_stats(order).print_stats(top)
@@ -276,7 +276,7 @@ async def main() -> None:
                 )
                 break
         if args.profile:
-            await profile_chain(plans["chain"], root / "profile", args.top)
+            await profile_chain(plans["chain"], root / "profile", args.top, modes[-1])
 
     print(f"\nLocalExecutor overhead, no-op steps, SQLite WAL file, median of {done} runs")
     header = (
