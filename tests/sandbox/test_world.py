@@ -258,6 +258,80 @@ def test_switch_to_a_crash_looping_colour_fails_and_keeps_the_current_one(world:
     assert svc.ready_endpoints == 2
 
 
+def test_rollback_to_a_backup_ends_an_active_canary(world: World) -> None:
+    backup = world.cluster.backup(PROD, "microservice-one")
+    change_service(world, "microservice-one", "canary")
+    world.cluster.canary(
+        PROD, "microservice-one", build_and_push(world, "microservice-one", "v1.2.0").image, 10
+    )
+    world.cluster.rollback(PROD, "microservice-one", None, backup.backup_id)
+    assert world.cluster.deployment(PROD, "microservice-one").canary is None
+    assert world.cluster.service(PROD, "microservice-one").traffic_split == {backup.replica_set: 100}
+    assert {p.image for p in world.cluster.pods(PROD, "app=microservice-one", None).pods} == {backup.image}
+
+
+def test_rolling_back_to_the_stable_revision_aborts_a_canary_and_otherwise_changes_nothing(
+    world: World,
+) -> None:
+    stable = world.cluster.deployment(PROD, "microservice-one")
+    unchanged = world.cluster.rollback(PROD, "microservice-one", stable.revision, None)
+    assert (unchanged.revision, unchanged.image) == (stable.revision, stable.image)
+    change_service(world, "microservice-one", "canary")
+    world.cluster.canary(
+        PROD, "microservice-one", build_and_push(world, "microservice-one", "v1.2.0").image, 10
+    )
+    aborted = world.cluster.rollback(PROD, "microservice-one", stable.revision, None)
+    assert aborted.action == "canary-aborted" and aborted.image == stable.image
+
+
+def test_blue_green_rollback_keeps_the_live_colour_and_removes_the_failed_one(world: World) -> None:
+    backup = world.cluster.backup(PROD, "my-application")
+    pushed = build_and_push(world, "my-application", "v1.0.0-prod")  # crash-loops
+    with pytest.raises(SandboxError, match="Traffic stays on blue"):
+        world.cluster.apply(PROD, "my-application", pushed.image, None, "BlueGreen", 1, 0)
+    restored = world.cluster.rollback(PROD, "my-application", None, backup.backup_id)
+    assert (restored.active_color, restored.image) == ("blue", backup.image)
+    svc = world.cluster.service(PROD, "my-application")
+    assert svc.active_color == "blue" and svc.selector == {"app": "my-application", "color": "blue"}
+    assert svc.healthy
+    pods = world.cluster.pods(PROD, "app=my-application", None).pods
+    assert {(p.image, p.labels["color"]) for p in pods} == {(backup.image, "blue")}
+
+
+def test_a_switch_to_a_colour_that_does_not_answer_fails_after_switching(world: World) -> None:
+    server = world.repos.tree("microservice-two", world.repos.resolve("microservice-two", "main"))[
+        "server.js"
+    ]
+    world.commit_file("microservice-two", "server.js", server.decode().replace("|| 8081", "|| 8090"), "8090")
+    pushed = build_and_push(world, "microservice-two", "v1.4.0")
+    deployed = world.cluster.apply(PROD, "microservice-two", pushed.image, None, "BlueGreen", 1, 0)
+    assert deployed.active_color == "blue" and deployed.replicas == "2/2"
+    with pytest.raises(
+        SandboxError, match="listen on port 8090 while microservice-two-service sends traffic to port 8081"
+    ):
+        world.cluster.switch_traffic(PROD, "microservice-two", None)
+    svc = world.cluster.service(PROD, "microservice-two")
+    assert svc.active_color == "green" and not svc.healthy
+    assert svc.endpoints and not any(e.answering for e in svc.endpoints)
+    back = world.cluster.switch_traffic(PROD, "microservice-two", "blue")
+    assert (back.previous_color, back.active_color) == ("green", "blue")
+    assert world.cluster.service(PROD, "microservice-two").healthy
+
+
+def test_a_canary_that_does_not_answer_fails_and_is_left_for_rollback_to_abort(world: World) -> None:
+    server = world.repos.tree("microservice-one", world.repos.resolve("microservice-one", "main"))[
+        "server.js"
+    ]
+    world.commit_file("microservice-one", "server.js", server.decode().replace("|| 8080", "|| 8090"), "8090")
+    with pytest.raises(SandboxError, match="receives 10% of traffic, but its pods listen on port 8090"):
+        world.cluster.canary(
+            PROD, "microservice-one", build_and_push(world, "microservice-one", "v1.2.0").image, 10
+        )
+    assert world.cluster.deployment(PROD, "microservice-one").canary is not None
+    assert world.cluster.rollback(PROD, "microservice-one", None, None).action == "canary-aborted"
+    assert world.cluster.service(PROD, "microservice-one").healthy
+
+
 def test_backup_then_restore(world: World) -> None:
     backup = world.cluster.backup(PROD, "my-application")
     fix_my_application(world)
@@ -292,6 +366,24 @@ def test_runtime_reports_a_missing_package() -> None:
     assert "Error: Cannot find module 'express'" in outcome.logs
     assert start(docker.fs, ImageConfig(base_image="", workdir="/", cmd=[], entrypoint=[], env={},
                                         exposed_ports=[])).exit_code == 127  # fmt: skip
+
+
+def test_the_cluster_sets_app_env_to_the_namespace() -> None:
+    context = {
+        "package.json": b'{"name": "x", "version": "1.0.0", "scripts": {"start": "node index.js"}}',
+        "index.js": b"const s = require(`./config/${process.env.APP_ENV}.json`);\n"
+        b"require('http').createServer().listen(s.port);\n",
+        "config/staging.json": b'{"port": 4000}',
+        "Dockerfile": b'FROM node:20-alpine\nWORKDIR /app\nCOPY . .\nCMD ["npm", "start"]\n',
+    }
+    docker = DockerBuild(context, {})
+    docker.run("Dockerfile", context["Dockerfile"].decode())
+    staging = start(docker.fs, docker.config, {"APP_ENV": "staging"})
+    assert staging.healthy and staging.port == 4000
+    production = start(docker.fs, docker.config, {"APP_ENV": "production"})
+    assert not production.healthy
+    assert "Error: Cannot find module './config/production.json'" in production.logs
+    assert "Error: Cannot find module './config/undefined.json'" in start(docker.fs, docker.config).logs
 
 
 # --- seeding ------------------------------------------------------------------------------------------

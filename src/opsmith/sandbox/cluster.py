@@ -215,6 +215,9 @@ class RolloutResult(BaseModel):
     status: str
     message: str
     backup_id: str | None = None
+    active_color: str | None = Field(
+        default=None, description="Blue-green: the colour taking traffic after this call"
+    )
 
 
 class Endpoint(BaseModel):
@@ -224,6 +227,7 @@ class Endpoint(BaseModel):
     replica_set: str
     track: str | None
     color: str | None
+    answering: bool = Field(description="The pod listens on the service's target port")
 
 
 class ServiceView(BaseModel):
@@ -411,8 +415,10 @@ class ClusterService:
 
     # --- pods -----------------------------------------------------------------------------------
 
-    def _start(self, conn: sqlite3.Connection, rs: ReplicaSetState) -> None:
-        """(Re)create the replica set's pods: pull the image and start it in the runtime."""
+    def _start(self, conn: sqlite3.Connection, dep: DeploymentState, rs: ReplicaSetState) -> None:
+        """(Re)create the replica set's pods: pull the image and start it in the runtime.
+
+        Like a deployment manifest per environment, the cluster sets APP_ENV to the namespace."""
         now = self.world.now()
         rs.generation += 1
         rs.started_at = now
@@ -425,13 +431,15 @@ class ClusterService:
                 f"{rs.digest} is no longer in the registry"
             ]
             return
-        outcome = start(registry.filesystem(conn, record), record.config)
+        outcome = start(registry.filesystem(conn, record), record.config, {"APP_ENV": dep.namespace})
         rs.healthy, rs.reason, rs.exit_code = outcome.healthy, outcome.reason, outcome.exit_code
         rs.logs, rs.port = outcome.logs, outcome.port
 
-    def _scale_rs(self, conn: sqlite3.Connection, rs: ReplicaSetState, replicas: int) -> None:
+    def _scale_rs(
+        self, conn: sqlite3.Connection, dep: DeploymentState, rs: ReplicaSetState, replicas: int
+    ) -> None:
         if rs.replicas == 0 and replicas > 0:
-            self._start(conn, rs)
+            self._start(conn, dep, rs)
         rs.replicas = replicas
 
     def _pods(self, dep: DeploymentState, now: str) -> list[Pod]:
@@ -552,7 +560,7 @@ class ClusterService:
             new.replicas = dep.replicas
         else:
             new.replicas = 0
-            self._scale_rs(conn, new, dep.replicas)
+            self._scale_rs(conn, dep, new, dep.replicas)
         dep.revision = new.revision
         if new.healthy:
             for rs in dep.replica_sets.values():
@@ -606,6 +614,17 @@ class ClusterService:
             replicas=f"{ready}/{dep.replicas}",
             status=dep.status,
             message=dep.message,
+            active_color=dep.blue_green.active if dep.blue_green else None,
+        )
+
+    def _unanswered(self, conn: sqlite3.Connection, dep: DeploymentState, rs: ReplicaSetState) -> str | None:
+        """Why traffic the service sends to `rs` fails (its pods listen on another port), or None."""
+        svc = self._service(conn, dep.namespace, f"{dep.name}-service")
+        if svc is None or not rs.healthy or rs.port in (None, svc.target_port):
+            return None
+        return (
+            f"its pods listen on port {rs.port} while {svc.name} sends traffic to port {svc.target_port}, "
+            "so no request to them is answered"
         )
 
     def apply(
@@ -659,7 +678,7 @@ class ClusterService:
                 dep.strategy = "RollingUpdate"
                 rs = self._template(conn, dep, image, None, cause)
                 if rs.revision == dep.revision and rs.healthy and rs.replicas > 0:
-                    self._scale_rs(conn, rs, dep.replicas)
+                    self._scale_rs(conn, dep, rs, dep.replicas)
                     action = "unchanged" if previous == rs.revision else "configured"
                 else:
                     failure = self._roll(conn, dep, rs)
@@ -695,7 +714,7 @@ class ClusterService:
             dep.replica_sets[old_idle].replicas = 0
         bg.colors[idle] = rs.name
         rs.color = idle
-        self._start(conn, rs)
+        self._start(conn, dep, rs)
         rs.replicas = dep.replicas
         if first:
             dep.revision = rs.revision
@@ -727,13 +746,13 @@ class ClusterService:
             previous = dep.revision
             if to_revision is not None and to_backup is not None:
                 raise SandboxError("give to_revision or to_backup, not both")
-            if dep.canary and to_backup is None:
+            if dep.canary:
                 canary = dep.replica_sets[dep.canary.replica_set]
                 stable = dep.replica_sets[dep.canary.stable_replica_set]
-                if to_revision is None or to_revision == stable.revision:
+                if to_backup is None and (to_revision is None or to_revision == stable.revision):
                     canary.replicas = 0
                     dep.canary = None
-                    self._scale_rs(conn, stable, dep.replicas)
+                    self._scale_rs(conn, dep, stable, dep.replicas)
                     dep.revision = stable.revision
                     dep.status = "Available" if stable.healthy else "Failed"
                     dep.message = f"canary {canary.name} aborted; {stable.name} takes all traffic"
@@ -796,22 +815,29 @@ class ClusterService:
     def _rollback_blue_green(
         self, conn: sqlite3.Connection, dep: DeploymentState, image: str, cause: str
     ) -> tuple[ReplicaSetState, str | None]:
+        """Traffic back on the colour that runs `image` (deployed to the idle colour if none does);
+        the colour rolled back from is a release being undone, so its pods are removed."""
         bg = dep.blue_green
         assert bg is not None
         _ref, record = self.world.registry.resolve(conn, image)
-        for color, rs_name in bg.colors.items():
-            rs = dep.replica_sets[rs_name]
-            if rs.digest == record.digest and color != bg.active:
-                if rs.replicas == 0:
-                    self._scale_rs(conn, rs, dep.replicas)
-                if not rs.healthy:
-                    return rs, f"{color} ({rs.name}) is not ready: {rs.reason}; traffic stays on {bg.active}"
-                self._activate(conn, dep, color)  # type: ignore[arg-type]
-                return rs, None
-        rs, failure = self._apply_blue_green(conn, dep, image, cause)
-        if failure is None:
-            self._activate(conn, dep, rs.color or "blue")
-        return rs, failure
+        # The live colour first: when it already runs the image, traffic stays where it is.
+        colors: list[Color] = sorted(bg.colors, key=lambda c: c != bg.active)  # type: ignore[arg-type]
+        target = next((c for c in colors if dep.replica_sets[bg.colors[c]].digest == record.digest), None)
+        if target is None:
+            rs, failure = self._apply_blue_green(conn, dep, image, cause)
+            if failure is not None:
+                return rs, failure
+            target = rs.color or "blue"
+        rs = dep.replica_sets[bg.colors[target]]
+        if rs.replicas == 0:
+            self._scale_rs(conn, dep, rs, dep.replicas)
+        if not rs.healthy:
+            return rs, f"{target} ({rs.name}) is not ready: {rs.reason}; traffic stays on {bg.active}"
+        self._activate(conn, dep, target)
+        for other in bg.colors.values():
+            if other != rs.name:
+                dep.replica_sets[other].replicas = 0
+        return rs, None
 
     def _activate(self, conn: sqlite3.Connection, dep: DeploymentState, color: Color) -> None:
         bg = dep.blue_green
@@ -840,6 +866,7 @@ class ClusterService:
                     f"{name} has nothing deployed to {target}; apply_deployment with strategy=BlueGreen"
                 )
             rs = dep.replica_sets[bg.colors[target]]
+            failure = None
             if target != previous:
                 if not rs.healthy or rs.replicas == 0:
                     error = _first_error(rs.logs) or rs.reason
@@ -850,7 +877,18 @@ class ClusterService:
                     )
                 self._activate(conn, dep, target)
                 self._save(conn, dep)
+                # Like a real cut-over, the service is checked once it carries the traffic.
+                unanswered = self._unanswered(conn, dep, rs)
+                if unanswered:
+                    failure = (
+                        f"switched {name} from {previous} to {target} ({rs.name}, {rs.image}), "
+                        f"but {unanswered}: traffic on {target} is failing. "
+                        f"Switch back with switch_traffic color={previous} "
+                        "(or rollback_deployment)."
+                    )
             svc_ready = self._ready(rs)
+        if failure:
+            raise SandboxError(failure)
         return TrafficResult(
             deployment=name,
             namespace=namespace,
@@ -885,7 +923,7 @@ class ClusterService:
             canary_replicas = max(1, round(dep.replicas * weight / 100))
             if dep.canary and dep.replica_sets[dep.canary.replica_set].digest == record.digest:
                 rs = dep.replica_sets[dep.canary.replica_set]
-                self._scale_rs(conn, rs, canary_replicas)
+                self._scale_rs(conn, dep, rs, canary_replicas)
                 dep.canary.weight = weight
                 action = "canary-weight-updated"
             else:
@@ -895,10 +933,18 @@ class ClusterService:
                 rs = self._template(conn, dep, image, None, f"canary {image} at {weight}%")
                 dep.revision = keep_revision
                 rs.replicas = 0
-                self._scale_rs(conn, rs, canary_replicas)
+                self._scale_rs(conn, dep, rs, canary_replicas)
                 dep.canary = CanaryState(replica_set=rs.name, stable_replica_set=stable.name, weight=weight)
                 action = "canary-started"
-            if rs.healthy:
+            unanswered = self._unanswered(conn, dep, rs)
+            if unanswered:
+                dep.status = "Progressing"
+                dep.message = f"canary {rs.name} receives {weight}% of traffic, but {unanswered}"
+                failure = (
+                    f"canary {rs.name} ({rs.image}) receives {weight}% of traffic, but {unanswered}. "
+                    f"Stable {stable.name} serves the rest; rollback_deployment aborts the canary."
+                )
+            elif rs.healthy:
                 dep.status = "Available"
                 dep.message = f"canary {rs.name} ({rs.image}) receives {weight}% of traffic"
             else:
@@ -932,7 +978,7 @@ class ClusterService:
                 )
             previous = dep.revision
             dep.canary = None
-            self._scale_rs(conn, rs, dep.replicas)
+            self._scale_rs(conn, dep, rs, dep.replicas)
             for other in dep.replica_sets.values():
                 if other.name != rs.name:
                     other.replicas = 0
@@ -951,11 +997,11 @@ class ClusterService:
             serving = self._serving(dep)
             if serving is None:
                 raise SandboxError(f"{name} has no replica set to scale")
-            self._scale_rs(conn, serving, replicas)
+            self._scale_rs(conn, dep, serving, replicas)
             if dep.canary:
                 canary = dep.replica_sets[dep.canary.replica_set]
                 self._scale_rs(
-                    conn, canary, max(1, round(replicas * dep.canary.weight / 100)) if replicas else 0
+                    conn, dep, canary, max(1, round(replicas * dep.canary.weight / 100)) if replicas else 0
                 )
             self._save(conn, dep)
             pods = [p for p in self._pods(dep, self.world.now()) if p.replica_set == serving.name]
@@ -1184,6 +1230,7 @@ class ClusterService:
                 replica_set=p.replica_set,
                 track=p.labels.get("track"),
                 color=p.labels.get("color"),
+                answering=dep is not None and dep.replica_sets[p.replica_set].port == svc.target_port,
             )
             for p in pods
             if p.ready and _matches(p.labels, terms)
@@ -1212,5 +1259,8 @@ class ClusterService:
             ready_endpoints=len(endpoints),
             traffic_split=split,
             active_color=dep.blue_green.active if dep and dep.blue_green else None,
-            healthy=bool(endpoints) and dep is not None and len(endpoints) >= dep.replicas,
+            healthy=dep is not None
+            and bool(endpoints)
+            and all(e.answering for e in endpoints)
+            and len(endpoints) >= dep.replicas,
         )

@@ -6,6 +6,11 @@ import re
 from dataclasses import dataclass
 
 REQUIRE = re.compile(r"""require\(\s*['"]([^'"]+)['"]\s*\)""")
+# require(`./config/${process.env.APP_ENV}.json`): a path that depends on the environment.
+REQUIRE_TEMPLATE = re.compile(
+    r"""require\(\s*`((?:[^`$\\]|\$\{\s*process\.env\.[A-Za-z_][A-Za-z0-9_]*\s*\})+)`\s*\)"""
+)
+ENV_REFERENCE = re.compile(r"\$\{\s*process\.env\.([A-Za-z_][A-Za-z0-9_]*)\s*\}")
 NODE_BUILTINS = frozenset(
     {
         "assert",
@@ -34,6 +39,10 @@ class Require:
     line: int
     spec: str
 
+    def in_env(self, env: dict[str, str]) -> Require:
+        """The path node would load: `${process.env.X}` becomes X's value ("undefined" when unset)."""
+        return Require(self.line, ENV_REFERENCE.sub(lambda m: env.get(m.group(1), "undefined"), self.spec))
+
     @property
     def relative(self) -> bool:
         return self.spec.startswith("./") or self.spec.startswith("../")
@@ -54,6 +63,7 @@ def requires(text: str) -> list[Require]:
         if line.lstrip().startswith("//"):
             continue
         found.extend(Require(number, match.group(1)) for match in REQUIRE.finditer(line))
+        found.extend(Require(number, match.group(1)) for match in REQUIRE_TEMPLATE.finditer(line))
     return found
 
 

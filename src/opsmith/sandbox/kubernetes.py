@@ -35,7 +35,8 @@ def build_server(world: World, options: ServerOptions) -> MCPServer:
         name="kubernetes",
         title="Kubernetes",
         description="Sandbox Kubernetes: deployments, pods, services, rollbacks, canaries, blue-green",
-        instructions="Deployments are named after applications; services are <deployment>-service.",
+        instructions="Deployments are named after applications; services are <deployment>-service. "
+        "Every pod gets APP_ENV set to its namespace.",
     )
     call = Caller(options)
     c = world.cluster
@@ -170,7 +171,7 @@ def build_server(world: World, options: ServerOptions) -> MCPServer:
     @mcp.tool(
         title="Canary deploy",
         description="Deploy an image as a canary that receives a percentage of traffic next to the stable "
-        "revision; fails if the canary pods do not become ready.",
+        "revision; fails if the canary pods do not become ready or do not answer the traffic they get.",
         annotations=hints("Canary deploy", destructive=True, idempotent=True),
     )
     async def canary_deploy(
@@ -192,7 +193,7 @@ def build_server(world: World, options: ServerOptions) -> MCPServer:
     @mcp.tool(
         title="Switch traffic",
         description="Switch blue-green traffic to the other (or a named) colour; fails and keeps the current "
-        "colour if the target's pods are not ready.",
+        "colour if the target's pods are not ready, and fails after switching if they do not answer it.",
         annotations=hints("Switch traffic", destructive=True),
     )
     async def switch_traffic(

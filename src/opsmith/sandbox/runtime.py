@@ -2,7 +2,9 @@
 
 It reads the image's files: the start command's entry file and every local require() it reaches
 must exist (and parse), and every package require must be installed under node_modules. The first
-failure becomes the crash a real node process would print.
+failure becomes the crash a real node process would print. The container's environment is the
+image's ENV overlaid with what the cluster sets (APP_ENV), so a require of
+`./config/${process.env.APP_ENV}.json` loads a different file in each namespace.
 """
 
 from __future__ import annotations
@@ -62,9 +64,10 @@ def _catch_message(text: str, line: int) -> str | None:
 
 
 class _Loader:
-    def __init__(self, files: dict[str, bytes], workdir: str) -> None:
+    def __init__(self, files: dict[str, bytes], workdir: str, env: dict[str, str]) -> None:
         self.files = files
         self.workdir = workdir
+        self.env = env
         self.loaded: list[str] = []
         self.configs: list[tuple[str, object]] = []
 
@@ -100,7 +103,7 @@ class _Loader:
             line, message = problem.split(": ", 1)
             raise _Crash([f"{path}:{line}", message])
         for req in requires(text):
-            self._require(path, text, req, [*stack, path])
+            self._require(path, text, req.in_env(self.env), [*stack, path])
 
     def _require(self, path: str, text: str, req: Require, stack: list[str]) -> None:
         base_dir = posixpath.dirname(path)
@@ -156,9 +159,11 @@ def _command(files: dict[str, bytes], config: ImageConfig, logs: list[str]) -> l
     return argv
 
 
-def start(files: dict[str, bytes], config: ImageConfig) -> StartOutcome:
+def start(files: dict[str, bytes], config: ImageConfig, env: dict[str, str] | None = None) -> StartOutcome:
+    """Start the image's command; `env` is what the cluster adds to the image's ENV."""
+    environment = {**config.env, **(env or {})}
     logs: list[str] = []
-    loader = _Loader(files, config.workdir)
+    loader = _Loader(files, config.workdir, environment)
     try:
         argv = _command(files, config, logs)
         if argv[0] != "node":
@@ -185,15 +190,17 @@ def start(files: dict[str, bytes], config: ImageConfig) -> StartOutcome:
     if not any(".listen(" in s for s in sources):
         logs.append("(process exited with code 0: nothing keeps it running)")
         return StartOutcome(False, "CrashLoopBackOff", 0, logs, None, loader.loaded)
-    port = _port(loader.configs, sources, config)
+    port = _port(loader.configs, sources, config, environment)
     for path, _doc in loader.configs:
         logs.append(f"Configuration loaded from {path}")
     logs.append(f"Server started on port {port}")
     return StartOutcome(True, None, None, logs, port, loader.loaded)
 
 
-def _port(configs: list[tuple[str, object]], sources: list[str], config: ImageConfig) -> int:
-    env_port = config.env.get("PORT")
+def _port(
+    configs: list[tuple[str, object]], sources: list[str], config: ImageConfig, env: dict[str, str]
+) -> int:
+    env_port = env.get("PORT")
     if env_port and env_port.isdigit():
         return int(env_port)
     for _path, doc in configs:
