@@ -197,3 +197,47 @@ async def test_a_process_whose_lease_was_taken_over_cannot_write(database: Datab
     gate.set()
     with pytest.raises(LeaseLost):
         await task
+
+
+async def test_a_step_whose_output_breaks_its_expectation_fails_and_its_change_is_undone(
+    database: Database,
+) -> None:
+    from opsmith.domain.evidence import Condition
+
+    undo = ToolCall(server="sandbox", tool="undo", args={})
+    monitor = step("monitor", "canary").model_copy(
+        update={"expect": [Condition(path="health", op="==", value="healthy")]}
+    )
+    plan = plan_of(step("canary", rollback=undo), monitor, step("promote", "monitor"))
+
+    async def unhealthy(_: dict[str, Any]) -> dict[str, Any]:
+        return {"health": "unhealthy", "errors": 3}
+
+    tools = Tools({"do_monitor": unhealthy})
+    final = await executor(plan, tools, database).execute(new_run(plan, run_id="r1"))
+    assert final.status is RunStatus.ROLLED_BACK
+    assert final.step("monitor").error == "expected health == 'healthy' (found 'unhealthy')"
+    assert final.step("promote").status is StepStatus.PENDING
+    assert tools.calls == ["do_canary", "do_monitor", "undo"]
+
+
+async def test_a_step_whose_when_condition_does_not_hold_is_skipped_and_the_run_goes_on(
+    database: Database,
+) -> None:
+    from opsmith.domain.evidence import StepCondition
+
+    notify = step("notify", "check").model_copy(
+        update={"when": [StepCondition(step="check", path="changed", op="truthy")]}
+    )
+    plan = plan_of(step("check"), notify, step("report", "notify"))
+
+    async def nothing_changed(_: dict[str, Any]) -> dict[str, Any]:
+        return {"changed": False}
+
+    tools = Tools({"do_check": nothing_changed})
+    final = await executor(plan, tools, database).execute(new_run(plan, run_id="r1"))
+    assert final.status is RunStatus.SUCCEEDED
+    assert final.step("notify").status is StepStatus.SKIPPED
+    assert "check.changed truthy (found False)" in (final.step("notify").error or "")
+    assert tools.calls == ["do_check", "do_report"]
+    assert "step.skipped" in [e.type.value for e in RunRepository(database).events("r1")]

@@ -113,3 +113,23 @@ def test_the_frontier_hands_out_what_ready_steps_would(
         state = apply_result(state, finished, ok=True, output={}, at=NOW)
         frontier.satisfied(finished)
     assert all(s.status is StepStatus.SUCCEEDED for s in state.steps.values())
+
+
+def test_conditions_report_what_was_found() -> None:
+    from opsmith.domain.evidence import Condition, StepCondition
+    from opsmith.engine.conditions import unmet_expectations, unmet_when
+
+    guarded = step("deploy").model_copy(
+        update={
+            "when": [StepCondition(step="scan", path="counts.critical", op="==", value=0)],
+            "expect": [Condition(path="ready", op=">=", value=2)],
+        }
+    )
+    assert unmet_when(guarded, {"scan": {"counts": {"critical": 0}}}) == []
+    assert unmet_when(guarded, {"scan": {"counts": {"critical": 2}}}) == [
+        "scan.counts.critical == 0 (found 2)"
+    ]
+    assert unmet_when(guarded, {}) == ["scan.counts.critical == 0: scan did not succeed"]
+    assert unmet_expectations(guarded, {"ready": 3}) == []
+    assert unmet_expectations(guarded, {"ready": "3"}) == ["ready >= 2 (found '3')"]
+    assert unmet_expectations(guarded, {}) == ["ready >= 2 (found absent)"]

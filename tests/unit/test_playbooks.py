@@ -57,6 +57,23 @@ def test_the_bundled_playbooks_load() -> None:
         ),
         ([{"id": "a", "capability": "build", "name": "A", "colour": "red"}], "steps.0.colour: unknown key"),
         ([{"id": "A b", "capability": "build", "name": "A"}], "steps.0.id"),
+        (
+            [
+                {"id": "a", "capability": "build", "name": "A"},
+                {
+                    "id": "b",
+                    "capability": "test",
+                    "name": "B",
+                    "when": [{"step": "c", "path": "x", "op": "truthy"}],
+                },
+                {"id": "c", "capability": "test", "name": "C"},
+            ],
+            "when: refers to 'c', which is not an earlier step",
+        ),
+        (
+            [{"id": "a", "capability": "build", "name": "A", "expect": [{"path": "x", "op": "~="}]}],
+            "steps.0.expect.0.op",
+        ),
     ],
 )
 def test_inconsistent_playbooks_are_refused_with_the_reason(

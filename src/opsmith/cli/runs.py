@@ -39,6 +39,7 @@ ICON = {
     "run.paused": "⏸ ",
     "run.needs_attention": "⚠ ",
     "step.interrupted": "⚡",
+    "step.skipped": "⤼ ",
     "step.decided": "✋",
     "rollback.calling": "↩ ",
 }

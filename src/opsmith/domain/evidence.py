@@ -24,6 +24,15 @@ class Condition(BaseModel):
         return f"{self.path} {self.op} {self.value!r}"
 
 
+class StepCondition(Condition):
+    """A condition on the output of another step, named by `step` (a playbook's `when:`)."""
+
+    step: str
+
+    def describe(self) -> str:
+        return f"{self.step}.{super().describe()}"
+
+
 _MISSING = object()
 
 

@@ -11,6 +11,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from opsmith.domain.compliance import Requirement
+from opsmith.domain.evidence import Condition, StepCondition
 from opsmith.domain.intent import Intent
 from opsmith.domain.risk import Risk
 
@@ -76,6 +77,8 @@ class Step(BaseModel):
     changes_target: bool = False
     estimated_duration: tuple[float, float] = (0.0, 0.0)
     missing_args: list[str] = Field(default_factory=list)
+    expect: list[Condition] = Field(default_factory=list)  # on its own output: unmet fails the step
+    when: list[StepCondition] = Field(default_factory=list)  # on earlier outputs: unmet skips it
     description: str = ""
     mapping: Mapping | None = None
 
@@ -150,7 +153,7 @@ class Plan(BaseModel):
 
 
 def content_hash(plan: Plan) -> str:
-    body = {
+    body: dict[str, Any] = {
         "request": plan.request,
         "risk": plan.risk,
         "requires_approval": plan.requires_approval,
@@ -177,5 +180,11 @@ def content_hash(plan: Plan) -> str:
             for s in plan.steps
         ],
     }
+    for step, dumped in zip(plan.steps, body["steps"], strict=True):
+        # Only when present, so that plans made before conditions existed keep their hash.
+        if step.expect:
+            dumped["expect"] = [c.model_dump(mode="json") for c in step.expect]
+        if step.when:
+            dumped["when"] = [c.model_dump(mode="json") for c in step.when]
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()

@@ -6,6 +6,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from opsmith.domain.evidence import Condition, StepCondition
 from opsmith.domain.intent import Intent
 
 
@@ -32,6 +33,12 @@ class PlaybookStep(_Strict):
         default=None, description="for_each: instance i also waits for this step of instance i-1"
     )
     urgent_skip: bool = Field(default=False, description="left out when the request is urgent")
+    expect: list[Condition] = Field(
+        default_factory=list, description="conditions on this step's own output; unmet fails the step"
+    )
+    when: list[StepCondition] = Field(
+        default_factory=list, description="conditions on earlier steps' outputs; unmet skips this step"
+    )
 
 
 class Match(_Strict):

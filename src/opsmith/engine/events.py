@@ -19,6 +19,7 @@ class EventType(StrEnum):
     STEP_FAILED = "step.failed"
     STEP_RETRYING = "step.retrying"
     STEP_DENIED = "step.denied"
+    STEP_SKIPPED = "step.skipped"
     STEP_INTERRUPTED = "step.interrupted"
     STEP_DECIDED = "step.decided"
     GATE_WAITING = "gate.waiting"

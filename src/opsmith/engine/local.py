@@ -23,6 +23,7 @@ from typing import Any
 from opsmith.domain.errors import OperationError, OpsmithError, ServerUnavailableError
 from opsmith.domain.identity import Action, Identity, Permission, decide
 from opsmith.domain.plan import Plan, Step
+from opsmith.engine.conditions import unmet_expectations, unmet_when
 from opsmith.engine.events import EventType, RunEvent
 from opsmith.engine.evidence_gate import unmet_before
 from opsmith.engine.references import referenced_steps, resolve
@@ -65,6 +66,7 @@ class Settled:
     output: dict[str, Any] | None = None
     error: str | None = None
     notes: list[AuditNote] = field(default_factory=list)
+    skipped: bool = False  # its `when` conditions did not hold: it was never called
 
 
 class StepTimedOut(OperationError):
@@ -178,7 +180,7 @@ class LocalExecutor:
                     settled = task.result()  # a LeaseLost or a store error stops the run here
                     current = self._settle(current, settled, events, notes)
                     changed.append(settled.step_id)
-                    if settled.ok:
+                    if settled.ok or settled.skipped:
                         frontier.satisfied(settled.step_id)
                 chosen: list[str] = []
                 if self._may_schedule(current):
@@ -222,6 +224,10 @@ class LocalExecutor:
         """The run with one step's final result; its events and audit entries added to the batch."""
         step_id = settled.step_id
         notes.extend(settled.notes)
+        if settled.skipped:
+            message = f"skipped: {settled.error}"
+            events.append(self._event(EventType.STEP_SKIPPED, step_id, message))
+            return with_step_status(current, step_id, StepStatus.SKIPPED, at=_now(), error=message)
         current = apply_result(
             current, step_id, ok=settled.ok, output=settled.output, error=settled.error, at=_now()
         )
@@ -255,6 +261,10 @@ class LocalExecutor:
             )
         if self._failure is None and self._requested in (CANCEL, CANCEL_AND_ROLLBACK):
             return self._cancel(current)
+        stuck = [k for k, s in current.steps.items() if s.status in (StepStatus.PENDING, StepStatus.READY)]
+        if self._failure is None and stuck:
+            # Nothing failed, yet steps never became ready: never call that a success.
+            self._failure = f"steps never became ready: {', '.join(stuck)}"
         if self._failure is None:
             done = with_run_status(current, RunStatus.SUCCEEDED)
             return self._commit(
@@ -303,6 +313,9 @@ class LocalExecutor:
 
     async def _attempt(self, step: Step) -> Settled | float:
         """One attempt: the step's result, or the delay before the next attempt."""
+        skip = unmet_when(step, Outputs(self._current))
+        if skip:
+            return Settled(step.id, ok=False, error="; ".join(skip), skipped=True)
         try:
             args = self._prepare(step, self._current)
         except StepFailed as failure:
@@ -321,6 +334,11 @@ class LocalExecutor:
             error = failure
         else:
             output = result.structured if result.structured is not None else {"text": result.text}
+            unmet = unmet_expectations(step, output)
+            if unmet:
+                why = "expected " + "; ".join(unmet)
+                note = self._call_note(step, args, ok=False, summary=why, started=started)
+                return Settled(step.id, ok=False, output=output, error=why, notes=[note])
             note = self._call_note(step, args, ok=True, summary=summarize(output), started=started)
             return Settled(step.id, ok=True, output=output, notes=[note])
         note = self._call_note(step, args, ok=False, summary=error.message, started=started)

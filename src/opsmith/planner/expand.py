@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from opsmith.domain.evidence import StepCondition
 from opsmith.domain.playbook import PlaybookStep
 from opsmith.planner.templates import rename_refs
 
@@ -19,6 +20,7 @@ class Draft:
     depends_on: tuple[str, ...]
     args: dict[str, Any] = field(default_factory=dict)
     rollback_args: dict[str, Any] = field(default_factory=dict)
+    when: tuple[StepCondition, ...] = ()
 
 
 def expand(steps: list[PlaybookStep], subjects: list[str]) -> list[Draft]:
@@ -44,6 +46,7 @@ def expand(steps: list[PlaybookStep], subjects: list[str]) -> list[Draft]:
                     ),
                     args=rename_refs(step.args, renames),
                     rollback_args=rename_refs(step.rollback_args, renames),
+                    when=tuple(c.model_copy(update={"step": renames.get(c.step, c.step)}) for c in step.when),
                 )
             )
     return _flatten(drafts)

@@ -238,6 +238,8 @@ class Planner:
             changes_target=changes,
             estimated_duration=(float(duration[0]), float(duration[1])),
             missing_args=filled.missing + [f"invalid: {p}" for p in filled.problems],
+            expect=list(source.expect),
+            when=list(draft.when),
             description=source.description or tool.summary,
             mapping=mapping,
         )

@@ -75,6 +75,12 @@ def _check(playbook: Playbook, source: str) -> None:
                 raise PlaybookError(
                     f"{where}: refers to the output of unknown step {ref!r}", hint=f"steps: {', '.join(ids)}"
                 )
+        for condition in step.when:
+            if condition.step not in ids[:index]:
+                raise PlaybookError(
+                    f"{where}: when: refers to {condition.step!r}, which is not an earlier step",
+                    hint="a condition reads the output of a step listed before this one (and depended on)",
+                )
         if step.serial_after is not None and (step.for_each is None or step.serial_after not in ids):
             raise PlaybookError(f"{where}: serial_after needs for_each and an existing step id")
     try:
