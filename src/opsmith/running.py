@@ -107,15 +107,28 @@ async def start_run(
                 f"tools of plan {plan.id} are no longer offered: {', '.join(vanished)}",
                 hint="check `opsmith servers status`, then plan the request again",
             )
+        # The run exists (pending, leased to us) before the plan is claimed: a process that dies
+        # in between leaves a run that `opsmith resume` or `sweep` can deal with, never a plan
+        # marked running with no run behind it.
+        owner = new_owner()
+        runs = RunRepository(app.database)
+        pending = new_run(plan, run_id=run_id)
+        note = AuditNote(identity.user, "run.started", run_id, {"plan": plan.id, "hash": plan.hash})
+        runs.commit(pending, owner=owner, audits=[note], started_by=identity.user)
         if not plans.claim(plan):
+            cancelled = with_run_status(pending, RunStatus.CANCELLED)
+            why = "the plan was claimed by another run (or changed) first"
+            runs.commit(cancelled, owner=owner, events=[_event(cancelled, EventType.RUN_FINISHED, None, why)])
+            runs.release(run_id, owner)
             raise RunRefused(
                 f"plan {plan.id} is already being run (or changed) by someone else",
                 hint="watch it with: opsmith plans --status running; a plan runs once",
             )
-        audit.append(identity.user, "run.started", run_id, {"plan": plan.id, "hash": plan.hash})
-        executor = _executor(app, identity, plan, pool, auto_validate, listener)
-        state = await executor.execute(new_run(plan, run_id=run_id))
-    return _settle(app, plan, state), state, executor.failure
+        executor = _executor(app, identity, plan, pool, auto_validate, listener, owner=owner)
+        state = await executor.execute(pending)
+        # Settled before the servers shut down (that takes a while): the plan follows its run.
+        settled = _settle(app, plan, state)
+    return settled, state, executor.failure
 
 
 async def continue_run(
@@ -187,6 +200,8 @@ async def _take_over(
     runs = RunRepository(app.database)
     state = runs.get(run_id)
     plan = PlanRepository(app.database).get(state.plan_id)
+    if state.status in FINAL_RUN_STATUSES:
+        _settle(app, plan, state)  # heals a plan left behind by a process killed after the run ended
     check(state, plan)
     require_execute(app, identity, plan)
     owner = new_owner()
@@ -195,6 +210,11 @@ async def _take_over(
     try:
         state = runs.get(run_id)  # what the previous holder wrote last
         check(state, plan)
+        if state.status is RunStatus.PENDING and plan.status is PlanStatus.APPROVED:
+            # Its process died before the plan was claimed: the run starts now, as a new one would.
+            may_run(app, identity, plan)
+            if not PlanRepository(app.database).claim(plan):
+                raise RunRefused(f"plan {plan.id} is already being run (or changed) by someone else")
         async with running_servers(app) as pool:
             executor = _executor(app, identity, plan, pool, auto_validate, listener, owner=owner)
             executor.state = state
@@ -215,7 +235,8 @@ async def _take_over(
                 )
             else:
                 state = await executor.execute(state)
-        return _settle(app, plan, state), state, executor.failure
+            settled = _settle(app, plan, state)
+        return settled, state, executor.failure
     finally:
         runs.release(run_id, owner)
 
@@ -373,7 +394,13 @@ async def sweep(app: App, identity: Identity, *, listener: Listener | None = Non
         if _gate_expired(runs.get(run_id)):
             _, state, _ = await continue_run(app, identity, run_id, listener=listener)
             done.append((run_id, f"gate timed out: {state.status.value}"))
-    for run_id in runs.ids([RunStatus.RUNNING, RunStatus.ROLLING_BACK]):
+    plans = PlanRepository(app.database)
+    for plan in plans.list(PlanStatus.RUNNING, limit=500):
+        last = runs.latest_for_plan(plan.id)
+        if last is not None and last.status in FINAL_RUN_STATUSES:
+            _settle(app, plan, last)
+            done.append((last.run_id, f"plan {plan.id} marked {FINAL[last.status].value}, as its run ended"))
+    for run_id in runs.ids([RunStatus.PENDING, RunStatus.RUNNING, RunStatus.ROLLING_BACK]):
         lease = runs.lease(run_id)
         expired = lease.expires is not None and lease.expires < datetime.now(UTC)
         if lease.owner is None or expired or owner_is_gone(lease.owner):

@@ -321,3 +321,36 @@ def test_a_plan_whose_tool_vanished_is_refused_and_audited(tmp_path: Path, state
     audit = json.loads(as_user(project, "ada", "audit", "--json", "--subject", plan_id)[1])
     assert audit[-1]["action"] == "run.refused"
     assert json.loads(as_user(project, "ada", "show", plan_id, "--json")[1])["status"] == "approved"
+
+
+def test_sweep_and_resume_mend_what_a_process_killed_between_two_commits_left(
+    tmp_path: Path, state_dir: Path
+) -> None:
+    import socket
+
+    from opsmith.domain.plan import PlanStatus
+    from opsmith.engine.state import new_run
+    from opsmith.store.plans import PlanRepository
+
+    project = project_with_slow(tmp_path, state_dir, {})
+    plan_id = plan_of(project)
+    database = Database(f"sqlite:///{project / '.opsmith' / 'opsmith.db'}")
+    plans = PlanRepository(database)
+    # Killed after creating its run and before claiming the plan: a pending run of a dead process.
+    dead = f"{socket.gethostname()}:{2**22 + 12345}:feed"
+    RunRepository(database).commit(new_run(plans.get(plan_id), run_id="run_orphan"), owner=dead)
+    code, out, err = as_user(project, "bob", "sweep", "--json")
+    assert code == 0, err
+    assert json.loads(out) == [
+        {"run_id": "run_orphan", "result": "its driver is gone: opsmith resume run_orphan"}
+    ]
+    code, out, err = as_user(project, "bob", "resume", "run_orphan", "--json")
+    assert code == 0, err
+    assert json.loads(out)["status"] == "succeeded" and json.loads(out)["plan_status"] == "succeeded"
+
+    # Killed after the run ended and before the plan followed it.
+    plans.save(plans.get(plan_id).model_copy(update={"status": PlanStatus.RUNNING}))
+    code, out, err = as_user(project, "bob", "sweep", "--json")
+    assert code == 0, err
+    assert json.loads(out)[0]["result"] == f"plan {plan_id} marked succeeded, as its run ended"
+    assert plans.get(plan_id).status is PlanStatus.SUCCEEDED

@@ -295,6 +295,14 @@ class RunRepository:
                 )
             )
 
+    def latest_for_plan(self, plan_id: str) -> RunState | None:
+        """The plan's newest run, if it has one."""
+        with self._db.session() as session:
+            run_id = session.scalar(
+                select(RunRow.id).where(RunRow.plan_id == plan_id).order_by(RunRow.created_at.desc()).limit(1)
+            )
+        return None if run_id is None else self.get(run_id)
+
     def started_by(self, run_id: str) -> str:
         with self._db.session() as session:
             row = session.get(RunRow, run_id)
