@@ -26,7 +26,7 @@ from opsmith.engine.state import FINAL_RUN_STATUSES, RunState, RunStatus, new_ru
 from opsmith.identity import permission_of
 from opsmith.store.audit import AuditLog
 from opsmith.store.plans import PlanRepository
-from opsmith.store.runs import AuditNote, RunRepository, new_owner, owner_is_gone
+from opsmith.store.runs import AuditNote, PlanTaken, RunRepository, new_owner, owner_is_gone
 
 FINAL = {
     RunStatus.SUCCEEDED: PlanStatus.SUCCEEDED,
@@ -107,23 +107,18 @@ async def start_run(
                 f"tools of plan {plan.id} are no longer offered: {', '.join(vanished)}",
                 hint="check `opsmith servers status`, then plan the request again",
             )
-        # The run exists (pending, leased to us) before the plan is claimed: a process that dies
-        # in between leaves a run that `opsmith resume` or `sweep` can deal with, never a plan
-        # marked running with no run behind it.
+        # The plan is claimed and its run created (pending, leased to us) in one transaction: a
+        # process that dies right after leaves a run that `opsmith resume` goes on with, never a
+        # plan marked running with no run behind it, nor a run whose plan another run took.
         owner = new_owner()
-        runs = RunRepository(app.database)
         pending = new_run(plan, run_id=run_id)
         note = AuditNote(identity.user, "run.started", run_id, {"plan": plan.id, "hash": plan.hash})
-        runs.commit(pending, owner=owner, audits=[note], started_by=identity.user)
-        if not plans.claim(plan):
-            cancelled = with_run_status(pending, RunStatus.CANCELLED)
-            why = "the plan was claimed by another run (or changed) first"
-            runs.commit(cancelled, owner=owner, events=[_event(cancelled, EventType.RUN_FINISHED, None, why)])
-            runs.release(run_id, owner)
-            raise RunRefused(
-                f"plan {plan.id} is already being run (or changed) by someone else",
-                hint="watch it with: opsmith plans --status running; a plan runs once",
+        try:
+            RunRepository(app.database).commit(
+                pending, owner=owner, audits=[note], started_by=identity.user, claim=plan
             )
+        except PlanTaken as taken:
+            raise RunRefused(taken.message, hint=taken.hint) from None
         executor = _executor(app, identity, plan, pool, auto_validate, listener, owner=owner)
         state = await executor.execute(pending)
         # Settled before the servers shut down (that takes a while): the plan follows its run.
@@ -210,11 +205,6 @@ async def _take_over(
     try:
         state = runs.get(run_id)  # what the previous holder wrote last
         check(state, plan)
-        if state.status is RunStatus.PENDING and plan.status is PlanStatus.APPROVED:
-            # Its process died before the plan was claimed: the run starts now, as a new one would.
-            may_run(app, identity, plan)
-            if not PlanRepository(app.database).claim(plan):
-                raise RunRefused(f"plan {plan.id} is already being run (or changed) by someone else")
         async with running_servers(app) as pool:
             executor = _executor(app, identity, plan, pool, auto_validate, listener, owner=owner)
             executor.state = state

@@ -336,9 +336,13 @@ def test_sweep_and_resume_mend_what_a_process_killed_between_two_commits_left(
     plan_id = plan_of(project)
     database = Database(f"sqlite:///{project / '.opsmith' / 'opsmith.db'}")
     plans = PlanRepository(database)
-    # Killed after creating its run and before claiming the plan: a pending run of a dead process.
+    # Killed right after claiming the plan and creating its run: a pending run of a dead process.
     dead = f"{socket.gethostname()}:{2**22 + 12345}:feed"
-    RunRepository(database).commit(new_run(plans.get(plan_id), run_id="run_orphan"), owner=dead)
+    plan = plans.get(plan_id)
+    RunRepository(database).commit(new_run(plan, run_id="run_orphan"), owner=dead, claim=plan)
+    assert plans.get(plan_id).status is PlanStatus.RUNNING
+    code, _, err = as_user(project, "bob", "run", plan_id)
+    assert code == 2 and "running, not approved" in err
     code, out, err = as_user(project, "bob", "sweep", "--json")
     assert code == 0, err
     assert json.loads(out) == [

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select
 
 from opsmith.domain.errors import UsageError
 from opsmith.domain.plan import Plan, PlanStatus
@@ -36,21 +36,6 @@ class PlanRepository:
             row.data = plan.model_dump(mode="json")
             row.updated_at = now
             session.add(row)
-
-    def claim(self, plan: Plan) -> bool:
-        """Atomically move an approved plan to running; False if another process got there first."""
-        running = plan.model_copy(update={"status": PlanStatus.RUNNING})
-        with self._db.session() as session:
-            result = session.execute(
-                update(PlanRow)
-                .where(
-                    PlanRow.id == plan.id,
-                    PlanRow.status == PlanStatus.APPROVED.value,
-                    PlanRow.hash == plan.hash,
-                )
-                .values(status=PlanStatus.RUNNING.value, data=running.model_dump(mode="json"))
-            )
-            return bool(getattr(result, "rowcount", 0) == 1)
 
     def get(self, plan_id: str) -> Plan:
         with self._db.session() as session:

@@ -22,11 +22,13 @@ from sqlalchemy.orm import Session
 
 from opsmith.domain.audit import redact
 from opsmith.domain.errors import OperationError, UsageError
+from opsmith.domain.plan import Plan, PlanStatus
 from opsmith.engine.events import EventType, RunEvent
 from opsmith.engine.state import RunState, RunStatus
 from opsmith.errors import StoreError
 from opsmith.store.audit import AuditLog, transient
 from opsmith.store.database import Database
+from opsmith.store.models import PlanRow
 from opsmith.store.run_models import EventRow, RunRow, RunStepRow
 
 _ATTEMPTS = 8
@@ -34,6 +36,10 @@ _ATTEMPTS = 8
 
 class UnknownRunError(UsageError):
     """A run id that is not in the store."""
+
+
+class PlanTaken(UsageError):
+    """The plan a new run was to claim is no longer approved as it was (another run took it)."""
 
 
 class LeaseLost(OperationError):
@@ -95,14 +101,20 @@ class RunRepository:
         lease_seconds: float = 30.0,
         clear_request: bool = False,
         changed: Sequence[str] | None = None,
+        claim: Plan | None = None,
     ) -> list[RunEvent]:
-        """Write the run's head, the steps that changed since this repository last wrote it (or
+        """With `claim`, a new run also moves its approved plan to running, in the same transaction
+        (`PlanTaken` and nothing written if the plan is no longer approved with that hash).
+
+        Write the run's head, the steps that changed since this repository last wrote it (or
         `changed`, when the caller knows), the events (numbered here) and the audit entries, all or
         nothing; `LeaseLost` if `owner` no longer holds the run. A new run is created leased to
         `owner`."""
         for attempt in range(1, _ATTEMPTS + 1):
             try:
                 with self._db.transaction(immediate=True) as connection:
+                    if claim is not None:
+                        _claim(connection, claim)
                     stored = self._write(
                         connection,
                         state,
@@ -366,6 +378,20 @@ _UPDATE_STEP = (
 )
 _LAST_EVENT = select(func.max(EventRow.seq)).where(EventRow.run_id == bindparam("b_run"))
 _INSERT_EVENT = insert(cast(Table, EventRow.__table__))
+
+
+def _claim(connection: Connection, plan: Plan) -> None:
+    running = plan.model_copy(update={"status": PlanStatus.RUNNING})
+    result = connection.execute(
+        update(PlanRow)
+        .where(PlanRow.id == plan.id, PlanRow.status == PlanStatus.APPROVED.value, PlanRow.hash == plan.hash)
+        .values(status=PlanStatus.RUNNING.value, data=running.model_dump(mode="json"))
+    )
+    if result.rowcount != 1:
+        raise PlanTaken(
+            f"plan {plan.id} is already being run (or changed) by someone else",
+            hint="watch it with: opsmith plans --status running; a plan runs once",
+        )
 
 
 def _aware(moment: datetime | None) -> datetime | None:
