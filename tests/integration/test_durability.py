@@ -358,3 +358,31 @@ def test_sweep_and_resume_mend_what_a_process_killed_between_two_commits_left(
     assert code == 0, err
     assert json.loads(out)[0]["result"] == f"plan {plan_id} marked succeeded, as its run ended"
     assert plans.get(plan_id).status is PlanStatus.SUCCEEDED
+
+
+def test_a_person_orders_rollback_at_a_validation_gate(tmp_path: Path, state_dir: Path) -> None:
+    from opsmith.sandbox.samples.apps import MY_APPLICATION_FIX_CONFIG, MY_APPLICATION_FIX_DOCKERFILE
+    from opsmith.sandbox.world import World
+    from tests.conftest import sandbox_servers
+    from tests.integration.test_run import approved_plan, pods
+
+    (tmp_path / "opsmith.yaml").write_text(f"{CONFIG}\nmcpServers:\n{sandbox_servers(state_dir)}\n")
+    World(state_dir).commit_files(
+        "my-application",
+        {"config/production.json": MY_APPLICATION_FIX_CONFIG, "Dockerfile": MY_APPLICATION_FIX_DOCKERFILE},
+        "fix: add the production config",
+    )
+    before = {p["image"] for p in pods(tmp_path, "my-application")}
+    plan = approved_plan(tmp_path, "Deploy the code to Kubernetes production")
+    code, out, err = as_user(tmp_path, "bob", "run", str(plan["id"]), "--json")
+    assert code == 0 and json.loads(out)["status"] == "awaiting_validation", err
+    run_id = json.loads(out)["run_id"]
+    code, _, err = as_user(tmp_path, "vic", "cancel", run_id, "--rollback")
+    assert code == 2, "a viewer may not order a rollback"
+    code, out, err = as_user(tmp_path, "bob", "cancel", run_id, "--rollback", "--json")
+    assert code == 0, err
+    assert json.loads(out)["status"] == "rolled_back"
+    assert {p["image"] for p in pods(tmp_path, "my-application")} == before
+    assert (
+        json.loads(as_user(tmp_path, "ada", "show", str(plan["id"]), "--json")[1])["status"] == "rolled_back"
+    )
