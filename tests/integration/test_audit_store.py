@@ -153,3 +153,19 @@ def test_concurrent_appenders_in_four_processes_keep_one_chain(tmp_path: Path) -
         assert mine == list(range(25))  # each process's entries in the order it wrote them
     result = log.verify()
     assert result.ok and result.checked == 100
+
+
+def test_a_run_that_remembers_a_stale_chain_head_chains_after_what_others_appended(tmp_path: Path) -> None:
+    from opsmith.engine.state import new_run
+    from opsmith.store.runs import AuditNote, RunRepository
+    from tests.unit.test_engine_helpers import plan_of, step
+
+    database = Database(f"sqlite:///{tmp_path / 'o.db'}")
+    runs = RunRepository(database)
+    state = new_run(plan_of(step("a")), run_id="r1")
+    runs.commit(state, owner="me", audits=[AuditNote("ana", "tool.called", "r1", {"n": 1})])
+    AuditLog(database).append("bob", "plan.approved", "p1", {})  # another process, meanwhile
+    runs.commit(state, owner="me", audits=[AuditNote("ana", "tool.called", "r1", {"n": 2})])
+    entries = AuditLog(database).entries()
+    assert [(e.seq, e.actor) for e in entries] == [(1, "ana"), (2, "bob"), (3, "ana")]
+    assert AuditLog(database).verify().ok

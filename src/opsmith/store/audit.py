@@ -14,7 +14,7 @@ from sqlalchemy import Connection, String, Text, insert, select, text, type_coer
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
-from opsmith.domain.audit import AuditEntry, Verification, new_entry, redact, redact_text, verify
+from opsmith.domain.audit import AuditEntry, Link, Verification, new_entry, redact, redact_text, verify
 from opsmith.errors import StoreError
 from opsmith.store.database import Database
 from opsmith.store.models import AuditRow
@@ -69,11 +69,22 @@ class AuditLog:
         return entry
 
     def append_on(
-        self, connection: Connection, actor: str, action: str, subject: str, details: Mapping[str, Any]
+        self,
+        connection: Connection,
+        actor: str,
+        action: str,
+        subject: str,
+        details: Mapping[str, Any],
+        *,
+        previous: Link | None = None,
     ) -> AuditEntry:
         """`append_within` for a Core connection (Database.transaction(immediate=True)): the same
-        chain, read and written with prepared statements, for the hot path of a run."""
-        last = connection.execute(_LAST_LINK).first()
+        chain, read and written with prepared statements, for the hot path of a run.
+
+        `previous`, when the caller remembers the last entry it wrote, saves reading it. If anyone
+        appended since, the next seq exists and the insert fails (IntegrityError): the caller
+        forgets what it remembered and tries again."""
+        last = previous if previous is not None else connection.execute(_LAST_LINK).first()
         entry = new_entry(
             last, at=self._clock(), actor=actor, action=action, subject=subject, details=details
         )

@@ -20,7 +20,7 @@ from typing import Any, cast
 from sqlalchemy import Connection, Table, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
-from opsmith.domain.audit import redact
+from opsmith.domain.audit import AuditEntry, redact
 from opsmith.domain.errors import OperationError, UsageError
 from opsmith.domain.plan import Plan, PlanStatus
 from opsmith.engine.events import EventType, RunEvent
@@ -89,6 +89,8 @@ class RunRepository:
         self._audit = audit or AuditLog(database)
         self._saved: dict[str, RunState] = {}
         self._seq: dict[str, int] = {}
+        # The last audit entry this repository wrote: the next one chains to it without a read.
+        self._audit_head: AuditEntry | None = None
 
     def commit(
         self,
@@ -128,9 +130,13 @@ class RunRepository:
                     )
                 break
             except StoreError as error:
+                self._audit_head = None  # someone else may have appended: read the chain again
                 if attempt == _ATTEMPTS or not transient(error.__cause__):
                     raise
                 time.sleep(random.uniform(0.005, 0.05) * attempt)
+            except BaseException:
+                self._audit_head = None
+                raise
         self._saved[state.run_id] = state
         if stored:
             self._seq[state.run_id] = stored[-1].seq
@@ -200,13 +206,18 @@ class RunRepository:
                 "state": step.model_dump(mode="json"),
             }
             (old_rows if step.step_id in existing else new_rows).append(row)
+        # One row goes through execute, which costs less than executemany's machinery.
         if new_rows:
-            connection.execute(_INSERT_STEP, new_rows)
+            connection.execute(_INSERT_STEP, new_rows[0] if len(new_rows) == 1 else new_rows)
         if old_rows:
-            connection.execute(_UPDATE_STEP, old_rows)
+            connection.execute(_UPDATE_STEP, old_rows[0] if len(old_rows) == 1 else old_rows)
         stored = self._events(connection, run_id, events)
+        link = self._audit_head
         for note in audits:
-            self._audit.append_on(connection, note.actor, note.action, note.subject, redact(note.details, ()))
+            link = self._audit.append_on(
+                connection, note.actor, note.action, note.subject, redact(note.details, ()), previous=link
+            )
+        self._audit_head = link  # kept only if the transaction commits (see commit)
         return stored
 
     def _events(self, connection: Connection, run_id: str, events: Sequence[RunEvent]) -> list[RunEvent]:
@@ -216,21 +227,19 @@ class RunRepository:
         if seq is None:
             seq = connection.execute(_LAST_EVENT, {"b_run": run_id}).scalar() or 0
         stored = [e.model_copy(update={"run_id": run_id, "seq": seq + n}) for n, e in enumerate(events, 1)]
-        connection.execute(
-            _INSERT_EVENT,
-            [
-                {
-                    "run_id": e.run_id,
-                    "seq": e.seq,
-                    "at": e.at,
-                    "type": e.type.value,
-                    "step_id": e.step_id,
-                    "message": e.message,
-                    "data": e.data,
-                }
-                for e in stored
-            ],
-        )
+        rows = [
+            {
+                "run_id": e.run_id,
+                "seq": e.seq,
+                "at": e.at,
+                "type": e.type.value,
+                "step_id": e.step_id,
+                "message": e.message,
+                "data": e.data,
+            }
+            for e in stored
+        ]
+        connection.execute(_INSERT_EVENT, rows[0] if len(rows) == 1 else rows)
         return stored
 
     def claim(self, run_id: str, owner: str, *, seconds: float = 30.0) -> bool:
