@@ -26,15 +26,9 @@ from opsmith.engine.state import FINAL_RUN_STATUSES, RunState, RunStatus, new_ru
 from opsmith.identity import permission_of
 from opsmith.store.audit import AuditLog
 from opsmith.store.plans import PlanRepository
-from opsmith.store.runs import AuditNote, PlanTaken, RunRepository, new_owner, owner_is_gone
+from opsmith.store.runs import PLAN_FOLLOWS, AuditNote, PlanTaken, RunRepository, new_owner, owner_is_gone
 
-FINAL = {
-    RunStatus.SUCCEEDED: PlanStatus.SUCCEEDED,
-    RunStatus.ROLLED_BACK: PlanStatus.ROLLED_BACK,
-    RunStatus.FAILED: PlanStatus.FAILED,
-    RunStatus.NEEDS_ATTENTION: PlanStatus.FAILED,
-    RunStatus.CANCELLED: PlanStatus.CANCELLED,
-}
+FINAL = PLAN_FOLLOWS
 
 Outcome = tuple[Plan, RunState, str | None]
 

@@ -211,6 +211,9 @@ class RunRepository:
             connection.execute(_INSERT_STEP, new_rows[0] if len(new_rows) == 1 else new_rows)
         if old_rows:
             connection.execute(_UPDATE_STEP, old_rows[0] if len(old_rows) == 1 else old_rows)
+        follows = PLAN_FOLLOWS.get(state.status)
+        if follows is not None and (last is None or last.status is not state.status):
+            _plan_follows(connection, state.plan_id, follows)
         stored = self._events(connection, run_id, events)
         link = self._audit_head
         for note in audits:
@@ -387,6 +390,27 @@ _UPDATE_STEP = (
 )
 _LAST_EVENT = select(func.max(EventRow.seq)).where(EventRow.run_id == bindparam("b_run"))
 _INSERT_EVENT = insert(cast(Table, EventRow.__table__))
+
+
+# What the plan becomes when its run reaches these statuses: written in the run's own transaction,
+# so no crash can leave a plan `running` behind a finished run.
+PLAN_FOLLOWS = {
+    RunStatus.SUCCEEDED: PlanStatus.SUCCEEDED,
+    RunStatus.ROLLED_BACK: PlanStatus.ROLLED_BACK,
+    RunStatus.FAILED: PlanStatus.FAILED,
+    RunStatus.NEEDS_ATTENTION: PlanStatus.FAILED,
+    RunStatus.CANCELLED: PlanStatus.CANCELLED,
+}
+
+
+def _plan_follows(connection: Connection, plan_id: str, status: PlanStatus) -> None:
+    data = connection.execute(select(PlanRow.data).where(PlanRow.id == plan_id)).scalar()
+    if data is not None:
+        connection.execute(
+            update(PlanRow)
+            .where(PlanRow.id == plan_id)
+            .values(status=status.value, data={**data, "status": status.value})
+        )
 
 
 def _claim(connection: Connection, plan: Plan) -> None:
