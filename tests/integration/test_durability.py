@@ -44,32 +44,44 @@ def runs_of(project: Path) -> RunRepository:
     return RunRepository(Database(f"sqlite:///{project / '.opsmith' / 'opsmith.db'}"))
 
 
-def run_and_kill_during(project: Path, plan_id: str, step_id: str) -> RunState:
-    """Start `opsmith run`, wait until `step_id` is running, let it call, then kill -9 the process."""
-    process = subprocess.Popen(
+def start_run(project: Path, plan_id: str, *, own_session: bool = False) -> subprocess.Popen[str]:
+    """`opsmith run PLAN --json` in the background, its JSON report on stdout."""
+    return subprocess.Popen(
         [OPSMITH, "--as", "bob", "run", plan_id, "--json"],
         cwd=project,
-        stdout=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
-        start_new_session=True,
+        text=True,
+        start_new_session=own_session,
     )
+
+
+def wait_until_running(project: Path, process: subprocess.Popen[str], step_id: str) -> RunState:
+    """The run's state once `step_id` is running (fails if the run ends first or 60 s pass)."""
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        state = _latest(project)
+        if state is not None and state.step(step_id).status is StepStatus.RUNNING:
+            return state
+        assert process.poll() is None, "the run ended before the step started"
+        time.sleep(0.05)
+    pytest.fail(f"step {step_id} never started")
+
+
+def run_and_kill_during(project: Path, plan_id: str, step_id: str) -> RunState:
+    """Start `opsmith run`, wait until `step_id` is running, let it call, then kill -9 the process."""
+    process = start_run(project, plan_id, own_session=True)
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline:
-            state = _latest(project)
-            if state is not None and state.step(step_id).status is StepStatus.RUNNING:
-                time.sleep(0.5)  # the call is on its way to the slow tool
-                break
-            assert process.poll() is None, "the run ended before the step started"
-            time.sleep(0.05)
-        else:
-            pytest.fail(f"step {step_id} never started")
+        wait_until_running(project, process, step_id)
+        time.sleep(0.5)  # the call is on its way to the slow tool
         children = psutil.Process(process.pid).children(recursive=True)
         os.kill(process.pid, signal.SIGKILL)
         process.wait(timeout=10)
     finally:
         if process.poll() is None:
             process.kill()
+        if process.stdout is not None:
+            process.stdout.close()
     # Its MCP servers read EOF on stdin and exit; make sure before the resume starts its own.
     _gone, alive = psutil.wait_procs(children, timeout=10)
     for child in alive:
@@ -153,22 +165,9 @@ def test_a_running_run_cannot_be_taken_over_while_its_process_lives(tmp_path: Pa
     # Slow enough that two CLI commands surely fit into the build on a busy machine.
     project = project_with_slow(tmp_path, state_dir, {"jenkins": "trigger_build=8000"})
     plan_id = plan_of(project)
-    process = subprocess.Popen(
-        [OPSMITH, "--as", "bob", "run", plan_id, "--json"],
-        cwd=project,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
+    process = start_run(project, plan_id)
     try:
-        deadline = time.monotonic() + 60
-        state = None
-        while time.monotonic() < deadline:
-            state = _latest(project)
-            if state is not None and state.step("build").status is StepStatus.RUNNING:
-                break
-            time.sleep(0.05)
-        assert state is not None
+        state = wait_until_running(project, process, "build")
         code, out, err = as_user(project, "bob", "pause", state.run_id)
         assert code == 0 and "asked" in out, err
         code, _, err = as_user(project, "bob", "resume", state.run_id)
@@ -231,22 +230,9 @@ def test_a_run_cancelled_from_another_terminal_stops_after_its_in_flight_step(
 ) -> None:
     project = project_with_slow(tmp_path, state_dir, {"jenkins": "trigger_build=8000"})
     plan_id = plan_of(project)
-    process = subprocess.Popen(
-        [OPSMITH, "--as", "bob", "run", plan_id, "--json"],
-        cwd=project,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
+    process = start_run(project, plan_id)
     try:
-        deadline = time.monotonic() + 60
-        state = _latest(project)
-        while time.monotonic() < deadline and (
-            state is None or state.step("build").status is not StepStatus.RUNNING
-        ):
-            time.sleep(0.05)
-            state = _latest(project)
-        assert state is not None
+        state = wait_until_running(project, process, "build")
         code, out, err = as_user(project, "vic", "cancel", state.run_id)
         assert code == 2, "a viewer may not cancel"
         code, out, err = as_user(project, "bob", "cancel", state.run_id)
@@ -270,22 +256,9 @@ def test_a_server_that_dies_mid_call_fails_the_step_without_repeating_it(
 ) -> None:
     project = project_with_slow(tmp_path, state_dir, {"jenkins": "trigger_build=6000"})
     plan_id = plan_of(project)
-    process = subprocess.Popen(
-        [OPSMITH, "--as", "bob", "run", plan_id, "--json"],
-        cwd=project,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        text=True,
-    )
+    process = start_run(project, plan_id)
     try:
-        deadline = time.monotonic() + 60
-        state = _latest(project)
-        while time.monotonic() < deadline and (
-            state is None or state.step("build").status is not StepStatus.RUNNING
-        ):
-            time.sleep(0.05)
-            state = _latest(project)
-        assert state is not None
+        wait_until_running(project, process, "build")
         time.sleep(0.5)
         jenkins = [
             p
