@@ -126,7 +126,14 @@ async def start_bare(state: Path, names: list[str], make_config: Callable[[Path,
 
     with open(os.devnull, "w") as devnull:  # noqa: ASYNC230 - /dev/null never blocks
         tasks = asyncio.gather(*(one(p) for p in params))
-        await asyncio.wait_for(all_listed.wait(), timeout=60)
+        ready = asyncio.ensure_future(all_listed.wait())
+        # A client that fails ends the gather: its error is raised here, not hidden behind a timeout.
+        await asyncio.wait({ready, tasks}, timeout=60, return_when=asyncio.FIRST_COMPLETED)
+        if not ready.done():
+            ready.cancel()
+            release.set()
+            await tasks  # raises the failing client's error
+            raise SystemExit("bench peer: servers did not list their tools within 60 s")
         elapsed = time.perf_counter() - began
         release.set()
         await tasks
