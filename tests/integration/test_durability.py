@@ -162,8 +162,9 @@ def test_an_interrupted_idempotent_step_runs_again_and_finished_steps_do_not(
 
 
 def test_a_running_run_cannot_be_taken_over_while_its_process_lives(tmp_path: Path, state_dir: Path) -> None:
-    # Slow enough that two CLI commands surely fit into the build on a busy machine.
-    project = project_with_slow(tmp_path, state_dir, {"jenkins": "trigger_build=8000"})
+    # Slow enough that two CLI commands fit into the build on a loaded 2-core machine, where one
+    # command has been seen to take 3.5-5 s (8 s was too little there).
+    project = project_with_slow(tmp_path, state_dir, {"jenkins": "trigger_build=30000"})
     plan_id = plan_of(project)
     process = start_run(project, plan_id)
     try:
@@ -172,7 +173,7 @@ def test_a_running_run_cannot_be_taken_over_while_its_process_lives(tmp_path: Pa
         assert code == 0 and "asked" in out, err
         code, _, err = as_user(project, "bob", "resume", state.run_id)
         assert code == 2 and "is being driven by" in err
-        stdout, _ = process.communicate(timeout=60)
+        stdout, _ = process.communicate(timeout=120)
     finally:
         if process.poll() is None:
             process.kill()
