@@ -1,27 +1,116 @@
-"""The composition root: builds configuration, store and adapters once, at the edge."""
+"""The composition root: builds configuration, stores and adapters once, at the edge.
+
+It is the only module that names concrete adapters; everything else speaks to the ports in
+`opsmith.ports`. Unit tests build an `App` from in-memory fakes instead (`tests/fakes.py`).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from opsmith.config import Config, load_config
-from opsmith.store.database import Database
-from opsmith.store.servers import ServerRepository
+
+if TYPE_CHECKING:
+    from opsmith.ports import (
+        ApprovalStore,
+        AuditTrail,
+        Clock,
+        PlanStore,
+        RoleStore,
+        RunJournal,
+        ServerRegistry,
+        ToolProvider,
+        ToolSource,
+    )
+    from opsmith.store.database import Database
 
 
 @dataclass(frozen=True)
 class App:
-    """Everything a command needs, wired once."""
+    """Everything a use case needs, wired once. `runs` is a factory: each driver of a run keeps its
+    own journal (it remembers what it wrote last, to write only what changed)."""
 
     config: Config
     environ: Mapping[str, str]
-    database: Database
-    servers: ServerRepository
+    plans: PlanStore
+    approvals: ApprovalStore
+    roles: RoleStore
+    audit: AuditTrail
+    servers: ServerRegistry
+    journal: JournalFactory
+    tools: ToolSource
+    clock: Clock
+    database: Database | None = None  # only `opsmith db upgrade` needs it
+
+
+class JournalFactory:
+    """A new run journal per driver (the real one keeps per-run caches)."""
+
+    def __init__(self, database: Database) -> None:
+        self._database = database
+
+    def __call__(self) -> RunJournal:
+        from opsmith.store.runs import RunRepository
+
+        return RunRepository(self._database)
+
+
+class SystemClock:
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+
+class McpToolSource:
+    """Starts the named MCP servers as one pool, and stops them all on exit."""
+
+    def __init__(self, config: Config, environ: Mapping[str, str]) -> None:
+        self._config = config
+        self._environ = environ
+
+    def open(self, names: Sequence[str]) -> AbstractAsyncContextManager[ToolProvider]:
+        return self._pool(names)
+
+    @asynccontextmanager
+    async def _pool(self, names: Sequence[str]) -> AsyncIterator[ToolProvider]:
+        from opsmith.tools.mcp import ServerPool  # the MCP SDK: loaded only when tools are needed
+
+        pool = ServerPool(self._config, self._environ)
+        try:
+            await pool.start(list(names))
+            yield pool
+        finally:
+            await pool.stop()
 
 
 def bootstrap(config_path: Path | None, environ: Mapping[str, str]) -> App:
     config = load_config(config_path, environ)
+    return wire(config, environ)
+
+
+def wire(config: Config, environ: Mapping[str, str]) -> App:
+    """The real adapters over one database."""
+    from opsmith.store.access import ApprovalRepository, RoleRepository
+    from opsmith.store.audit import AuditLog
+    from opsmith.store.database import Database
+    from opsmith.store.plans import PlanRepository
+    from opsmith.store.servers import ServerRepository
+
     database = Database(config.database, sqlite_synchronous=config.sqlite_synchronous)
-    return App(config=config, environ=dict(environ), database=database, servers=ServerRepository(database))
+    return App(
+        config=config,
+        environ=dict(environ),
+        plans=PlanRepository(database),
+        approvals=ApprovalRepository(database),
+        roles=RoleRepository(database),
+        audit=AuditLog(database),
+        servers=ServerRepository(database),
+        journal=JournalFactory(database),
+        tools=McpToolSource(config, environ),
+        clock=SystemClock(),
+        database=database,
+    )

@@ -21,7 +21,7 @@ def approve_command(
     ctx: typer.Context, plan_id: PlanArg, comment: CommentOpt = "", as_json: JsonOpt = False
 ) -> None:
     """Approve exactly this version of a plan (its content hash) as the acting user."""
-    from opsmith.approvals import approve
+    from opsmith.services.approvals import approve
 
     plan, tally = approve(state(ctx).app, state(ctx).identity, plan_id, comment)
     if as_json:
@@ -47,7 +47,7 @@ def reject_command(
     ctx: typer.Context, plan_id: PlanArg, comment: CommentOpt = "", as_json: JsonOpt = False
 ) -> None:
     """Reject a plan: it can no longer be approved or run."""
-    from opsmith.approvals import reject
+    from opsmith.services.approvals import reject
 
     plan = reject(state(ctx).app, state(ctx).identity, plan_id, comment)
     if as_json:
@@ -65,7 +65,7 @@ def cancel_command(
     as_json: JsonOpt = False,
 ) -> None:
     """Cancel a plan that has not started, or a run (in-flight steps finish; --rollback undoes)."""
-    from opsmith.approvals import cancel
+    from opsmith.services.approvals import cancel
 
     if plan_id.startswith("run_"):
         from opsmith.cli.runs import cancel_run
@@ -82,7 +82,7 @@ def cancel_command(
 
 def whoami_command(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     """The acting user, their role and where that came from."""
-    from opsmith.identity import permission_of
+    from opsmith.services.identity import permission_of
 
     who = state(ctx).identity
     permission = permission_of(state(ctx).app.config, who)
@@ -107,8 +107,7 @@ def set_role_command(
 ) -> None:
     """Give a user a role. Only an admin may, and nobody can raise their own role."""
     from opsmith.domain.identity import DEFAULT_ROLES
-    from opsmith.identity import permission_of
-    from opsmith.store.access import RoleRepository
+    from opsmith.services.identity import permission_of
 
     app = state(ctx).app
     who = state(ctx).identity
@@ -122,8 +121,8 @@ def set_role_command(
         raise UsageError("nobody can change their own role", hint="ask another admin")
     if app.config.rbac is None or user not in app.config.rbac.users:
         raise UsageError(f"{user!r} is not a configured user", hint="add them under rbac.users first")
-    RoleRepository(app.database).set(user, role, who.user)
-    from opsmith.approvals import record_audit
+    app.roles.set(user, role, who.user)
+    from opsmith.services.approvals import record_audit
 
     record_audit(app, who, "role.changed", user, {"role": role})
     out.print(f"{user} is now {role}")

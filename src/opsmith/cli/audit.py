@@ -13,7 +13,7 @@ from opsmith.cli.context import emit_json, err, out, state
 
 if TYPE_CHECKING:
     from opsmith.domain.audit import AuditEntry
-    from opsmith.store.audit import AuditLog
+    from opsmith.ports import AuditTrail
 
 audit_app = typer.Typer(help="The tamper-evident audit trail: list entries, verify the chain.")
 
@@ -86,7 +86,5 @@ def _short(value: Any) -> str:
     return str(value)
 
 
-def _log(ctx: typer.Context) -> AuditLog:
-    from opsmith.store.audit import AuditLog  # SQLAlchemy: loaded only when a command runs
-
-    return AuditLog(state(ctx).app.database)
+def _log(ctx: typer.Context) -> AuditTrail:
+    return state(ctx).app.audit

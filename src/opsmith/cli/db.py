@@ -15,6 +15,7 @@ db_app = typer.Typer(help="Database maintenance.", no_args_is_help=True)
 def upgrade_command(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json")] = False) -> None:
     """Bring the database schema to the newest revision (also done automatically on first use)."""
     database = state(ctx).app.database
+    assert database is not None, "the real wiring always has a database"
     before = database.current_revision()
     after = database.migrate()
     if as_json:

@@ -110,10 +110,10 @@ def _prepare_world(app: App, failure: bool) -> str:
 
 
 def _approve_and_run(ctx: typer.Context, plan: Plan, *, quiet: bool) -> dict[str, object]:
-    from opsmith.approvals import approve
     from opsmith.cli.runs import _print_event, _print_reflection, _steps_table
     from opsmith.domain.identity import Identity
-    from opsmith.running import start_run
+    from opsmith.services.approvals import approve
+    from opsmith.services.running import start_run
 
     app = state(ctx).app
     if not quiet:
@@ -150,8 +150,8 @@ DEMO_REQUEST = "Deploy the code to Kubernetes production"
 
 
 async def _discover(app: App) -> tuple[Catalog, list[ServerStatus], float, Plan | OpsmithError]:
-    from opsmith.discovery import running_servers, statuses  # starts the MCP SDK: load on use
-    from opsmith.planning import plan_with
+    from opsmith.services.discovery import running_servers, statuses  # starts the MCP SDK: load on use
+    from opsmith.services.planning import plan_with
 
     started = time.perf_counter()
     async with running_servers(app) as pool:

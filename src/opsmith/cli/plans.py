@@ -12,7 +12,7 @@ from opsmith.cli.plan_view import intent_view, plan_view, risk_text
 from opsmith.domain.errors import UsageError
 from opsmith.domain.identity import Action, decide
 from opsmith.domain.plan import Plan, PlanStatus
-from opsmith.identity import permission_of
+from opsmith.services.identity import permission_of
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable output")]
 SetOpt = Annotated[
@@ -26,7 +26,7 @@ def intent_command(
     as_json: JsonOpt = False,
 ) -> None:
     """Show how a request is understood (the `intent` of its plan); unknown names are flagged."""
-    from opsmith.planning import planner_for
+    from opsmith.services.planning import planner_for
 
     intent = planner_for(state(ctx).app).intent(text)
     if as_json:
@@ -45,7 +45,7 @@ def plan_command(
 
     `opsmith plan amend PLAN_ID --set key=value` fills what an incomplete plan is missing.
     """
-    from opsmith.planning import amend_plan, make_plan, parse_overrides
+    from opsmith.services.planning import amend_plan, make_plan, parse_overrides
 
     app = state(ctx).app
     overrides = parse_overrides(sets or [])
@@ -69,9 +69,8 @@ def show_command(
     as_json: JsonOpt = False,
 ) -> None:
     """Show a stored plan."""
-    from opsmith.store.plans import PlanRepository
 
-    _show(PlanRepository(state(ctx).app.database).get(plan_id), as_json)
+    _show(state(ctx).app.plans.get(plan_id), as_json)
 
 
 def plans_command(
@@ -80,7 +79,6 @@ def plans_command(
     as_json: JsonOpt = False,
 ) -> None:
     """List stored plans, newest first."""
-    from opsmith.store.plans import PlanRepository
 
     wanted = None
     if status is not None:
@@ -90,7 +88,7 @@ def plans_command(
             raise UsageError(
                 f"unknown status {status!r}", hint="one of: " + ", ".join(s.value for s in PlanStatus)
             ) from None
-    plans = PlanRepository(state(ctx).app.database).list(wanted)
+    plans = state(ctx).app.plans.list(wanted)
     if as_json:
         emit_json([_summary(p) for p in plans])
         return

@@ -60,7 +60,7 @@ def run_command(
     Exit 0 when the run succeeded (or waits at a validation gate), 1 when it failed or was rolled
     back, 2 when it may not run."""
     from opsmith.errors import UsageError
-    from opsmith.running import start_run
+    from opsmith.services.running import start_run
 
     if resume is not None:
         if plan_id is not None:
@@ -105,7 +105,7 @@ def resume_command(
     idempotent waits for your choice: --retry STEP, --skip STEP or --rollback."""
     from opsmith.engine.recovery import Choice
     from opsmith.errors import UsageError
-    from opsmith.running import Decision
+    from opsmith.services.running import Decision
 
     chosen = [d for d in (retry and Decision(Choice.RETRY, retry), skip and Decision(Choice.SKIP, skip)) if d]
     if rollback:
@@ -116,11 +116,10 @@ def resume_command(
 
 
 def _resume(ctx: typer.Context, run_id: str, decision: Any, auto_validate: bool, as_json: bool) -> None:
-    from opsmith.running import resume_run
-    from opsmith.store.runs import RunRepository
+    from opsmith.services.running import resume_run
 
     who = state(ctx).identity
-    plan_id = RunRepository(state(ctx).app.database).get(run_id).plan_id
+    plan_id = state(ctx).app.journal().get(run_id).plan_id
     _drive(
         ctx,
         plan_id,
@@ -139,7 +138,7 @@ def pause_command(
 
 
 def _stop(ctx: typer.Context, run_id: str, what: str, as_json: bool) -> None:
-    from opsmith.running import request_stop
+    from opsmith.services.running import request_stop
 
     current, said = run(
         request_stop(
@@ -160,7 +159,7 @@ def cancel_run(ctx: typer.Context, run_id: str, rollback: bool, as_json: bool) -
 def sweep_command(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     """Roll back runs whose validation gate timed out and list runs whose process died (run it
     from a timer, e.g. every minute)."""
-    from opsmith.running import sweep
+    from opsmith.services.running import sweep
 
     found = run(sweep(state(ctx).app, state(ctx).identity, listener=None if as_json else _print_event))
     if as_json:
@@ -179,11 +178,10 @@ def continue_command(
     as_json: JsonOpt = False,
 ) -> None:
     """Validate the gate a run waits at, and carry on."""
-    from opsmith.running import continue_run
-    from opsmith.store.runs import RunRepository
+    from opsmith.services.running import continue_run
 
     who = state(ctx).identity
-    plan_id = RunRepository(state(ctx).app.database).get(run_id).plan_id
+    plan_id = state(ctx).app.journal().get(run_id).plan_id
     _drive(
         ctx,
         plan_id,
@@ -200,9 +198,8 @@ def _drive(ctx: typer.Context, plan_id: str, start: Starter, as_json: bool) -> N
         plan, final, failure = run(start(None if as_json else _print_event))
     else:
         from opsmith.cli.progress import LiveProgress
-        from opsmith.store.plans import PlanRepository
 
-        with LiveProgress(PlanRepository(state(ctx).app.database).get(plan_id), out) as live:
+        with LiveProgress(state(ctx).app.plans.get(plan_id), out) as live:
             plan, final, failure = run(start(live))
     _report(plan, final, failure, as_json)
 
@@ -211,12 +208,10 @@ def status_command(
     ctx: typer.Context, run_id: Annotated[str, typer.Argument()], as_json: JsonOpt = False
 ) -> None:
     """A run's status and every step's status, attempts, duration and output."""
-    from opsmith.store.plans import PlanRepository
-    from opsmith.store.runs import RunRepository
 
     app = state(ctx).app
-    current = RunRepository(app.database).get(run_id)
-    plan = PlanRepository(app.database).get(current.plan_id)
+    current = app.journal().get(run_id)
+    plan = app.plans.get(current.plan_id)
     if as_json:
         emit_json(_run_json(current))
     else:
@@ -234,9 +229,8 @@ def logs_command(
     import time
 
     from opsmith.engine.state import FINAL_RUN_STATUSES, RunStatus
-    from opsmith.store.runs import RunRepository
 
-    runs = RunRepository(state(ctx).app.database)
+    runs = state(ctx).app.journal()
     seen = 0
     while True:
         for event in runs.events(run_id, after=seen):

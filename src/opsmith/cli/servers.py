@@ -50,7 +50,7 @@ def stop_command(ctx: typer.Context, name: NameArg = None, as_json: JsonOpt = Fa
 
 
 async def _check(ctx: typer.Context, names: list[str] | None) -> list[ServerStatus]:
-    from opsmith.discovery import running_servers, statuses  # starts the MCP SDK: load on use
+    from opsmith.services.discovery import running_servers, statuses  # starts the MCP SDK: load on use
 
     app = state(ctx).app
     async with running_servers(app, names) as pool:

@@ -15,12 +15,10 @@ from mcp.server.mcpserver import MCPServer
 from mcp.server.mcpserver.exceptions import ToolError
 from mcp.types import ToolAnnotations
 
-from opsmith.approvals import cancel, state_of
 from opsmith.bootstrap import App
 from opsmith.domain.errors import OpsmithError
 from opsmith.domain.identity import DEFAULT_ROLES, Action, Identity, decide
 from opsmith.domain.plan import Plan, PlanStatus
-from opsmith.identity import permission_of, resolve_identity
 from opsmith.mcp_server.reports import (
     PlanReport,
     RoleChange,
@@ -32,10 +30,8 @@ from opsmith.mcp_server.reports import (
     run_report,
     servers_report,
 )
-from opsmith.store.access import RoleRepository
-from opsmith.store.audit import AuditLog
-from opsmith.store.plans import PlanRepository
-from opsmith.store.runs import RunRepository
+from opsmith.services.approvals import cancel, state_of
+from opsmith.services.identity import permission_of, resolve_identity
 
 OPEN = (PlanStatus.PENDING_APPROVAL, PlanStatus.APPROVED, PlanStatus.INCOMPLETE)
 
@@ -94,9 +90,9 @@ def _first_known(group: BaseExceptionGroup[BaseException]) -> OpsmithError | Non
 def build_server(app: App, identity: Identity) -> MCPServer:
     """The MCP server over `app`, acting as `identity` for every call."""
     server: MCPServer = MCPServer(name="opsmith", title="opsmith", instructions=INSTRUCTIONS)
-    plans = PlanRepository(app.database)
-    runs = RunRepository(app.database)
-    audit = AuditLog(app.database)
+    plans = app.plans
+    runs = app.journal()
+    audit = app.audit
     # One run at a time from this server: two calls must not both pass the approval check and start.
     run_lock = anyio.Lock()
 
@@ -104,7 +100,7 @@ def build_server(app: App, identity: Identity) -> MCPServer:
         """The fixed user, with the role an admin may have changed since the server started."""
         if identity.source == "embedded-admin" or app.config.rbac is None:
             return identity
-        stored = RoleRepository(app.database).all()
+        stored = app.roles.all()
         if identity.source == "as-option":
             return resolve_identity(app.config, identity.user, identity.user, stored)
         return resolve_identity(app.config, identity.user, None, stored)
@@ -132,7 +128,7 @@ def build_server(app: App, identity: Identity) -> MCPServer:
         annotations=_hints("Create a task plan"),
     )
     async def create_intelligent_task_plan(user_command: str) -> PlanReport:
-        from opsmith.planning import make_plan
+        from opsmith.services.planning import make_plan
 
         with _reported():
             who = acting()
@@ -167,7 +163,7 @@ def build_server(app: App, identity: Identity) -> MCPServer:
         annotations=_hints("Execute an approved plan", destructive=True, open_world=True),
     )
     async def execute_approved_plan(plan_id: str, approval: bool = False) -> RunReport:
-        from opsmith.running import start_run
+        from opsmith.services.running import start_run
 
         with _reported():
             who = acting()
@@ -270,7 +266,7 @@ def build_server(app: App, identity: Identity) -> MCPServer:
                 raise ToolError("nobody can change their own role\nhint: ask another admin")
             if app.config.rbac is None or user not in app.config.rbac.users:
                 raise ToolError(f"{user!r} is not a configured user\nhint: add them under rbac.users first")
-            RoleRepository(app.database).set(user, role, who.user)
+            app.roles.set(user, role, who.user)
             audit.append(who.user, "role.changed", user, {"role": role, "via": "mcp"})
             return RoleChange(user=user, role=role, set_by=who.user)
 
@@ -278,7 +274,7 @@ def build_server(app: App, identity: Identity) -> MCPServer:
 
 
 async def _servers(app: App, note: str) -> ServersReport:
-    from opsmith.discovery import running_servers, statuses
+    from opsmith.services.discovery import running_servers, statuses
 
     async with running_servers(app) as pool:
         return servers_report(statuses(app, pool), note)

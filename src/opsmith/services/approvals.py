@@ -8,10 +8,7 @@ from opsmith.bootstrap import App
 from opsmith.domain.approval import Approval, ApprovalError, ApprovalState, check_approve, tally
 from opsmith.domain.identity import Action, Identity, decide
 from opsmith.domain.plan import Plan, PlanStatus
-from opsmith.identity import permission_of
-from opsmith.store.access import ApprovalRepository
-from opsmith.store.audit import AuditLog
-from opsmith.store.plans import PlanRepository
+from opsmith.services.identity import permission_of
 
 CLOSED = {
     PlanStatus.REJECTED,
@@ -27,7 +24,7 @@ def approve(
 ) -> tuple[Plan, ApprovalState]:
     """Record one approval; the plan becomes `approved` once enough valid approvals exist."""
     now = now or datetime.now(UTC)
-    plans, approvals = PlanRepository(app.database), ApprovalRepository(app.database)
+    plans, approvals = app.plans, app.approvals
     plan = plans.get(plan_id)
     existing = approvals.for_plan(plan.id)
     decision = check_approve(plan, identity, permission_of(app.config, identity), existing, now)
@@ -56,7 +53,7 @@ def approve(
 
 
 def reject(app: App, identity: Identity, plan_id: str, comment: str) -> Plan:
-    plans = PlanRepository(app.database)
+    plans = app.plans
     plan = plans.get(plan_id)
     decision = decide(
         identity, permission_of(app.config, identity), Action.APPROVE, environment=plan.intent.environment
@@ -72,7 +69,7 @@ def reject(app: App, identity: Identity, plan_id: str, comment: str) -> Plan:
 
 
 def cancel(app: App, identity: Identity, plan_id: str) -> Plan:
-    plans = PlanRepository(app.database)
+    plans = app.plans
     plan = plans.get(plan_id)
     decision = decide(
         identity, permission_of(app.config, identity), Action.CANCEL, environment=plan.intent.environment
@@ -88,8 +85,8 @@ def cancel(app: App, identity: Identity, plan_id: str) -> Plan:
 
 
 def state_of(app: App, plan: Plan, now: datetime | None = None) -> ApprovalState:
-    return tally(plan, ApprovalRepository(app.database).for_plan(plan.id), now or datetime.now(UTC))
+    return tally(plan, app.approvals.for_plan(plan.id), now or datetime.now(UTC))
 
 
 def record_audit(app: App, identity: Identity, action: str, subject: str, details: dict[str, object]) -> None:
-    AuditLog(app.database).append(identity.user, action, subject, dict(details))
+    app.audit.append(identity.user, action, subject, dict(details))

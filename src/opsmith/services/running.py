@@ -14,19 +14,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from opsmith.approvals import state_of
 from opsmith.bootstrap import App
 from opsmith.domain.errors import UsageError
 from opsmith.domain.identity import Action, Identity, decide
+from opsmith.domain.journal import AuditNote
 from opsmith.domain.plan import Plan, PlanStatus
 from opsmith.engine.events import EventType, RunEvent
 from opsmith.engine.local import CANCEL, CANCEL_AND_ROLLBACK, PAUSE, Listener, LocalExecutor
 from opsmith.engine.recovery import Choice, recover, resolve, undecided
 from opsmith.engine.state import FINAL_RUN_STATUSES, RunState, RunStatus, new_run, with_run_status
-from opsmith.identity import permission_of
-from opsmith.store.audit import AuditLog
-from opsmith.store.plans import PlanRepository
-from opsmith.store.runs import PLAN_FOLLOWS, AuditNote, PlanTaken, RunRepository, new_owner, owner_is_gone
+from opsmith.ports import RunJournal, ToolProvider
+from opsmith.services.approvals import state_of
+from opsmith.services.identity import permission_of
+from opsmith.store.runs import PLAN_FOLLOWS, PlanTaken, new_owner, owner_is_gone
 
 FINAL = PLAN_FOLLOWS
 
@@ -86,13 +86,13 @@ async def start_run(
     auto_validate: bool = False,
     listener: Listener | None = None,
 ) -> Outcome:
-    from opsmith.discovery import running_servers
+    from opsmith.services.discovery import running_servers
 
-    plans = PlanRepository(app.database)
+    plans = app.plans
     plan = plans.get(plan_id)
     may_run(app, identity, plan)
     run_id = f"run_{int(time.time())}_{secrets.token_hex(3)}"
-    audit = AuditLog(app.database)
+    audit = app.audit
     async with running_servers(app) as pool:
         vanished = [f"{s.server}/{s.tool}" for s in plan.steps if pool.catalog.get(s.server, s.tool) is None]
         if vanished:
@@ -108,7 +108,7 @@ async def start_run(
         pending = new_run(plan, run_id=run_id)
         note = AuditNote(identity.user, "run.started", run_id, {"plan": plan.id, "hash": plan.hash})
         try:
-            RunRepository(app.database).commit(
+            app.journal().commit(
                 pending, owner=owner, audits=[note], started_by=identity.user, claim=plan
             )
         except PlanTaken as taken:
@@ -184,11 +184,11 @@ async def _take_over(
     auto_validate: bool = False,
     listener: Listener | None = None,
 ) -> Outcome:
-    from opsmith.discovery import running_servers
+    from opsmith.services.discovery import running_servers
 
-    runs = RunRepository(app.database)
+    runs = app.journal()
     state = runs.get(run_id)
-    plan = PlanRepository(app.database).get(state.plan_id)
+    plan = app.plans.get(state.plan_id)
     if state.status in FINAL_RUN_STATUSES:
         _settle(app, plan, state)  # heals a plan left behind by a process killed after the run ended
     check(state, plan)
@@ -227,7 +227,7 @@ async def _take_over(
 
 def _prepare(
     executor: LocalExecutor,
-    runs: RunRepository,
+    runs: RunJournal,
     identity: Identity,
     state: RunState,
     decision: Decision | None,
@@ -284,7 +284,7 @@ def _gate_expired(state: RunState) -> bool:
     return state.gate_deadline is not None and state.gate_deadline <= datetime.now(UTC)
 
 
-def _held(runs: RunRepository, run_id: str) -> RunRefused:
+def _held(runs: RunJournal, run_id: str) -> RunRefused:
     lease = runs.lease(run_id)
     until = f" until {lease.expires:%H:%M:%S} UTC" if lease.expires else ""
     return RunRefused(
@@ -299,15 +299,15 @@ async def request_stop(
     """Pause or cancel a run. A run some process drives is asked through the store; one nobody
     drives is paused or cancelled (and rolled back when asked) here. Returns the state and what
     happened, in words."""
-    runs = RunRepository(app.database)
+    runs = app.journal()
     state = runs.get(run_id)
-    plan = PlanRepository(app.database).get(state.plan_id)
+    plan = app.plans.get(state.plan_id)
     action = Action.EXECUTE if what == PAUSE else Action.CANCEL
     require_execute(app, identity, plan, action)
     if state.status in FINAL_RUN_STATUSES:
         raise RunRefused(f"run {run_id} is {state.status.value} already")
     owner = new_owner()
-    audit = AuditLog(app.database)
+    audit = app.audit
     if not runs.claim(run_id, owner, seconds=app.config.execution.lease_seconds):
         lease = runs.lease(run_id)
         if lease.owner is not None and not owner_is_gone(lease.owner):
@@ -353,7 +353,7 @@ async def request_stop(
             _settle(app, plan, state)
             return state, "cancelled"
         assert what == CANCEL_AND_ROLLBACK
-        from opsmith.discovery import running_servers
+        from opsmith.services.discovery import running_servers
 
         async with running_servers(app) as pool:
             executor = _executor(app, identity, plan, pool, False, listener, owner=owner)
@@ -372,13 +372,13 @@ async def request_stop(
 async def sweep(app: App, identity: Identity, *, listener: Listener | None = None) -> list[tuple[str, str]]:
     """Roll back runs whose validation gate timed out; list runs whose driver died. What a timer
     (cron, systemd) or the server runs periodically."""
-    runs = RunRepository(app.database)
+    runs = app.journal()
     done: list[tuple[str, str]] = []
     for run_id in runs.ids([RunStatus.AWAITING_VALIDATION]):
         if _gate_expired(runs.get(run_id)):
             _, state, _ = await continue_run(app, identity, run_id, listener=listener)
             done.append((run_id, f"gate timed out: {state.status.value}"))
-    plans = PlanRepository(app.database)
+    plans = app.plans
     for plan in plans.list(PlanStatus.RUNNING, limit=500):
         last = runs.latest_for_plan(plan.id)
         if last is not None and last.status in FINAL_RUN_STATUSES:
@@ -400,19 +400,16 @@ def _executor(
     app: App,
     identity: Identity,
     plan: Plan,
-    pool: object,
+    pool: ToolProvider,
     auto_validate: bool,
     listener: Listener | None,
     *,
     owner: str | None = None,
 ) -> LocalExecutor:
-    from opsmith.tools.mcp import ServerPool
-
-    assert isinstance(pool, ServerPool)
     return LocalExecutor(
         plan,
         tools=pool,
-        runs=RunRepository(app.database),
+        runs=app.journal(),
         identity=identity,
         permission=permission_of(app.config, identity),
         settings=app.config.execution.settings(),
@@ -427,5 +424,5 @@ def _settle(app: App, plan: Plan, state: RunState) -> Plan:
     if status is None:
         return plan
     settled = plan.model_copy(update={"status": status})
-    PlanRepository(app.database).save(settled)
+    app.plans.save(settled)
     return settled

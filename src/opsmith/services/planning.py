@@ -15,10 +15,9 @@ from opsmith.domain.plan import Plan
 from opsmith.domain.servers import Health
 from opsmith.planner.planner import Planner, Situation
 from opsmith.planner.playbooks import load_playbooks
-from opsmith.store.plans import PlanRepository
 
 if TYPE_CHECKING:
-    from opsmith.tools.mcp import ServerPool
+    from opsmith.ports import ToolProvider
 
 _KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_-]*)?$")
 
@@ -51,7 +50,7 @@ async def make_plan(
     app: App, request: str, overrides: dict[str, Any], *, plan_id: str | None = None, requested_by: str = ""
 ) -> Plan:
     """Plan against the running servers and store the result (a replaced plan keeps its id)."""
-    from opsmith.discovery import running_servers
+    from opsmith.services.discovery import running_servers
 
     planner_for(app).check(request)  # refuse bad requests before starting anything
     async with running_servers(app) as pool:
@@ -60,7 +59,7 @@ async def make_plan(
 
 def plan_with(
     app: App,
-    pool: ServerPool,
+    pool: ToolProvider,
     request: str,
     overrides: dict[str, Any],
     *,
@@ -68,11 +67,11 @@ def plan_with(
     requested_by: str = "",
 ) -> Plan:
     """Plan over an already running pool's catalog, and store the plan."""
-    from opsmith.discovery import statuses
+    from opsmith.services.discovery import statuses
 
     planner = planner_for(app)
     intent = planner.check(request)
-    repository = PlanRepository(app.database)
+    repository = app.plans
     now = datetime.now().astimezone()
     window = app.config.planning.recent_failure_days
     environment = intent.environment or ""
@@ -97,17 +96,16 @@ def plan_with(
 
 async def amend_plan(app: App, plan_id: str, overrides: dict[str, Any], requested_by: str = "") -> Plan:
     """The same request planned again with more --set values; the hash (and any approval) changes."""
-    old = PlanRepository(app.database).get(plan_id)
+    old = app.plans.get(plan_id)
     merged = {**old.overrides, **overrides}
     return await make_plan(app, old.request, merged, plan_id=old.id, requested_by=requested_by)
 
 
 def past_durations(app: App, window: int = 2000) -> dict[str, float]:
     """Average seconds of each tool's successful calls among the newest audit entries."""
-    from opsmith.store.audit import AuditLog
 
     totals: dict[str, list[float]] = {}
-    for entry in AuditLog(app.database).entries(limit=window):
+    for entry in app.audit.entries(limit=window):
         details = entry.details
         if entry.action == "tool.called" and details.get("ok") and isinstance(details.get("ms"), int | float):
             totals.setdefault(str(details.get("tool")), []).append(float(details["ms"]) / 1000)

@@ -7,26 +7,22 @@ from contextlib import asynccontextmanager
 
 from opsmith.bootstrap import App
 from opsmith.domain.servers import Health, ServerStatus
-from opsmith.tools.mcp import ServerPool
+from opsmith.ports import ToolProvider
 
 DISABLED_REASON = "stopped by an operator; `opsmith servers start {name}` brings it back"
 CONFIG_DISABLED_REASON = "disabled in the configuration (disabled: true)"
 
 
 @asynccontextmanager
-async def running_servers(app: App, names: Iterable[str] | None = None) -> AsyncIterator[ServerPool]:
-    """A pool with the wanted servers started; all of them stopped again on exit."""
-    pool = ServerPool(app.config, app.environ)
-    wanted = list(names) if names is not None else None
-    if wanted is not None:
-        for name in wanted:
-            app.config.server(name)  # unknown names fail before anything starts
-    try:
-        await pool.start([n for n in (wanted or pool.names) if n not in off_names(app)])
+async def running_servers(app: App, names: Iterable[str] | None = None) -> AsyncIterator[ToolProvider]:
+    """A provider with the wanted servers started; all of them stopped again on exit."""
+    wanted = list(names) if names is not None else list(app.config.mcp_servers)
+    for name in wanted:
+        app.config.server(name)  # unknown names fail before anything starts
+    off = off_names(app)
+    async with app.tools.open([n for n in wanted if n not in off]) as pool:
         record(app, pool)
         yield pool
-    finally:
-        await pool.stop()
 
 
 def off_names(app: App) -> set[str]:
@@ -34,7 +30,7 @@ def off_names(app: App) -> set[str]:
     return configured | (app.servers.disabled() & set(app.config.mcp_servers))
 
 
-def statuses(app: App, pool: ServerPool, names: Iterable[str] | None = None) -> list[ServerStatus]:
+def statuses(app: App, pool: ToolProvider, names: Iterable[str] | None = None) -> list[ServerStatus]:
     """Every configured server's status, with the reason a server is deliberately off."""
     operator_off = app.servers.disabled()
     result = []
@@ -50,7 +46,7 @@ def statuses(app: App, pool: ServerPool, names: Iterable[str] | None = None) -> 
     return result
 
 
-def record(app: App, pool: ServerPool) -> None:
+def record(app: App, pool: ToolProvider) -> None:
     app.servers.record(statuses(app, pool))
     for name in pool.catalog.servers():
         app.servers.replace_tools(name, pool.catalog.tools(name))

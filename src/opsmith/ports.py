@@ -1,0 +1,158 @@
+"""The ports: what the services and the engine need from the outside world, as small Protocols.
+
+Each has one real adapter, named only in `opsmith.bootstrap`, and an in-memory fake under
+`tests/fakes.py` that the unit tests of the services use:
+
+    port           real adapter                          what it holds
+    ToolProvider   tools.mcp.ServerPool                  tools discovered and called (MCP today)
+    ToolSource     bootstrap.McpToolSource               opens a ToolProvider over the wanted servers
+    PlanStore      store.plans.PlanRepository            plans
+    ApprovalStore  store.access.ApprovalRepository       approvals pinned to plan hashes
+    RoleStore      store.access.RoleRepository           role changes an admin made
+    AuditTrail     store.audit.AuditLog                  the hash-chained audit trail
+    RunJournal     store.runs.RunRepository              runs, their events, leases (one tx per change)
+    ServerRegistry store.servers.ServerRepository        servers an operator stopped, the last catalog
+    Clock          bootstrap.SystemClock                 the time
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager
+from datetime import datetime
+from typing import Any, Protocol
+
+from opsmith.domain.approval import Approval
+from opsmith.domain.audit import AuditEntry, Verification
+from opsmith.domain.catalog import Catalog, ToolSpec
+from opsmith.domain.journal import AuditNote, Lease
+from opsmith.domain.plan import Plan, PlanStatus
+from opsmith.domain.results import ToolResult
+from opsmith.domain.servers import ServerStatus
+from opsmith.engine.events import RunEvent
+from opsmith.engine.state import RunState, RunStatus
+
+
+class ToolProvider(Protocol):
+    """Discovers tools and calls them. The real adapter is `opsmith.tools.mcp.ServerPool`."""
+
+    @property
+    def catalog(self) -> Catalog: ...
+
+    def statuses(self) -> list[ServerStatus]: ...
+
+    async def call(
+        self, server: str, tool: str, arguments: dict[str, Any], *, timeout: float | None = None
+    ) -> ToolResult:
+        """Call one tool; raises ToolCallError / ServerUnavailableError / ToolArgumentsError."""
+        ...
+
+
+class ToolSource(Protocol):
+    """Starts the providers of the named servers (all when None) and stops them on exit."""
+
+    def open(self, names: Sequence[str]) -> AbstractAsyncContextManager[ToolProvider]: ...
+
+
+class PlanStore(Protocol):
+    def save(self, plan: Plan) -> None: ...
+
+    def get(self, plan_id: str) -> Plan:
+        """The plan; UnknownPlanError when there is none."""
+        ...
+
+    def list(self, status: PlanStatus | None = None, limit: int = 50) -> list[Plan]: ...
+
+    def ids_with_prefix(self, prefix: str) -> frozenset[str]: ...
+
+    def recent_failures(self, application: str, environment: str, days: int, now: datetime) -> int: ...
+
+
+class ApprovalStore(Protocol):
+    def add(self, approval: Approval) -> None: ...
+
+    def for_plan(self, plan_id: str) -> list[Approval]: ...
+
+
+class RoleStore(Protocol):
+    def all(self) -> dict[str, str]: ...
+
+    def set(self, user: str, role: str, set_by: str) -> None: ...
+
+
+class AuditTrail(Protocol):
+    def append(
+        self,
+        actor: str,
+        action: str,
+        subject: str,
+        details: Mapping[str, Any] | None = None,
+        *,
+        secrets: Iterable[str] = (),
+    ) -> AuditEntry:
+        """Redact `details`, chain the entry after the last one, store it."""
+        ...
+
+    def entries(self, subject: str | None = None, limit: int | None = None) -> list[AuditEntry]: ...
+
+    def verify(self) -> Verification: ...
+
+
+class RunJournal(Protocol):
+    """Runs, their events and the audit entries of their changes, one transaction per change; the
+    lease that lets one process at a time drive a run."""
+
+    def commit(
+        self,
+        state: RunState,
+        *,
+        owner: str,
+        events: Sequence[RunEvent] = (),
+        audits: Sequence[AuditNote] = (),
+        started_by: str = "",
+        lease_seconds: float = 30.0,
+        clear_request: bool = False,
+        changed: Sequence[str] | None = None,
+        claim: Plan | None = None,
+    ) -> list[RunEvent]:
+        """Write the change, fenced on `owner`; with `claim`, move the approved plan to running in the
+        same transaction (PlanTaken and nothing written if it is no longer approved as it was)."""
+        ...
+
+    def claim(self, run_id: str, owner: str, *, seconds: float = 30.0) -> bool: ...
+
+    def heartbeat(self, run_id: str, owner: str, *, seconds: float) -> str | None: ...
+
+    def release(self, run_id: str, owner: str) -> None: ...
+
+    def lease(self, run_id: str) -> Lease: ...
+
+    def request(self, run_id: str, what: str | None) -> None: ...
+
+    def get(self, run_id: str) -> RunState:
+        """The run; UnknownRunError when there is none."""
+        ...
+
+    def ids(self, statuses: Iterable[RunStatus]) -> list[str]: ...
+
+    def latest_for_plan(self, plan_id: str) -> RunState | None: ...
+
+    def events(self, run_id: str, after: int = 0) -> list[RunEvent]: ...
+
+
+class ServerRegistry(Protocol):
+    def disabled(self) -> set[str]: ...
+
+    def set_enabled(self, name: str, enabled: bool) -> None: ...
+
+    def record(self, statuses: Iterable[ServerStatus]) -> None: ...
+
+    def replace_tools(self, server: str, tools: Iterable[ToolSpec]) -> None: ...
+
+    def known_tools(self, server: str | None = None) -> list[ToolSpec]: ...
+
+
+class Clock(Protocol):
+    def now(self) -> datetime:
+        """The current time, timezone-aware (UTC)."""
+        ...
