@@ -6,7 +6,7 @@ It is the only module that names concrete adapters; everything else speaks to th
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -20,6 +20,7 @@ if TYPE_CHECKING:
         ApprovalStore,
         AuditTrail,
         Clock,
+        ExecutorFactory,
         PlanStore,
         RoleStore,
         RunJournal,
@@ -42,9 +43,10 @@ class App:
     roles: RoleStore
     audit: AuditTrail
     servers: ServerRegistry
-    journal: JournalFactory
+    journal: Callable[[], RunJournal]
     tools: ToolSource
     clock: Clock
+    executors: ExecutorFactory
     database: Database | None = None  # only `opsmith db upgrade` needs it
 
 
@@ -94,6 +96,7 @@ def bootstrap(config_path: Path | None, environ: Mapping[str, str]) -> App:
 
 def wire(config: Config, environ: Mapping[str, str]) -> App:
     """The real adapters over one database."""
+    from opsmith.engine.local import LocalExecutor
     from opsmith.store.access import ApprovalRepository, RoleRepository
     from opsmith.store.audit import AuditLog
     from opsmith.store.database import Database
@@ -112,5 +115,6 @@ def wire(config: Config, environ: Mapping[str, str]) -> App:
         journal=JournalFactory(database),
         tools=McpToolSource(config, environ),
         clock=SystemClock(),
+        executors=LocalExecutor,
         database=database,
     )

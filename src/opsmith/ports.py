@@ -12,12 +12,13 @@ Each has one real adapter, named only in `opsmith.bootstrap`, and an in-memory f
     AuditTrail     store.audit.AuditLog                  the hash-chained audit trail
     RunJournal     store.runs.RunRepository              runs, their events, leases (one tx per change)
     ServerRegistry store.servers.ServerRepository        servers an operator stopped, the last catalog
+    Executor       engine.local.LocalExecutor            drives one run: schedules, calls, rolls back
     Clock          bootstrap.SystemClock                 the time
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import Any, Protocol
@@ -25,12 +26,16 @@ from typing import Any, Protocol
 from opsmith.domain.approval import Approval
 from opsmith.domain.audit import AuditEntry, Verification
 from opsmith.domain.catalog import Catalog, ToolSpec
+from opsmith.domain.identity import Identity, Permission
 from opsmith.domain.journal import AuditNote, Lease
 from opsmith.domain.plan import Plan, PlanStatus
 from opsmith.domain.results import ToolResult
-from opsmith.domain.servers import ServerStatus
+from opsmith.domain.servers import RecordedServer, ServerStatus
 from opsmith.engine.events import RunEvent
+from opsmith.engine.settings import ExecutionSettings
 from opsmith.engine.state import RunState, RunStatus
+
+Listener = Callable[[RunEvent], None]
 
 
 class ToolProvider(Protocol):
@@ -145,7 +150,11 @@ class ServerRegistry(Protocol):
 
     def set_enabled(self, name: str, enabled: bool) -> None: ...
 
-    def record(self, statuses: Iterable[ServerStatus]) -> None: ...
+    def record(
+        self, statuses: Iterable[ServerStatus], config_hashes: Mapping[str, str] | None = None
+    ) -> None: ...
+
+    def recorded(self) -> list[RecordedServer]: ...
 
     def replace_tools(self, server: str, tools: Iterable[ToolSpec]) -> None: ...
 
@@ -156,3 +165,39 @@ class Clock(Protocol):
     def now(self) -> datetime:
         """The current time, timezone-aware (UTC)."""
         ...
+
+
+class Executor(Protocol):
+    """Drives one run of one plan while holding its lease. `state` is the run as last committed."""
+
+    owner: str
+    state: RunState | None
+
+    @property
+    def failure(self) -> str | None: ...
+
+    async def execute(self, state: RunState) -> RunState:
+        """Run the ready steps until the run ends, pauses or waits at a gate; roll back on failure."""
+        ...
+
+    async def fail_and_rollback(self, why: str) -> RunState: ...
+
+    def mark_touched(self, step_id: str) -> None:
+        """A failed step that may have changed something: its undo runs in a rollback."""
+        ...
+
+
+class ExecutorFactory(Protocol):
+    def __call__(
+        self,
+        plan: Plan,
+        *,
+        tools: ToolProvider,
+        runs: RunJournal,
+        identity: Identity,
+        permission: Permission,
+        settings: ExecutionSettings | None = None,
+        auto_validate: bool = False,
+        listener: Listener | None = None,
+        owner: str | None = None,
+    ) -> Executor: ...

@@ -6,6 +6,7 @@ import os
 import signal
 import socket
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -15,7 +16,13 @@ import pytest
 
 from opsmith.config import parse_config
 from opsmith.domain.servers import Health
-from opsmith.errors import ServerUnavailableError, ToolArgumentsError, ToolCallError, UnknownToolError
+from opsmith.errors import (
+    ConnectionLostError,
+    ServerUnavailableError,
+    ToolArgumentsError,
+    ToolCallError,
+    UnknownToolError,
+)
 from opsmith.tools.mcp import ServerPool
 from tests.conftest import NPM_BIN, PYTHON, fixture_server, own_children
 
@@ -231,3 +238,27 @@ async def test_a_call_that_outlives_its_timeout_is_a_retryable_failure(tmp_path:
             await pool.call("changing", "freeze", {"seconds": 1.5}, timeout=0.5)
         assert caught.value.retryable
         assert (await pool.call("changing", "echo", {"text": "alive"})).text == "alive"
+
+
+async def test_a_server_killed_mid_call_may_have_run_it_and_a_call_while_down_was_never_sent(
+    tmp_path: Path,
+) -> None:
+    servers = f"  changing: {fixture_server('changing.py')}}}"
+    async with pool_for(tmp_path, servers, extra="supervision: {max_restarts: 0}") as pool:
+        await pool.start()
+        [child] = [p for p in own_children() if "changing.py" in " ".join(p.cmdline())]
+        connection = pool.connection("changing")
+        killer = threading.Timer(0.5, os.kill, (child.pid, signal.SIGKILL))
+        killer.start()
+        with pytest.raises(ConnectionLostError) as lost:
+            await pool.call("changing", "freeze", {"seconds": 10.0})
+        killer.join()
+        assert lost.value.may_have_reached and lost.value.retryable
+        assert "closed the connection during freeze" in lost.value.message
+        assert lost.value.__cause__ is not None, "the library's error is kept as the cause"
+        with anyio.fail_after(5):
+            while connection.status().health is not Health.DOWN:
+                await anyio.sleep(0.01)
+        with pytest.raises(ServerUnavailableError) as down:
+            await pool.call("changing", "echo", {"text": "anyone?"})
+        assert type(down.value) is ServerUnavailableError and not down.value.may_have_reached

@@ -66,3 +66,9 @@ def test_unwritable_location_is_a_store_error(tmp_path: Path) -> None:
     blocker.write_text("")
     with pytest.raises(StoreError, match="cannot create the directory"):
         Database(f"sqlite:///{blocker / 'sub' / 'o.db'}").migrate()
+
+
+def test_a_url_with_a_port_that_is_not_a_number_is_a_config_error() -> None:
+    with pytest.raises(ConfigError, match="not a valid SQLAlchemy URL") as caught:
+        Database("postgresql+psycopg://admin:hunter2@db:fivefourthreetwo/opsmith")
+    assert "hunter2" not in str(caught.value) and "hunter2" not in str(caught.value.__cause__)

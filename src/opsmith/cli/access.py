@@ -7,8 +7,6 @@ from typing import Annotated
 import typer
 
 from opsmith.cli.context import emit_json, out, state
-from opsmith.domain.errors import UsageError
-from opsmith.domain.identity import Action, decide
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable output")]
 PlanArg = Annotated[str, typer.Argument(help="a plan id, as `opsmith plans` lists them")]
@@ -82,10 +80,9 @@ def cancel_command(
 
 def whoami_command(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     """The acting user, their role and where that came from."""
-    from opsmith.services.identity import permission_of
+    from opsmith.services.access import whoami
 
-    who = state(ctx).identity
-    permission = permission_of(state(ctx).app.config, who)
+    who, permission = whoami(state(ctx).app, state(ctx).identity)
     data = {**who.model_dump(), "permission": permission.model_dump(mode="json")}
     if as_json:
         emit_json(data)
@@ -104,25 +101,13 @@ def set_role_command(
     role: Annotated[
         str, typer.Argument(help="viewer, operator, deployer, approver, admin or a configured role")
     ],
+    as_json: JsonOpt = False,
 ) -> None:
     """Give a user a role. Only an admin may, and nobody can raise their own role."""
-    from opsmith.domain.identity import DEFAULT_ROLES
-    from opsmith.services.identity import permission_of
+    from opsmith.services.access import set_role
 
-    app = state(ctx).app
-    who = state(ctx).identity
-    decision = decide(who, permission_of(app.config, who), Action.ADMIN)
-    if not decision.allowed:
-        raise UsageError(decision.reason, hint="role changes are an admin action")
-    known = set(DEFAULT_ROLES) | set(app.config.rbac.roles if app.config.rbac else {})
-    if role not in known:
-        raise UsageError(f"unknown role {role!r}", hint=f"known: {', '.join(sorted(known))}")
-    if user == who.user:
-        raise UsageError("nobody can change their own role", hint="ask another admin")
-    if app.config.rbac is None or user not in app.config.rbac.users:
-        raise UsageError(f"{user!r} is not a configured user", hint="add them under rbac.users first")
-    app.roles.set(user, role, who.user)
-    from opsmith.services.approvals import record_audit
-
-    record_audit(app, who, "role.changed", user, {"role": role})
-    out.print(f"{user} is now {role}")
+    change = set_role(state(ctx).app, state(ctx).identity, user, role, via="cli")
+    if as_json:
+        emit_json({"user": change.user, "role": change.role, "set_by": change.set_by})
+    else:
+        out.print(f"{change.user} is now {change.role}")

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.table import Table
 
 from opsmith.cli.context import emit_json, out, run, state
-from opsmith.cli.plan_view import intent_view, plan_view, risk_text
 from opsmith.domain.errors import UsageError
-from opsmith.domain.identity import Action, decide
-from opsmith.domain.plan import Plan, PlanStatus
-from opsmith.services.identity import permission_of
+
+if TYPE_CHECKING:
+    from opsmith.domain.plan import Plan
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable output")]
 SetOpt = Annotated[
@@ -32,6 +30,8 @@ def intent_command(
     if as_json:
         emit_json(intent.model_dump(mode="json"))
     else:
+        from opsmith.cli.plan_view import intent_view
+
         out.print(intent_view(intent))
 
 
@@ -50,17 +50,14 @@ def plan_command(
     app = state(ctx).app
     overrides = parse_overrides(sets or [])
     who = state(ctx).identity
-    allowed = decide(who, permission_of(app.config, who), Action.PLAN)
-    if not allowed.allowed:
-        raise UsageError(allowed.reason, hint="ask an admin for a role that may plan")
     if words[:1] == ["amend"] and len(words) == 2:
-        plan = run(amend_plan(app, words[1], overrides, requested_by=who.user))
+        plan = run(amend_plan(app, who, words[1], overrides))
     elif words[:1] == ["amend"]:
         raise UsageError("amend takes one plan id", hint="opsmith plan amend PLAN_ID --set KEY=VALUE")
     else:
-        plan = run(make_plan(app, " ".join(words), overrides, requested_by=who.user))
+        plan = run(make_plan(app, who, " ".join(words), overrides))
     _show(plan, as_json)
-    raise typer.Exit(1 if plan.status is PlanStatus.INCOMPLETE else 0)
+    raise typer.Exit(1 if plan.status.value == "incomplete" else 0)
 
 
 def show_command(
@@ -80,18 +77,16 @@ def plans_command(
 ) -> None:
     """List stored plans, newest first."""
 
-    wanted = None
-    if status is not None:
-        try:
-            wanted = PlanStatus(status)
-        except ValueError:
-            raise UsageError(
-                f"unknown status {status!r}", hint="one of: " + ", ".join(s.value for s in PlanStatus)
-            ) from None
-    plans = state(ctx).app.plans.list(wanted)
+    from opsmith.services.planning import list_plans
+
+    plans = list_plans(state(ctx).app, status)
     if as_json:
         emit_json([_summary(p) for p in plans])
         return
+    from rich.table import Table
+
+    from opsmith.cli.plan_view import risk_text
+
     table = Table(title=f"{len(plans)} plans", title_justify="left")
     for column in ("id", "status", "risk", "steps", "estimate", "request"):
         table.add_column(column, overflow="fold")
@@ -119,4 +114,6 @@ def _show(plan: Plan, as_json: bool) -> None:
     if as_json:
         emit_json(plan.model_dump(mode="json"))
     else:
+        from opsmith.cli.plan_view import plan_view
+
         out.print(plan_view(plan, width=max(60, out.width)))

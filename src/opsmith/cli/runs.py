@@ -146,7 +146,8 @@ def _stop(ctx: typer.Context, run_id: str, what: str, as_json: bool) -> None:
         )
     )
     if as_json:
-        emit_json({**_run_json(current), "result": said})
+        plan = state(ctx).app.plans.get(current.plan_id)
+        emit_json({**_run_json(plan, current), "result": said})
     else:
         out.print(f"{run_id}: {said} (status {current.status.value})")
 
@@ -213,7 +214,7 @@ def status_command(
     current = app.journal().get(run_id)
     plan = app.plans.get(current.plan_id)
     if as_json:
-        emit_json(_run_json(current))
+        emit_json(_run_json(plan, current))
     else:
         out.print(f"{current.run_id} of {plan.id}: [bold]{current.status.value}[/]")
         out.print(_steps_table(plan, current))
@@ -261,9 +262,7 @@ def _report(plan: Plan, final: RunState, failure: str | None, as_json: bool) -> 
         reflection = reflect(plan, final).model_dump()
         emit_json(
             {
-                **_run_json(final),
-                "plan_status": plan.status.value,
-                "failure": failure,
+                **_run_json(plan, final, failure),
                 "reflection": reflection,
             }
         )
@@ -301,15 +300,6 @@ def _print_reflection(plan: Plan, final: RunState) -> None:
                 out.print(f"    • {line}", highlight=False)
 
 
-def _duration(step: Any) -> float | None:
-    start, end = step.started_at, step.finished_at
-    if start is None or end is None:
-        return None
-    if hasattr(start, "timestamp"):
-        return float(end.timestamp() - start.timestamp())
-    return float(end - start)
-
-
 STATUS_ICON = {
     "succeeded": "✅",
     "failed": "❌",
@@ -325,12 +315,14 @@ STATUS_ICON = {
 
 
 def _steps_table(plan: Plan, current: RunState) -> Table:
+    from opsmith.services.views import duration
+
     table = Table.grid(padding=(0, 1))
     table.add_column(no_wrap=True)
     table.add_column()
     for number, step in enumerate(plan.steps, start=1):
         s = current.step(step.id)
-        seconds = _duration(s)
+        seconds = duration(s)
         took = f" in {seconds:.2f}s" if seconds is not None else ""
         tries = f", {s.attempts} attempts" if s.attempts > 1 else ""
         detail = s.error or _short(s.output)
@@ -348,13 +340,7 @@ def _short(output: dict[str, Any] | None) -> str:
     return summarize(output)
 
 
-def _run_json(current: RunState) -> dict[str, Any]:
-    return {
-        "run_id": current.run_id,
-        "plan_id": current.plan_id,
-        "plan_hash": current.plan_hash,
-        "status": current.status.value,
-        "steps": [
-            {**s.model_dump(mode="json"), "duration_seconds": _duration(s)} for s in current.steps.values()
-        ],
-    }
+def _run_json(plan: Plan, current: RunState, failure: str | None = None) -> dict[str, Any]:
+    from opsmith.services.views import run_report
+
+    return run_report(plan, current, failure).model_dump(mode="json")

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from opsmith.cli.context import emit_json, out, run, state
-from opsmith.cli.render import status_table
-from opsmith.domain.servers import Health, ServerStatus
+
+if TYPE_CHECKING:
+    from opsmith.domain.servers import ServerStatus
+
+UP, DEGRADED, DOWN = "up", "degraded", "down"
 
 servers_app = typer.Typer(help="Start, stop and check the configured MCP servers.", no_args_is_help=True)
 
@@ -21,7 +24,7 @@ def status_command(ctx: typer.Context, name: NameArg = None, as_json: JsonOpt = 
     """Start the enabled servers, report each one's health, tool count and last error."""
     result = run(_check(ctx, [name] if name else None))
     _show(result, as_json)
-    raise typer.Exit(0 if all(s.health is not Health.DOWN for s in result) else 1)
+    raise typer.Exit(0 if all(s.health != DOWN for s in result) else 1)
 
 
 @servers_app.command("start")
@@ -34,7 +37,7 @@ def start_command(ctx: typer.Context, name: NameArg = None, as_json: JsonOpt = F
         app.servers.set_enabled(each, True)
     result = run(_check(ctx, names))
     _show(result, as_json)
-    raise typer.Exit(0 if all(s.health in (Health.UP, Health.DEGRADED) for s in result) else 1)
+    raise typer.Exit(0 if all(s.health in (UP, DEGRADED) for s in result) else 1)
 
 
 @servers_app.command("stop")
@@ -61,4 +64,6 @@ def _show(result: list[ServerStatus], as_json: bool) -> None:
     if as_json:
         emit_json([s.model_dump(mode="json") for s in result])
     else:
+        from opsmith.cli.render import status_table
+
         out.print(status_table(result))

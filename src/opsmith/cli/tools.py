@@ -3,15 +3,15 @@
 from __future__ import annotations
 
 import json
+import sys
+from dataclasses import replace
 from typing import Annotated, Any
 
 import typer
+from rich.markup import escape
 
 from opsmith.cli.context import emit_json, err, out, run, state
-from opsmith.cli.render import status_table, tools_table
-from opsmith.domain.results import ToolResult
-from opsmith.domain.servers import Health
-from opsmith.errors import ToolArgumentsError, UsageError
+from opsmith.errors import ToolArgumentsError
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable output")]
 
@@ -22,7 +22,7 @@ def tools_command(
     as_json: JsonOpt = False,
 ) -> None:
     """List every tool of the running servers: server, tool, risk hints, description."""
-    from opsmith.discovery import running_servers, statuses  # starts the MCP SDK: load on use
+    from opsmith.services.discovery import running_servers, statuses  # starts the MCP SDK: load on use
 
     app = state(ctx).app
 
@@ -34,11 +34,13 @@ def tools_command(
     if as_json:
         emit_json([t.model_dump(mode="json") for t in tools])
     else:
+        from opsmith.cli.render import status_table, tools_table
+
         out.print(tools_table(tools))
-        troubled = [s for s in health if s.health is not Health.UP]
+        troubled = [s for s in health if s.health != "up"]
         if troubled:
             err.print(status_table(troubled))
-    raise typer.Exit(1 if any(s.health is Health.DOWN for s in health) else 0)
+    raise typer.Exit(1 if any(s.health == "down" for s in health) else 0)
 
 
 def call_command(
@@ -47,27 +49,27 @@ def call_command(
     tool: Annotated[str, typer.Argument(help="tool name, as in `opsmith tools`")],
     args: Annotated[str, typer.Option("--args", "-a", help="arguments as a JSON object")] = "{}",
     timeout: Annotated[float | None, typer.Option(help="seconds to wait for the result")] = None,
+    yes: Annotated[
+        bool, typer.Option("--yes", "-y", help="confirm a tool that may destroy something")
+    ] = False,
     as_json: JsonOpt = False,
 ) -> None:
-    """Call one tool directly; arguments are checked against its input schema first."""
-    from opsmith.discovery import off_names, running_servers  # starts the MCP SDK: load on use
+    """Call one tool directly, checked like a step of a run (your role, the tool's risk) and audited.
 
-    arguments = parse_arguments(args)
-    if timeout is not None and timeout <= 0:
-        raise UsageError(f"--timeout must be positive, got {timeout:g}")
-    app = state(ctx).app
+    A tool that may destroy something asks for confirmation in a terminal, or needs --yes."""
+    from opsmith.services.tool_calls import CallRequest, ConfirmationNeeded, call_tool
 
-    if server in off_names(app):
-        raise UsageError(
-            f"server {server!r} is stopped by an operator",
-            hint=f"start it first: opsmith servers start {server}",
-        )
-
-    async def call() -> ToolResult:
-        async with running_servers(app, [server]) as pool:
-            return await pool.call(server, tool, arguments, timeout=timeout)
-
-    result = run(call())
+    request = CallRequest(server, tool, parse_arguments(args), timeout=timeout, confirmed=yes)
+    app, who = state(ctx).app, state(ctx).identity
+    try:
+        result = run(call_tool(app, who, request))
+    except ConfirmationNeeded as needed:
+        if as_json or not sys.stdin.isatty():
+            raise
+        err.print(f"[yellow]{escape(needed.message)}[/]")
+        if not typer.confirm(f"call {server}/{tool} as {who.user}?", default=False, err=True):
+            raise typer.Exit(1) from needed
+        result = run(call_tool(app, who, replace(request, confirmed=True)))
     if as_json:
         emit_json(result.model_dump(mode="json"))
     elif result.structured is not None:
@@ -85,7 +87,7 @@ def parse_arguments(text: str) -> dict[str, Any]:
         raise ToolArgumentsError(
             f"--args is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}",
             hint='quote it for the shell, e.g. --args \'{"namespace": "production"}\'',
-        ) from None
+        ) from exc
     if not isinstance(value, dict):
         raise ToolArgumentsError(
             f"--args must be a JSON object, got {type(value).__name__}",

@@ -1,25 +1,50 @@
 """The one exception hierarchy of opsmith.
 
-    OpsmithError                      every error a user can see; .hint says what to do next
-    ├── UsageError                    bad input from the user (CLI exit 2, API 4xx)
-    │   ├── ConfigError               opsmith.yaml is missing, malformed or inconsistent
-    │   ├── UnknownServerError        a server name that is not configured
-    │   ├── UnknownToolError          a tool name the server does not offer
-    │   ├── ToolArgumentsError        arguments that break the tool's input schema
-    │   ├── IntentError               a request opsmith cannot understand or must refuse
-    │   ├── GraphError                a step graph with a cycle, duplicate or unknown dependency
-    │   ├── PlaybookError             a playbook file that is malformed or inconsistent
-    │   └── PlanError                 a request that cannot become a plan (capability missing...)
-    └── OperationError                something we tried failed (CLI exit 1)
-        ├── StoreError                the database could not be opened or migrated
-        ├── ServerUnavailableError    an MCP server is down, did not start or stopped answering
-        └── ToolCallError             a tool call failed (is_error result or protocol error)
+    OpsmithError                                  every error a user can see; .hint says what to do next
+    ├── UsageError                                bad input from the user (CLI exit 2, API 4xx)
+    │   ├── ConfigError                           opsmith.yaml is missing, malformed or inconsistent
+    │   ├── UnknownServerError                    a server name that is not configured
+    │   ├── UnknownToolError                      a tool name the server does not offer
+    │   ├── ToolArgumentsError                    arguments that break the tool's input schema
+    │   ├── IntentError                           a request opsmith cannot understand or must refuse
+    │   ├── GraphError                            a step graph with a cycle, duplicate or unknown step
+    │   ├── PlaybookError                         a playbook file that is malformed or inconsistent
+    │   ├── PlanError                             a request that cannot become a plan (capability missing)
+    │   ├── ApprovalError [domain.approval]       an approval that may not be given or used
+    │   ├── UnknownPlanError [store.plans]        a plan id that is not in the store
+    │   ├── UnknownRunError [store.runs]          a run id that is not in the store
+    │   ├── PlanTaken [store.runs]                another run claimed the approved plan first
+    │   ├── RunRefused [services.running]         a plan or run that may not run now, and why
+    │   ├── AccessRefused [services.access]       an action the acting identity's role does not allow
+    │   ├── CallRefused [services.tool_calls]     a direct tool call this identity may not make
+    │   │   └── ConfirmationNeeded [services.tool_calls]  a destructive tool called without confirming
+    │   ├── IllegalTransition [engine.errors]     a status change the current status does not allow
+    │   ├── UnknownStep [engine.errors]           a step id that the plan or the run does not have
+    │   ├── InvalidSetting [engine.errors]        an engine setting out of range (retry policy, limits)
+    │   └── NoRollback [engine.errors]            undo asked of a step whose plan gives it no rollback
+    └── OperationError                            something we tried failed (CLI exit 1)
+        ├── StoreError                            the database could not be opened, migrated or written
+        │   ├── StoreBusyError                    it was busy: locked, a serialization failure, a deadlock
+        │   └── StoreConflictError                a concurrent write took the same unique key first
+        ├── ServerUnavailableError                an MCP server is down or not started: the call was not sent
+        │   └── ConnectionLostError               the connection ended during the call: it may have run
+        ├── ToolCallError                         a tool call failed (is_error result or protocol error)
+        ├── StepTimedOut [engine.local]           one attempt outlived the step's timeout; it may have run
+        ├── LeaseLost [store.runs]                another process took over the run: stop driving it
+        ├── UnresolvedReference [engine.errors]   a `${steps.ID.path}` argument with no value at run time
+        └── EvidenceUnmet [engine.errors]         a compliance requirement guarding a step is not proven
 
-Retry semantics live on the error (`retryable`), never in message matching.
+A class without [module] lives here (`opsmith.errors` re-exports them); the others in
+`opsmith.<module>`. tests/unit/test_errors.py checks that this tree is the real one.
+
+Retry semantics live on the error, never in message matching: `retryable` says whether the same
+thing may succeed if done again; `ServerUnavailableError.may_have_reached` says whether a tool call
+may have reached its server (so repeating a call that is not idempotent could do its work twice).
 """
 
 __all__ = [
     "ConfigError",
+    "ConnectionLostError",
     "GraphError",
     "IntentError",
     "OperationError",
@@ -27,6 +52,8 @@ __all__ = [
     "PlanError",
     "PlaybookError",
     "ServerUnavailableError",
+    "StoreBusyError",
+    "StoreConflictError",
     "StoreError",
     "ToolArgumentsError",
     "ToolCallError",
@@ -97,10 +124,34 @@ class StoreError(OperationError):
     """The database could not be opened, migrated or written."""
 
 
-class ServerUnavailableError(OperationError):
-    """An MCP server is down, failed to start or stopped answering."""
+class StoreBusyError(StoreError):
+    """The database was busy (another writer held the lock, a serialization failure, a deadlock):
+    the transaction was rolled back, and the same work may succeed in a moment."""
 
     retryable = True
+
+
+class StoreConflictError(StoreError):
+    """A concurrent write took the same unique key first (two appenders chose the same audit seq):
+    done again from a fresh read, the work may succeed."""
+
+    retryable = True
+
+
+class ServerUnavailableError(OperationError):
+    """An MCP server is down, failed to start or is restarting: the call was not sent to it."""
+
+    retryable = True
+    # Whether the call may have reached the server. False here: sending it again cannot do its
+    # work twice, so even a tool that is not idempotent may be called again.
+    may_have_reached = False
+
+
+class ConnectionLostError(ServerUnavailableError):
+    """The connection to an MCP server ended while a call was in flight (the server exited or
+    closed it): the call may have reached the server and done its work."""
+
+    may_have_reached = True
 
 
 class ToolCallError(OperationError):

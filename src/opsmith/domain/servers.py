@@ -34,3 +34,14 @@ class ServerStatus(BaseModel):
     protocol_version: str | None = None
     server_info: str | None = None
     title: str | None = None
+
+
+class RecordedServer(BaseModel):
+    """What the last discovery recorded of one server, for planning from the recorded catalog."""
+
+    model_config = ConfigDict(frozen=True)
+
+    name: str
+    health: Health
+    checked_at: datetime | None = None
+    config_hash: str | None = None

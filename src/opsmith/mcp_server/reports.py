@@ -1,9 +1,10 @@
-"""What the MCP face returns: typed reports (so clients get structured content and output schemas)."""
+"""What the MCP face returns: typed reports (so clients get structured content and output schemas).
+
+Runs are reported in the one shape every face shares (`opsmith.services.views`)."""
 
 from __future__ import annotations
 
 import io
-from typing import Any
 
 from pydantic import BaseModel, Field
 from rich.console import Console
@@ -12,7 +13,7 @@ from opsmith.domain.approval import ApprovalState
 from opsmith.domain.identity import Identity, Permission
 from opsmith.domain.plan import Plan, PlanStatus
 from opsmith.domain.servers import ServerStatus
-from opsmith.engine.state import RunState, RunStatus, StepStatus
+from opsmith.services.views import RunReport, StepRun, run_report
 
 
 class PlanStep(BaseModel):
@@ -48,24 +49,6 @@ class PlanReport(BaseModel):
     warnings: list[str]
     next: str = Field(description="what has to happen next, and who does it")
     text: str = Field(description="the plan as a person reads it")
-
-
-class StepRun(BaseModel):
-    step_id: str
-    status: str
-    attempts: int
-    error: str | None = None
-    output: dict[str, Any] | None = None
-
-
-class RunReport(BaseModel):
-    run_id: str
-    plan_id: str
-    plan_status: str
-    status: str
-    steps: list[StepRun]
-    failure: str | None = None
-    next: str
 
 
 class ServerReport(BaseModel):
@@ -170,39 +153,6 @@ def plan_next(plan: Plan, approvals: ApprovalState) -> str:
     return f"{status.value}: it will not run again; plan the request again if needed"
 
 
-def run_report(plan: Plan, state: RunState, failure: str | None = None) -> RunReport:
-    steps = [
-        StepRun(step_id=s.step_id, status=s.status.value, attempts=s.attempts, error=s.error, output=s.output)
-        for s in state.steps.values()
-    ]
-    if failure is None:
-        failure = next((s.error for s in state.steps.values() if s.status is StepStatus.FAILED), None)
-    if state.status is RunStatus.AWAITING_VALIDATION:
-        done = [
-            s.id for s in plan.steps if s.requires_validation and state.step(s.id).status.value == "succeeded"
-        ]
-        gate = f" after step {done[-1]}" if done else ""
-        then = (
-            f"paused at a validation gate{gate}: a person must check the result and run "
-            f"`opsmith continue {state.run_id}`; this MCP server cannot pass gates"
-        )
-    elif state.status is RunStatus.SUCCEEDED:
-        then = "done: every step succeeded"
-    elif state.status in (RunStatus.RUNNING, RunStatus.PENDING, RunStatus.ROLLING_BACK):
-        then = "in progress; ask get_run_status again"
-    else:
-        then = f"{state.status.value}: see `opsmith logs {state.run_id}` and the failure"
-    return RunReport(
-        run_id=state.run_id,
-        plan_id=state.plan_id,
-        plan_status=plan.status.value,
-        status=state.status.value,
-        steps=steps,
-        failure=failure,
-        next=then,
-    )
-
-
 def servers_report(statuses: list[ServerStatus], note: str) -> ServersReport:
     servers = [
         ServerReport(
@@ -231,3 +181,19 @@ def role_report(identity: Identity, permission: Permission) -> RoleReport:
         tools=list(permission.tools),
         note="fixed when this MCP server started; a caller cannot change who it acts as",
     )
+
+
+__all__ = [
+    "PlanReport",
+    "PlanStep",
+    "RoleChange",
+    "RoleReport",
+    "RunReport",
+    "ServerReport",
+    "ServersReport",
+    "StepRun",
+    "plan_report",
+    "role_report",
+    "run_report",
+    "servers_report",
+]

@@ -17,7 +17,7 @@ from mcp.types import ToolAnnotations
 
 from opsmith.bootstrap import App
 from opsmith.domain.errors import OpsmithError
-from opsmith.domain.identity import DEFAULT_ROLES, Action, Identity, decide
+from opsmith.domain.identity import Identity
 from opsmith.domain.plan import Plan, PlanStatus
 from opsmith.mcp_server.reports import (
     PlanReport,
@@ -30,8 +30,10 @@ from opsmith.mcp_server.reports import (
     run_report,
     servers_report,
 )
+from opsmith.services.access import set_role as set_role_service
+from opsmith.services.access import whoami
 from opsmith.services.approvals import cancel, state_of
-from opsmith.services.identity import permission_of, resolve_identity
+from opsmith.services.identity import resolve_identity
 
 OPEN = (PlanStatus.PENDING_APPROVAL, PlanStatus.APPROVED, PlanStatus.INCOMPLETE)
 
@@ -92,7 +94,6 @@ def build_server(app: App, identity: Identity) -> MCPServer:
     server: MCPServer = MCPServer(name="opsmith", title="opsmith", instructions=INSTRUCTIONS)
     plans = app.plans
     runs = app.journal()
-    audit = app.audit
     # One run at a time from this server: two calls must not both pass the approval check and start.
     run_lock = anyio.Lock()
 
@@ -131,12 +132,7 @@ def build_server(app: App, identity: Identity) -> MCPServer:
         from opsmith.services.planning import make_plan
 
         with _reported():
-            who = acting()
-            decision = decide(who, permission_of(app.config, who), Action.PLAN)
-            if not decision.allowed:
-                raise ToolError(f"{decision.reason}\nhint: ask an admin for a role that may plan")
-            plan = await make_plan(app, user_command, {}, requested_by=who.user)
-            return report(plan)
+            return report(await make_plan(app, acting(), user_command, {}))
 
     @server.tool(
         name="show_pending_plan",
@@ -166,23 +162,10 @@ def build_server(app: App, identity: Identity) -> MCPServer:
         from opsmith.services.running import start_run
 
         with _reported():
-            who = acting()
-            plan = plans.get(plan_id)
-            approvals = state_of(app, plan)
-            approved = plan.status is PlanStatus.APPROVED and (
-                not plan.requires_approval or approvals.approved
-            )
-            if not approved:
-                if approval:
-                    audit.append(
-                        who.user,
-                        "mcp.approval_ignored",
-                        plan.id,
-                        {"hash": plan.hash, "status": plan.status.value, "via": "mcp"},
-                    )
-                raise ToolError(_not_approved(plan, approvals.needed, len(approvals.valid), approval))
             async with run_lock:
-                settled, state, failure = await start_run(app, who, plan.id, auto_validate=False)
+                settled, state, failure = await start_run(
+                    app, acting(), plan_id, approval_claimed=approval, via="mcp"
+                )
             return run_report(settled, state, failure)
 
     @server.tool(
@@ -242,8 +225,7 @@ def build_server(app: App, identity: Identity) -> MCPServer:
     )
     async def get_current_role() -> RoleReport:
         with _reported():
-            who = acting()
-            return role_report(who, permission_of(app.config, who))
+            return role_report(*whoami(app, acting()))
 
     @server.tool(
         name="set_role",
@@ -255,20 +237,8 @@ def build_server(app: App, identity: Identity) -> MCPServer:
     )
     async def set_role(user: str, role: str) -> RoleChange:
         with _reported():
-            who = acting()
-            decision = decide(who, permission_of(app.config, who), Action.ADMIN)
-            if not decision.allowed:
-                raise ToolError(f"{decision.reason}\nhint: role changes are an admin action")
-            known = set(DEFAULT_ROLES) | set(app.config.rbac.roles if app.config.rbac else {})
-            if role not in known:
-                raise ToolError(f"unknown role {role!r}\nhint: known: {', '.join(sorted(known))}")
-            if user == who.user:
-                raise ToolError("nobody can change their own role\nhint: ask another admin")
-            if app.config.rbac is None or user not in app.config.rbac.users:
-                raise ToolError(f"{user!r} is not a configured user\nhint: add them under rbac.users first")
-            app.roles.set(user, role, who.user)
-            audit.append(who.user, "role.changed", user, {"role": role, "via": "mcp"})
-            return RoleChange(user=user, role=role, set_by=who.user)
+            change = set_role_service(app, acting(), user, role, via="mcp")
+            return RoleChange(user=change.user, role=change.role, set_by=change.set_by)
 
     return server
 
@@ -278,26 +248,3 @@ async def _servers(app: App, note: str) -> ServersReport:
 
     async with running_servers(app) as pool:
         return servers_report(statuses(app, pool), note)
-
-
-def _not_approved(plan: Plan, needed: int, valid: int, approval_flag: bool) -> str:
-    if plan.status is PlanStatus.APPROVED:
-        why = f"plan {plan.id} is not approved as it is now: {valid} valid approval(s) of {needed}"
-    else:
-        why = f"plan {plan.id} is {plan.status.value}, not approved"
-    if plan.status in (PlanStatus.PENDING_APPROVAL, PlanStatus.APPROVED):
-        then = f"a person allowed to approve must run `opsmith approve {plan.id}`, then call this tool again"
-    elif plan.status is PlanStatus.INCOMPLETE:
-        then = (
-            f"a person fills what is missing (`opsmith plan amend {plan.id} --set ...`), "
-            f"then someone allowed to approve runs `opsmith approve {plan.id}`"
-        )
-    else:
-        then = "it cannot run; plan the request again"
-    ignored = (
-        "approval=true approves nothing: this server cannot approve plans, and the attempt was recorded "
-        "in the audit trail (mcp.approval_ignored). "
-        if approval_flag
-        else ""
-    )
-    return f"{why}. {ignored}\nhint: {then}"

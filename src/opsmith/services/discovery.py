@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 
 from opsmith.bootstrap import App
+from opsmith.domain.catalog import Catalog
 from opsmith.domain.servers import Health, ServerStatus
 from opsmith.ports import ToolProvider
 
@@ -47,6 +49,44 @@ def statuses(app: App, pool: ToolProvider, names: Iterable[str] | None = None) -
 
 
 def record(app: App, pool: ToolProvider) -> None:
-    app.servers.record(statuses(app, pool))
+    """Keep the store's view current: health, the configuration, the tools of servers that answered."""
+    seen = statuses(app, pool)
+    answered = {s.name for s in seen if s.health in (Health.UP, Health.DEGRADED)}
+    hashes = {name: config_hash(app, name) for name in answered}
+    app.servers.record(seen, hashes)
     for name in pool.catalog.servers():
-        app.servers.replace_tools(name, pool.catalog.tools(name))
+        if name in answered:
+            app.servers.replace_tools(name, pool.catalog.tools(name))
+
+
+def config_hash(app: App, name: str) -> str:
+    """A server's configuration as written (templates, not resolved secrets), hashed."""
+    spec = app.config.server(name)
+    return "sha256:" + hashlib.sha256(spec.model_dump_json().encode()).hexdigest()
+
+
+def recorded_catalog(app: App) -> tuple[Catalog, frozenset[str]] | None:
+    """The catalog the last discovery recorded, with the servers that were degraded, if it may be
+    planned from: every wanted server answered under today's configuration within
+    `planning.catalog_max_age` seconds. None means: discover."""
+    max_age = app.config.planning.catalog_max_age
+    if max_age <= 0:
+        return None
+    wanted = [n for n in app.config.mcp_servers if n not in off_names(app)]
+    seen = {r.name: r for r in app.servers.recorded()}
+    now = app.clock.now()
+    for name in wanted:
+        found = seen.get(name)
+        if (
+            found is None
+            or found.health not in (Health.UP, Health.DEGRADED)
+            or found.checked_at is None
+            or (now - found.checked_at).total_seconds() > max_age
+            or found.config_hash != config_hash(app, name)
+        ):
+            return None
+    catalog = Catalog()
+    for name in app.config.mcp_servers:
+        catalog.replace_server(name, app.servers.known_tools(name) if name in wanted else [])
+    degraded = frozenset(n for n in wanted if seen[n].health is Health.DEGRADED)
+    return catalog, degraded

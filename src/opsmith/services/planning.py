@@ -4,20 +4,19 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import yaml
 
 from opsmith.bootstrap import App
+from opsmith.domain.catalog import Catalog
 from opsmith.domain.errors import UsageError
-from opsmith.domain.plan import Plan
+from opsmith.domain.identity import Action, Identity
+from opsmith.domain.plan import Plan, PlanStatus
 from opsmith.domain.servers import Health
 from opsmith.planner.planner import Planner, Situation
 from opsmith.planner.playbooks import load_playbooks
-
-if TYPE_CHECKING:
-    from opsmith.ports import ToolProvider
+from opsmith.services.access import require
 
 _KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_-]*)?$")
 
@@ -39,7 +38,7 @@ def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
         try:
             value = yaml.safe_load(raw) if raw.strip() else ""
         except yaml.YAMLError:
-            value = raw
+            value = raw  # not YAML: the text as written
         if isinstance(value, dict | list) or value is None:
             value = raw
         result[key.strip()] = value
@@ -47,32 +46,45 @@ def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
 
 
 async def make_plan(
-    app: App, request: str, overrides: dict[str, Any], *, plan_id: str | None = None, requested_by: str = ""
+    app: App, identity: Identity, request: str, overrides: dict[str, Any], *, plan_id: str | None = None
 ) -> Plan:
-    """Plan against the running servers and store the result (a replaced plan keeps its id)."""
-    from opsmith.services.discovery import running_servers
+    """Plan a request as `identity` and store it. Plans from the recorded catalog while it is fresh
+    (the run checks every tool again before calling it); otherwise starts the servers to discover."""
+    require(app, identity, Action.PLAN, hint="ask an admin for a role that may plan")
+    return await _plan(app, request, overrides, plan_id=plan_id, requested_by=identity.user)
+
+
+async def _plan(
+    app: App, request: str, overrides: dict[str, Any], *, plan_id: str | None, requested_by: str
+) -> Plan:
+    from opsmith.services.discovery import recorded_catalog, running_servers, statuses
 
     planner_for(app).check(request)  # refuse bad requests before starting anything
-    async with running_servers(app) as pool:
-        return plan_with(app, pool, request, overrides, plan_id=plan_id, requested_by=requested_by)
+    recorded = recorded_catalog(app)
+    if recorded is None:
+        async with running_servers(app) as pool:
+            degraded = frozenset(s.name for s in statuses(app, pool) if s.health is Health.DEGRADED)
+            # A copy: stopping the servers empties the pool's own catalog.
+            recorded = Catalog(pool.catalog.tools()), degraded
+    catalog, degraded = recorded
+    return plan_with(app, catalog, degraded, request, overrides, plan_id=plan_id, requested_by=requested_by)
 
 
 def plan_with(
     app: App,
-    pool: ToolProvider,
+    catalog: Catalog,
+    degraded: frozenset[str],
     request: str,
     overrides: dict[str, Any],
     *,
     plan_id: str | None = None,
     requested_by: str = "",
 ) -> Plan:
-    """Plan over an already running pool's catalog, and store the plan."""
-    from opsmith.services.discovery import statuses
-
+    """Plan over a catalog, and store the plan."""
     planner = planner_for(app)
     intent = planner.check(request)
     repository = app.plans
-    now = datetime.now().astimezone()
+    now = app.clock.now().astimezone()
     window = app.config.planning.recent_failure_days
     environment = intent.environment or ""
     failures: dict[tuple[str, str], int] = {
@@ -81,9 +93,9 @@ def plan_with(
     }
     situation = Situation(
         durations=past_durations(app),
-        catalog=pool.catalog,
+        catalog=catalog,
         now=now,
-        degraded=frozenset(s.name for s in statuses(app, pool) if s.health is Health.DEGRADED),
+        degraded=degraded,
         recent_failures=failures,
         taken_ids=repository.ids_with_prefix(f"plan_{intent.action}_"),
     )
@@ -94,11 +106,29 @@ def plan_with(
     return plan
 
 
-async def amend_plan(app: App, plan_id: str, overrides: dict[str, Any], requested_by: str = "") -> Plan:
-    """The same request planned again with more --set values; the hash (and any approval) changes."""
+AMENDABLE = (PlanStatus.INCOMPLETE, PlanStatus.PENDING_APPROVAL, PlanStatus.APPROVED)
+
+
+async def amend_plan(app: App, identity: Identity, plan_id: str, overrides: dict[str, Any]) -> Plan:
+    """The same request planned again with more --set values; the hash changes, so approvals of the
+    old version no longer count. Only a plan that has not started may change; it keeps its requester
+    (an amender never becomes the requester, who may not approve their own plan)."""
+    require(app, identity, Action.PLAN, hint="ask an admin for a role that may plan")
     old = app.plans.get(plan_id)
+    if old.status not in AMENDABLE:
+        raise UsageError(
+            f"plan {old.id} is {old.status.value}; only a plan that has not started can be amended",
+            hint=f"plan the request again: opsmith plan {old.request!r}",
+        )
     merged = {**old.overrides, **overrides}
-    return await make_plan(app, old.request, merged, plan_id=old.id, requested_by=requested_by)
+    plan = await _plan(app, old.request, merged, plan_id=old.id, requested_by=old.requested_by)
+    app.audit.append(
+        identity.user,
+        "plan.amended",
+        plan.id,
+        {"from_hash": old.hash, "hash": plan.hash, "set": overrides, "status": plan.status.value},
+    )
+    return plan
 
 
 def past_durations(app: App, window: int = 2000) -> dict[str, float]:
@@ -110,3 +140,20 @@ def past_durations(app: App, window: int = 2000) -> dict[str, float]:
         if entry.action == "tool.called" and details.get("ok") and isinstance(details.get("ms"), int | float):
             totals.setdefault(str(details.get("tool")), []).append(float(details["ms"]) / 1000)
     return {tool: sum(values) / len(values) for tool, values in totals.items()}
+
+
+def get_plan(app: App, plan_id: str) -> Plan:
+    return app.plans.get(plan_id)
+
+
+def list_plans(app: App, status: str | None = None, limit: int = 50) -> list[Plan]:
+    """Stored plans, newest first; `status` is one of PlanStatus's values."""
+    wanted = None
+    if status is not None:
+        try:
+            wanted = PlanStatus(status)
+        except ValueError as exc:
+            raise UsageError(
+                f"unknown status {status!r}", hint="one of: " + ", ".join(s.value for s in PlanStatus)
+            ) from exc
+    return app.plans.list(wanted, limit=limit)

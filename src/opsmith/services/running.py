@@ -20,10 +20,10 @@ from opsmith.domain.identity import Action, Identity, decide
 from opsmith.domain.journal import AuditNote
 from opsmith.domain.plan import Plan, PlanStatus
 from opsmith.engine.events import EventType, RunEvent
-from opsmith.engine.local import CANCEL, CANCEL_AND_ROLLBACK, PAUSE, Listener, LocalExecutor
+from opsmith.engine.local import CANCEL, CANCEL_AND_ROLLBACK, PAUSE
 from opsmith.engine.recovery import Choice, recover, resolve, undecided
 from opsmith.engine.state import FINAL_RUN_STATUSES, RunState, RunStatus, new_run, with_run_status
-from opsmith.ports import RunJournal, ToolProvider
+from opsmith.ports import Executor, Listener, RunJournal, ToolProvider
 from opsmith.services.approvals import state_of
 from opsmith.services.identity import permission_of
 from opsmith.store.runs import PLAN_FOLLOWS, PlanTaken, new_owner, owner_is_gone
@@ -45,24 +45,52 @@ class RunRefused(UsageError):
     """A plan or run that may not run now (not approved, changed since approval, no permission...)."""
 
 
-def may_run(app: App, identity: Identity, plan: Plan) -> None:
-    """Raise RunRefused saying why this plan may not run now, as this identity."""
+def may_run(
+    app: App, identity: Identity, plan: Plan, *, approval_claimed: bool = False, via: str = "cli"
+) -> None:
+    """Raise RunRefused saying why this plan may not run now, as this identity. A refusal about the
+    plan's approval is an audit entry; so is a caller's claim to approve (`approval_claimed`), which
+    approves nothing: only people approve, with `opsmith approve`."""
+    problem: tuple[str, str] | None = None
     if plan.hash != plan.content_hash():
-        raise RunRefused(f"plan {plan.id} was changed after it was made", hint="plan the request again")
-    if plan.status is not PlanStatus.APPROVED:
-        raise RunRefused(
+        problem = (f"plan {plan.id} was changed after it was made", "plan the request again")
+    elif plan.status is not PlanStatus.APPROVED:
+        problem = (
             f"plan {plan.id} is {plan.status.value}, not approved",
-            hint=f"an approver runs: opsmith approve {plan.id}",
+            _next_for(plan),
         )
-    if plan.requires_approval:
+    elif plan.requires_approval:
         tally = state_of(app, plan)
         if not tally.approved:
             why = "; ".join(reason for _, reason in tally.void) or "no valid approval"
-            raise RunRefused(
+            problem = (
                 f"plan {plan.id} has {len(tally.valid)} valid approval(s) of {tally.needed} ({why})",
-                hint=f"approve it again: opsmith approve {plan.id}",
+                f"a person allowed to approve runs: opsmith approve {plan.id}",
             )
+    if problem is not None:
+        message, hint = problem
+        details = {"hash": plan.hash, "status": plan.status.value, "why": message, "via": via}
+        if approval_claimed:
+            app.audit.append(identity.user, f"{via}.approval_ignored", plan.id, details)
+            message += (
+                ". approval=true approves nothing: only a person allowed to approve can, and the attempt"
+                f" was recorded in the audit trail ({via}.approval_ignored)"
+            )
+        else:
+            app.audit.append(identity.user, "run.refused", plan.id, details)
+        raise RunRefused(message, hint=hint)
     require_execute(app, identity, plan)
+
+
+def _next_for(plan: Plan) -> str:
+    if plan.status in (PlanStatus.PENDING_APPROVAL, PlanStatus.APPROVED):
+        return f"a person allowed to approve runs `opsmith approve {plan.id}`, then run it again"
+    if plan.status is PlanStatus.INCOMPLETE:
+        return (
+            f"fill what is missing (`opsmith plan amend {plan.id} --set ...`), then a person allowed "
+            f"to approve runs `opsmith approve {plan.id}`"
+        )
+    return "it cannot run; plan the request again"
 
 
 def require_execute(app: App, identity: Identity, plan: Plan, action: Action = Action.EXECUTE) -> None:
@@ -85,12 +113,14 @@ async def start_run(
     *,
     auto_validate: bool = False,
     listener: Listener | None = None,
+    approval_claimed: bool = False,
+    via: str = "cli",
 ) -> Outcome:
+    """Start a run of an approved plan and drive it until it ends, pauses or waits at a gate."""
     from opsmith.services.discovery import running_servers
 
-    plans = app.plans
-    plan = plans.get(plan_id)
-    may_run(app, identity, plan)
+    plan = app.plans.get(plan_id)
+    may_run(app, identity, plan, approval_claimed=approval_claimed, via=via)
     run_id = f"run_{int(time.time())}_{secrets.token_hex(3)}"
     audit = app.audit
     async with running_servers(app) as pool:
@@ -108,11 +138,9 @@ async def start_run(
         pending = new_run(plan, run_id=run_id)
         note = AuditNote(identity.user, "run.started", run_id, {"plan": plan.id, "hash": plan.hash})
         try:
-            app.journal().commit(
-                pending, owner=owner, audits=[note], started_by=identity.user, claim=plan
-            )
+            app.journal().commit(pending, owner=owner, audits=[note], started_by=identity.user, claim=plan)
         except PlanTaken as taken:
-            raise RunRefused(taken.message, hint=taken.hint) from None
+            raise RunRefused(taken.message, hint=taken.hint) from taken
         executor = _executor(app, identity, plan, pool, auto_validate, listener, owner=owner)
         state = await executor.execute(pending)
         # Settled before the servers shut down (that takes a while): the plan follows its run.
@@ -193,30 +221,37 @@ async def _take_over(
         _settle(app, plan, state)  # heals a plan left behind by a process killed after the run ended
     check(state, plan)
     require_execute(app, identity, plan)
+    _still_as_approved(app, identity, plan, state)
     owner = new_owner()
     if not runs.claim(run_id, owner, seconds=app.config.execution.lease_seconds):
         raise _held(runs, run_id)
     try:
         state = runs.get(run_id)  # what the previous holder wrote last
         check(state, plan)
-        async with running_servers(app) as pool:
-            executor = _executor(app, identity, plan, pool, auto_validate, listener, owner=owner)
-            executor.state = state
-            if state.status is RunStatus.AWAITING_VALIDATION and _gate_expired(state):
-                assert state.gate_deadline is not None
-                why = f"the validation gate timed out at {state.gate_deadline:%Y-%m-%d %H:%M} UTC"
-                state = await executor.fail_and_rollback(why)
-                return _settle(app, plan, state), state, executor.failure
-            state = _prepare(executor, runs, identity, state, decision, audit_action)
+        expired = state.status is RunStatus.AWAITING_VALIDATION and _gate_expired(state)
+        touched: list[str] = []
+        if not expired:
+            # Decided before any server starts: a run that only needs a person's answer starts nothing.
+            state, touched = _prepare(plan, runs, owner, identity, state, decision, audit_action)
             if undecided(state):
                 return plan, state, _attention(state)
-            if decision is not None and decision.choice is Choice.FAIL:
-                state = await executor.fail_and_rollback(f"{identity.user} chose to roll back")
-            elif state.status is RunStatus.NEEDS_ATTENTION and _failed_steps(state):
+            failing = decision is not None and decision.choice is Choice.FAIL
+            if not failing and state.status is RunStatus.NEEDS_ATTENTION and _failed_steps(state):
                 raise RunRefused(
                     f"run {run_id} failed and its rollback did not finish",
                     hint=f"check the failed undo, then: opsmith resume {run_id} --rollback",
                 )
+        async with running_servers(app) as pool:
+            executor = _executor(app, identity, plan, pool, auto_validate, listener, owner=owner)
+            executor.state = state
+            for step_id in touched:
+                executor.mark_touched(step_id)
+            if expired:
+                assert state.gate_deadline is not None
+                why = f"the validation gate timed out at {state.gate_deadline:%Y-%m-%d %H:%M} UTC"
+                state = await executor.fail_and_rollback(why)
+            elif decision is not None and decision.choice is Choice.FAIL:
+                state = await executor.fail_and_rollback(f"{identity.user} chose to roll back")
             else:
                 state = await executor.execute(state)
             settled = _settle(app, plan, state)
@@ -225,18 +260,32 @@ async def _take_over(
         runs.release(run_id, owner)
 
 
+def _still_as_approved(app: App, identity: Identity, plan: Plan, state: RunState) -> None:
+    """What goes on running is what was approved: the stored plan still hashes to the hash the run
+    started with. An edit of the plan while the run waited refuses the take-over, audited."""
+    if plan.hash == state.plan_hash == plan.content_hash():
+        return
+    why = f"plan {plan.id} changed since run {state.run_id} started from it"
+    details = {"run_hash": state.plan_hash, "plan_hash": plan.hash, "why": why}
+    app.audit.append(identity.user, "run.refused", state.run_id, details)
+    raise RunRefused(why, hint=f"roll the run back (opsmith cancel {state.run_id} --rollback) and plan again")
+
+
 def _prepare(
-    executor: LocalExecutor,
+    plan: Plan,
     runs: RunJournal,
+    owner: str,
     identity: Identity,
     state: RunState,
     decision: Decision | None,
     audit_action: str,
-) -> RunState:
-    """Recover a run whose driver died and apply a person's decision; commit what changed."""
+) -> tuple[RunState, list[str]]:
+    """Recover a run whose driver died and apply a person's decision; commit what changed. Returns
+    the state and the steps a person chose to fail (their undo must run even if they failed)."""
     events: list[RunEvent] = []
+    touched: list[str] = []
     notes = [AuditNote(identity.user, audit_action, state.run_id, {"from": state.status.value})]
-    recovered = recover(executor.plan, state)
+    recovered = recover(plan, state)
     for step_id in recovered.rerun:
         events.append(_event(state, EventType.STEP_INTERRUPTED, step_id, "interrupted; runs again"))
     for step_id in recovered.held:
@@ -252,7 +301,7 @@ def _prepare(
         for step_id in chosen:
             state = resolve(state, step_id, decision.choice, at=datetime.now(UTC))
             if decision.choice is Choice.FAIL:
-                executor.mark_touched(step_id)
+                touched.append(step_id)
             notes.append(
                 AuditNote(
                     identity.user, "step.decided", state.run_id, {"step": step_id, "choice": decision.choice}
@@ -260,9 +309,8 @@ def _prepare(
             )
             message = f"{identity.user} chose {decision.choice.value}"
             events.append(_event(state, EventType.STEP_DECIDED, step_id, message))
-    runs.commit(state, owner=executor.owner, events=events, audits=notes, clear_request=True)
-    executor.state = state
-    return state
+    runs.commit(state, owner=owner, events=events, audits=notes, clear_request=True)
+    return state, touched
 
 
 def _failed_steps(state: RunState) -> list[str]:
@@ -405,8 +453,8 @@ def _executor(
     listener: Listener | None,
     *,
     owner: str | None = None,
-) -> LocalExecutor:
-    return LocalExecutor(
+) -> Executor:
+    return app.executors(
         plan,
         tools=pool,
         runs=app.journal(),

@@ -11,7 +11,6 @@ from typing import Any
 
 from pydantic import ValidationError
 from sqlalchemy import Connection, String, Text, insert, select, text, type_coerce
-from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlalchemy.orm import Session
 
 from opsmith.domain.audit import AuditEntry, Link, Verification, new_entry, redact, redact_text, verify
@@ -50,7 +49,8 @@ class AuditLog:
                     self.lock_for_append(session)
                     return self.append_within(session, actor, action, subject, clean)
             except StoreError as error:
-                if attempt == _ATTEMPTS or not transient(error.__cause__):
+                # Busy, or another appender took this seq first: a fresh read chains after it.
+                if attempt == _ATTEMPTS or not error.retryable:
                     raise
                 # Jitter so processes that collided do not collide again in lockstep.
                 time.sleep(random.uniform(0.005, 0.05) * attempt)
@@ -82,8 +82,8 @@ class AuditLog:
         chain, read and written with prepared statements, for the hot path of a run.
 
         `previous`, when the caller remembers the last entry it wrote, saves reading it. If anyone
-        appended since, the next seq exists and the insert fails (IntegrityError): the caller
-        forgets what it remembered and tries again."""
+        appended since, the next seq exists and the transaction fails with StoreConflictError:
+        the caller forgets what it remembered and tries again."""
         last = previous if previous is not None else connection.execute(_LAST_LINK).first()
         entry = new_entry(
             last, at=self._clock(), actor=actor, action=action, subject=subject, details=details
@@ -209,12 +209,6 @@ def _moment(value: datetime | str) -> datetime:
     # SQLite keeps no zone: times are written in UTC and come back naive (or as text).
     moment = datetime.fromisoformat(value) if isinstance(value, str) else value
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
-
-
-def transient(cause: BaseException | None) -> bool:
-    if isinstance(cause, IntegrityError):
-        return True  # another appender took this seq first
-    return isinstance(cause, OperationalError) and "locked" in str(cause).lower()
 
 
 def _first_line(exc: BaseException) -> str:

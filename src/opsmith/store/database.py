@@ -8,12 +8,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, Engine, create_engine, event
+from sqlalchemy import Connection, Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from opsmith.errors import ConfigError, StoreError
+from opsmith.store.failures import store_failure
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -24,11 +25,11 @@ class Database:
     def __init__(self, url: str, *, sqlite_synchronous: str = "FULL") -> None:
         try:
             parsed = make_url(url)
-        except ArgumentError:
+        except (ArgumentError, ValueError) as exc:  # ValueError: a port that is not a number
             raise ConfigError(
                 "database_url is not a valid SQLAlchemy URL",
                 hint="use e.g. sqlite:///path/to/opsmith.db or postgresql+psycopg://user@host/db",
-            ) from None
+            ) from exc
         self.display_url = parsed.render_as_string(hide_password=True)
         self._sqlite_file: Path | None = None
         if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
@@ -39,11 +40,11 @@ class Database:
                 raise StoreError(
                     f"cannot create the directory for database {self.display_url}: {exc.strerror}",
                     hint="set state_dir or database_url to a writable location",
-                ) from None
+                ) from exc
         try:
             self.engine: Engine = create_engine(parsed)
         except (ArgumentError, ImportError, SQLAlchemyError) as exc:
-            raise StoreError(f"cannot open database {self.display_url}: {exc}") from None
+            raise StoreError(f"cannot open database {self.display_url}: {exc}") from exc
         if parsed.get_backend_name() == "sqlite":
             mode = sqlite_synchronous.upper()
             if mode not in ("FULL", "NORMAL"):
@@ -66,9 +67,7 @@ class Database:
                 session.commit()
             except SQLAlchemyError as exc:
                 session.rollback()
-                raise StoreError(
-                    f"database write failed on {self.display_url}: {exc.__class__.__name__}"
-                ) from exc
+                raise store_failure(exc, f"use database {self.display_url}") from exc
             except BaseException:
                 session.rollback()
                 raise
@@ -86,15 +85,24 @@ class Database:
                 yield connection
                 connection.commit()
         except SQLAlchemyError as exc:
-            raise StoreError(
-                f"database write failed on {self.display_url}: {exc.__class__.__name__}"
-            ) from exc
+            raise store_failure(exc, f"write to database {self.display_url}") from exc
 
     def ensure_current(self) -> None:
         if not self._checked:
-            if self.current_revision() != self.head_revision():
+            # Every command starts here: a plain read of the stored revision against the newest file
+            # name spares loading alembic (~0.2 s) when nothing is to migrate.
+            stale = self._stored_revision() != newest_revision_file()
+            if stale and self.current_revision() != self.head_revision():
                 self.migrate()
             self._checked = True
+
+    def _stored_revision(self) -> str | None:
+        try:
+            with self._connect() as connection:
+                found = connection.execute(text("SELECT version_num FROM alembic_version")).scalar()
+                return None if found is None else str(found)
+        except StoreError:
+            return None  # no schema yet, or no database: alembic decides and reports
 
     def migrate(self) -> str:
         """Upgrade to the newest revision; safe when several processes start at once."""
@@ -130,10 +138,11 @@ class Database:
             with self.engine.connect() as connection:
                 yield connection
         except SQLAlchemyError as exc:
-            raise StoreError(
-                f"cannot use database {self.display_url}: {exc.__class__.__name__}: {_first_line(exc)}",
+            raise store_failure(
+                exc,
+                f"use database {self.display_url}",
                 hint="check database_url and that the database is reachable and writable",
-            ) from None
+            ) from exc
 
     @contextlib.contextmanager
     def _migration_lock(self) -> Iterator[None]:
@@ -147,6 +156,13 @@ class Database:
                 yield
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def newest_revision_file() -> str:
+    """The revision of the newest migration: files are named `NNNN_what.py` with revision NNNN
+    (a unit test pins that every file follows this, and that alembic agrees on the head)."""
+    names = sorted(p.name for p in (_MIGRATIONS / "versions").glob("[0-9][0-9][0-9][0-9]_*.py"))
+    return names[-1][:4] if names else ""
 
 
 def _alembic_config() -> Any:
@@ -166,8 +182,3 @@ def _sqlite_pragmas(dbapi_connection: Any, synchronous: str) -> None:
     cursor.execute("PRAGMA busy_timeout=10000")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(getattr(exc, "orig", None) or exc)
-    return text.splitlines()[0] if text else ""

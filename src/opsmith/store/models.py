@@ -25,6 +25,7 @@ class ServerRow(Base):
     tool_count: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
     checked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    config_hash: Mapped[str | None] = mapped_column(String(80), nullable=True)
 
 
 class ToolRow(Base):

@@ -13,7 +13,6 @@ import random
 import socket
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
@@ -22,11 +21,12 @@ from sqlalchemy.orm import Session
 
 from opsmith.domain.audit import AuditEntry, redact
 from opsmith.domain.errors import OperationError, UsageError
+from opsmith.domain.journal import AuditNote, Lease
 from opsmith.domain.plan import Plan, PlanStatus
 from opsmith.engine.events import EventType, RunEvent
 from opsmith.engine.state import RunState, RunStatus
 from opsmith.errors import StoreError
-from opsmith.store.audit import AuditLog, transient
+from opsmith.store.audit import AuditLog
 from opsmith.store.database import Database
 from opsmith.store.models import PlanRow
 from opsmith.store.run_models import EventRow, RunRow, RunStepRow
@@ -44,23 +44,6 @@ class PlanTaken(UsageError):
 
 class LeaseLost(OperationError):
     """Another process took over the run (this one was presumed dead): stop driving it."""
-
-
-@dataclass(frozen=True)
-class AuditNote:
-    """An audit entry to chain in the same transaction as the run change it describes."""
-
-    actor: str
-    action: str
-    subject: str
-    details: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass(frozen=True)
-class Lease:
-    owner: str | None
-    expires: datetime | None
-    requested: str | None
 
 
 def new_owner() -> str:
@@ -131,7 +114,7 @@ class RunRepository:
                 break
             except StoreError as error:
                 self._audit_head = None  # someone else may have appended: read the chain again
-                if attempt == _ATTEMPTS or not transient(error.__cause__):
+                if attempt == _ATTEMPTS or not error.retryable:
                     raise
                 time.sleep(random.uniform(0.005, 0.05) * attempt)
             except BaseException:

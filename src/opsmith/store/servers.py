@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import UTC, datetime
 
 from sqlalchemy import delete, select
 
 from opsmith.domain.catalog import ToolHints, ToolSpec
-from opsmith.domain.servers import ServerStatus
+from opsmith.domain.servers import Health, RecordedServer, ServerStatus
 from opsmith.store.database import Database
 from opsmith.store.models import ServerRow, ToolRow
 
@@ -27,11 +27,17 @@ class ServerRepository:
             row.enabled = enabled
             session.add(row)
 
-    def record(self, statuses: Iterable[ServerStatus]) -> None:
+    def record(
+        self, statuses: Iterable[ServerStatus], config_hashes: Mapping[str, str] | None = None
+    ) -> None:
+        """The servers' health as just seen, and the configuration each was started with."""
         now = datetime.now(UTC)
+        hashes = config_hashes or {}
         with self._db.session() as session:
             for status in statuses:
                 row = session.get(ServerRow, status.name) or ServerRow(name=status.name, enabled=True)
+                if status.name in hashes:
+                    row.config_hash = hashes[status.name]
                 row.health = status.health.value
                 row.reason = status.reason
                 row.tool_count = status.tool_count
@@ -57,6 +63,19 @@ class ServerRepository:
                     )
                 )
 
+    def recorded(self) -> list[RecordedServer]:
+        """What the last discovery saw of each server: health, when, under which configuration."""
+        with self._db.session() as session:
+            return [
+                RecordedServer(
+                    name=row.name,
+                    health=Health(row.health),
+                    checked_at=_aware(row.checked_at),
+                    config_hash=row.config_hash,
+                )
+                for row in session.scalars(select(ServerRow))
+            ]
+
     def known_tools(self, server: str | None = None) -> list[ToolSpec]:
         with self._db.session() as session:
             query = select(ToolRow).order_by(ToolRow.server, ToolRow.name)
@@ -74,3 +93,10 @@ class ServerRepository:
                 )
                 for row in session.scalars(query)
             ]
+
+
+def _aware(moment: datetime | None) -> datetime | None:
+    # SQLite hands back naive datetimes for timezone-aware columns; they were written in UTC.
+    if moment is None or moment.tzinfo is not None:
+        return moment
+    return moment.replace(tzinfo=UTC)

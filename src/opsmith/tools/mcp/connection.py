@@ -140,11 +140,13 @@ class ServerConnection:
     async def call(self, tool: str, arguments: dict[str, Any], *, timeout: float | None = None) -> ToolResult:
         """Call a tool; an `isError` result raises ToolCallError, never returns."""
         client = self._client
-        if client is None:
+        if client is None or self._lost.is_set():
+            # Nothing is sent to a server that is down or whose session is ending: a caller may
+            # send the call again later without risk of running it twice.
             if isinstance(self._failure, ConfigError):
                 raise self._failure
             raise ServerUnavailableError(
-                f"server {self.name!r} is {self._health.value}: {self._reason}",
+                f"cannot call {self.name}/{tool}: the server is {self._health.value}: {self._reason}",
                 hint=f"check `opsmith servers status {self.name}` and its log {self._log_file}",
             )
         limit = timeout or self.spec.call_timeout
@@ -154,7 +156,10 @@ class ServerConnection:
         except Exception as exc:
             if is_connection_loss(exc):
                 self._connection_lost(describe(exc))
-            raise _redacted(call_failure(self.name, tool, exc, limit), self._secrets) from None
+            error = _redacted(call_failure(self.name, tool, exc, limit), self._secrets)
+            if error is exc:
+                raise
+            raise error from exc
         elapsed = (time.perf_counter() - started) * 1000
         text = self._redact(_text_of(result.content))
         if result.is_error:

@@ -6,7 +6,13 @@ import httpx2
 import mcp_types as types
 from mcp import MCPError
 
-from opsmith.errors import OpsmithError, ServerUnavailableError, ToolArgumentsError, ToolCallError
+from opsmith.errors import (
+    ConnectionLostError,
+    OpsmithError,
+    ServerUnavailableError,
+    ToolArgumentsError,
+    ToolCallError,
+)
 
 # JSON-RPC codes after which the same call may well succeed if sent again.
 _RETRYABLE_CODES = {types.CONNECTION_CLOSED, types.REQUEST_TIMEOUT, -32603}
@@ -44,6 +50,12 @@ def is_connection_loss(exc: BaseException) -> bool:
     return isinstance(exc, httpx2.TransportError | ConnectionError | EOFError)
 
 
+def never_sent(exc: BaseException) -> bool:
+    """Whether the request surely did not reach the server: no connection to it was ever made."""
+    exc = root_cause(exc)
+    return isinstance(exc, httpx2.ConnectError | httpx2.ConnectTimeout | ConnectionRefusedError)
+
+
 def call_failure(server: str, tool: str, exc: BaseException, timeout: float) -> OpsmithError:
     """The opsmith error for a tools/call that raised instead of returning a result."""
     cause = root_cause(exc)
@@ -54,8 +66,15 @@ def call_failure(server: str, tool: str, exc: BaseException, timeout: float) -> 
             f"{server}/{tool} rejected its arguments: {cause.message}",
             hint=f"see the tool's input schema with: opsmith tools --server {server} --json",
         )
-    if is_connection_loss(cause):
+    if never_sent(cause):
         return ServerUnavailableError(
+            f"cannot reach server {server!r} to call {tool}: {describe(cause)}",
+            hint=f"check that it is running: `opsmith servers status {server}`",
+        )
+    if is_connection_loss(cause):
+        # The SDK reports a connection that ended before, during or after the request was written
+        # with the same code: the call may have reached the server.
+        return ConnectionLostError(
             f"server {server!r} closed the connection during {tool}: {describe(cause)}",
             hint=f"opsmith restarts it; see its log and `opsmith servers status {server}`",
         )

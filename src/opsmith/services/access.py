@@ -1,0 +1,57 @@
+"""Who is acting and what they may do; role changes, an admin action recorded in the audit trail."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from opsmith.bootstrap import App
+from opsmith.domain.errors import UsageError
+from opsmith.domain.identity import DEFAULT_ROLES, Action, Identity, Permission, decide
+from opsmith.domain.risk import Risk
+from opsmith.services.identity import permission_of
+
+
+class AccessRefused(UsageError):
+    """The acting identity may not take this action (its role does not allow it)."""
+
+
+@dataclass(frozen=True)
+class RoleChange:
+    user: str
+    role: str
+    set_by: str
+
+
+def whoami(app: App, identity: Identity) -> tuple[Identity, Permission]:
+    return identity, permission_of(app.config, identity)
+
+
+def require(
+    app: App,
+    identity: Identity,
+    action: Action,
+    *,
+    hint: str,
+    environment: str | None = None,
+    risk: Risk | None = None,
+) -> None:
+    """Raise AccessRefused unless `identity` may take `action` (in an environment, up to a risk)."""
+    permission = permission_of(app.config, identity)
+    decision = decide(identity, permission, action, environment=environment, risk=risk)
+    if not decision.allowed:
+        raise AccessRefused(decision.reason, hint=hint)
+
+
+def set_role(app: App, identity: Identity, user: str, role: str, *, via: str) -> RoleChange:
+    """Give a configured user a role. Only an admin may, and nobody changes their own role."""
+    require(app, identity, Action.ADMIN, hint="role changes are an admin action")
+    known = set(DEFAULT_ROLES) | set(app.config.rbac.roles if app.config.rbac else {})
+    if role not in known:
+        raise UsageError(f"unknown role {role!r}", hint=f"known: {', '.join(sorted(known))}")
+    if user == identity.user:
+        raise UsageError("nobody can change their own role", hint="ask another admin")
+    if app.config.rbac is None or user not in app.config.rbac.users:
+        raise UsageError(f"{user!r} is not a configured user", hint="add them under rbac.users first")
+    app.roles.set(user, role, identity.user)
+    app.audit.append(identity.user, "role.changed", user, {"role": role, "via": via})
+    return RoleChange(user=user, role=role, set_by=identity.user)

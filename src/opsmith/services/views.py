@@ -1,0 +1,96 @@
+"""One serialisation of runs and their steps, for `--json`, the MCP face and the API alike."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from opsmith.domain.plan import Plan
+from opsmith.engine.state import RunState, RunStatus, StepState, StepStatus
+
+
+class StepRun(BaseModel):
+    step_id: str
+    status: str
+    attempts: int
+    started_at: datetime | float | None = None
+    finished_at: datetime | float | None = None
+    duration_seconds: float | None = None
+    output: dict[str, Any] | None = None
+    error: str | None = None
+    undo: str | None = Field(default=None, description="what became of its undo, if one was asked for")
+
+
+class RunReport(BaseModel):
+    run_id: str
+    plan_id: str
+    plan_hash: str
+    plan_status: str
+    status: str
+    steps: list[StepRun]
+    failure: str | None = None
+    next: str = Field(description="what has to happen next, and who does it")
+
+
+def run_report(plan: Plan, state: RunState, failure: str | None = None) -> RunReport:
+    """The run as every face shows it: its status, each step's, the failure, and what comes next."""
+    if failure is None:
+        failure = next((s.error for s in state.steps.values() if s.status is StepStatus.FAILED), None)
+    return RunReport(
+        run_id=state.run_id,
+        plan_id=state.plan_id,
+        plan_hash=state.plan_hash,
+        plan_status=plan.status.value,
+        status=state.status.value,
+        steps=[step_run(s) for s in state.steps.values()],
+        failure=failure,
+        next=run_next(plan, state),
+    )
+
+
+def step_run(step: StepState) -> StepRun:
+    return StepRun(
+        step_id=step.step_id,
+        status=step.status.value,
+        attempts=step.attempts,
+        started_at=step.started_at,
+        finished_at=step.finished_at,
+        duration_seconds=duration(step),
+        output=step.output,
+        error=step.error,
+        undo=step.undo.value if step.undo is not None else None,
+    )
+
+
+def duration(step: StepState) -> float | None:
+    start, end = step.started_at, step.finished_at
+    if start is None or end is None:
+        return None
+    if isinstance(start, datetime) and isinstance(end, datetime):
+        return (end - start).total_seconds()
+    if isinstance(start, int | float) and isinstance(end, int | float):
+        return float(end - start)
+    return None
+
+
+def run_next(plan: Plan, state: RunState) -> str:
+    if state.status is RunStatus.AWAITING_VALIDATION:
+        done = [
+            s.id
+            for s in plan.steps
+            if s.requires_validation and state.step(s.id).status is StepStatus.SUCCEEDED
+        ]
+        gate = f" after step {done[-1]}" if done else ""
+        return (
+            f"paused at a validation gate{gate}: a person must check the result and run "
+            f"`opsmith continue {state.run_id}`"
+        )
+    if state.status is RunStatus.SUCCEEDED:
+        return "done: every step succeeded"
+    if state.status is RunStatus.PAUSED:
+        return f"paused: `opsmith resume {state.run_id}` goes on"
+    if state.status in (RunStatus.RUNNING, RunStatus.PENDING, RunStatus.ROLLING_BACK):
+        return "in progress; ask for its status again"
+    return f"{state.status.value}: see `opsmith logs {state.run_id}` and the failure"

@@ -1,0 +1,338 @@
+"""Hand-written in-memory fakes of the ports in `opsmith.ports`, for unit tests of the services.
+
+They keep the contracts the real adapters keep (unknown ids raise the same errors, the audit trail
+redacts and chains, a run commit is fenced on its lease), and record what was asked of them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from opsmith.bootstrap import App
+from opsmith.config import Config, parse_config
+from opsmith.domain.approval import Approval
+from opsmith.domain.audit import AuditEntry, Verification, new_entry, redact, verify
+from opsmith.domain.catalog import Catalog, ToolSpec
+from opsmith.domain.journal import AuditNote, Lease
+from opsmith.domain.plan import Plan, PlanStatus
+from opsmith.domain.results import ToolResult
+from opsmith.domain.servers import Health, RecordedServer, ServerStatus
+from opsmith.engine.events import RunEvent
+from opsmith.engine.local import LocalExecutor
+from opsmith.engine.state import RunState, RunStatus
+from opsmith.errors import ToolCallError, UnknownToolError
+from opsmith.store.plans import UnknownPlanError
+from opsmith.store.runs import PLAN_FOLLOWS, LeaseLost, PlanTaken, UnknownRunError
+
+
+class FakeClock:
+    def __init__(self, now: datetime | None = None) -> None:
+        self.moment = now or datetime(2026, 12, 1, 10, tzinfo=UTC)
+
+    def now(self) -> datetime:
+        return self.moment
+
+    def advance(self, seconds: float) -> None:
+        self.moment += timedelta(seconds=seconds)
+
+
+class FakePlans:
+    def __init__(self) -> None:
+        self.plans: dict[str, Plan] = {}
+
+    def save(self, plan: Plan) -> None:
+        self.plans[plan.id] = plan
+
+    def get(self, plan_id: str) -> Plan:
+        try:
+            return self.plans[plan_id]
+        except KeyError as exc:
+            raise UnknownPlanError(f"no plan {plan_id!r}") from exc
+
+    def list(self, status: PlanStatus | None = None, limit: int = 50) -> list[Plan]:
+        found = [p for p in self.plans.values() if status is None or p.status is status]
+        return sorted(found, key=lambda p: p.created_at, reverse=True)[:limit]
+
+    def ids_with_prefix(self, prefix: str) -> frozenset[str]:
+        return frozenset(i for i in self.plans if i.startswith(prefix))
+
+    def recent_failures(self, application: str, environment: str, days: int, now: datetime) -> int:
+        return 0
+
+
+class FakeApprovals:
+    def __init__(self) -> None:
+        self.approvals: list[Approval] = []
+
+    def add(self, approval: Approval) -> None:
+        self.approvals.append(approval)
+
+    def for_plan(self, plan_id: str) -> list[Approval]:
+        return [a for a in self.approvals if a.plan_id == plan_id]
+
+
+class FakeRoles:
+    def __init__(self) -> None:
+        self.roles: dict[str, str] = {}
+
+    def all(self) -> dict[str, str]:
+        return dict(self.roles)
+
+    def set(self, user: str, role: str, set_by: str) -> None:
+        self.roles[user] = role
+
+
+class FakeAudit:
+    def __init__(self, clock: FakeClock) -> None:
+        self._clock = clock
+        self.chain: list[AuditEntry] = []
+
+    def append(
+        self,
+        actor: str,
+        action: str,
+        subject: str,
+        details: Mapping[str, Any] | None = None,
+        *,
+        secrets: Iterable[str] = (),
+    ) -> AuditEntry:
+        entry = new_entry(
+            self.chain[-1] if self.chain else None,
+            at=self._clock.now(),
+            actor=actor,
+            action=action,
+            subject=subject,
+            details=redact(details or {}, secrets),
+        )
+        self.chain.append(entry)
+        return entry
+
+    def entries(self, subject: str | None = None, limit: int | None = None) -> list[AuditEntry]:
+        found = [e for e in self.chain if subject is None or e.subject == subject]
+        return found[-limit:] if limit else found
+
+    def verify(self) -> Verification:
+        return verify(self.chain)
+
+    def actions(self) -> list[tuple[str, str, str]]:
+        return [(e.actor, e.action, e.subject) for e in self.chain]
+
+
+class FakeServers:
+    def __init__(self) -> None:
+        self.off: set[str] = set()
+        self.seen: dict[str, RecordedServer] = {}
+        self.tools: dict[str, list[ToolSpec]] = {}
+        self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)
+
+    def disabled(self) -> set[str]:
+        return set(self.off)
+
+    def set_enabled(self, name: str, enabled: bool) -> None:
+        (self.off.discard if enabled else self.off.add)(name)
+
+    def record(
+        self, statuses: Iterable[ServerStatus], config_hashes: Mapping[str, str] | None = None
+    ) -> None:
+        for s in statuses:
+            old = self.seen.get(s.name)
+            chash = (config_hashes or {}).get(s.name, old.config_hash if old else None)
+            self.seen[s.name] = RecordedServer(
+                name=s.name, health=s.health, checked_at=self.clock(), config_hash=chash
+            )
+
+    def recorded(self) -> list[RecordedServer]:
+        return list(self.seen.values())
+
+    def replace_tools(self, server: str, tools: Iterable[ToolSpec]) -> None:
+        self.tools[server] = list(tools)
+
+    def known_tools(self, server: str | None = None) -> list[ToolSpec]:
+        names = [server] if server else list(self.tools)
+        return [t for n in names for t in self.tools.get(n, [])]
+
+
+Answer = Callable[[str, dict[str, Any]], dict[str, Any]]
+
+
+@dataclass
+class FakeTools:
+    """A tool provider over a fixed catalog: answers come from `answers` (tool -> function)."""
+
+    specs: list[ToolSpec]
+    answers: dict[str, Answer] = field(default_factory=dict)
+    calls: list[tuple[str, str, dict[str, Any]]] = field(default_factory=list)
+    started: list[list[str]] = field(default_factory=list)
+    names: list[str] = field(default_factory=list)
+
+    @property
+    def catalog(self) -> Catalog:
+        return Catalog(t for t in self.specs if t.server in self.names)
+
+    def statuses(self) -> list[ServerStatus]:
+        servers = dict.fromkeys(t.server for t in self.specs)
+        return [
+            ServerStatus(
+                name=name,
+                transport="stdio",
+                health=Health.UP if name in self.names else Health.STOPPED,
+                tool_count=sum(1 for t in self.specs if t.server == name),
+            )
+            for name in servers
+        ]
+
+    async def call(
+        self, server: str, tool: str, arguments: dict[str, Any], *, timeout: float | None = None
+    ) -> ToolResult:
+        if self.catalog.get(server, tool) is None:
+            raise UnknownToolError(f"server {server!r} has no tool {tool!r}")
+        self.calls.append((server, tool, dict(arguments)))
+        answer = self.answers.get(tool)
+        if answer is None:
+            raise ToolCallError(f"{server}/{tool} failed: no answer in this fake")
+        return ToolResult(server=server, tool=tool, structured=answer(tool, arguments), text="ok")
+
+    def open(self, names: Sequence[str]) -> AbstractAsyncContextManager[FakeTools]:
+        return self._opened(names)
+
+    @asynccontextmanager
+    async def _opened(self, names: Sequence[str]) -> AsyncIterator[FakeTools]:
+        self.started.append(list(names))
+        self.names = list(names)
+        try:
+            yield self
+        finally:
+            self.names = []
+
+
+class FakeJournal:
+    """Runs in memory, fenced on the lease like the real journal; shared by every journal the
+    factory hands out (as the database is)."""
+
+    def __init__(self, plans: FakePlans, audit: FakeAudit) -> None:
+        self._plans = plans
+        self._audit = audit
+        self.runs: dict[str, RunState] = {}
+        self.leases: dict[str, Lease] = {}
+        self.event_log: dict[str, list[RunEvent]] = {}
+
+    def __call__(self) -> FakeJournal:
+        return self
+
+    def commit(
+        self,
+        state: RunState,
+        *,
+        owner: str,
+        events: Sequence[RunEvent] = (),
+        audits: Sequence[AuditNote] = (),
+        started_by: str = "",
+        lease_seconds: float = 30.0,
+        clear_request: bool = False,
+        changed: Sequence[str] | None = None,
+        claim: Plan | None = None,
+    ) -> list[RunEvent]:
+        lease = self.leases.get(state.run_id)
+        if lease is not None and lease.owner not in (None, owner):
+            raise LeaseLost(f"run {state.run_id} is now driven by another process")
+        if claim is not None:
+            stored = self._plans.get(claim.id)
+            if stored.status is not PlanStatus.APPROVED or stored.hash != claim.hash:
+                raise PlanTaken(f"plan {claim.id} is no longer approved as it was")
+            self._plans.save(stored.model_copy(update={"status": PlanStatus.RUNNING}))
+        follows = PLAN_FOLLOWS.get(state.status)
+        if follows is not None and state.plan_id in self._plans.plans:
+            plan = self._plans.get(state.plan_id)
+            self._plans.save(plan.model_copy(update={"status": follows}))
+        self.runs[state.run_id] = state
+        requested = None if clear_request or lease is None else lease.requested
+        self.leases[state.run_id] = Lease(owner, None, requested)
+        log = self.event_log.setdefault(state.run_id, [])
+        numbered = [e.model_copy(update={"seq": len(log) + i + 1}) for i, e in enumerate(events)]
+        log.extend(numbered)
+        for note in audits:
+            self._audit.append(note.actor, note.action, note.subject, note.details)
+        return numbered
+
+    def claim(self, run_id: str, owner: str, *, seconds: float = 30.0) -> bool:
+        lease = self.lease(run_id)
+        if lease.owner not in (None, owner):
+            return False
+        self.leases[run_id] = Lease(owner, None, lease.requested)
+        return True
+
+    def heartbeat(self, run_id: str, owner: str, *, seconds: float) -> str | None:
+        lease = self.lease(run_id)
+        if lease.owner != owner:
+            raise LeaseLost(f"run {run_id} is now driven by another process")
+        return lease.requested
+
+    def release(self, run_id: str, owner: str) -> None:
+        lease = self.lease(run_id)
+        if lease.owner == owner:
+            self.leases[run_id] = Lease(None, None, lease.requested)
+
+    def lease(self, run_id: str) -> Lease:
+        self.get(run_id)
+        return self.leases.get(run_id, Lease(None, None, None))
+
+    def request(self, run_id: str, what: str | None) -> None:
+        lease = self.lease(run_id)
+        self.leases[run_id] = Lease(lease.owner, lease.expires, what)
+
+    def get(self, run_id: str) -> RunState:
+        try:
+            return self.runs[run_id]
+        except KeyError as exc:
+            raise UnknownRunError(f"no run {run_id!r}") from exc
+
+    def ids(self, statuses: Iterable[RunStatus]) -> list[str]:
+        wanted = set(statuses)
+        return [i for i, s in self.runs.items() if s.status in wanted]
+
+    def latest_for_plan(self, plan_id: str) -> RunState | None:
+        found = [s for s in self.runs.values() if s.plan_id == plan_id]
+        return found[-1] if found else None
+
+    def events(self, run_id: str, after: int = 0) -> list[RunEvent]:
+        return [e for e in self.event_log.get(run_id, []) if e.seq > after]
+
+
+@dataclass
+class FakeWorld:
+    """An App wired to fakes, and the fakes themselves for the test to look at."""
+
+    app: App
+    tools: FakeTools
+    plans: FakePlans
+    approvals: FakeApprovals
+    audit: FakeAudit
+    servers: FakeServers
+    journal: FakeJournal
+    clock: FakeClock
+
+
+def fake_app(config_text: str, tools: FakeTools) -> FakeWorld:
+    config: Config = parse_config(config_text, source="opsmith.yaml (test)")
+    clock = FakeClock()
+    plans, approvals, audit, servers = FakePlans(), FakeApprovals(), FakeAudit(clock), FakeServers()
+    servers.clock = clock.now
+    journal = FakeJournal(plans, audit)
+    app = App(
+        config=config,
+        environ={},
+        plans=plans,
+        approvals=approvals,
+        roles=FakeRoles(),
+        audit=audit,
+        servers=servers,
+        journal=journal,
+        tools=tools,
+        clock=clock,
+        executors=LocalExecutor,
+    )
+    return FakeWorld(app, tools, plans, approvals, audit, servers, journal, clock)
