@@ -7,10 +7,13 @@ connection is made (`resolve`), so resolved secrets never reach the store or the
 
 from __future__ import annotations
 
+import difflib
 import re
-from collections.abc import Mapping
+import types
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
 from pydantic import (
@@ -158,6 +161,11 @@ class PlanningConfig(_Strict):
     raise_risk_in: list[str] = Field(default_factory=lambda: ["production"])
     recent_failure_days: int = Field(default=7, ge=1, le=365)
     friday_cutoff_hour: int = Field(default=15, ge=0, le=23)
+    catalog_max_age: float = Field(
+        default=600.0,
+        ge=0,
+        description="seconds a recorded catalog may be planned from without discovery; 0: always discover",
+    )
 
 
 class ApprovalPolicy(_Strict):
@@ -244,12 +252,12 @@ class Config(_Strict):
 
         try:
             return self.mcp_servers[name]
-        except KeyError:
+        except KeyError as exc:
             known = ", ".join(sorted(self.mcp_servers)) or "none"
             raise UnknownServerError(
                 f"no MCP server named {name!r} in {self.source}",
                 hint=f"configured servers: {known}",
-            ) from None
+            ) from exc
 
 
 def _check_transport_keys(name: str, spec: dict[str, Any]) -> None:
@@ -317,41 +325,216 @@ def parse_config(text: str, *, source: str) -> Config:
             f"{source}: the top level must be a mapping of keys, got {type(data).__name__}",
             hint="start the file with keys such as 'mcpServers:'",
         )
+    unknown = _KeyCheck.of(Config, data)
     try:
         config = Config.model_validate(data)
     except ValidationError as exc:
-        raise ConfigError(f"{source}: {_describe(exc)}", hint=_hint(exc)) from None
+        raise _config_error(source, exc, unknown) from exc
+    if unknown.keys:
+        # Only a key pydantic accepts but the file must not set (an internal field) gets here.
+        raise _unknown_keys_error(source, unknown.keys)
     return config.model_copy(update={"source": source})
 
 
-_ALLOWED = {
-    "": sorted(f.alias or n for n, f in Config.model_fields.items() if n != "source"),
-    "stdio": sorted(n for n in StdioServerConfig.model_fields),
-    "http": sorted(n for n in HttpServerConfig.model_fields),
-    "supervision": sorted(SupervisionConfig.model_fields),
-    "planning": sorted(PlanningConfig.model_fields),
+# Keys of other clients' server entries that mean something opsmith does differently.
+_OTHER_CLIENTS_KEYS = {
+    "envFile": "opsmith reads no env files; list the variables under 'env' (values may be ${NAME})",
+    "serverUrl": "opsmith calls it 'url'",
+    "transportType": "opsmith calls it 'type' (stdio or http)",
 }
+_KIND_NAMES = {"stdio": "stdio", "http": "HTTP"}
+
+
+@dataclass(frozen=True)
+class _Scope:
+    """One mapping of the file checked against one model: where it is and the keys it takes."""
+
+    where: str
+    allowed: tuple[str, ...]
+    kind: str | None = None
+    other_kinds: tuple[tuple[str, str], ...] = ()  # (key, kind) that only the other kinds take
+
+    @property
+    def place(self) -> str:
+        if not self.where:
+            return "at the top level"
+        return f"in {_kind_name(self.kind)} server {self.where}" if self.kind else f"in {self.where}"
+
+
+def _kind_name(kind: str) -> str:
+    return _KIND_NAMES.get(kind, kind)
+
+
+@dataclass(frozen=True)
+class _UnknownKey:
+    scope: _Scope
+    key: object
+
+    @property
+    def advice(self) -> str | None:
+        """What the key should have been: the nearest allowed keys, or what opsmith calls it."""
+        if isinstance(self.key, str) and self.key in _OTHER_CLIENTS_KEYS:
+            return _OTHER_CLIENTS_KEYS[self.key]
+        kinds = [_kind_name(kind) for key, kind in self.scope.other_kinds if key == self.key]
+        if kinds:
+            return f"only {' or '.join(kinds)} servers take it"
+        nearest = _nearest(str(self.key), self.scope.allowed)
+        return f"did you mean {_either(nearest)}?" if nearest else None
+
+
+def _nearest(key: str, allowed: Sequence[str]) -> list[str]:
+    # Case-blind, so `MCPServers` or `Command` still find their key.
+    by_lower = {name.lower(): name for name in allowed}
+    return [by_lower[n] for n in difflib.get_close_matches(key.lower(), by_lower, n=3, cutoff=0.6)]
+
+
+def _either(names: Sequence[str]) -> str:
+    quoted = [repr(n) for n in names]
+    return quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])} or {quoted[-1]}"
+
+
+class _KeyCheck:
+    """Every key of the raw file that no model at its place takes, at any depth.
+
+    pydantic reports unknown keys too, but not inside a server entry whose kind it cannot tell
+    (`comand:` gives "needs 'command' or 'url'"), and not together with every other error; so the
+    file is walked against the models first. The scope of each mapping is kept under pydantic's
+    own location, so its `extra_forbidden` errors are worded the same way.
+    """
+
+    def __init__(self) -> None:
+        self.keys: list[_UnknownKey] = []
+        self.scopes: dict[tuple[Any, ...], _Scope] = {}
+
+    @classmethod
+    def of(cls, model: type[BaseModel], data: Mapping[Any, Any]) -> _KeyCheck:
+        check = cls()
+        check._mapping([model], data, (), ())
+        return check
+
+    def _value(self, annotation: Any, value: Any, loc: tuple[Any, ...], where: tuple[str, ...]) -> None:
+        origin = get_origin(annotation)
+        if origin is Annotated:
+            inner, *metadata = get_args(annotation)
+            choose = next((m.discriminator for m in metadata if isinstance(m, Discriminator)), None)
+            if callable(choose):
+                self._tagged(get_args(inner), choose(value), value, loc, where)
+            else:
+                self._value(inner, value, loc, where)
+        elif origin in (Union, types.UnionType):
+            models = [a for a in get_args(annotation) if _is_model(a)]
+            if models and isinstance(value, Mapping):
+                self._mapping(models, value, loc, where)
+        elif origin is dict and isinstance(value, Mapping):
+            for key, item in value.items():
+                self._value(get_args(annotation)[1], item, (*loc, key), (*where, str(key)))
+        elif origin is list and isinstance(value, list):
+            for index, item in enumerate(value):
+                self._value(get_args(annotation)[0], item, (*loc, index), (*where, str(index)))
+        elif _is_model(annotation) and isinstance(value, Mapping):
+            self._mapping([annotation], value, loc, where)
+
+    def _tagged(
+        self, members: Sequence[Any], tag: Any, value: Any, loc: tuple[Any, ...], where: tuple[str, ...]
+    ) -> None:
+        if not isinstance(value, Mapping):
+            return
+        by_tag = {m.tag: inner for inner, *meta in map(get_args, members) for m in meta if isinstance(m, Tag)}
+        if tag not in by_tag:
+            # Kind unknown (neither 'command' nor 'url'): any kind's key is a fair suggestion.
+            self._mapping(list(by_tag.values()), value, loc, where)
+            return
+        # A key only another kind takes (`headers` on a stdio server) is left to pydantic, which
+        # reports it under the tagged location, or says "both 'command' and 'url'" for that pair.
+        mine = _input_names(by_tag[tag])
+        others = tuple(
+            (n, t) for t, m in by_tag.items() if t != tag for n in _input_names(m) if n not in mine
+        )
+        self._mapping([by_tag[tag]], value, (*loc, tag), where, kind=tag, other_kinds=others)
+
+    def _mapping(
+        self,
+        models: Sequence[type[BaseModel]],
+        data: Mapping[Any, Any],
+        loc: tuple[Any, ...],
+        where: tuple[str, ...],
+        *,
+        kind: str | None = None,
+        other_kinds: tuple[tuple[str, str], ...] = (),
+    ) -> None:
+        if any(m.model_config.get("extra") != "forbid" for m in models):
+            return
+        fields = {name: info for m in models for name, info in _input_names(m).items()}
+        shown = tuple(sorted({info.alias or name for m in models for name, info in _fields(m)}))
+        scope = self.scopes[loc] = _Scope(".".join(where), shown, kind, other_kinds)
+        tolerate = {key for key, _ in other_kinds}
+        for key, item in data.items():
+            info = fields.get(key) if isinstance(key, str) else None
+            if info is not None:
+                self._value(info.annotation, item, (*loc, key), (*where, key))
+            elif key not in tolerate:
+                self.keys.append(_UnknownKey(scope, key))
+
+
+def _is_model(annotation: Any) -> bool:
+    return isinstance(annotation, type) and issubclass(annotation, BaseModel)
+
+
+def _fields(model: type[BaseModel]) -> Iterator[tuple[str, Any]]:
+    # An excluded field (Config.source) is set by opsmith, never by the file.
+    return ((name, info) for name, info in model.model_fields.items() if not info.exclude)
+
+
+def _input_names(model: type[BaseModel]) -> dict[str, Any]:
+    by_name = bool(model.model_config.get("populate_by_name") or model.model_config.get("validate_by_name"))
+    names: dict[str, Any] = {}
+    for name, info in _fields(model):
+        names[info.alias or name] = info
+        if by_name or not info.alias:
+            names[name] = info
+    return names
+
+
+def _config_error(source: str, exc: ValidationError, check: _KeyCheck) -> ConfigError:
+    unknown = list(check.keys)
+    for error in exc.errors():
+        if error["type"] == "extra_forbidden":
+            parent, key = tuple(error["loc"][:-1]), error["loc"][-1]
+            scope = check.scopes.get(parent) or _Scope(".".join(map(str, parent)), ())
+            if not any(u.scope.where == scope.where and u.key == key for u in unknown):
+                unknown.append(_UnknownKey(scope, key))
+    if unknown:
+        # Unknown keys first and alone: a misspelt key is usually why the rest failed.
+        return _unknown_keys_error(source, unknown)
+    return ConfigError(f"{source}: {_describe(exc)}", hint=_hint(exc))
+
+
+def _unknown_keys_error(source: str, unknown: Sequence[_UnknownKey]) -> ConfigError:
+    scopes = list(dict.fromkeys(u.scope for u in unknown))
+    hint = "; ".join(f"keys allowed {s.place}: {', '.join(s.allowed)}" for s in scopes if s.allowed)
+    if len(unknown) == 1:
+        (only,) = unknown
+        advice = f"; {only.advice}" if only.advice else ""
+        return ConfigError(
+            f"{source}: unknown key {only.key!r} {only.scope.place}{advice}",
+            hint=hint or "remove that key; README.md shows a complete example",
+        )
+    parts = [f"{u.key!r} {u.scope.place}" + (f" ({u.advice})" if u.advice else "") for u in unknown]
+    return ConfigError(
+        f"{source}: {len(unknown)} unknown keys: {'; '.join(parts)}",
+        hint=f"rename or remove them. {hint}" if hint else "rename or remove them",
+    )
 
 
 def _describe(exc: ValidationError) -> str:
     first = exc.errors()[0]
     loc = [str(p) for p in first["loc"] if p not in ("stdio", "http")]
     path = ".".join(loc) or "(top level)"
-    if first["type"] == "extra_forbidden":
-        return f"{path}: unknown key"
     more = f" (and {exc.error_count() - 1} more problem(s))" if exc.error_count() > 1 else ""
     return f"{path}: {first['msg']}{more}"
 
 
 def _hint(exc: ValidationError) -> str:
-    first = exc.errors()[0]
-    loc = [str(p) for p in first["loc"]]
-    if first["type"] == "server_kind":
+    if exc.errors()[0]["type"] == "server_kind":
         return "e.g. {command: npx, args: [...]} or {url: 'http://127.0.0.1:8000/mcp'}"
-    if first["type"] != "extra_forbidden":
-        return "correct that value; README.md shows a complete example"
-    if loc[:1] == ["mcpServers"] and len(loc) >= 3:
-        return "allowed keys for a server: " + ", ".join(sorted(set(_ALLOWED["stdio"] + _ALLOWED["http"])))
-    if loc[:1] in (["supervision"], ["planning"]):
-        return "allowed keys: " + ", ".join(_ALLOWED[loc[0]])
-    return "allowed top-level keys: " + ", ".join(_ALLOWED[""])
+    return "correct that value; README.md shows a complete example"

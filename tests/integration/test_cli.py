@@ -47,7 +47,7 @@ def test_bad_config_is_one_clear_error_with_exit_2(tmp_path: Path) -> None:
     config = write_config(tmp_path, "  time: {command: mcp-server-time, argz: []}")
     result = opsmith(tmp_path, "--config", str(config), "servers", "status")
     assert result.returncode == 2
-    assert f"{config}: mcpServers.time.argz: unknown key" in result.stderr
+    assert f"{config}: unknown key 'argz' in stdio server mcpServers.time; did you mean 'args'?" in result.stderr
     assert "Traceback" not in result.stderr and result.stdout == ""
 
 
@@ -63,7 +63,7 @@ def test_tools_lists_the_catalog_as_json(time_dir: Path) -> None:
     assert result.returncode == 0, result.stderr
     tools = json.loads(result.stdout)
     assert sorted(t["name"] for t in tools) == ["convert_time", "get_current_time"]
-    assert all(t["hints"]["read_only"] is True for t in tools)
+    assert all(t["annotations"]["readOnlyHint"] is True for t in tools)
 
 
 def test_tools_table_for_people(time_dir: Path) -> None:

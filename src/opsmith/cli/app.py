@@ -13,7 +13,7 @@ from opsmith.cli.audit import audit_app
 from opsmith.cli.context import State
 from opsmith.cli.db import db_app
 from opsmith.cli.demo import demo_command
-from opsmith.cli.errors import report
+from opsmith.cli.errors import asks_for_json, report, report_parse_error
 from opsmith.cli.mcp import mcp_command
 from opsmith.cli.plans import intent_command, plan_command, plans_command, show_command
 from opsmith.cli.runs import (
@@ -80,11 +80,25 @@ app.command("mcp")(mcp_command)
 
 
 def main() -> None:
-    """Console-script entry: known failures become one message and an exit code, never a traceback."""
+    """Console-script entry: known failures become one message and an exit code, never a traceback.
+
+    Whether to answer in JSON is read from the command line before the command runs
+    (`asks_for_json`), so that the parser's own errors (unknown option, missing argument), raised
+    before any opsmith code runs, are written as JSON too. Without `--json`, Typer's standalone
+    mode reports those itself (exit 2) and exits 0 on success; with it, Typer hands them to us.
+    """
+    args = sys.argv[1:]
+    command = typer.main.get_command(app)
+    as_json = asks_for_json(command, args)
     try:
-        # Standalone mode lets Typer report usage errors itself (exit 2) and exit 0 on success.
-        app()
+        if as_json:
+            # Not standalone, Typer returns an exit code (typer.Exit, Ctrl-C) or a command's None.
+            code = command.main(args, standalone_mode=False)
+            sys.exit(code if isinstance(code, int) else 0)
+        command.main(args)  # standalone: ends in sys.exit itself
     except OpsmithError as error:
-        sys.exit(report(error))
+        sys.exit(report(error, as_json=as_json))
+    except (typer.TyperException, typer.Abort) as error:
+        sys.exit(report_parse_error(error, as_json=as_json))
     except KeyboardInterrupt:
         sys.exit(130)

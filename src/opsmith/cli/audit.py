@@ -13,7 +13,6 @@ from opsmith.cli.context import emit_json, err, out, state
 
 if TYPE_CHECKING:
     from opsmith.domain.audit import AuditEntry
-    from opsmith.ports import AuditTrail
 
 audit_app = typer.Typer(help="The tamper-evident audit trail: list entries, verify the chain.")
 
@@ -33,7 +32,9 @@ def audit_command(
     """List audit entries (the newest, oldest first); `opsmith audit verify` checks the chain."""
     if ctx.invoked_subcommand is not None:
         return
-    entries = _log(ctx).entries(subject=subject, limit=limit)
+    from opsmith.services.audit import audit_entries
+
+    entries = audit_entries(state(ctx).app, subject, limit)
     if as_json:
         emit_json([e.model_dump(mode="json") for e in entries])
         return
@@ -59,7 +60,9 @@ def audit_command(
 @audit_app.command("verify")
 def verify_command(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     """Recompute every hash and link; exit 1 naming the first entry that was edited, removed or moved."""
-    result = _log(ctx).verify()
+    from opsmith.services.audit import verify_audit
+
+    result = verify_audit(state(ctx).app)
     if as_json:
         emit_json(result.model_dump(mode="json"))
     elif result.ok:
@@ -84,7 +87,3 @@ def _short(value: Any) -> str:
     if isinstance(value, (dict, list)):
         return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
     return str(value)
-
-
-def _log(ctx: typer.Context) -> AuditTrail:
-    return state(ctx).app.audit

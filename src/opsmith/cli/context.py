@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import os
@@ -45,11 +44,10 @@ class State:
     def identity(self) -> Identity:
         """Who runs this command: resolved once from the configuration, stored roles and the OS user."""
         if self._identity is None:
-            from opsmith.identity import resolve_identity
-            from opsmith.store.access import RoleRepository
+            from opsmith.services.identity import resolve_identity
 
             app = self.app
-            stored = RoleRepository(app.database).all()
+            stored = app.roles.all()
             self._identity = resolve_identity(app.config, _os_user(), self.as_user, stored)
             if self._identity.source == "embedded-admin":
                 err.print(
@@ -75,6 +73,8 @@ def state(ctx: typer.Context) -> State:
 
 
 def run(coro: Coroutine[Any, Any, T]) -> T:
+    import asyncio  # costs ~30 ms: commands that need no event loop do not pay for it
+
     return asyncio.run(coro)
 
 

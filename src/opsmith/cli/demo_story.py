@@ -13,7 +13,7 @@ from opsmith.cli.context import emit_json, err, out, run, state
 from opsmith.cli.errors import report
 from opsmith.cli.plan_view import intent_view, plan_view
 from opsmith.cli.render import catalog_panels, status_table
-from opsmith.domain.catalog import Catalog
+from opsmith.domain.catalog import Catalog, mcp_tool_json
 from opsmith.domain.errors import OpsmithError
 from opsmith.domain.plan import Plan
 from opsmith.domain.servers import Health, ServerStatus
@@ -45,7 +45,7 @@ def demo(ctx: typer.Context, failure: bool, as_json: bool) -> None:
         emit_json(
             {
                 "servers": [s.model_dump(mode="json") for s in health],
-                "tools": [t.model_dump(mode="json") for t in catalog.tools()],
+                "tools": [mcp_tool_json(t) for t in catalog.tools()],
                 "discovery_seconds": round(seconds, 3),
                 "plan": plan.model_dump(mode="json") if isinstance(plan, Plan) else {"error": str(plan)},
                 "run": result,

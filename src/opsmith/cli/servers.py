@@ -22,7 +22,9 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable output")
 @servers_app.command("status")
 def status_command(ctx: typer.Context, name: NameArg = None, as_json: JsonOpt = False) -> None:
     """Start the enabled servers, report each one's health, tool count and last error."""
-    result = run(_check(ctx, [name] if name else None))
+    from opsmith.services.servers import server_statuses
+
+    result = run(server_statuses(state(ctx).app, [name] if name else None))
     _show(result, as_json)
     raise typer.Exit(0 if all(s.health != DOWN for s in result) else 1)
 
@@ -30,12 +32,10 @@ def status_command(ctx: typer.Context, name: NameArg = None, as_json: JsonOpt = 
 @servers_app.command("start")
 def start_command(ctx: typer.Context, name: NameArg = None, as_json: JsonOpt = False) -> None:
     """Mark servers as wanted again and start them to check they come up."""
-    app = state(ctx).app
-    names = [name] if name else list(app.config.mcp_servers)
-    for each in names:
-        app.config.server(each)
-        app.servers.set_enabled(each, True)
-    result = run(_check(ctx, names))
+    from opsmith.services.servers import set_servers_enabled
+
+    names = [name] if name else None
+    result = run(set_servers_enabled(state(ctx).app, state(ctx).identity, names, True))
     _show(result, as_json)
     raise typer.Exit(0 if all(s.health in (UP, DEGRADED) for s in result) else 1)
 
@@ -43,21 +43,10 @@ def start_command(ctx: typer.Context, name: NameArg = None, as_json: JsonOpt = F
 @servers_app.command("stop")
 def stop_command(ctx: typer.Context, name: NameArg = None, as_json: JsonOpt = False) -> None:
     """Mark servers as stopped: opsmith will not start them or plan with their tools."""
-    app = state(ctx).app
-    names = [name] if name else list(app.config.mcp_servers)
-    for each in names:
-        app.config.server(each)
-        app.servers.set_enabled(each, False)
-    result = run(_check(ctx, names))
-    _show(result, as_json)
+    from opsmith.services.servers import set_servers_enabled
 
-
-async def _check(ctx: typer.Context, names: list[str] | None) -> list[ServerStatus]:
-    from opsmith.services.discovery import running_servers, statuses  # starts the MCP SDK: load on use
-
-    app = state(ctx).app
-    async with running_servers(app, names) as pool:
-        return statuses(app, pool, names)
+    names = [name] if name else None
+    _show(run(set_servers_enabled(state(ctx).app, state(ctx).identity, names, False)), as_json)
 
 
 def _show(result: list[ServerStatus], as_json: bool) -> None:

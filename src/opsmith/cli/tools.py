@@ -32,7 +32,9 @@ def tools_command(
 
     tools, health = run(discover())
     if as_json:
-        emit_json([t.model_dump(mode="json") for t in tools])
+        from opsmith.domain.catalog import mcp_tool_json
+
+        emit_json([mcp_tool_json(t) for t in tools])
     else:
         from opsmith.cli.render import status_table, tools_table
 

@@ -72,6 +72,34 @@ class ToolSpec(BaseModel):
         return text or (self.title or "")
 
 
+def mcp_tool_json(tool: ToolSpec) -> dict[str, object]:
+    """The tool as the MCP spec's `Tool` object (its wire names), plus `server`, which offers it.
+
+    Like MCP, a field the server did not declare is left out rather than sent as null, so a
+    consumer can tell "not annotated" from "annotated false". An empty description counts as
+    not declared: discovery stores a missing one as "".
+    """
+    data: dict[str, object] = {"server": tool.server, "name": tool.name}
+    if tool.title is not None:
+        data["title"] = tool.title
+    if tool.description:
+        data["description"] = tool.description
+    data["inputSchema"] = tool.input_schema
+    if tool.output_schema is not None:
+        data["outputSchema"] = tool.output_schema
+    hints = tool.hints
+    declared = {
+        "readOnlyHint": hints.read_only,
+        "destructiveHint": hints.destructive,
+        "idempotentHint": hints.idempotent,
+        "openWorldHint": hints.open_world,
+    }
+    annotations = {wire: value for wire, value in declared.items() if value is not None}
+    if annotations:
+        data["annotations"] = annotations
+    return data
+
+
 def tool_words(name: str) -> list[str]:
     """`delete_deployment`, `getPods`, `get-pods` -> whole lower-case words."""
     spaced = _CAMEL.sub(r"\1 \2", name)

@@ -244,7 +244,6 @@ def build_server(app: App, identity: Identity) -> MCPServer:
 
 
 async def _servers(app: App, note: str) -> ServersReport:
-    from opsmith.services.discovery import running_servers, statuses
+    from opsmith.services.servers import server_statuses
 
-    async with running_servers(app) as pool:
-        return servers_report(statuses(app, pool), note)
+    return servers_report(await server_statuses(app), note)
