@@ -208,3 +208,24 @@ async def test_bad_requests_are_refused(planner: Planner, catalog: Catalog) -> N
         plan(planner, catalog, "Deploy paymnts-api to staging")
     with pytest.raises(IntentError):
         plan(planner, catalog, "do something with the app")
+
+
+async def test_every_part_of_a_compound_request_is_planned_or_it_is_refused(
+    planner: Planner, catalog: Catalog
+) -> None:
+    with pytest.raises(IntentError, match=r'no known action in "wipe the staging cache"') as caught:
+        plan(planner, catalog, "deploy microservice-two to staging and then wipe the staging cache")
+    assert caught.value.hint is not None and '"deploy microservice-two to staging"' in caught.value.hint
+    with pytest.raises(PlanError, match=r'"restart nginx".*no playbook'):
+        plan(planner, catalog, "Deploy microservice-two to staging and restart nginx")
+    with pytest.raises(PlanError, match=r'"check the status of payments-api".*deploy as well'):
+        plan(planner, catalog, "Deploy microservice-two to staging and check the status of payments-api")
+    whole = plan(
+        planner, catalog, "build, test and deploy microservice-two to staging, then verify it is healthy"
+    )
+    alone = plan(planner, catalog, "Deploy microservice-two to staging")
+    assert whole.playbook == alone.playbook == "environment_deployment"
+    assert [(s.server, s.tool) for s in whole.steps] == [(s.server, s.tool) for s in alone.steps]
+    assert whole.intent.actions == ["deploy", "check"]
+    both = plan(planner, catalog, "Deploy microservice-one and microservice-two to prod")
+    assert both.playbook == "multi_service" and both.intent.actions == ["deploy"]

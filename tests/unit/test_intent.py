@@ -467,6 +467,40 @@ def test_an_intent_round_trips_through_json() -> None:
     assert Intent.model_validate_json(intent.model_dump_json()) == intent
 
 
+def test_every_part_that_asks_for_something_is_a_clause_in_the_json() -> None:
+    intent = read("Build, test and deploy payments-api to staging, then verify it is healthy, thanks")
+    assert [(c.text, c.action, c.verb) for c in intent.clauses] == [
+        ("Build", None, "build"),
+        ("test", None, "test"),
+        ("deploy payments-api to staging", "deploy", "deploy"),
+        ("verify it is healthy, thanks", "check", "verify"),
+    ]
+    assert intent.clauses[3].subjects == ["payments-api"], '"it" is the application named before'
+    dumped = intent.model_dump(mode="json")
+    assert dumped["action"] == "deploy" and dumped["actions"] == ["deploy", "check"]
+    assert dumped["clauses"][2] == {
+        "text": "deploy payments-api to staging",
+        "action": "deploy",
+        "verb": "deploy",
+        "conditional": False,
+        "subjects": ["payments-api"],
+    }
+    assert read("roll back payments-api in staging if it fails").clauses[0].conditional
+
+
+def test_an_intent_stored_before_clauses_existed_still_loads() -> None:
+    stored = read("Deploy payments-api to staging").model_dump(mode="json")
+    del stored["clauses"]
+    assert Intent.model_validate(stored).clauses == []
+
+
+def test_a_condition_is_not_read_for_names() -> None:
+    intent = read("deploy payments-api to staging if it passes")
+    assert intent.unknown == [] and intent.subjects == ["payments-api"]
+    # After "check", "if" still asks about what follows.
+    assert read("check if nginx is running on web-01").params["services"] == ["nginx"]
+
+
 def test_text_that_is_not_a_string_is_refused() -> None:
     with pytest.raises(IntentError):
         parse_intent(123, VOCAB)  # type: ignore[arg-type]

@@ -10,6 +10,12 @@ It does not refuse names it does not know (they are listed in `Intent.unknown` w
 nearest known ones) nor a missing environment (`require_environment` does that), so
 `opsmith intent` can always show what it understood.
 
+Every part of a request is accounted for: `Intent.clauses` lists each clause that asks for
+something (an action, or a note such as "log results") with its text, and a part that asks
+for something with a verb opsmith does not know ("... and then wipe the staging cache") is
+refused with an IntentError naming it, never dropped. Whether a playbook serves every clause
+is the planner's question.
+
 `Intent.params` keys, present only when the request says so:
   replicas (int), version (str, "latest" for "latest version"), from_version, tag (str),
   services, processes, packages, files, paths, images, urls, options (list[str]),
@@ -26,11 +32,11 @@ from typing import Any, Literal, cast
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from opsmith.domain.errors import IntentError
-from opsmith.domain.intent_clauses import Known, split_clauses
+from opsmith.domain.intent_clauses import Clause, Known, split_clauses
 from opsmith.domain.intent_names import Reading
 from opsmith.domain.intent_reader import read_clauses
-from opsmith.domain.intent_text import MAX_REQUEST_LENGTH, merge_phrases, screen, shorten, tokenize
-from opsmith.domain.intent_words import ACTIONS, APP_ACTIONS, READ_ONLY_ACTIONS
+from opsmith.domain.intent_text import MAX_REQUEST_LENGTH, Token, merge_phrases, screen, shorten, tokenize
+from opsmith.domain.intent_words import ACTIONS, APP_ACTIONS, CONDITION_WORDS, LEAD_WORDS, READ_ONLY_ACTIONS
 
 __all__ = [
     "ACTIONS",
@@ -38,6 +44,7 @@ __all__ = [
     "READ_ONLY_ACTIONS",
     "Environment",
     "Intent",
+    "RequestClause",
     "Targets",
     "UnknownName",
     "Vocabulary",
@@ -76,6 +83,19 @@ class UnknownName(BaseModel):
     nearest: list[str] = Field(default_factory=list)
 
 
+class RequestClause(BaseModel):
+    """One part of a request that asks for something, as read: a place the planner must serve."""
+
+    model_config = ConfigDict(frozen=True)
+
+    text: str
+    action: str | None = None  # None: a note, something asked for that is not an action
+    verb: str | None = None  # the words it was read by ("roll back", a note's "log"), lowercase
+    conditional: bool = False  # holds a condition: "roll back if it fails"
+    # The applications it is about: named in it, or meant by "it" / an app action naming none.
+    subjects: list[str] = Field(default_factory=list)
+
+
 class Vocabulary(BaseModel):
     """What the reader may recognise by name: applications and inventory groups."""
 
@@ -103,6 +123,8 @@ class Intent(BaseModel):
     targets: Targets = Field(default_factory=Targets)
     params: dict[str, Any] = Field(default_factory=dict)
     unknown: list[UnknownName] = Field(default_factory=list)
+    # Empty for intents built by hand and for plans stored before clauses were kept.
+    clauses: list[RequestClause] = Field(default_factory=list)
 
     @model_validator(mode="before")
     @classmethod
@@ -141,7 +163,90 @@ def _parse(text: str, vocabulary: Vocabulary) -> Intent:
     notes = [request[c.tokens[0].start : c.tokens[-1].span_end] for c in clauses if c.note and c.tokens]
     if not reading.actions:
         raise _no_action(request, reading, vocabulary, notes)
-    return _intent(request, reading, vocabulary, notes)
+    unaccounted = _unaccounted(clauses, reading)
+    if unaccounted:
+        raise _not_understood(request, clauses, unaccounted)
+    intent = _intent(request, reading, vocabulary, notes)
+    return intent.model_copy(update={"clauses": _parts(request, clauses, reading, intent.subjects)})
+
+
+def _parts(request: str, clauses: list[Clause], reading: Reading, subjects: list[str]) -> list[RequestClause]:
+    # Without a name of its own, a clause is about the one the clause before named ("deploy x to
+    # staging and check it"), or, if none did, about the request's subjects (the default app).
+    fallback = subjects if not any(named for named, _ in reading.clause_subjects) else []
+    antecedent: list[str] = []
+    parts: list[RequestClause] = []
+    for clause, (named, refers) in zip(clauses, reading.clause_subjects, strict=True):
+        own = _unique(named)
+        if not own and (refers or clause.action in APP_ACTIONS):
+            own = antecedent or fallback
+        antecedent = own or antecedent
+        if clause.action is not None or clause.note:
+            parts.append(_part(request, clause).model_copy(update={"subjects": own}))
+    return parts
+
+
+def _part(request: str, clause: Clause) -> RequestClause:
+    if clause.verb is not None:
+        verb: str | None = " ".join(t.low for t in clause.tokens[clause.verb[0] : clause.verb[1]])
+    else:
+        verb = clause.first_word() if clause.note else None  # "is x running?" has no verb
+    return RequestClause(
+        text=_text(request, clause.tokens[0], clause.tokens[-1]),
+        action=clause.action,
+        verb=verb,
+        conditional=clause.action not in READ_ONLY_ACTIONS
+        and any(t.low in CONDITION_WORDS for t in clause.tokens if not t.quoted and not t.group),
+    )
+
+
+def _text(request: str, first: Token, last: Token) -> str:
+    return request[first.start : last.span_end]
+
+
+def _unaccounted(clauses: list[Clause], reading: Reading) -> list[tuple[Token, Token, Token, bool]]:
+    """The parts nothing in the request stands for: (first, word, last, whether it reads as a request)."""
+    found: list[tuple[Token, Token, Token, bool]] = []
+    for clause in clauses:
+        if clause.unrecognised:
+            word = next(t for t in clause.tokens if t.quoted or t.group or t.low not in LEAD_WORDS)
+            found.append((clause.tokens[0], word, clause.tokens[-1], True))
+    found.extend((first, word, last, False) for first, word, last in reading.unplaced)
+    return sorted(found, key=lambda part: part[0].start)
+
+
+def _not_understood(
+    request: str, clauses: list[Clause], unaccounted: list[tuple[Token, Token, Token, bool]]
+) -> IntentError:
+    first, word, last, asks = unaccounted[0]
+    text = shorten(_text(request, first, last))
+    if asks:
+        message = f'found no known action in "{text}" ("{word.text}" is not one of the actions opsmith plans)'
+    else:
+        message = f'did not understand "{text}": "{word.text}" is neither an action nor a name opsmith knows'
+    more = [f'"{shorten(_text(request, start, end))}"' for start, _, end, _ in unaccounted[1:]]
+    if more:
+        message += f" (nor {', '.join(more)})"
+    # Planning the rest alone would leave that part undone without a word, which is never fine.
+    message += "; opsmith plans every part of a request or none of it"
+    cuts = [(start.start, end.span_end) for start, _, end, _ in unaccounted]
+    rest = ", then ".join(_kept(request, c, cuts) for c in clauses if c.action is not None or c.note)
+    return IntentError(
+        message,
+        hint=f'leave that part out and plan "{shorten(rest)}" on its own, doing that part another way; '
+        f"or ask for one of: {', '.join(ACTIONS)}",
+    )
+
+
+def _kept(request: str, clause: Clause, cuts: list[tuple[int, int]]) -> str:
+    """The clause's text without the parts cut out of it ("deploy x to staging and then wipe")."""
+    runs: list[list[Token]] = [[]]
+    for token in clause.tokens:
+        if any(start <= token.start < end for start, end in cuts):
+            runs.append([])
+        else:
+            runs[-1].append(token)
+    return ", ".join(_text(request, run[0], run[-1]) for run in runs if run)
 
 
 def _known(vocabulary: Vocabulary) -> Known:

@@ -3,8 +3,14 @@
 A clause is the text between commas, sentence ends and connectors ("and", "then"). Its first
 verb is its action; later verb words in the same clause are nouns ("deploy the security patch"
 deploys, it does not update). A clause without a verb either continues the one before ("deploy
-a and b"), asks about status ("is nginx running?"), or is something the user wants that is not
-an action ("log results"), which becomes a note.
+a and b"), asks about status ("is nginx running?"), is something the user wants that is not
+an action ("log results"), which becomes a note, or asks for something with a verb opsmith does
+not know ("wipe the cache"), which is marked unrecognised so that the reader refuses it rather
+than let it vanish into the clause before.
+
+Every part of a request must be accounted for, so a continuation that starts with a word no
+table knows is kept as `doubtful`: the reader then says whether it could place that word as a
+name ("and postgresql on db-01") or not ("and then wipe"), and refuses it in the second case.
 """
 
 from __future__ import annotations
@@ -13,23 +19,28 @@ import difflib
 import itertools
 from dataclasses import dataclass, field
 
-from opsmith.domain.intent_text import Token
+from opsmith.domain.intent_text import Token, is_number, is_version
 from opsmith.domain.intent_words import (
     CHECK_NOUNS,
     CONNECTORS,
+    ENVIRONMENT_NOUNS,
     HOTFIX_WORDS,
+    KNOWN_WORDS,
+    LEAD_WORDS,
     LONGEST_VERB,
+    MARKERS,
     NOTE_VERBS,
     QUESTION_WORDS,
+    REPLICA_NOUNS,
+    SLOTS,
     STATE_WORDS,
+    TRAILING_WORDS,
     VERB_PARAMS,
     VERBS,
 )
 
 # A word right after these is a noun, not a verb: "the update", "a patch".
 NOUN_MARKERS = frozenset({"the", "a", "an", "this", "that", "my", "our", "new", "latest", "its"})
-# Words that may open a clause without being its content: "then log results", "please restart".
-OPENERS = frozenset({"please", "pls", "kindly", "then", "now", "also", "just", "and", "finally"})
 
 
 @dataclass(frozen=True)
@@ -58,6 +69,13 @@ class Clause:
     verb: tuple[int, int] | None = None  # token span of the verb phrase
     note: bool = False
     joins: set[int] = field(default_factory=set)  # where continuation clauses were joined on
+    unrecognised: bool = False  # reads as a request, but its verb is none opsmith knows
+    # Continuations whose first word no table knows: (part start, that word, part end) indices.
+    doubtful: list[tuple[int, int, int]] = field(default_factory=list)
+
+    def first_word(self) -> str | None:
+        """The clause's first word after lead-in words ("then", "we need to"): a note's verb."""
+        return next((t.low for t in self.tokens if t.quoted or t.group or t.low not in LEAD_WORDS), None)
 
 
 def find_verb(tokens: list[Token], known: Known) -> tuple[int, int, tuple[str, ...]] | None:
@@ -84,23 +102,72 @@ def split_clauses(tokens: list[Token], known: Known) -> list[Clause]:
         else:
             raw[-1].append(token)
     clauses: list[Clause] = []
-    pending: list[Token] = []
+    pending = Clause(tokens=[])  # context before the first clause with an action or a note
     for part in (p for p in raw if p):
-        clause = _classify(part, known)
+        clause = _classify(part, known) or _unrecognised(part, known)
         if clause is None:  # a continuation: joins the clause before, or the next one
-            if clauses:
-                clauses[-1].joins.add(len(clauses[-1].tokens))
-                clauses[-1].tokens.extend(part)
-            else:
-                pending.extend(part)
+            _join(clauses[-1] if clauses else pending, part, known, mark=bool(clauses))
             continue
-        if pending:
+        if pending.tokens:
             clause = _prepend(pending, clause)
-            pending = []
+            pending = Clause(tokens=[])
         clauses.append(clause)
-    if pending:
-        clauses.append(Clause(tokens=pending))  # context only: no action anywhere
+    if pending.tokens:
+        clauses.append(pending)  # context only: no action anywhere
     return clauses
+
+
+def _join(clause: Clause, part: list[Token], known: Known, *, mark: bool) -> None:
+    at = len(clause.tokens)
+    if mark:
+        clause.joins.add(at)
+    head = _unknown_head(part, known)
+    if head is not None:
+        clause.doubtful.append((at, at + head, at + len(part)))
+    clause.tokens.extend(part)
+
+
+def _unrecognised(part: list[Token], known: Known) -> Clause | None:
+    """A part that opens with an unknown word followed by its object: "wipe the staging cache"."""
+    head = _unknown_head(part, known)
+    if head is None:
+        return None
+    after = next((t for t in part[head + 1 :] if t.quoted or t.group or t.low not in TRAILING_WORDS), None)
+    if after is None or _names_something(after):
+        return None  # "and apache too", "postgresql on db-01": a name, as far as words can tell
+    return Clause(tokens=part, unrecognised=True)
+
+
+def _unknown_head(part: list[Token], known: Known) -> int | None:
+    """Where the part's first word stands, if it is a plain word that no table or name knows."""
+    index = next((i for i, t in enumerate(part) if t.quoted or t.group or t.low not in LEAD_WORDS), None)
+    if index is None or not _is_unknown_word(part[index], known):
+        return None
+    return index
+
+
+def _is_unknown_word(token: Token, known: Known) -> bool:
+    low = token.low
+    if token.quoted or token.group or not low.isascii() or not low.replace("-", "").isalpha():
+        return False
+    if low.startswith("-") or low.endswith("-"):
+        return False  # a flag, or a typo of one
+    return low not in KNOWN_WORDS and low not in known.applications and low not in known.groups
+
+
+def _names_something(token: Token) -> bool:
+    """Would this word, right after an unknown one, make that one a name ("redis on", "x service")?"""
+    low = token.low
+    if token.quoted or token.group:
+        return False
+    return (
+        low in SLOTS
+        or low in MARKERS
+        or low in REPLICA_NOUNS
+        or low in ENVIRONMENT_NOUNS
+        or is_number(low)
+        or is_version(token.text)
+    )
 
 
 def _classify(tokens: list[Token], known: Known) -> Clause | None:
@@ -112,7 +179,7 @@ def _classify(tokens: list[Token], known: Known) -> Clause | None:
             action = "hotfix"
         return Clause(tokens=tokens, action=action, verb=(start, end))
     lows = [t.low for t in tokens if not t.quoted and not t.group]
-    first = next((low for low in lows if low not in OPENERS), "")
+    first = next((low for low in lows if low not in LEAD_WORDS), "")
     if (first in QUESTION_WORDS or first in {"ensure", "make"}) and STATE_WORDS.intersection(lows):
         return Clause(tokens=tokens, action="check")
     if CHECK_NOUNS.intersection(lows) and first not in NOTE_VERBS:
@@ -128,11 +195,14 @@ def _mentions_hotfix(tokens: list[Token]) -> bool:
     return bool(HOTFIX_WORDS.intersection(lows)) or ("hot", "fix") in set(pairs)
 
 
-def _prepend(pending: list[Token], clause: Clause) -> Clause:
-    shift = len(pending)
+def _prepend(pending: Clause, clause: Clause) -> Clause:
+    shift = len(pending.tokens)
     verb = (clause.verb[0] + shift, clause.verb[1] + shift) if clause.verb else None
-    joins = {shift + j for j in clause.joins}
-    return Clause(pending + clause.tokens, clause.action, verb, clause.note, joins)
+    joins = pending.joins | {shift + j for j in clause.joins}
+    doubtful = pending.doubtful + [(a + shift, b + shift, c + shift) for a, b, c in clause.doubtful]
+    return Clause(
+        pending.tokens + clause.tokens, clause.action, verb, clause.note, joins, clause.unrecognised, doubtful
+    )
 
 
 def verb_params(clause: Clause) -> dict[str, str]:

@@ -45,6 +45,10 @@ class Reading:
     count: int | None = None
     lists: dict[str, list[str]] = field(default_factory=dict)  # services, processes, packages, ...
     values: dict[str, Any] = field(default_factory=dict)  # replicas, version, strategy, ...
+    # Continuations whose first word could not be placed: (part's first, that word, part's last).
+    unplaced: list[tuple[Token, Token, Token]] = field(default_factory=list)
+    # Per clause, in order: the applications it names, and whether it refers to one ("it").
+    clause_subjects: list[tuple[list[str], bool]] = field(default_factory=list)
 
     def add(self, key: str, value: str) -> None:
         items = self.lists.setdefault(key, [])
@@ -64,6 +68,7 @@ class Cursor:
     slot: str = "object"
     filled: bool = False
     consumed: set[int] = field(default_factory=set)
+    ignored: set[int] = field(default_factory=set)  # names let be: neither kept nor refused
 
     @property
     def token(self) -> Token:
@@ -127,6 +132,7 @@ class NameReader:
             or self._object_kind(text, cur)
         )
         if kind == IGNORE:
+            cur.ignored.add(cur.index)
             return
         what = {"processes": "process", "services": "service", "packages": "package", "files": "file"}
         name = require_name(text, what.get(kind, kind))

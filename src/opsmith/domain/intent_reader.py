@@ -28,6 +28,7 @@ from opsmith.domain.intent_text import (
 from opsmith.domain.intent_words import (
     APP_REFERENCES,
     ASSIGNMENT_KEYS,
+    CONDITION_WORDS,
     CONNECTORS,
     ENVIRONMENT_NOUNS,
     ENVIRONMENTS,
@@ -41,6 +42,7 @@ from opsmith.domain.intent_words import (
     PLATFORMS,
     POSITIONAL_ENVIRONMENTS,
     QUESTION_WORDS,
+    READ_ONLY_ACTIONS,
     REPLICA_NOUNS,
     SLOTS,
     STATE_WORDS,
@@ -67,6 +69,13 @@ class Reader(NameReader):
         self.order = 0
 
     def read(self, clause: Clause) -> None:
+        named, referred = len(self.reading.subjects), self.reading.app_reference
+        self.reading.app_reference = False
+        self._read(clause)
+        self.reading.clause_subjects.append((self.reading.subjects[named:], self.reading.app_reference))
+        self.reading.app_reference = referred or self.reading.app_reference
+
+    def _read(self, clause: Clause) -> None:
         if clause.action is not None:
             self.reading.actions.append(clause.action)
         for key, value in verb_params(clause).items():
@@ -81,6 +90,11 @@ class Reader(NameReader):
             if cursor.index not in cursor.consumed:
                 self._token(cursor)
             cursor.index += 1
+        for start, head, end in clause.doubtful:
+            if head in cursor.ignored:  # "and then wipe": not a name, not an action, not filler
+                self.reading.unplaced.append(
+                    (clause.tokens[start], clause.tokens[head], clause.tokens[end - 1])
+                )
 
     # -- one token -------------------------------------------------------------------------
 
@@ -92,7 +106,7 @@ class Reader(NameReader):
             self._quoted(cur)
         elif token.low in SLOTS:
             if not (token.low == "to" and cur.near_low(1) in SINGLE_VERBS):  # "need to restart"
-                cur.slot, cur.filled = SLOTS[token.low], False
+                cur.slot, cur.filled = self._slot(token.low, cur), False
         elif not any(
             step(cur)
             for step in (
@@ -111,6 +125,13 @@ class Reader(NameReader):
             )
         ):
             self._name(cur.token.text, cur)
+
+    def _slot(self, low: str, cur: Cursor) -> str:
+        # "check if x is running" asks about x; "deploy it if it passes" sets a condition aside,
+        # whose words ("passes") are not names of what to deploy.
+        if low in CONDITION_WORDS and cur.clause.action not in READ_ONLY_ACTIONS:
+            return "aside"
+        return SLOTS[low]
 
     def _application(self, cur: Cursor) -> bool:
         name = self.known.applications.get(cur.token.low)

@@ -117,10 +117,15 @@ def _refuse_metacharacters(text: str) -> None:
             continue  # "a & b" is English for "a and b"
         word = _word_around(text, index)
         context = shorten(text[max(0, index - 30) : index + 40].strip())
+        hint = "opsmith never passes request text to a shell; name services, hosts and groups plainly"
+        if char == ";" and text[index + 1 : index + 2].isspace():
+            # Written as English punctuation between two parts of a request, still refused: the
+            # same text would chain commands in a shell.
+            hint = 'opsmith never passes request text to a shell; join two parts with ", then" or "and"'
         raise IntentError(
             f'refusing "{word}": {char} is a shell metacharacter and names may only contain letters, '
             f'digits, ".", "_" and "-" (in "{context}")',
-            hint="opsmith never passes request text to a shell; name services, hosts and groups plainly",
+            hint=hint,
         )
 
 

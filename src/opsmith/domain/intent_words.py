@@ -358,7 +358,8 @@ GENERIC_WORDS: Final[frozenset[str]] = frozenset(
         "today", "tonight", "tomorrow", "later", "time", "minutes", "minute", "hours", "hour",
         "seconds", "whole", "entire", "full", "fully", "safely", "carefully", "monday", "tuesday",
         "wednesday", "thursday", "friday", "saturday", "sunday", "weekend", "morning", "evening",
-        "night", "midnight", "noon", "him", "her",
+        "night", "midnight", "noon", "him", "her", "cheers", "ty", "tia", "regards", "appreciated",
+        "appreciate", "thankyou", "kthx", "tnx", "well", "sorry",
         # generic nouns of operations talk
         "service", "services", "deployment", "deployments", "deploys", "code", "app", "apps",
         "application", "applications", "hotfix", "hotfixes", "hot-fix", "change", "changes",
@@ -379,3 +380,55 @@ GENERIC_WORDS: Final[frozenset[str]] = frozenset(
         "rest", "run", "runs", "via", "way", "path", "paths", "directory", "folder",
     }
 )  # fmt: skip
+
+# A condition on the clause it is in ("roll back if it fails"); after "check" it asks about state.
+CONDITION_WORDS: Final[frozenset[str]] = frozenset({"if", "unless", "whether", "otherwise", "when", "once"})
+
+# Words that may lead into a part of a request before its verb: "then", "can you", "we need to".
+LEAD_WORDS: Final[frozenset[str]] = frozenset(
+    {
+        "please", "pls", "kindly", "then", "now", "also", "just", "and", "finally", "can", "could",
+        "would", "will", "you", "we", "i", "need", "needs", "want", "wants", "to", "let", "lets", "us",
+        "should", "must", "go", "ahead", "but", "so", "afterwards", "next", "plus", "lastly",
+        "additionally", "too",
+    }
+)  # fmt: skip
+
+# Words that may follow a name without being its object: "apache too", "nginx as well, please".
+TRAILING_WORDS: Final[frozenset[str]] = frozenset(
+    {
+        "please", "pls", "thanks", "thank", "thx", "ty", "cheers", "too", "also", "again", "as",
+        "well", "now", "then", "just", "either", "first", "afterwards", "later", *URGENCY,
+    }
+)  # fmt: skip
+
+# Every word some table above gives a meaning to: a part of a request that starts with a word
+# outside these (and outside the vocabulary's names) starts with a verb opsmith does not know.
+KNOWN_WORDS: Final[frozenset[str]] = frozenset().union(
+    GENERIC_WORDS,
+    CONNECTORS,
+    SLOTS,
+    MARKERS,
+    ENVIRONMENTS,
+    POSITIONAL_ENVIRONMENTS,
+    ENVIRONMENT_NOUNS,
+    PLATFORMS,
+    URGENCY,
+    NUMBER_WORDS,
+    APP_REFERENCES,
+    HOST_NOUNS_PLURAL,
+    HOST_NOUNS_SINGULAR,
+    REPLICA_NOUNS,
+    STATE_WORDS,
+    QUESTION_WORDS,
+    CHECK_NOUNS,
+    VERSION_KEYS,
+    NOTE_VERBS,
+    HOTFIX_WORDS,
+    CONDITION_WORDS,
+    LEAD_WORDS,
+    TRAILING_WORDS,
+    {"hot", "fix", "dry"},
+    *(phrase for phrase in VERBS),
+    *(phrase for phrase in STRATEGIES),
+)

@@ -23,6 +23,7 @@ from opsmith.planner.compliance import attach_requirements
 from opsmith.planner.context import Moment, adjust, staging_steps
 from opsmith.planner.expand import Draft, drop, expand
 from opsmith.planner.mapping import choose_tool
+from opsmith.planner.playbooks import Coverage, refuse_unserved
 from opsmith.planner.templates import render_text
 
 
@@ -63,6 +64,10 @@ class Planner:
     def check(self, request: str) -> Intent:
         """What can be refused before any server is asked: the request itself."""
         intent = self.intent(request)
+        # Before unknown names: in "... and purge the cache" the part, not the name, is the problem.
+        playbook = self._playbook(intent)
+        if playbook is not None:
+            refuse_unserved(intent, Coverage.of_playbook(playbook), self._playbooks)
         self._refuse_unknown(intent)
         require_environment(intent)
         if intent.targets.group or intent.targets.hosts:
@@ -79,10 +84,9 @@ class Planner:
         self._picks.clear()
         subjects = intent.subjects
         subject = subjects[0] if subjects else None
-        strategy = self._strategy(intent, subject)
-        playbook = choose(self._playbooks, intent, strategy)
+        playbook = self._playbook(intent)
         if playbook is None:
-            raise self._no_playbook(intent, strategy)
+            raise self._no_playbook(intent, self._strategy(intent, subject))
         if not subjects and any(s.for_each or "subject" in str(s.args) for s in playbook.steps):
             raise PlanError(
                 f"'{intent.request}' names no application and no default_application is configured",
@@ -102,6 +106,8 @@ class Planner:
         drafts = expand(source_steps, subjects)
         steps, warnings, dropped = self._concrete(drafts, intent, situation, dict(overrides or {}))
         skipped += dropped
+        # A part served by an optional step is not served once that step is left out.
+        refuse_unserved(intent, Coverage.of_steps(playbook, steps), self._playbooks, left_out=True)
         return self._assemble(
             intent, playbook, steps, warnings, skipped, adjustment, situation, dict(overrides or {})
         )
@@ -112,10 +118,17 @@ class Planner:
         if intent.unknown:
             first = intent.unknown[0]
             near = f"; nearest known: {', '.join(first.nearest)}" if first.nearest else ""
+            # In a compound request, which part it is in: "... and purge the cache" names no app.
+            parts = [c.text for c in intent.clauses if first.name.lower() in c.text.lower()]
+            where = f' in "{parts[0]}"' if len(intent.clauses) > 1 and parts else ""
             raise PlanError(
-                f"unknown {first.kind} {first.name!r}{near}",
+                f"unknown {first.kind} {first.name!r}{where}{near}",
                 hint=f"known applications: {', '.join(self.vocabulary.applications) or 'none configured'}",
             )
+
+    def _playbook(self, intent: Intent) -> Playbook | None:
+        subject = intent.subjects[0] if intent.subjects else None
+        return choose(self._playbooks, intent, self._strategy(intent, subject))
 
     def _strategy(self, intent: Intent, subject: str | None) -> str:
         asked = intent.params.get("strategy")
@@ -252,7 +265,16 @@ class Planner:
             return None
         _, tool = found
         filled = fill_arguments(tool.input_schema, draft.rollback_args, facts, {})
-        return ToolCall(server=tool.server, tool=tool.name, args=filled.args, description=tool.summary)
+        stated = draft.source.rollback_idempotent
+        # As for steps: a read-only tool changes nothing, so running it again is safe.
+        idempotent = stated if stated is not None else bool(tool.hints.idempotent or tool.hints.read_only)
+        return ToolCall(
+            server=tool.server,
+            tool=tool.name,
+            args=filled.args,
+            description=tool.summary,
+            idempotent=idempotent,
+        )
 
     def _facts(self, intent: Intent, subject: str | None, environment: str | None) -> dict[str, Any]:
         planning = self._config.planning
