@@ -99,9 +99,24 @@ def test_a_destructive_tool_needs_confirmation_then_runs_audited(project: Path) 
 
 def test_secret_looking_arguments_never_reach_the_audit_trail(project: Path) -> None:
     args = json.dumps({"namespace": "production", "label_selector": "app=x", "api_token": "s3cr3t-value"})
-    code, out, err = as_user(project, "vic", "call", "kubernetes", "get_pods", "--args", args)
+    code, _, err = as_user(project, "vic", "call", "kubernetes", "get_pods", "--args", args)
     # The sandbox refuses the unknown argument, or answers: either way the call is audited redacted.
     assert code in (0, 2), err
     entries = audit(project)
     assert [e["subject"] for e in entries] == ["kubernetes/get_pods"]
     assert "s3cr3t-value" not in json.dumps(entries) and "***" in json.dumps(entries)
+
+
+def test_the_os_user_comes_from_the_process_not_from_the_environment(tmp_path: Path) -> None:
+    import os
+    import pwd
+
+    me = pwd.getpwuid(os.geteuid()).pw_name
+    (tmp_path / "opsmith.yaml").write_text(
+        f"rbac:\n  users: {{{me}: viewer, mallory-admin: admin}}\nmcpServers: {{}}\n"
+    )
+    env = {**os.environ, "USER": "mallory-admin", "LOGNAME": "mallory-admin"}
+    env.pop("OPSMITH_CONFIG", None)
+    result = opsmith(tmp_path, "whoami", "--json", env=env)
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["user"] == me and json.loads(result.stdout)["role"] == "viewer"

@@ -58,12 +58,14 @@ class State:
 
 
 def _os_user() -> str:
-    import getpass
+    """The account this process runs as, from the kernel's user id. Never $USER or $LOGNAME
+    (getpass reads those first): anyone can set them, and identity decides who may approve."""
+    import pwd
 
     try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return "unknown"
+        return pwd.getpwuid(os.geteuid()).pw_name
+    except KeyError:
+        return f"uid-{os.geteuid()}"
 
 
 def state(ctx: typer.Context) -> State:
