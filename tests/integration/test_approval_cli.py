@@ -50,8 +50,12 @@ def test_a_plan_is_approved_by_an_approver_and_amending_voids_it(project: Path) 
 
     code, out, _ = as_user(project, "alice", "audit", "--json", "--subject", plan["id"])
     entries = json.loads(out)
-    assert [(e["actor"], e["action"]) for e in entries] == [("alice", "plan.approved")]
-    assert entries[0]["details"]["hash"] == plan["hash"]
+    assert [(e["actor"], e["action"]) for e in entries] == [
+        ("bob", "plan.approval_refused"),
+        ("alice", "plan.approved"),
+    ]
+    assert "bob (deployer) may not approve" in entries[0]["details"]["why"]
+    assert entries[1]["details"]["hash"] == plan["hash"]
     assert as_user(project, "alice", "audit", "verify")[0] == 0
 
     code, out, err = as_user(project, "bob", "plan", "amend", plan["id"], "--set", "replicas=4", "--json")

@@ -97,7 +97,13 @@ def answers() -> dict[str, Any]:
         return {"backup_id": "backup-1", "deployment": args["deployment_name"], "revision": 1, "replicas": 2}
 
     def pods(_: str, args: dict[str, Any]) -> dict[str, Any]:
-        pod = {"name": "shop-1", "status": "Running", "phase": "Running", "ready": True, "image": "org/shop:v1"}
+        pod = {
+            "name": "shop-1",
+            "status": "Running",
+            "phase": "Running",
+            "ready": True,
+            "image": "org/shop:v1",
+        }
         return {"total": 1, "running": 1, "ready": 1, "not_ready": 0, "crash_looping": 0, "pods": [pod]}
 
     return {
@@ -318,3 +324,55 @@ def test_servers_an_operator_stopped_are_not_started(world: FakeWorld) -> None:
 
     assert run(open_all()) == []
     assert world.tools.started == [[]]
+
+
+def test_refused_approvals_are_audited_and_count_for_nothing(world: FakeWorld) -> None:
+    from opsmith.domain.approval import ApprovalError
+
+    plan = run(make_plan(world.app, who("bob", "deployer"), SCALE, {}))
+    with pytest.raises(ApprovalError, match="may not approve"):
+        approve(world.app, who("bob", "deployer"), plan.id, "mine")
+    stored = world.plans.get(plan.id)
+    world.plans.save(stored.model_copy(update={"request": stored.request + " (edited)"}))
+    with pytest.raises(ApprovalError, match="changed after it was made"):
+        approve(world.app, who("alice", "approver"), plan.id, "ok")
+    assert [a for _, a, _ in world.audit.actions()][-2:] == ["plan.approval_refused", "plan.approval_refused"]
+    assert world.approvals.approvals == [] and world.plans.get(plan.id).status is PlanStatus.PENDING_APPROVAL
+
+
+def flaky_world(failures: int) -> FakeWorld:
+    """get_deployment fails with a retryable error `failures` times, then answers."""
+    from opsmith.errors import ToolCallError
+
+    left = [failures]
+
+    def flaky(_: str, args: dict[str, Any]) -> dict[str, Any]:
+        if left[0] > 0:
+            left[0] -= 1
+            raise ToolCallError("the server was busy", retryable=True)
+        return {"name": args["deployment_name"], "replicas": 2, "image": "org/shop:v1"}
+
+    return fake_app(CONFIG, FakeTools(specs=list(SPECS), answers={**answers(), "get_deployment": flaky}))
+
+
+HAND_WRITTEN = """
+title: Read shop twice
+environment: staging
+steps:
+  - {id: first, server: kubernetes, tool: get_deployment,
+     args: {deployment_name: shop, namespace: staging}, retry: {attempts: ATTEMPTS, initial_delay: 0}}
+"""
+
+
+@pytest.mark.parametrize(("attempts", "status"), [(3, RunStatus.SUCCEEDED), (1, RunStatus.FAILED)])
+def test_a_hand_written_plan_runs_with_its_own_retry_policy(attempts: int, status: RunStatus) -> None:
+    from opsmith.services.planning import make_manual_plan
+
+    world = flaky_world(failures=2)
+    text = HAND_WRITTEN.replace("ATTEMPTS", str(attempts))
+    plan = run(make_manual_plan(world.app, who("olga", "operator"), text, source="plan.yaml"))
+    assert plan.status is PlanStatus.APPROVED and not plan.requires_approval
+    _, state, _ = run(start_run(world.app, who("olga", "operator"), plan.id))
+    assert state.status is status
+    assert state.step("first").attempts == min(attempts, 3)
+    assert ("olga", "plan.created", plan.id) in world.audit.actions()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
@@ -37,20 +38,32 @@ def intent_command(
 
 def plan_command(
     ctx: typer.Context,
-    words: Annotated[list[str], typer.Argument(help='"REQUEST", or: amend PLAN_ID')],
+    words: Annotated[list[str] | None, typer.Argument(help='"REQUEST", or: amend PLAN_ID')] = None,
     sets: SetOpt = None,
+    file: Annotated[
+        Path | None, typer.Option("--file", "-f", help="a plan written by hand (YAML or JSON steps)")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Plan a request over the running servers and store it: `opsmith plan "Deploy x to staging"`.
 
     `opsmith plan amend PLAN_ID --set key=value` fills what an incomplete plan is missing.
     """
-    from opsmith.services.planning import amend_plan, make_plan, parse_overrides
+    from opsmith.services.planning import amend_plan, make_manual_plan, make_plan, parse_overrides
 
     app = state(ctx).app
     overrides = parse_overrides(sets or [])
     who = state(ctx).identity
-    if words[:1] == ["amend"] and len(words) == 2:
+    words = words or []
+    if file is not None:
+        if words or sets:
+            raise UsageError("--file takes the whole plan: give no request and no --set with it")
+        plan = run(make_manual_plan(app, who, _read(file), source=str(file)))
+    elif not words:
+        raise UsageError(
+            'what should be planned? opsmith plan "REQUEST"', hint="or: opsmith plan --file PLAN.yaml"
+        )
+    elif words[:1] == ["amend"] and len(words) == 2:
         plan = run(amend_plan(app, who, words[1], overrides))
     elif words[:1] == ["amend"]:
         raise UsageError("amend takes one plan id", hint="opsmith plan amend PLAN_ID --set KEY=VALUE")
@@ -58,6 +71,15 @@ def plan_command(
         plan = run(make_plan(app, who, " ".join(words), overrides))
     _show(plan, as_json)
     raise typer.Exit(1 if plan.status.value == "incomplete" else 0)
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(
+            f"cannot read the plan file {path}: {exc}", hint="give a readable UTF-8 YAML or JSON file"
+        ) from exc
 
 
 def show_command(

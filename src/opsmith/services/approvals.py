@@ -27,7 +27,18 @@ def approve(
     plans, approvals = app.plans, app.approvals
     plan = plans.get(plan_id)
     existing = approvals.for_plan(plan.id)
-    decision = check_approve(plan, identity, permission_of(app.config, identity), existing, now)
+    try:
+        if plan.hash != plan.content_hash():
+            raise ApprovalError(
+                f"plan {plan.id} was changed after it was made: its content no longer matches its hash",
+                hint="plan the request again",
+            )
+        decision = check_approve(plan, identity, permission_of(app.config, identity), existing, now)
+    except ApprovalError as refused:
+        # A refused approval is evidence too: who tried to approve what, and why it did not count.
+        details: dict[str, object] = {"hash": plan.hash, "why": refused.message}
+        record_audit(app, identity, "plan.approval_refused", plan.id, details)
+        raise
     approval = Approval(
         plan_id=plan.id,
         plan_hash=plan.hash,

@@ -106,6 +106,34 @@ def plan_with(
     return plan
 
 
+async def make_manual_plan(app: App, identity: Identity, text: str, *, source: str) -> Plan:
+    """A plan written by hand (YAML or JSON steps over the catalog's tools), validated like a
+    planned one (graph, tools, arguments, references), with risk, approval policy and hash."""
+    from opsmith.planner.manual import plan_from_document
+    from opsmith.services.discovery import recorded_catalog, running_servers, statuses
+
+    require(app, identity, Action.PLAN, hint="ask an admin for a role that may plan")
+    recorded = recorded_catalog(app)
+    if recorded is None:
+        async with running_servers(app) as pool:
+            degraded = frozenset(s.name for s in statuses(app, pool) if s.health is Health.DEGRADED)
+            recorded = Catalog(pool.catalog.tools()), degraded
+    catalog, degraded = recorded
+    plan = plan_from_document(
+        text,
+        source=source,
+        catalog=catalog,
+        config=app.config,
+        now=app.clock.now().astimezone(),
+        durations=past_durations(app),
+        degraded=degraded,
+        taken_ids=app.plans.ids_with_prefix("plan_manual_"),
+    ).model_copy(update={"requested_by": identity.user})
+    app.plans.save(plan)
+    app.audit.append(identity.user, "plan.created", plan.id, {"hash": plan.hash, "source": source})
+    return plan
+
+
 AMENDABLE = (PlanStatus.INCOMPLETE, PlanStatus.PENDING_APPROVAL, PlanStatus.APPROVED)
 
 
@@ -115,6 +143,11 @@ async def amend_plan(app: App, identity: Identity, plan_id: str, overrides: dict
     (an amender never becomes the requester, who may not approve their own plan)."""
     require(app, identity, Action.PLAN, hint="ask an admin for a role that may plan")
     old = app.plans.get(plan_id)
+    if old.playbook == "manual":
+        raise UsageError(
+            f"plan {old.id} was written by hand; it has no request to plan again",
+            hint="edit the file and run: opsmith plan --file PLAN.yaml",
+        )
     if old.status not in AMENDABLE:
         raise UsageError(
             f"plan {old.id} is {old.status.value}; only a plan that has not started can be amended",
