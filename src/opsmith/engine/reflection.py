@@ -30,7 +30,7 @@ def reflect(plan: Plan, run: RunState) -> Reflection:
     estimates, failures, retries, suggestions = [], [], [], []
     for step in plan.steps:
         state = run.step(step.id)
-        seconds = _seconds(state)
+        seconds = step_seconds(state)
         if seconds is not None and state.status is StepStatus.SUCCEEDED:
             low, high = step.estimated_duration
             verdict = (
@@ -77,7 +77,8 @@ def _suggest(step_id: str, error: str) -> list[str]:
     return tips
 
 
-def _seconds(state: StepState) -> float | None:
+def step_seconds(state: StepState) -> float | None:
+    """How long a step took, when it started and finished (datetimes, or seconds in tests)."""
     start, end = state.started_at, state.finished_at
     if start is None or end is None:
         return None

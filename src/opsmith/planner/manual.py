@@ -64,7 +64,7 @@ from yaml.nodes import MappingNode
 from yaml.nodes import Node as YamlNode
 
 from opsmith.config import Config
-from opsmith.domain.approval_rule import ApprovalRule, approval_need
+from opsmith.domain.approval_rule import approval_need
 from opsmith.domain.capabilities import CAPABILITIES, Capability
 from opsmith.domain.catalog import Catalog, ToolSpec
 from opsmith.domain.errors import (
@@ -79,12 +79,13 @@ from opsmith.domain.evidence import Condition, StepCondition
 from opsmith.domain.graph import Node, estimate, format_duration_range, parallel_groups, topological_order
 from opsmith.domain.intent import Environment, Intent
 from opsmith.domain.plan import Estimate, Plan, PlanStatus, Step, StepRetry, ToolCall
-from opsmith.domain.risk import Risk, RiskRules, assess, highest
+from opsmith.domain.risk import RiskRules, assess, highest
 from opsmith.engine.errors import InvalidSetting
 from opsmith.engine.retry import RetryPolicy
 from opsmith.planner import arguments, describe
 from opsmith.planner.compliance import attach_requirements
 from opsmith.planner.mapping import THRESHOLD, score
+from opsmith.planner.policy import approval_rule, risk_rules
 from opsmith.planner.templates import RUNTIME_REF, runtime_refs
 
 __all__ = [
@@ -541,27 +542,6 @@ class _Assembly:
 
 
 # --- policy from the configuration -----------------------------------------------------------
-
-
-def risk_rules(config: Config) -> RiskRules:
-    """The risk rules the planner uses: the built-in action words, levels replaced by the config's."""
-    words = config.planning.risk_words
-    defaults = RiskRules()
-    return RiskRules(
-        words={**defaults.words, **({Risk(k): v for k, v in words.items()} if words else {})},
-        raise_in=config.planning.raise_risk_in,
-    )
-
-
-def approval_rule(config: Config) -> ApprovalRule:
-    """`policy.approval` of the configuration as the domain's value."""
-    policy = config.policy.approval
-    return ApprovalRule(
-        environments=tuple(policy.environments),
-        min_risk=Risk(policy.min_risk),
-        four_eyes_risk=Risk(policy.four_eyes_risk),
-        four_eyes_approvers=policy.four_eyes_approvers,
-    )
 
 
 def _refuse_unsupported(step: StepDocument, source: str, config: Config) -> None:

@@ -8,6 +8,7 @@ from datetime import datetime
 from typing import Any
 
 from opsmith.config import Config
+from opsmith.domain.approval_rule import approval_need
 from opsmith.domain.capabilities import CAPABILITIES, Capability
 from opsmith.domain.catalog import Catalog, ToolSpec
 from opsmith.domain.errors import PlanError
@@ -16,7 +17,7 @@ from opsmith.domain.intent import Intent, Vocabulary, parse_intent, require_envi
 from opsmith.domain.plan import Estimate, Plan, PlanStatus, Step, ToolCall
 from opsmith.domain.plan import Mapping as ToolMapping
 from opsmith.domain.playbook import Playbook, PlaybookStep, choose
-from opsmith.domain.risk import Risk, RiskRules, assess, highest
+from opsmith.domain.risk import assess, highest
 from opsmith.planner import describe
 from opsmith.planner.arguments import fill_arguments
 from opsmith.planner.compliance import attach_requirements
@@ -24,6 +25,7 @@ from opsmith.planner.context import Moment, adjust, staging_steps
 from opsmith.planner.expand import Draft, drop, expand
 from opsmith.planner.mapping import choose_tool
 from opsmith.planner.playbooks import Coverage, refuse_unserved
+from opsmith.planner.policy import approval_rule, risk_rules
 from opsmith.planner.templates import render_text
 
 
@@ -49,14 +51,9 @@ class Planner:
             default_application=config.planning.default_application,
             default_environment=config.planning.default_environment,
         )
-        words = config.planning.risk_words
-        defaults = RiskRules()
         # Choices per (situation, capability): one plan asks for the same capability many times.
         self._picks: dict[tuple[int, str], tuple[ToolMapping, ToolSpec] | None] = {}
-        self._risk_rules = RiskRules(
-            words={**defaults.words, **({Risk(k): v for k, v in words.items()} if words else {})},
-            raise_in=config.planning.raise_risk_in,
-        )
+        self._risk_rules = risk_rules(config)
 
     def intent(self, request: str) -> Intent:
         return parse_intent(request, self.vocabulary)
@@ -315,18 +312,11 @@ class Planner:
         )
         found = estimate(nodes)
         risk = highest([s.risk for s in steps])
-        policy = self._config.policy.approval
-        reasons = []
         changes = any(s.changes_target for s in steps)
-        if changes and intent.environment in policy.environments:
-            reasons.append(f"{intent.environment} requires approval")
-        if risk.rank >= Risk(policy.min_risk).rank:
-            reasons.append(f"risk {risk.value} >= {policy.min_risk}")
-        needed = 0
-        if reasons:
-            needed = policy.four_eyes_approvers if risk.rank >= Risk(policy.four_eyes_risk).rank else 1
-            if needed > 1:
-                reasons.append(f"risk {risk.value}: {needed} approvers, none of them the requester")
+        need = approval_need(
+            risk, intent.environment, changes_target=changes, rule=approval_rule(self._config)
+        )
+        reasons, needed = list(need.reasons), need.approvals
         if adjustment.extra_approvals:
             needed = max(needed, 1) + adjustment.extra_approvals
             reasons.append(f"recent failures: {adjustment.extra_approvals} more approval(s)")

@@ -12,12 +12,12 @@ from dataclasses import dataclass
 from typing import Any
 
 from opsmith.bootstrap import App
-from opsmith.config import Config
 from opsmith.domain.catalog import ToolSpec
 from opsmith.domain.errors import OpsmithError, UsageError
 from opsmith.domain.identity import Action, Identity, decide
 from opsmith.domain.results import ToolResult
-from opsmith.domain.risk import Risk, RiskRules, assess
+from opsmith.domain.risk import Risk, assess
+from opsmith.planner.policy import risk_rules
 from opsmith.ports import ToolProvider
 from opsmith.services.discovery import off_names, running_servers
 from opsmith.services.identity import permission_of
@@ -86,16 +86,6 @@ def assess_call(app: App, spec: ToolSpec, arguments: dict[str, Any]) -> Assessme
         rules=risk_rules(app.config),
     ).level
     return Assessment(spec, risk, environment, destructive=spec.hints.effective_destructive)
-
-
-def risk_rules(config: Config) -> RiskRules:
-    """The configured action words over the defaults, as the planner weighs them."""
-    words = config.planning.risk_words or {}
-    defaults = RiskRules()
-    return RiskRules(
-        words={**defaults.words, **{Risk(level): list(names) for level, names in words.items()}},
-        raise_in=config.planning.raise_risk_in,
-    )
 
 
 def environment_of(arguments: dict[str, Any]) -> str | None:

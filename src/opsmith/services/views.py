@@ -8,6 +8,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from opsmith.domain.plan import Plan
+from opsmith.engine.reflection import step_seconds
 from opsmith.engine.state import RunState, RunStatus, StepState, StepStatus
 
 
@@ -65,14 +66,7 @@ def step_run(step: StepState) -> StepRun:
 
 
 def duration(step: StepState) -> float | None:
-    start, end = step.started_at, step.finished_at
-    if start is None or end is None:
-        return None
-    if isinstance(start, datetime) and isinstance(end, datetime):
-        return (end - start).total_seconds()
-    if isinstance(start, int | float) and isinstance(end, int | float):
-        return float(end - start)
-    return None
+    return step_seconds(step)
 
 
 def run_next(plan: Plan, state: RunState) -> str:
