@@ -10,6 +10,7 @@ import os
 import signal
 import subprocess
 import time
+from datetime import datetime
 from pathlib import Path
 
 import psutil
@@ -161,20 +162,55 @@ def test_an_interrupted_idempotent_step_runs_again_and_finished_steps_do_not(
     assert calls["deploy"] == 1
 
 
+def project_holding(tmp_path: Path, state_dir: Path, server: str, tool: str, gate: Path) -> Path:
+    """Sandbox servers with no latency whose `server`/`tool` calls wait until `gate` exists."""
+    lines = []
+    for name in ("jenkins", "sonarqube", "registry", "kubernetes"):
+        extra = f", --hold, '{tool}={gate}'" if name == server else ""
+        lines.append(
+            f"  {name}: {{command: {PYTHON}, args: [-m, opsmith.sandbox.{name}, --state-dir, '{state_dir}',"
+            f" --latency-ms, '0'{extra}]}}"
+        )
+    (tmp_path / "opsmith.yaml").write_text(f"{CONFIG}\nmcpServers:\n" + "\n".join(lines) + "\n")
+    return tmp_path
+
+
+def wait_for_a_heartbeat_after(project: Path, run_id: str, expires: datetime | None) -> None:
+    """Until the driver renewed its lease past `expires`: that renewal also read what was asked of it.
+
+    While its one step is held nothing else extends the lease, so a later expiry is a heartbeat."""
+    runs = runs_of(project)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        renewed = runs.lease(run_id).expires
+        if renewed is not None and expires is not None and renewed > expires:
+            return
+        time.sleep(0.05)
+    pytest.fail("the driver did not renew its lease")
+
+
+@pytest.mark.timeout(300)  # six opsmith commands, two of them whole runs; a loaded machine takes minutes
 def test_a_running_run_cannot_be_taken_over_while_its_process_lives(tmp_path: Path, state_dir: Path) -> None:
-    # Slow enough that two CLI commands fit into the build on a loaded 2-core machine, where one
-    # command has been seen to take 3.5-5 s (8 s was too little there).
-    project = project_with_slow(tmp_path, state_dir, {"jenkins": "trigger_build=30000"})
+    # The build is held open until the test creates the gate file, after its two CLI commands,
+    # however long they take on a loaded machine.
+    gate = tmp_path / "build.gate"
+    project = project_holding(tmp_path, state_dir, "jenkins", "trigger_build", gate)
     plan_id = plan_of(project)
     process = start_run(project, plan_id)
     try:
         state = wait_until_running(project, process, "build")
         code, out, err = as_user(project, "bob", "pause", state.run_id)
         assert code == 0 and "asked" in out, err
+        asked = runs_of(project).lease(state.run_id).expires
         code, _, err = as_user(project, "bob", "resume", state.run_id)
         assert code == 2 and "is being driven by" in err
+        assert process.poll() is None and not gate.exists(), "the build was still being called"
+        # Let the build end only once the driver has seen the pause, so it starts nothing after it.
+        wait_for_a_heartbeat_after(project, state.run_id, asked)
+        gate.touch()
         stdout, _ = process.communicate(timeout=120)
     finally:
+        gate.touch()  # a failed assertion above must not leave the held call waiting
         if process.poll() is None:
             process.kill()
     paused = json.loads(stdout)
@@ -226,10 +262,13 @@ def test_a_validation_gate_that_times_out_rolls_the_deployment_back(tmp_path: Pa
     assert code == 2 and "not waiting at a gate" in err
 
 
+@pytest.mark.timeout(300)  # five opsmith commands; a loaded machine takes minutes
 def test_a_run_cancelled_from_another_terminal_stops_after_its_in_flight_step(
     tmp_path: Path, state_dir: Path
 ) -> None:
-    project = project_with_slow(tmp_path, state_dir, {"jenkins": "trigger_build=8000"})
+    # The build is held open until the cancel was asked and seen, however slow the CLI calls are.
+    gate = tmp_path / "build.gate"
+    project = project_holding(tmp_path, state_dir, "jenkins", "trigger_build", gate)
     plan_id = plan_of(project)
     process = start_run(project, plan_id)
     try:
@@ -238,8 +277,12 @@ def test_a_run_cancelled_from_another_terminal_stops_after_its_in_flight_step(
         assert code == 2, "a viewer may not cancel"
         code, out, err = as_user(project, "bob", "cancel", state.run_id)
         assert code == 0 and "asked" in out, err
-        stdout, _ = process.communicate(timeout=60)
+        asked = runs_of(project).lease(state.run_id).expires
+        wait_for_a_heartbeat_after(project, state.run_id, asked)
+        gate.touch()
+        stdout, _ = process.communicate(timeout=120)
     finally:
+        gate.touch()  # a failed assertion above must not leave the held call waiting
         if process.poll() is None:
             process.kill()
     cancelled = json.loads(stdout)

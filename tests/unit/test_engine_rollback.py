@@ -8,9 +8,27 @@ import pytest
 
 from opsmith.domain.plan import ToolCall
 from opsmith.engine.errors import NoRollback, UnknownStep, UnresolvedReference
-from opsmith.engine.rollback import rollback_call, rollback_order
+from opsmith.engine.rollback import (
+    broken_steps,
+    held_undos,
+    rollback_call,
+    rollback_order,
+    undo_call,
+    unrecorded,
+)
 from opsmith.engine.scheduler import apply_result, start_step
-from opsmith.engine.state import RunState, RunStatus, StepStatus, new_run, succeeded_outputs, with_run_status
+from opsmith.engine.state import (
+    RunState,
+    RunStatus,
+    StepStatus,
+    UndoStatus,
+    new_run,
+    replace_step,
+    succeeded_outputs,
+    with_run_status,
+    with_step,
+    with_undo,
+)
 from tests.unit.test_engine_helpers import plan_of, run_of, step
 
 S = StepStatus
@@ -99,3 +117,96 @@ def test_rollback_call_errors() -> None:
         "step scale_b (rollback): args.replicas refers to ${steps.scale_b.previous}, "
         "but step scale_b's output has no previous (it had: replicas)"
     )
+
+
+# A deploy whose undo goes back to the revision the deploy itself replaced, and a switch whose undo
+# needs nothing of its own output.
+CHANGING = plan_of(
+    step("push"),
+    step(
+        "deploy",
+        "push",
+        rollback=undo("rollback", to_revision="${steps.deploy.previous_revision}", app="a"),
+    ).model_copy(update={"changes_target": True}),
+    step("switch", "deploy", rollback=undo("switch", color="blue")).model_copy(
+        update={"changes_target": True}
+    ),
+    step("check", "switch"),
+)
+
+
+def failed(run: RunState, step_id: str, output: dict[str, object] | None = None) -> RunState:
+    """`step_id` failed after calling its tool, having recorded `output` (None: nothing)."""
+    run = start_step(CHANGING, run, step_id, at=0.0)
+    run = apply_result(run, step_id, ok=False, output=output, error="rollout failed", at=1.0)
+    return with_undo(run, step_id, UndoStatus.DUE)
+
+
+def started() -> RunState:
+    run = with_run_status(new_run(CHANGING, run_id="r"), RunStatus.RUNNING)
+    return apply_result(start_step(CHANGING, run, "push", at=0.0), "push", ok=True, output={}, at=0.5)
+
+
+def test_a_failed_step_that_called_its_tool_is_broken_and_undone_first() -> None:
+    run = failed(started(), "deploy", {"previous_revision": 4})
+    assert broken_steps(CHANGING, run) == ["deploy"]
+    untouched = apply_result(
+        start_step(CHANGING, started(), "deploy", at=0.0), "deploy", ok=False, error="denied", at=1.0
+    )
+    assert broken_steps(CHANGING, untouched) == [], "a step that never called its tool changed nothing"
+    assert broken_steps(CHANGING, untouched, touched={"deploy"}) == ["deploy"]
+    done = with_undo(with_undo(run, "deploy", UndoStatus.CALLING), "deploy", UndoStatus.DONE)
+    assert broken_steps(CHANGING, done) == [], "an undo that ran is not run again"
+
+
+def test_the_undo_of_a_failed_step_uses_what_that_step_recorded() -> None:
+    run = failed(started(), "deploy", {"previous_revision": 4, "revision": 5})
+    assert unrecorded(CHANGING, run, "deploy") == []
+    assert undo_call(CHANGING, run, "deploy").args == {"to_revision": 4, "app": "a"}
+
+
+def test_a_failed_step_that_recorded_nothing_its_undo_needs_is_reported() -> None:
+    nothing = failed(started(), "deploy")
+    assert unrecorded(CHANGING, nothing, "deploy") == ["previous_revision"]
+    partial = failed(started(), "deploy", {"revision": 5})
+    assert unrecorded(CHANGING, partial, "deploy") == ["previous_revision"]
+    with pytest.raises(UnresolvedReference, match="previous_revision"):
+        undo_call(CHANGING, partial, "deploy")
+    # A step that succeeded has its whole output; an undo that needs nothing of its step runs as it is.
+    switch_failed = failed(run_of(CHANGING, push=S.SUCCEEDED, deploy=S.SUCCEEDED), "switch")
+    assert unrecorded(CHANGING, run_of(CHANGING, deploy=S.SUCCEEDED), "deploy") == []
+    assert unrecorded(CHANGING, switch_failed, "switch") == []
+
+
+def test_an_undo_a_person_chose_leaves_out_what_its_step_never_recorded() -> None:
+    held = with_undo(failed(started(), "deploy"), "deploy", UndoStatus.HELD)
+    chosen = with_undo(held, "deploy", UndoStatus.CHOSEN)
+    # The tool's default applies to the argument left out (here: one revision back).
+    assert undo_call(CHANGING, chosen, "deploy").args == {"app": "a"}
+
+
+def test_an_undo_that_waits_for_a_person_is_not_in_the_order() -> None:
+    run = run_of(CHANGING, push=S.SUCCEEDED, deploy=S.SUCCEEDED, switch=S.SUCCEEDED)
+    assert rollback_order(CHANGING, run) == ["switch", "deploy"]
+    interrupted = with_undo(run, "switch", UndoStatus.CALLING)
+    held = with_undo(interrupted, "switch", UndoStatus.HELD)
+    assert rollback_order(CHANGING, held) == ["deploy"] and held_undos(held) == ["switch"]
+    again = with_undo(interrupted, "switch", UndoStatus.DUE)
+    assert rollback_order(CHANGING, again) == ["switch", "deploy"] and held_undos(again) == []
+
+
+def test_the_deploy_undo_targets_the_revision_it_replaced_not_one_back() -> None:
+    # The deploy changed nothing (the image was running already): the undo goes to that revision.
+    unchanged = {"action": "unchanged", "revision": 7, "previous_revision": 7}
+    run = run_of(CHANGING, push=S.SUCCEEDED, deploy=S.SUCCEEDED)
+    run = with_step(run, replace_step(run.step("deploy"), output=unchanged))
+    assert undo_call(CHANGING, run, "deploy").args == {"to_revision": 7, "app": "a"}
+
+
+def test_only_an_undo_declared_idempotent_changes_the_plan_hash() -> None:
+    # Plans stored before undos declared idempotence keep the hash they were approved with.
+    rollback = CHANGING.step("switch").rollback
+    assert rollback is not None and not rollback.idempotent
+    declared = rollback.model_copy(update={"idempotent": True})
+    steps = [s.model_copy(update={"rollback": declared}) if s.id == "switch" else s for s in CHANGING.steps]
+    assert CHANGING.model_copy(update={"steps": steps}).content_hash() != CHANGING.content_hash()

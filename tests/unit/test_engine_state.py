@@ -14,15 +14,18 @@ from opsmith.engine.state import (
     FINAL_STEP_STATUSES,
     RUN_TRANSITIONS,
     STEP_TRANSITIONS,
+    UNDO_TRANSITIONS,
     RunState,
     RunStatus,
     StepState,
     StepStatus,
+    UndoStatus,
     new_run,
     succeeded_outputs,
     transition,
     with_run_status,
     with_step_status,
+    with_undo,
 )
 from tests.unit.test_engine_helpers import plan_of, run_of, step
 
@@ -187,3 +190,52 @@ def test_succeeded_outputs_include_undone_steps() -> None:
     plan = plan_of(step("a"), step("b"), step("c"), step("d"))
     run = run_of(plan, a=StepStatus.SUCCEEDED, b=StepStatus.ROLLED_BACK, c=StepStatus.FAILED)
     assert succeeded_outputs(run) == {"a": {}, "b": {}}
+
+
+def test_every_undo_status_has_a_row_and_done_and_skipped_are_final() -> None:
+    assert set(UNDO_TRANSITIONS) == {None, *UndoStatus}
+    assert {u for u, targets in UNDO_TRANSITIONS.items() if not targets} == {
+        UndoStatus.DONE,
+        UndoStatus.SKIPPED,
+    }
+
+
+@pytest.mark.parametrize(
+    "path",
+    [
+        # an undo that ran
+        [UndoStatus.CALLING, UndoStatus.DONE],
+        # a failed step's undo: due with the failure, then called, failed, tried again
+        [UndoStatus.DUE, UndoStatus.CALLING, UndoStatus.FAILED, UndoStatus.CALLING, UndoStatus.DONE],
+        # interrupted by a crash and safe to repeat
+        [UndoStatus.CALLING, UndoStatus.DUE, UndoStatus.CALLING, UndoStatus.DONE],
+        # interrupted and not safe to repeat: a person runs it again, or counts it as done
+        [UndoStatus.CALLING, UndoStatus.HELD, UndoStatus.CHOSEN, UndoStatus.CALLING, UndoStatus.DONE],
+        [UndoStatus.CALLING, UndoStatus.HELD, UndoStatus.SKIPPED],
+        # its step recorded nothing its undo needs
+        [UndoStatus.DUE, UndoStatus.HELD, UndoStatus.CHOSEN, UndoStatus.FAILED],
+    ],
+)
+def test_legal_undo_paths(path: list[UndoStatus]) -> None:
+    run = run_of(plan_of(step("a")), RunStatus.ROLLING_BACK, a=StepStatus.FAILED)
+    for undo in path:
+        run = with_undo(run, "a", undo)
+        assert run.step("a").undo is undo
+    assert run.step("a").status is StepStatus.FAILED, "the step's own status does not move"
+
+
+def test_illegal_undo_moves_name_both_ends() -> None:
+    run = run_of(plan_of(step("a")), RunStatus.ROLLING_BACK, a=StepStatus.SUCCEEDED)
+    with pytest.raises(IllegalTransition, match="cannot go from not asked for to chosen") as caught:
+        with_undo(run, "a", UndoStatus.CHOSEN)
+    assert "failed" in (caught.value.hint or "")
+    done = with_undo(with_undo(run, "a", UndoStatus.CALLING), "a", UndoStatus.DONE)
+    with pytest.raises(IllegalTransition, match="nothing, done is final"):
+        with_undo(done, "a", UndoStatus.CALLING)
+
+
+def test_the_undo_status_round_trips_through_json() -> None:
+    run = with_undo(run_of(plan_of(step("a")), a=StepStatus.FAILED), "a", UndoStatus.HELD)
+    again = RunState.model_validate_json(run.model_dump_json())
+    assert again == run and again.step("a").undo is UndoStatus.HELD
+    assert StepState.model_validate({"step_id": "b"}).undo is None, "states stored before undo existed"

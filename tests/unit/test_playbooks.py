@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 from opsmith.domain.errors import PlaybookError, UsageError
 from opsmith.planner.playbooks import load_playbooks, parse_playbook
-from opsmith.planning import parse_overrides
+from opsmith.services.planning import parse_overrides
 
 
 def playbook(*steps: dict[str, object]) -> dict[str, object]:

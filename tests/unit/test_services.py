@@ -87,24 +87,23 @@ SPECS = [
 
 
 def answers() -> dict[str, Any]:
+    replicas = {"now": 2}  # the fake cluster's one deployment
+
     def deployment(_: str, args: dict[str, Any]) -> dict[str, Any]:
-        return {"name": args["deployment_name"], "replicas": 2, "image": "org/shop:v1"}
+        return {"name": args["deployment_name"], "replicas": replicas["now"], "image": "org/shop:v1"}
 
     def scaled(_: str, args: dict[str, Any]) -> dict[str, Any]:
-        return {"name": args["deployment_name"], "replicas": args["replicas"], "status": "scaled"}
+        replicas["now"] = args.get("replicas", 0)
+        return {"name": args["deployment_name"], "replicas": args.get("replicas", 0), "status": "scaled"}
 
     def backup(_: str, args: dict[str, Any]) -> dict[str, Any]:
         return {"backup_id": "backup-1", "deployment": args["deployment_name"], "revision": 1, "replicas": 2}
 
     def pods(_: str, args: dict[str, Any]) -> dict[str, Any]:
-        pod = {
-            "name": "shop-1",
-            "status": "Running",
-            "phase": "Running",
-            "ready": True,
-            "image": "org/shop:v1",
-        }
-        return {"total": 1, "running": 1, "ready": 1, "not_ready": 0, "crash_looping": 0, "pods": [pod]}
+        n = replicas["now"]
+        pod = {"status": "Running", "phase": "Running", "ready": True, "image": "org/shop:v1"}
+        listed = [{"name": f"shop-{i}", **pod} for i in range(n)]
+        return {"total": n, "running": n, "ready": n, "not_ready": 0, "crash_looping": 0, "pods": listed}
 
     return {
         "get_deployment": deployment,

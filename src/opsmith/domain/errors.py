@@ -42,6 +42,8 @@ thing may succeed if done again; `ServerUnavailableError.may_have_reached` says 
 may have reached its server (so repeating a call that is not idempotent could do its work twice).
 """
 
+from typing import Any
+
 __all__ = [
     "ConfigError",
     "ConnectionLostError",
@@ -157,6 +159,16 @@ class ConnectionLostError(ServerUnavailableError):
 class ToolCallError(OperationError):
     """A tool call failed: the tool reported an error or the protocol did."""
 
-    def __init__(self, message: str, *, hint: str | None = None, retryable: bool = False) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        hint: str | None = None,
+        retryable: bool = False,
+        output: dict[str, Any] | None = None,
+    ) -> None:
         super().__init__(message, hint=hint)
         self.retryable = retryable
+        # What the tool reported with its error (MCP structuredContent of an isError result): what
+        # a failed step did, for its undo.
+        self.output = output

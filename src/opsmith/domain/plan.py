@@ -36,6 +36,9 @@ class ToolCall(BaseModel):
     tool: str
     args: dict[str, Any] = Field(default_factory=dict)
     description: str = ""
+    # As a rollback action: whether running it twice does no more than running it once, so an undo
+    # a crash interrupted may run again unasked (else a person decides).
+    idempotent: bool = False
 
 
 class Candidate(BaseModel):
@@ -54,6 +57,18 @@ class Mapping(BaseModel):
     capability: str
     chosen: Candidate
     runners_up: list[Candidate] = Field(default_factory=list)
+
+
+class StepRetry(BaseModel):
+    """A step's own retry policy, over the configured one: absent fields keep the configuration's."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    attempts: int | None = Field(default=None, ge=1, le=100)
+    initial_delay: float | None = Field(default=None, ge=0)
+    multiplier: float | None = Field(default=None, ge=1)
+    max_delay: float | None = Field(default=None, ge=0)
+    jitter: float | None = Field(default=None, ge=0, le=1)
 
 
 class Step(BaseModel):
@@ -81,6 +96,8 @@ class Step(BaseModel):
     when: list[StepCondition] = Field(default_factory=list)  # on earlier outputs: unmet skips it
     description: str = ""
     mapping: Mapping | None = None
+    timeout: float | None = Field(default=None, gt=0)  # seconds per attempt; None: the configuration's
+    retry: StepRetry | None = None
 
 
 class FiredRule(BaseModel):
@@ -186,5 +203,11 @@ def content_hash(plan: Plan) -> str:
             dumped["expect"] = [c.model_dump(mode="json") for c in step.expect]
         if step.when:
             dumped["when"] = [c.model_dump(mode="json") for c in step.when]
+        if step.timeout is not None:
+            dumped["timeout"] = step.timeout
+        if step.retry is not None:
+            dumped["retry"] = step.retry.model_dump(mode="json", exclude_none=True)
+        if dumped["rollback"] is not None and not dumped["rollback"]["idempotent"]:
+            del dumped["rollback"]["idempotent"]
     canonical = json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
     return "sha256:" + hashlib.sha256(canonical.encode()).hexdigest()

@@ -23,6 +23,10 @@ class PlaybookStep(_Strict):
     optional: bool = False
     rollback: str | None = Field(default=None, description="capability that undoes this step")
     rollback_args: dict[str, Any] = Field(default_factory=dict)
+    rollback_idempotent: bool | None = Field(
+        default=None,
+        description="whether the undo may run twice safely; unset: its tool's idempotentHint says",
+    )
     requires_validation: bool = False
     idempotent: bool | None = None
     description: str = ""

@@ -13,6 +13,7 @@ and writing it), so the step tasks and the scheduling loop never lose each other
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -20,15 +21,16 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from opsmith.domain.errors import OperationError, OpsmithError, ServerUnavailableError
+from opsmith.domain.errors import OperationError, OpsmithError, ServerUnavailableError, ToolCallError
 from opsmith.domain.identity import Action, Identity, Permission, decide
+from opsmith.domain.journal import AuditNote
 from opsmith.domain.plan import Plan, Step
 from opsmith.engine.conditions import unmet_expectations, unmet_when
 from opsmith.engine.events import EventType, RunEvent
 from opsmith.engine.evidence_gate import unmet_before
-from opsmith.engine.references import referenced_steps, resolve
-from opsmith.engine.retry import delay, should_retry
-from opsmith.engine.rollback import rollback_call, rollback_order
+from opsmith.engine.references import resolve
+from opsmith.engine.retry import RetryPolicy, delay, should_retry
+from opsmith.engine.rollback import broken_steps, held_undos, rollback_order, undo_call, unrecorded
 from opsmith.engine.scheduler import Frontier, apply_result, gate_after, start_step
 from opsmith.engine.settings import ExecutionSettings
 from opsmith.engine.state import (
@@ -36,12 +38,13 @@ from opsmith.engine.state import (
     RunState,
     RunStatus,
     StepStatus,
-    succeeded_outputs,
+    UndoStatus,
     with_run_status,
     with_step_status,
+    with_undo,
 )
-from opsmith.store.runs import AuditNote, LeaseLost, RunRepository, new_owner
-from opsmith.tools.ports import ToolProvider
+from opsmith.ports import RunJournal, ToolProvider
+from opsmith.store.runs import LeaseLost, new_owner
 
 Listener = Callable[[RunEvent], None]
 
@@ -81,7 +84,7 @@ class LocalExecutor:
         plan: Plan,
         *,
         tools: ToolProvider,
-        runs: RunRepository,
+        runs: RunJournal,
         identity: Identity,
         permission: Permission,
         settings: ExecutionSettings | None = None,
@@ -235,6 +238,11 @@ class LocalExecutor:
             events.append(self._event(EventType.STEP_FAILED, step_id, settled.error or "failed"))
             if self._failure is None:
                 self._failure = f"step {step_id} failed: {settled.error}"
+            step = self._steps[step_id]
+            if step_id in self._touched and step.changes_target and step.rollback is not None:
+                # Its tool was called and may have changed the target: recorded with the failure, so
+                # that a rollback another process resumes undoes it too.
+                current = with_undo(current, step_id, UndoStatus.DUE)
             return current
         output = settled.output or {}
         events.append(self._event(EventType.STEP_SUCCEEDED, step_id, summarize(output), {"output": output}))
@@ -324,17 +332,17 @@ class LocalExecutor:
         self._touched.add(step.id)
         try:
             result = await asyncio.wait_for(
-                self._tools.call(step.server, step.tool, args), timeout=self._settings.step_timeout
+                self._tools.call(step.server, step.tool, args), timeout=self._timeout(step)
             )
         except TimeoutError:
             error: OpsmithError = StepTimedOut(
-                f"{step.server}/{step.tool} did not answer within {self._settings.step_timeout:g}s"
+                f"{step.server}/{step.tool} did not answer within {self._timeout(step):g}s"
             )
         except OpsmithError as failure:
             error = failure
         else:
             output = result.structured if result.structured is not None else {"text": result.text}
-            unmet = unmet_expectations(step, output)
+            unmet = unmet_expectations(step, output, Outputs(self._current))
             if unmet:
                 why = "expected " + "; ".join(unmet)
                 note = self._call_note(step, args, ok=False, summary=why, started=started)
@@ -344,8 +352,9 @@ class LocalExecutor:
         note = self._call_note(step, args, ok=False, summary=error.message, started=started)
         attempt = self._current.step(step.id).attempts
         repeatable = step.idempotent or not error.retryable or _safe_to_repeat(error)
-        if repeatable and should_retry(self._settings.retry, attempt, error.retryable):
-            wait = delay(self._settings.retry, attempt, self._rng.random())
+        policy = self._retry(step)
+        if repeatable and should_retry(policy, attempt, error.retryable):
+            wait = delay(policy, attempt, self._rng.random())
             waiting = apply_result(
                 self._current, step.id, ok=False, error=error.message, at=_now(), retry=True
             )
@@ -358,7 +367,8 @@ class LocalExecutor:
                 changed=[step.id],
             )
             return wait
-        return Settled(step.id, ok=False, error=error.message, notes=[note])
+        # What a failed call reported (an error result's structured content) is kept: its undo may need it.
+        return Settled(step.id, ok=False, output=_reported(error), error=error.message, notes=[note])
 
     def _prepare(self, step: Step, current: RunState) -> dict[str, Any]:
         qualified = f"{step.server}/{step.tool}"
@@ -387,37 +397,62 @@ class LocalExecutor:
         except OpsmithError as error:
             raise StepFailed(error.message) from None
 
+    def _timeout(self, step: Step) -> float:
+        return step.timeout if step.timeout is not None else self._settings.step_timeout
+
+    def _retry(self, step: Step) -> RetryPolicy:
+        if step.retry is None:
+            return self._settings.retry
+        return dataclasses.replace(self._settings.retry, **step.retry.model_dump(exclude_none=True))
+
     # -- rollback -----------------------------------------------------------------------------
 
     async def rollback(self, state: RunState | None = None) -> RunState:
-        """Undo completed steps newest first; a failing action is recorded and the rest still run."""
+        """Undo what changed the target, newest first: steps that failed part-way, then what completed,
+        last completed first. A failing undo is recorded and the rest still run; an undo that waits
+        for a person (see engine.recovery) stops the rollback in needs_attention."""
         if state is not None:
             self.state = state
         current = self._current
-        order = rollback_order(self.plan, current)
+        if self._failure is None:
+            failed = [k for k, s in current.steps.items() if s.status is StepStatus.FAILED]
+            if failed:
+                self._failure = f"step {failed[0]} failed: {current.step(failed[0]).error}"
         # A step that failed while changing the target may have left it half-changed (a rollout
-        # that crash-loops): its own rollback runs first, as the newest change.
-        broken = [
-            s.id
-            for s in self.plan.steps
-            if s.changes_target
-            and s.rollback is not None
-            and s.id in self._touched
-            and current.step(s.id).status is StepStatus.FAILED
-        ]
-        if not order and not broken:
+        # that crash-loops): its own undo runs first, as the newest change.
+        broken = broken_steps(self.plan, current, self._touched)
+        order = rollback_order(self.plan, current)
+        waiting = held_undos(current)
+        if not order and not broken and not waiting:
             message = f"failed: {self._failure}; nothing to roll back"
             return self._commit(current, [self._event(EventType.RUN_FINISHED, message=message)])
+        events = []
         if current.status is not RunStatus.ROLLING_BACK:
+            current = with_run_status(current, RunStatus.ROLLING_BACK)
             undoing = ", ".join(broken + order)
-            self._commit(
-                with_run_status(current, RunStatus.ROLLING_BACK),
-                [self._event(EventType.ROLLBACK_STARTED, message=f"undoing {undoing} (newest first)")],
+            events.append(
+                self._event(EventType.ROLLBACK_STARTED, message=f"undoing {undoing} (newest first)")
             )
+        for step_id in broken:
+            if current.step(step_id).undo is None:
+                # Recorded, so that a rollback resumed by another process undoes it too.
+                current = with_undo(current, step_id, UndoStatus.DUE)
+        self._commit(current, events)
+        if waiting:
+            return self._attention(waiting)
         any_failed = False
         for step_id in broken:
-            ok = await self._undo_failed(step_id)
+            if unrecorded(self.plan, self._current, step_id) and (
+                self._current.step(step_id).undo is not UndoStatus.CHOSEN
+            ):
+                self._hold(step_id)
+                waiting.append(step_id)
+                continue
+            ok = await self._undo(step_id)
             any_failed = any_failed or not ok
+        if waiting:
+            # The undos that wait are of the newest changes: older ones are undone after them.
+            return self._attention(waiting)
         for step_id in order:
             ok = await self._undo(step_id)
             any_failed = any_failed or not ok
@@ -429,18 +464,20 @@ class LocalExecutor:
         )
 
     async def _undo(self, step_id: str) -> bool:
+        """Call the step's undo; its start is committed first, so a crash mid-call is known later."""
         step = self._steps[step_id]
         try:
-            call = rollback_call(self.plan, step_id, succeeded_outputs(self._current))
+            call = undo_call(self.plan, self._current, step_id)
         except OpsmithError as error:
-            return self._undo_failed_record(step_id, error.message)
+            return self._undone(step_id, ok=False, message=error.message)
+        data: dict[str, Any] = {"tool": call.tool}
+        assert step.rollback is not None  # undo_call raised otherwise
+        left_out = [k for k in step.rollback.args if k not in call.args]
+        if left_out:
+            data["left_out"] = left_out
         self._commit(
-            self._current,
-            [
-                self._event(
-                    EventType.ROLLBACK_CALLING, step_id, f"{call.server}/{call.tool}", {"tool": call.tool}
-                )
-            ],
+            with_undo(self._current, step_id, UndoStatus.CALLING),
+            [self._event(EventType.ROLLBACK_CALLING, step_id, f"{call.server}/{call.tool}", data)],
         )
         started = time.perf_counter()
         try:
@@ -448,83 +485,86 @@ class LocalExecutor:
                 self._tools.call(call.server, call.tool, call.args), timeout=self._settings.step_timeout
             )
         except TimeoutError:
-            return self._undo_failed_record(
-                step_id, f"{call.tool} did not answer within {self._settings.step_timeout:g}s"
-            )
+            message = f"{call.tool} did not answer within {self._settings.step_timeout:g}s"
+            return self._undone(step_id, ok=False, message=message)
         except OpsmithError as error:
-            return self._undo_failed_record(step_id, error.message)
-        output = result.structured if result.structured is not None else {"text": result.text}
-        tool = f"{call.server}/{call.tool}"
-        note = self._call_note(
-            step, call.args, ok=True, summary=summarize(output), started=started, tool=tool
-        )
-        self._commit(
-            with_step_status(self._current, step_id, StepStatus.ROLLED_BACK, at=_now()),
-            [
-                self._event(
-                    EventType.ROLLBACK_ACTION,
-                    step_id,
-                    f"{call.tool}: {summarize(output)}",
-                    {"ok": True, "tool": call.tool, "output": output},
-                )
-            ],
-            [note],
-        )
-        return True
-
-    def _undo_failed_record(self, step_id: str, message: str) -> bool:
-        current = self._current
-        if current.step(step_id).status is StepStatus.SUCCEEDED:
-            current = with_step_status(current, step_id, StepStatus.ROLLBACK_FAILED, at=_now(), error=message)
-        self._commit(
-            current,
-            [self._event(EventType.ROLLBACK_ACTION, step_id, message, {"ok": False})],
-            [self._note("rollback.failed", {"step": step_id, "error": message})],
-        )
-        return False
-
-    async def _undo_failed(self, step_id: str) -> bool:
-        """Run the rollback of a step that failed part-way; its state stays `failed`."""
-        step = self._steps[step_id]
-        if step.rollback is not None and step_id in referenced_steps(step.rollback.args):
-            # The undo needs this step's own output (e.g. the colour it switched from); a failed
-            # step has none, and the tool's own failure left the target as it was.
-            message = f"nothing to undo: {step_id} failed before it changed anything it reports"
-            self._commit(
-                self._current,
-                [self._event(EventType.ROLLBACK_ACTION, step_id, message, {"ok": True, "skipped": True})],
-            )
-            return True
-        try:
-            call = rollback_call(self.plan, step_id, succeeded_outputs(self._current))
-            started = time.perf_counter()
-            result = await asyncio.wait_for(
-                self._tools.call(call.server, call.tool, call.args), timeout=self._settings.step_timeout
-            )
-        except (OpsmithError, TimeoutError) as error:
-            message = (
-                error.message
-                if isinstance(error, OpsmithError)
-                else f"timed out after {self._settings.step_timeout:g}s"
-            )
-            self._commit(
-                self._current,
-                [self._event(EventType.ROLLBACK_ACTION, step_id, message, {"ok": False})],
-                [self._note("rollback.failed", {"step": step_id, "error": message})],
-            )
-            return False
+            return self._undone(step_id, ok=False, message=error.message)
         output = result.structured if result.structured is not None else {"text": result.text}
         tool = f"{call.server}/{call.tool}"
         note = self._call_note(
             step, call.args, ok=True, summary=summarize(output), started=started, tool=tool
         )
         data = {"ok": True, "tool": call.tool, "output": output}
-        self._commit(
-            self._current,
-            [self._event(EventType.ROLLBACK_ACTION, step_id, f"{call.tool}: {summarize(output)}", data)],
-            [note],
+        return self._undone(
+            step_id, ok=True, message=f"{call.tool}: {summarize(output)}", data=data, note=note
         )
-        return True
+
+    def _undone(
+        self,
+        step_id: str,
+        *,
+        ok: bool,
+        message: str,
+        data: dict[str, Any] | None = None,
+        note: AuditNote | None = None,
+    ) -> bool:
+        """Record how an undo ended. A step that failed stays `failed`: only its undo's status moves."""
+        current = self._current
+        status = current.step(step_id).status
+        if ok:
+            if status in (StepStatus.SUCCEEDED, StepStatus.ROLLBACK_FAILED):
+                current = with_step_status(current, step_id, StepStatus.ROLLED_BACK, at=_now())
+            current = with_undo(current, step_id, UndoStatus.DONE)
+        else:
+            if status is StepStatus.SUCCEEDED:
+                current = with_step_status(
+                    current, step_id, StepStatus.ROLLBACK_FAILED, at=_now(), error=message
+                )
+            if current.step(step_id).undo is not UndoStatus.FAILED:
+                current = with_undo(current, step_id, UndoStatus.FAILED)
+        notes = [note] if note is not None else []
+        if not ok:
+            notes.append(self._note("rollback.failed", {"step": step_id, "error": message}))
+        self._commit(
+            current,
+            [self._event(EventType.ROLLBACK_ACTION, step_id, message, data or {"ok": ok})],
+            notes,
+        )
+        return ok
+
+    def _hold(self, step_id: str) -> None:
+        """The failed step did not record what its undo needs and may have changed the target."""
+        step = self._steps[step_id]
+        assert step.rollback is not None  # broken_steps lists only steps with one
+        needs = unrecorded(self.plan, self._current, step_id)
+        message = (
+            f"undo held: {step.rollback.server}/{step.rollback.tool} needs {', '.join(needs)} of "
+            f"{step_id}, which it did not record, and {step.server}/{step.tool} may have changed the target"
+        )
+        self._commit(
+            with_undo(self._current, step_id, UndoStatus.HELD),
+            [
+                self._event(
+                    EventType.ROLLBACK_ACTION, step_id, message, {"ok": False, "held": True, "needs": needs}
+                )
+            ],
+            [self._note("rollback.held", {"step": step_id, "needs": needs})],
+        )
+
+    def _attention(self, waiting: list[str]) -> RunState:
+        run_id = self._current.run_id
+        steps = ", ".join(waiting)
+        why = (
+            f"the undo of {steps} waits for a person: check what it changed, then: opsmith resume "
+            f"{run_id} --rollback STEP (run the undo with what was recorded; what was not is left "
+            "to the tool's default) | --skip STEP (count it as done)"
+        )
+        self._failure = f"{self._failure}; {why}" if self._failure else why
+        return self._commit(
+            with_run_status(self._current, RunStatus.NEEDS_ATTENTION),
+            [self._event(EventType.RUN_ATTENTION, message=why, data={"steps": waiting})],
+            [self._note("run.state", {"status": RunStatus.NEEDS_ATTENTION.value, "why": why})],
+        )
 
     # -- plumbing -----------------------------------------------------------------------------
 
@@ -622,9 +662,14 @@ class LocalExecutor:
 
 
 def _safe_to_repeat(error: OpsmithError) -> bool:
-    # A server that was unavailable never received the call: repeating it is safe even when the
-    # tool is not idempotent. A timeout may have done the work: not safe.
-    return isinstance(error, ServerUnavailableError) and "closed the connection" not in error.message
+    # A call that never reached its server may be repeated even when the tool is not idempotent.
+    # A connection lost mid-call or a timeout may have done the work: not safe.
+    return isinstance(error, ServerUnavailableError) and not error.may_have_reached
+
+
+def _reported(error: OpsmithError) -> dict[str, Any] | None:
+    # A tool's error result may carry what the failing call did (MCP structuredContent).
+    return error.output if isinstance(error, ToolCallError) else None
 
 
 def summarize(output: dict[str, Any] | None) -> str:

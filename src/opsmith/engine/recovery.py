@@ -3,6 +3,12 @@
 A step that was in flight may or may not have done its work. Running it again is safe only when it
 is idempotent; any other step holds the run in `needs_attention` until a person says whether to
 retry it, count it as done (skip), or fail it and roll the run back.
+
+The same holds for an undo in flight when a rollback's process died: it runs again only if its
+rollback action is idempotent (and runs as planned, with every argument it needs). Otherwise the
+run needs attention, and a person says whether to run it again (retry, or rollback) or count it as
+done (skip); once no undo waits, the rollback goes on. The engine also holds an undo for a person
+when the failed step it undoes did not record what the undo needs (see engine.rollback).
 """
 
 from __future__ import annotations
@@ -12,10 +18,20 @@ from enum import StrEnum
 
 from opsmith.domain.plan import Plan
 from opsmith.engine.errors import IllegalTransition
+from opsmith.engine.rollback import held_undos, unrecorded
 from opsmith.engine.scheduler import plan_step
-from opsmith.engine.state import Moment, RunState, RunStatus, StepStatus, with_run_status, with_step_status
+from opsmith.engine.state import (
+    Moment,
+    RunState,
+    RunStatus,
+    StepStatus,
+    UndoStatus,
+    with_run_status,
+    with_step_status,
+    with_undo,
+)
 
-__all__ = ["Choice", "Recovery", "in_flight", "recover", "resolve", "undecided"]
+__all__ = ["Choice", "Recovery", "in_flight", "interrupted_undos", "recover", "resolve", "undecided"]
 
 _IN_FLIGHT = frozenset({StepStatus.RUNNING, StepStatus.RETRY_WAIT})
 
@@ -29,7 +45,7 @@ class Choice(StrEnum):
 @dataclass(frozen=True)
 class Recovery:
     state: RunState
-    rerun: list[str]  # idempotent: they wait to run again
+    rerun: list[str]  # idempotent: they (or their undo) wait to run again
     held: list[str]  # not idempotent: a person decides
 
 
@@ -37,16 +53,26 @@ def in_flight(run_state: RunState) -> list[str]:
     return [k for k, s in run_state.steps.items() if s.status in _IN_FLIGHT]
 
 
+def interrupted_undos(run_state: RunState) -> list[str]:
+    """Steps whose undo's call started and whose end was never recorded."""
+    return [k for k, s in run_state.steps.items() if s.undo is UndoStatus.CALLING]
+
+
 def undecided(run_state: RunState) -> list[str]:
-    """Steps a crash interrupted in the middle of a call that wait for a person's choice."""
+    """Steps (or undos) a crash interrupted in the middle of a call, and undos the engine could not
+    run as planned, that wait for a person's choice."""
     if run_state.status is not RunStatus.NEEDS_ATTENTION:
         return []
-    return [k for k, s in run_state.steps.items() if s.status is StepStatus.RUNNING]
+    held = set(held_undos(run_state))
+    return [k for k, s in run_state.steps.items() if s.status is StepStatus.RUNNING or k in held]
 
 
 def recover(plan: Plan, run_state: RunState) -> Recovery:
     """The state of a running run whose driver died: idempotent in-flight steps wait to run again;
-    if any other step was in flight, the run needs attention."""
+    if any other step was in flight, the run needs attention. A rollback whose driver died goes
+    the same way with its undo in flight."""
+    if run_state.status is RunStatus.ROLLING_BACK:
+        return _recover_rollback(plan, run_state)
     if run_state.status is not RunStatus.RUNNING:
         return Recovery(run_state, [], [])
     rerun: list[str] = []
@@ -67,15 +93,44 @@ def recover(plan: Plan, run_state: RunState) -> Recovery:
     return Recovery(state, rerun, held)
 
 
+def _recover_rollback(plan: Plan, run_state: RunState) -> Recovery:
+    rerun: list[str] = []
+    held: list[str] = []
+    state = run_state
+    for step_id in interrupted_undos(run_state):
+        if _may_undo_again(plan, run_state, step_id):
+            state = with_undo(state, step_id, UndoStatus.DUE)
+            rerun.append(step_id)
+        else:
+            state = with_undo(state, step_id, UndoStatus.HELD)
+            held.append(step_id)
+    if held:
+        state = with_run_status(state, RunStatus.NEEDS_ATTENTION)
+    return Recovery(state, rerun, held)
+
+
+def _may_undo_again(plan: Plan, run_state: RunState, step_id: str) -> bool:
+    rollback = plan_step(plan, step_id).rollback
+    # An undo run without the arguments its failed step never recorded did what its tool's default
+    # does, which nobody declared safe to repeat.
+    return rollback is not None and rollback.idempotent and not unrecorded(plan, run_state, step_id)
+
+
 def resolve(run_state: RunState, step_id: str, choice: Choice, *, at: Moment) -> RunState:
     """A person's choice for a step a crash interrupted. Once no step is left undecided, a run that
-    needed attention runs again (retry, skip); FAIL leaves the run to be rolled back."""
+    needed attention runs again (retry, skip); FAIL leaves the run to be rolled back.
+
+    For an undo that waits (see `undecided`), RETRY and FAIL (roll it back) both run the undo, and
+    SKIP counts it as done; once no undo waits, the run goes on rolling back."""
     current = run_state.step(step_id)
     if step_id not in undecided(run_state):
         raise IllegalTransition(
             f"step {step_id} is {current.status.value}: only a step a crash interrupted can be decided",
             hint="steps waiting for a decision: " + (", ".join(undecided(run_state)) or "none"),
         )
+    if current.undo is UndoStatus.HELD:
+        state = _resolve_undo(run_state, step_id, choice, at=at)
+        return state if undecided(state) else with_run_status(state, RunStatus.ROLLING_BACK)
     if choice is Choice.RETRY:
         state = run_state
         if current.status is StepStatus.RUNNING:
@@ -89,3 +144,14 @@ def resolve(run_state: RunState, step_id: str, choice: Choice, *, at: Moment) ->
             run_state, step_id, StepStatus.FAILED, at=at, error="failed by a person after a crash"
         )
     return state
+
+
+def _resolve_undo(run_state: RunState, step_id: str, choice: Choice, *, at: Moment) -> RunState:
+    if choice is not Choice.SKIP:
+        return with_undo(run_state, step_id, UndoStatus.CHOSEN)
+    state = run_state
+    if state.step(step_id).status in (StepStatus.SUCCEEDED, StepStatus.ROLLBACK_FAILED):
+        state = with_step_status(
+            state, step_id, StepStatus.ROLLED_BACK, at=at, error="undo skipped by a person: counted as done"
+        )
+    return with_undo(state, step_id, UndoStatus.SKIPPED)

@@ -22,12 +22,14 @@ __all__ = [
     "FINAL_STEP_STATUSES",
     "RUN_TRANSITIONS",
     "STEP_TRANSITIONS",
+    "UNDO_TRANSITIONS",
     "Moment",
     "Outputs",
     "RunState",
     "RunStatus",
     "StepState",
     "StepStatus",
+    "UndoStatus",
     "new_run",
     "replace_step",
     "succeeded_outputs",
@@ -35,6 +37,7 @@ __all__ = [
     "with_run_status",
     "with_step",
     "with_step_status",
+    "with_undo",
 ]
 
 # The caller's clock reading: seconds (monotonic or epoch) or a datetime; the core never reads a clock.
@@ -65,6 +68,20 @@ class StepStatus(StrEnum):
     ROLLED_BACK = "rolled_back"
     ROLLBACK_FAILED = "rollback_failed"
     CANCELLED = "cancelled"
+
+
+class UndoStatus(StrEnum):
+    """Where the undo of one step stands. A step that failed stays `failed` whatever its undo did,
+    so the undo's own progress is kept apart from the step's status, durably, for a resumed rollback.
+    """
+
+    DUE = "due"  # runs in the next rollback pass (its step failed after calling, or it may run again)
+    CALLING = "calling"  # its call started and its end is not recorded: a crash leaves this
+    HELD = "held"  # waits for a person: running it (again) may not be safe
+    CHOSEN = "chosen"  # a person chose to run it, with what its step recorded
+    DONE = "done"
+    FAILED = "failed"  # tried again when a person resumes the rollback
+    SKIPPED = "skipped"  # a person counted it as done, or as not needed
 
 
 _R = RunStatus
@@ -114,6 +131,20 @@ STEP_TRANSITIONS: Mapping[StepStatus, frozenset[StepStatus]] = {
     _S.CANCELLED: frozenset(),
 }
 
+_U = UndoStatus
+UNDO_TRANSITIONS: Mapping[UndoStatus | None, frozenset[UndoStatus]] = {
+    # FAILED before any call too: an undo whose arguments cannot be filled never starts.
+    None: frozenset({_U.DUE, _U.CALLING, _U.HELD, _U.FAILED}),
+    _U.DUE: frozenset({_U.CALLING, _U.HELD, _U.FAILED}),
+    _U.CHOSEN: frozenset({_U.CALLING, _U.FAILED}),
+    _U.FAILED: frozenset({_U.CALLING}),
+    # A crash during the call: run it again if that is safe, else ask a person.
+    _U.CALLING: frozenset({_U.DONE, _U.FAILED, _U.DUE, _U.HELD}),
+    _U.HELD: frozenset({_U.CHOSEN, _U.SKIPPED}),
+    _U.DONE: frozenset(),
+    _U.SKIPPED: frozenset(),
+}
+
 FINAL_RUN_STATUSES = frozenset(s for s, targets in RUN_TRANSITIONS.items() if not targets)
 FINAL_STEP_STATUSES = frozenset(s for s, targets in STEP_TRANSITIONS.items() if not targets)
 
@@ -158,6 +189,7 @@ class StepState(BaseModel):
     output: dict[str, Any] | None = None
     error: str | None = None
     completed_seq: int | None = Field(default=None, ge=0)
+    undo: UndoStatus | None = None  # None: its undo was never asked for
 
     @model_validator(mode="after")
     def _seq_matches_status(self) -> StepState:
@@ -287,6 +319,20 @@ def with_step_status(
     if error is not None:
         changes["error"] = error
     return with_step(run_state, replace_step(current, **changes))
+
+
+def with_undo(run_state: RunState, step_id: str, new: UndoStatus) -> RunState:
+    """One step's undo moved to `new`, if UNDO_TRANSITIONS allows it."""
+    current = run_state.step(step_id)
+    allowed = UNDO_TRANSITIONS[current.undo]
+    if new not in allowed:
+        was = current.undo.value if current.undo else "not asked for"
+        choices = ", ".join(sorted(s.value for s in allowed)) or f"nothing, {was} is final"
+        raise IllegalTransition(
+            f"the undo of step {step_id} cannot go from {was} to {new.value}",
+            hint=f"from {was} an undo can go to: {choices}",
+        )
+    return with_step(run_state, replace_step(current, undo=new))
 
 
 def replace_step(state: StepState, **changes: Any) -> StepState:

@@ -39,7 +39,7 @@ def expand(steps: list[PlaybookStep], subjects: list[str]) -> list[Draft]:
             drafts.append(
                 Draft(
                     id=f"{step.id}{suffix}",
-                    source=step,
+                    source=_renamed_expectations(step, renames),
                     subject=subject,
                     depends_on=tuple(
                         _expand_dep(d, repeated, subjects, multi, bool(step.for_each)) for d in deps
@@ -50,6 +50,15 @@ def expand(steps: list[PlaybookStep], subjects: list[str]) -> list[Draft]:
                 )
             )
     return _flatten(drafts)
+
+
+def _renamed_expectations(step: PlaybookStep, renames: dict[str, str]) -> PlaybookStep:
+    """The step with references in its expectations' values (`${steps.deploy.image}`) pointing
+    at this instance's copies of repeated steps, as its arguments do."""
+    if not renames or not step.expect:
+        return step
+    expect = [c.model_copy(update={"value": rename_refs(c.value, renames)}) for c in step.expect]
+    return step.model_copy(update={"expect": expect})
 
 
 def drop(drafts: list[Draft], gone: set[str]) -> list[Draft]:

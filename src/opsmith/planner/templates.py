@@ -67,7 +67,7 @@ def render(value: Any, context: dict[str, Any]) -> Any:
         try:
             return _compiled(value).render(context)
         except TemplateError as exc:
-            raise Unfilled(str(exc)) from None
+            raise Unfilled(str(exc)) from exc
     if isinstance(value, dict):
         return {k: render(v, context) for k, v in value.items()}
     if isinstance(value, list):

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import hashlib
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, Field
 
-from opsmith.sandbox.errors import SandboxError
+from opsmith.sandbox.errors import RolloutFailed, SandboxError
 from opsmith.sandbox.runtime import start
 
 if TYPE_CHECKING:
@@ -34,6 +34,20 @@ def _hash_name(*parts: str, length: int) -> str:
 # --- stored state ---------------------------------------------------------------------------------
 
 
+class PendingStart(BaseModel):
+    """How pods that are still starting will end up, and when (seconds since the epoch)."""
+
+    until: float
+    healthy: bool
+    reason: str | None
+    exit_code: int | None
+    logs: list[str]
+    port: int | None
+
+
+STARTING = "ContainerCreating"
+
+
 class ReplicaSetState(BaseModel):
     name: str
     template_hash: str
@@ -51,6 +65,7 @@ class ReplicaSetState(BaseModel):
     exit_code: int | None
     logs: list[str]
     port: int | None
+    starting: PendingStart | None = None
 
 
 class RevisionState(BaseModel):
@@ -89,6 +104,9 @@ class DeploymentState(BaseModel):
     blue_green: BlueGreenState | None = None
     created_at: str
     updated_at: str
+    rollout: str | None = Field(
+        default=None, description="the replica set still starting whose pods decide an apply's rollout"
+    )
 
 
 class ServiceState(BaseModel):
@@ -345,7 +363,33 @@ class ClusterService:
         row = conn.execute(
             "SELECT doc FROM deployments WHERE namespace=? AND name=?", (namespace, name)
         ).fetchone()
-        return DeploymentState.model_validate_json(row["doc"]) if row else None
+        return self._load(row["doc"]) if row else None
+
+    def _load(self, doc: str) -> DeploymentState:
+        return self._settle(DeploymentState.model_validate_json(doc))
+
+    def _settle(self, dep: DeploymentState) -> DeploymentState:
+        """Pods whose start time has come run or crash-loop now, and a rollout waiting on them ends.
+
+        Worked out from the stored state and the clock on every read, so every reader sees the same
+        cluster; the next write stores it."""
+        now = self.world.clock()
+        for rs in dep.replica_sets.values():
+            pending = rs.starting
+            if pending is None or pending.until > now:
+                continue
+            rs.starting = None
+            rs.healthy, rs.reason, rs.exit_code = pending.healthy, pending.reason, pending.exit_code
+            rs.logs, rs.port = pending.logs, pending.port
+            rs.started_at = datetime.fromtimestamp(pending.until, UTC).replace(microsecond=0).isoformat()
+            if dep.rollout == rs.name:
+                dep.rollout = None
+                if rs.color is None:
+                    self._progressed(dep, rs, self._previous(dep, rs))
+                else:
+                    assert dep.blue_green is not None
+                    self._idle_outcome(dep, rs, first=rs.color == dep.blue_green.active)
+        return dep
 
     def _get(self, conn: sqlite3.Connection, namespace: str, name: str) -> DeploymentState:
         dep = self._find(conn, namespace, name)
@@ -408,20 +452,24 @@ class ClusterService:
     def deployments_using(self, conn: sqlite3.Connection, digest: str) -> list[str]:
         users = []
         for row in conn.execute("SELECT doc FROM deployments ORDER BY namespace, name"):
-            dep = DeploymentState.model_validate_json(row["doc"])
+            dep = self._load(row["doc"])
             if any(rs.digest == digest for rs in dep.replica_sets.values()):
                 users.append(f"{dep.namespace}/{dep.name}")
         return users
 
     # --- pods -----------------------------------------------------------------------------------
 
-    def _start(self, conn: sqlite3.Connection, dep: DeploymentState, rs: ReplicaSetState) -> None:
+    def _start(
+        self, conn: sqlite3.Connection, dep: DeploymentState, rs: ReplicaSetState, start_delay: float = 0.0
+    ) -> None:
         """(Re)create the replica set's pods: pull the image and start it in the runtime.
 
-        Like a deployment manifest per environment, the cluster sets APP_ENV to the namespace."""
+        Like a deployment manifest per environment, the cluster sets APP_ENV to the namespace. With
+        a `start_delay` the pods show ContainerCreating that long before they run or crash-loop."""
         now = self.world.now()
         rs.generation += 1
         rs.started_at = now
+        rs.starting = None
         registry = self.world.registry
         record = registry.record(conn, rs.repository, rs.digest)
         if record is None:
@@ -432,14 +480,30 @@ class ClusterService:
             ]
             return
         outcome = start(registry.filesystem(conn, record), record.config, {"APP_ENV": dep.namespace})
+        if start_delay > 0:
+            rs.starting = PendingStart(
+                until=self.world.clock() + start_delay,
+                healthy=outcome.healthy,
+                reason=outcome.reason,
+                exit_code=outcome.exit_code,
+                logs=outcome.logs,
+                port=outcome.port,
+            )
+            rs.healthy, rs.reason, rs.exit_code, rs.logs, rs.port = False, STARTING, None, [], None
+            return
         rs.healthy, rs.reason, rs.exit_code = outcome.healthy, outcome.reason, outcome.exit_code
         rs.logs, rs.port = outcome.logs, outcome.port
 
     def _scale_rs(
-        self, conn: sqlite3.Connection, dep: DeploymentState, rs: ReplicaSetState, replicas: int
+        self,
+        conn: sqlite3.Connection,
+        dep: DeploymentState,
+        rs: ReplicaSetState,
+        replicas: int,
+        start_delay: float = 0.0,
     ) -> None:
         if rs.replicas == 0 and replicas > 0:
-            self._start(conn, dep, rs)
+            self._start(conn, dep, rs, start_delay)
         rs.replicas = replicas
 
     def _pods(self, dep: DeploymentState, now: str) -> list[Pod]:
@@ -458,8 +522,11 @@ class ClusterService:
                 digest_bytes = hashlib.sha256(name.encode()).digest()
                 ip = f"10.244.{digest_bytes[0] % 4}.{2 + digest_bytes[1] % 250}"
                 pull_failed = rs.reason == "ImagePullBackOff"
+                starting = rs.starting is not None
                 message = None
-                if not rs.healthy:
+                if starting:
+                    message = f"container app in pod {name} is waiting to start: {STARTING}"
+                elif not rs.healthy:
                     last = _first_error(rs.logs)
                     message = f"Back-off restarting failed container app in pod {name}"
                     if pull_failed:
@@ -471,16 +538,18 @@ class ClusterService:
                         name=name,
                         namespace=dep.namespace,
                         labels=labels,
-                        phase="Pending" if pull_failed else "Running",
+                        phase="Pending" if pull_failed or starting else "Running",
                         status="Running" if rs.healthy else (rs.reason or "CrashLoopBackOff"),
                         ready=rs.healthy,
-                        restarts=0 if rs.healthy or pull_failed else _restarts(rs.started_at, now),
+                        restarts=0
+                        if rs.healthy or pull_failed or starting
+                        else _restarts(rs.started_at, now),
                         image=rs.image,
                         image_digest=rs.digest,
                         replica_set=rs.name,
                         revision=rs.revision,
                         node=f"worker-{1 + digest_bytes[2] % 3}",
-                        ip=None if pull_failed else ip,
+                        ip=None if pull_failed or starting else ip,
                         started_at=rs.started_at,
                         message=message,
                     )
@@ -551,17 +620,40 @@ class ClusterService:
         healthy = [rs for rs in dep.replica_sets.values() if rs.healthy and rs.replicas > 0]
         return max(healthy, key=lambda r: r.revision) if healthy else current
 
-    def _roll(self, conn: sqlite3.Connection, dep: DeploymentState, new: ReplicaSetState) -> str | None:
-        """Rolling update to `new`; returns the failure reason when its pods never become ready."""
+    def _roll(
+        self, conn: sqlite3.Connection, dep: DeploymentState, new: ReplicaSetState, start_delay: float = 0.0
+    ) -> str | None:
+        """Rolling update to `new`; returns the failure reason when its pods never become ready.
+
+        With a `start_delay` it returns while they start (None): the old pods serve on, and the
+        rollout ends when a later look at the deployment finds the new pods started."""
         old = self._serving(dep)
-        fallback = old.revision if old is not None and old.name != new.name else dep.revision
+        dep.rollout = None
         if new.replicas > 0 and new.healthy:
             # Already running (a rollback to a replica set that still serves): adopt its pods.
             new.replicas = dep.replicas
         else:
             new.replicas = 0
-            self._scale_rs(conn, dep, new, dep.replicas)
+            self._scale_rs(conn, dep, new, dep.replicas, start_delay)
         dep.revision = new.revision
+        if new.starting is not None:
+            dep.rollout = new.name
+            dep.status = "Progressing"
+            dep.message = f"Waiting for rollout to finish: 0 of {dep.replicas} updated replicas are available"
+            return None
+        return self._progressed(dep, new, old)
+
+    def _previous(self, dep: DeploymentState, new: ReplicaSetState) -> ReplicaSetState | None:
+        """The replica set that served before `new` was rolled out: the newest other running one."""
+        others = [rs for rs in dep.replica_sets.values() if rs.name != new.name and rs.replicas > 0]
+        healthy = [rs for rs in others if rs.healthy]
+        return max(healthy or others, key=lambda r: r.revision) if others else None
+
+    def _progressed(
+        self, dep: DeploymentState, new: ReplicaSetState, old: ReplicaSetState | None
+    ) -> str | None:
+        """How a rollout to `new`, whose pods have started, ends; the failure reason if they are not ready."""
+        fallback = old.revision if old is not None and old.name != new.name else dep.revision
         if new.healthy:
             for rs in dep.replica_sets.values():
                 if rs.name != new.name:
@@ -636,7 +728,11 @@ class ClusterService:
         strategy: Strategy,
         max_surge: int,
         max_unavailable: int,
+        *,
+        start_delay: float = 0.0,
     ) -> RolloutResult:
+        """Roll `image` out. With a `start_delay` (seconds) the call returns at once, as `kubectl
+        apply` does, while the new pods start: whether they run shows only in later reads."""
         failure: str | None = None
         with self.world.db.tx(write=True) as conn:
             dep = self._find(conn, namespace, name)
@@ -672,7 +768,7 @@ class ClusterService:
             dep.max_surge, dep.max_unavailable = max_surge, max_unavailable
             cause = f"apply image {image}"
             if strategy == "BlueGreen":
-                rs, failure = self._apply_blue_green(conn, dep, image, cause)
+                rs, failure = self._apply_blue_green(conn, dep, image, cause, start_delay)
                 action = "deployed-to-idle-color"
             else:
                 dep.strategy = "RollingUpdate"
@@ -681,20 +777,28 @@ class ClusterService:
                     self._scale_rs(conn, dep, rs, dep.replicas)
                     action = "unchanged" if previous == rs.revision else "configured"
                 else:
-                    failure = self._roll(conn, dep, rs)
+                    failure = self._roll(conn, dep, rs, start_delay)
                     action = "rolled-out" if failure is None else "rollout-failed"
-            svc = self._ensure_service(conn, dep, rs.port or 3000)
+                    if rs.starting is not None:
+                        action = "rollout-started"
+            port = rs.port or (rs.starting.port if rs.starting else None)
+            svc = self._ensure_service(conn, dep, port or 3000)
             if dep.blue_green and svc.selector.get("color") != dep.blue_green.active:
                 svc.selector = {"app": dep.name, "color": dep.blue_green.active}
                 self._save_service(conn, svc)
             self._save(conn, dep)
             result = self._result(dep, rs, action, previous)
         if failure:
-            raise SandboxError(failure)
+            raise RolloutFailed(failure, result)
         return result
 
     def _apply_blue_green(
-        self, conn: sqlite3.Connection, dep: DeploymentState, image: str, cause: str
+        self,
+        conn: sqlite3.Connection,
+        dep: DeploymentState,
+        image: str,
+        cause: str,
+        start_delay: float = 0.0,
     ) -> tuple[ReplicaSetState, str | None]:
         if dep.blue_green is None:
             serving = self._serving(dep)
@@ -714,10 +818,28 @@ class ClusterService:
             dep.replica_sets[old_idle].replicas = 0
         bg.colors[idle] = rs.name
         rs.color = idle
-        self._start(conn, dep, rs)
+        dep.rollout = None
+        self._start(conn, dep, rs, start_delay)
         rs.replicas = dep.replicas
         if first:
             dep.revision = rs.revision
+        if rs.starting is not None:
+            dep.rollout = rs.name
+            dep.message = f"{idle} ({rs.name}) is starting with {rs.image}" + (
+                "" if first else f"; traffic stays on {bg.active}"
+            )
+            if first:
+                dep.status = "Progressing"
+            return rs, None
+        return rs, self._idle_outcome(dep, rs, first)
+
+    def _idle_outcome(self, dep: DeploymentState, rs: ReplicaSetState, first: bool) -> str | None:
+        """How a blue-green deploy to `rs`, whose pods have started, ends; the failure reason if
+        they are not ready."""
+        bg = dep.blue_green
+        assert bg is not None
+        assert rs.color is not None
+        idle = rs.color
         if not rs.healthy:
             error = _first_error(rs.logs) or rs.reason
             dep.message = (
@@ -725,7 +847,7 @@ class ClusterService:
             )
             if first:
                 dep.status = "Failed"
-            return rs, (
+            return (
                 f"blue-green deploy of {rs.image} to {idle} failed: {rs.reason}: {error}. "
                 f"Traffic stays on {bg.active}; fix the image and apply again, or rollback_deployment."
             )
@@ -735,7 +857,7 @@ class ClusterService:
             if not first
             else f"{idle} ({rs.name}) is live"
         )
-        return rs, None
+        return None
 
     def rollback(
         self, namespace: str, name: str, to_revision: int | None, to_backup: str | None
@@ -743,6 +865,7 @@ class ClusterService:
         failure: str | None = None
         with self.world.db.tx(write=True) as conn:
             dep = self._get(conn, namespace, name)
+            dep.rollout = None  # a rollout still starting is undone, not finished later
             previous = dep.revision
             if to_revision is not None and to_backup is not None:
                 raise SandboxError("give to_revision or to_backup, not both")
@@ -905,6 +1028,7 @@ class ClusterService:
         failure = None
         with self.world.db.tx(write=True) as conn:
             dep = self._get(conn, namespace, name)
+            dep.rollout = None
             if dep.blue_green:
                 raise SandboxError(
                     f"{name} is blue-green; use apply_deployment(strategy=BlueGreen) and switch_traffic"
@@ -1132,7 +1256,7 @@ class ClusterService:
         now = self.world.now()
         pods: list[Pod] = []
         for row in conn.execute("SELECT doc FROM deployments WHERE namespace=? ORDER BY name", (namespace,)):
-            pods.extend(self._pods(DeploymentState.model_validate_json(row["doc"]), now))
+            pods.extend(self._pods(self._load(row["doc"]), now))
         return pods
 
     def pods(self, namespace: str, label_selector: str | None, field_selector: str | None) -> PodList:
@@ -1171,7 +1295,7 @@ class ClusterService:
         with self.world.db.tx() as conn:
             pods = self._all_pods(conn, namespace)
             deps = {
-                r["name"]: DeploymentState.model_validate_json(r["doc"])
+                r["name"]: self._load(r["doc"])
                 for r in conn.execute("SELECT name, doc FROM deployments WHERE namespace=?", (namespace,))
             }
         if pod_name is not None:

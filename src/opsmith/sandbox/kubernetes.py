@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
-from typing import Annotated
+from typing import Annotated, cast
 
 from mcp.server.mcpserver import MCPServer
+from mcp.types import CallToolResult, TextContent
 from pydantic import Field
 
 from opsmith.sandbox.cli import ServerOptions, serve
 from opsmith.sandbox.cluster import (
+    STARTING,
     BackupResult,
     Color,
     DeleteResult,
@@ -22,12 +25,38 @@ from opsmith.sandbox.cluster import (
     Strategy,
     TrafficResult,
 )
+from opsmith.sandbox.errors import RolloutFailed
 from opsmith.sandbox.serving import Caller, hints, reads
 from opsmith.sandbox.world import World
 
 Namespace = Annotated[str, Field(description="Namespace: production, staging or development")]
 Deployment = Annotated[str, Field(description="Deployment name (= application name), e.g. my-application")]
 Image = Annotated[str, Field(description="Image in the registry, e.g. myorg/my-application:v1.0.0")]
+WaitSeconds = Annotated[
+    int,
+    Field(
+        description="Wait up to this many seconds for pods that are still starting (ContainerCreating) "
+        "to run or fail before answering, as `kubectl wait` does; 0 answers at once",
+        ge=0,
+        le=600,
+    ),
+]
+
+
+def failed_result(failed: RolloutFailed) -> CallToolResult:
+    return CallToolResult(
+        content=[TextContent(type="text", text=str(failed))],
+        structured_content=failed.result.model_dump(mode="json"),
+        is_error=True,
+    )
+
+
+def _settled(pods: PodList) -> bool:
+    return all(p.status != STARTING for p in pods.pods)
+
+
+def _logs_settled(logs: LogsView) -> bool:
+    return all(p.status != STARTING for p in logs.pods)
 
 
 def build_server(world: World, options: ServerOptions) -> MCPServer:
@@ -41,10 +70,20 @@ def build_server(world: World, options: ServerOptions) -> MCPServer:
     call = Caller(options)
     c = world.cluster
 
+    background = options.pod_start_seconds > 0
+    apply_description = (
+        "Deploy an image: create or update a deployment with a rolling update (new revision and "
+        "replica set) or to the idle blue-green colour; "
+        + (
+            "returns at once while the new pods start (check them with get_pods)."
+            if background
+            else "fails if the new pods do not become ready."
+        )
+    )
+
     @mcp.tool(
         title="Apply deployment",
-        description="Deploy an image: create or update a deployment with a rolling update (new revision and "
-        "replica set) or to the idle blue-green colour; fails if the new pods do not become ready.",
+        description=apply_description,
         annotations=hints("Apply deployment", destructive=True, idempotent=True),
     )
     async def apply_deployment(
@@ -60,17 +99,24 @@ def build_server(world: World, options: ServerOptions) -> MCPServer:
             int, Field(description="Pods that may be unavailable during the update", ge=0)
         ] = 0,
     ) -> RolloutResult:
-        return await call(
-            "apply_deployment",
-            c.apply,
-            namespace,
-            deployment_name,
-            image,
-            replicas,
-            strategy,
-            max_surge,
-            max_unavailable,
-        )
+        try:
+            return await call(
+                "apply_deployment",
+                c.apply,
+                namespace,
+                deployment_name,
+                image,
+                replicas,
+                strategy,
+                max_surge,
+                max_unavailable,
+                start_delay=options.pod_start_seconds,
+            )
+        except RolloutFailed as failed:
+            # An error result that still says what changed (revision, previous revision), so the
+            # caller can undo exactly this rollout. MCPServer passes a CallToolResult through as is;
+            # the cast keeps the declared output schema RolloutResult.
+            return cast(RolloutResult, failed_result(failed))
 
     @mcp.tool(
         title="Get deployment",
@@ -91,8 +137,10 @@ def build_server(world: World, options: ServerOptions) -> MCPServer:
             str | None, Field(description="e.g. app=my-application,track=canary")
         ] = None,
         field_selector: Annotated[str | None, Field(description="e.g. status.phase=Running")] = None,
+        wait_seconds: WaitSeconds = 0,
     ) -> PodList:
-        return await call("get_pods", c.pods, namespace, label_selector, field_selector)
+        read = functools.partial(c.pods, namespace, label_selector, field_selector)
+        return await call.until("get_pods", read, _settled, within=wait_seconds)
 
     @mcp.tool(
         title="Get pod logs",
@@ -106,8 +154,10 @@ def build_server(world: World, options: ServerOptions) -> MCPServer:
             str | None, Field(description="Pods matching e.g. app=my-application")
         ] = None,
         tail_lines: Annotated[int, Field(description="Last N lines per pod", ge=0, le=5000)] = 100,
+        wait_seconds: WaitSeconds = 0,
     ) -> LogsView:
-        return await call("get_pod_logs", c.logs, namespace, pod_name, label_selector, tail_lines)
+        read = functools.partial(c.logs, namespace, pod_name, label_selector, tail_lines)
+        return await call.until("get_pod_logs", read, _logs_settled, within=wait_seconds)
 
     @mcp.tool(
         title="Scale deployment",

@@ -9,6 +9,7 @@ from __future__ import annotations
 import fcntl
 import shutil
 import sqlite3
+import time
 from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -42,6 +43,10 @@ class World:
     def now(self) -> str:
         moment = self._frozen or datetime.now(UTC)
         return moment.replace(microsecond=0).isoformat()
+
+    def clock(self) -> float:
+        """Now in seconds since the epoch, finer than now(): pods that take a moment to start."""
+        return self._frozen.timestamp() if self._frozen else time.time()
 
     @contextmanager
     def frozen_clock(self, moment: datetime) -> Iterator[None]:

@@ -166,6 +166,7 @@ class ServerConnection:
             raise ToolCallError(
                 f"{self.name}/{tool} reported an error: {text or 'no message'}",
                 hint="the tool ran and refused or failed; read its message",
+                output=result.structured_content,
             )
         return ToolResult(
             server=self.name,
