@@ -47,7 +47,8 @@ def test_bad_config_is_one_clear_error_with_exit_2(tmp_path: Path) -> None:
     config = write_config(tmp_path, "  time: {command: mcp-server-time, argz: []}")
     result = opsmith(tmp_path, "--config", str(config), "servers", "status")
     assert result.returncode == 2
-    assert f"{config}: unknown key 'argz' in stdio server mcpServers.time; did you mean 'args'?" in result.stderr
+    expected = f"{config}: unknown key 'argz' in stdio server mcpServers.time; did you mean 'args'?"
+    assert expected in result.stderr
     assert "Traceback" not in result.stderr and result.stdout == ""
 
 
