@@ -16,11 +16,16 @@ from typing import TYPE_CHECKING
 from opsmith.config import Config, load_config
 
 if TYPE_CHECKING:
+    from opsmith.domain.identity import Identity, Permission
+    from opsmith.domain.plan import Plan
+    from opsmith.engine.settings import ExecutionSettings
     from opsmith.ports import (
         ApprovalStore,
         AuditTrail,
         Clock,
+        Executor,
         ExecutorFactory,
+        Listener,
         PlanStore,
         RoleStore,
         RunJournal,
@@ -89,6 +94,34 @@ class McpToolSource:
             await pool.stop()
 
 
+def local_executor(
+    plan: Plan,
+    *,
+    tools: ToolProvider,
+    runs: RunJournal,
+    identity: Identity,
+    permission: Permission,
+    settings: ExecutionSettings | None = None,
+    auto_validate: bool = False,
+    listener: Listener | None = None,
+    owner: str | None = None,
+) -> Executor:
+    """The in-process executor; the engine is loaded only by commands that drive a run."""
+    from opsmith.engine.local import LocalExecutor
+
+    return LocalExecutor(
+        plan,
+        tools=tools,
+        runs=runs,
+        identity=identity,
+        permission=permission,
+        settings=settings,
+        auto_validate=auto_validate,
+        listener=listener,
+        owner=owner,
+    )
+
+
 def bootstrap(config_path: Path | None, environ: Mapping[str, str]) -> App:
     config = load_config(config_path, environ)
     return wire(config, environ)
@@ -96,7 +129,6 @@ def bootstrap(config_path: Path | None, environ: Mapping[str, str]) -> App:
 
 def wire(config: Config, environ: Mapping[str, str]) -> App:
     """The real adapters over one database."""
-    from opsmith.engine.local import LocalExecutor
     from opsmith.store.access import ApprovalRepository, RoleRepository
     from opsmith.store.audit import AuditLog
     from opsmith.store.database import Database
@@ -115,6 +147,6 @@ def wire(config: Config, environ: Mapping[str, str]) -> App:
         journal=JournalFactory(database),
         tools=McpToolSource(config, environ),
         clock=SystemClock(),
-        executors=LocalExecutor,
+        executors=local_executor,
         database=database,
     )
