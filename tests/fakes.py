@@ -15,10 +15,11 @@ from typing import Any
 from opsmith.bootstrap import App
 from opsmith.config import Config, parse_config
 from opsmith.domain.approval import Approval
-from opsmith.domain.audit import AuditEntry, Verification, new_entry, redact, verify
+from opsmith.domain.audit import AuditEntry, Verification, new_entry, verify
 from opsmith.domain.catalog import Catalog, ToolSpec
 from opsmith.domain.journal import AuditNote, Lease
 from opsmith.domain.plan import Plan, PlanStatus
+from opsmith.domain.redaction import redact
 from opsmith.domain.results import ToolResult
 from opsmith.domain.servers import Health, RecordedServer, ServerStatus
 from opsmith.engine.events import RunEvent

@@ -17,11 +17,10 @@ from opsmith.domain.audit import (
     AuditEntry,
     canonical_json,
     entry_hash,
-    is_secret_key,
     new_entry,
-    redact,
     verify,
 )
+from opsmith.domain.redaction import is_secret_key, redact
 
 T0 = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
 

@@ -18,7 +18,8 @@ Nothing inside the chain can tell; it takes an external anchor, e.g. the head ha
 (`Verification.head`, `Verification.checked`) copied somewhere the writer cannot change, and
 compared on the next verification.
 
-Secrets never enter the chain: `redact()` is applied to details before they are hashed and stored.
+Secrets never enter the chain: the store redacts details (opsmith.domain.redaction) before they are
+hashed and stored.
 Pure: stdlib and pydantic only.
 """
 
@@ -27,7 +28,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime
 from enum import Enum
 from typing import Any, Protocol
@@ -36,36 +37,16 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, field_validator
 
 __all__ = [
     "GENESIS",
-    "REDACTED",
     "AuditEntry",
     "Verification",
     "canonical_json",
     "entry_hash",
-    "is_secret_key",
     "jsonable",
     "new_entry",
-    "redact",
-    "redact_text",
     "verify",
 ]
 
 GENESIS = "sha256:" + "0" * 64
-REDACTED = "***"
-
-# Substrings of a key (lower-cased, '-' read as '_') that mark its value as a secret.
-_SECRET_KEY_PARTS = (
-    "token",
-    "secret",
-    "password",
-    "passwd",
-    "api_key",
-    "apikey",
-    "authorization",
-    "credential",
-    "private_key",
-)
-# Shorter secrets would redact ordinary words and digits everywhere ("on", "42").
-_MIN_SECRET_LENGTH = 4
 
 
 class AuditEntry(BaseModel):
@@ -198,52 +179,6 @@ def new_entry(
         prev_hash=prev_hash,
         hash=entry_hash(seq, at, actor, action, subject, plain, prev_hash),
     )
-
-
-def is_secret_key(key: str) -> bool:
-    normal = key.lower().replace("-", "_")
-    return any(part in normal for part in _SECRET_KEY_PARTS)
-
-
-def redact(details: Mapping[str, Any], secrets: Iterable[str]) -> dict[str, Any]:
-    """A copy of `details` with secrets replaced by "***".
-
-    Every occurrence of a known secret value (of at least 4 characters) inside any string, key
-    or value, at any depth, is replaced; so is the whole value of any key that looks secret
-    (token, password, api_key, authorization, ...), whatever its type.
-    """
-    # Longest first, so a secret that contains another is replaced whole.
-    known = sorted({s for s in secrets if len(s) >= _MIN_SECRET_LENGTH}, key=len, reverse=True)
-    # Plain JSON first, so a secret inside an object's text form is caught as well.
-    result = _redact(jsonable(dict(details)), known)
-    assert isinstance(result, dict)
-    return result
-
-
-def redact_text(text: str, secrets: Iterable[str]) -> str:
-    """`text` with every known secret value (of at least 4 characters) replaced by "***"."""
-    known = sorted({s for s in secrets if len(s) >= _MIN_SECRET_LENGTH}, key=len, reverse=True)
-    return _scrub(text, known)
-
-
-def _redact(value: Any, known: list[str]) -> Any:
-    if isinstance(value, str):
-        return _scrub(value, known)
-    if isinstance(value, Mapping):
-        return {
-            _scrub(str(k), known): REDACTED if is_secret_key(str(k)) else _redact(v, known)
-            for k, v in value.items()
-        }
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return [_redact(v, known) for v in value]
-    return value
-
-
-def _scrub(text: str, known: list[str]) -> str:
-    for secret in known:
-        if secret in text:
-            text = text.replace(secret, REDACTED)
-    return text
 
 
 def verify(entries: Sequence[AuditEntry]) -> Verification:

@@ -13,7 +13,8 @@ from pydantic import ValidationError
 from sqlalchemy import Connection, String, Text, insert, select, text, type_coerce
 from sqlalchemy.orm import Session
 
-from opsmith.domain.audit import AuditEntry, Link, Verification, new_entry, redact, redact_text, verify
+from opsmith.domain.audit import AuditEntry, Link, Verification, new_entry, verify
+from opsmith.domain.redaction import redact, redact_text
 from opsmith.errors import StoreError
 from opsmith.store.database import Database
 from opsmith.store.models import AuditRow

@@ -19,10 +19,11 @@ from typing import Any, cast
 from sqlalchemy import Connection, Table, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
-from opsmith.domain.audit import AuditEntry, redact
+from opsmith.domain.audit import AuditEntry
 from opsmith.domain.errors import OperationError, UsageError
 from opsmith.domain.journal import AuditNote, Lease
 from opsmith.domain.plan import Plan, PlanStatus
+from opsmith.domain.redaction import redact
 from opsmith.engine.events import EventType, RunEvent
 from opsmith.engine.state import RunState, RunStatus
 from opsmith.errors import StoreError

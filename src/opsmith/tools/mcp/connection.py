@@ -26,6 +26,7 @@ from pydantic import ValidationError
 from opsmith import __version__
 from opsmith.config import ServerConfig, StdioServerConfig, SupervisionConfig
 from opsmith.domain.catalog import ToolHints, ToolSpec
+from opsmith.domain.redaction import Redactor
 from opsmith.domain.results import ToolResult
 from opsmith.domain.servers import Health, ServerStatus
 from opsmith.errors import ConfigError, OpsmithError, ServerUnavailableError, ToolCallError
@@ -65,7 +66,7 @@ class ServerConnection:
         self._tools: list[ToolSpec] = []
         self._client: Client | None = None
         self._capture: StderrCapture | None = None
-        self._secrets: tuple[str, ...] = ()
+        self._redactor = Redactor()
         self._noise: str | None = None
         self._started_at: datetime | None = None
         self._started_mono: float | None = None
@@ -156,22 +157,25 @@ class ServerConnection:
         except Exception as exc:
             if is_connection_loss(exc):
                 self._connection_lost(describe(exc))
-            error = _redacted(call_failure(self.name, tool, exc, limit), self._secrets)
+            error = _redacted(call_failure(self.name, tool, exc, limit), self._redactor)
             if error is exc:
                 raise
             raise error from exc
         elapsed = (time.perf_counter() - started) * 1000
+        # Redacted here, at the one door results come in by: nothing after it (the run state,
+        # events, the database, every face) ever holds a secret the server was given.
         text = self._redact(_text_of(result.content))
+        structured = self._redactor.data(result.structured_content)
         if result.is_error:
             raise ToolCallError(
                 f"{self.name}/{tool} reported an error: {text or 'no message'}",
                 hint="the tool ran and refused or failed; read its message",
-                output=result.structured_content,
+                output=structured,
             )
         return ToolResult(
             server=self.name,
             tool=tool,
-            structured=result.structured_content,
+            structured=structured,
             text=text,
             duration_ms=round(elapsed, 3),
         )
@@ -216,7 +220,7 @@ class ServerConnection:
         except ConfigError as exc:
             self._fail(exc)
             return False
-        self._secrets = resolved.secrets
+        self._redactor = Redactor(resolved.secrets)
         capture = None
         if resolved.command is not None:
             capture = StderrCapture(self.name, self._log_file, resolved.secrets, self._child_exited)
@@ -371,7 +375,7 @@ class ServerConnection:
         self._lost.set()
 
     def _fail(self, error: OpsmithError) -> None:
-        self._failure = _redacted(error, self._secrets)
+        self._failure = _redacted(error, self._redactor)
         self._last_error = self._failure.message
         self._set(Health.DOWN, self._failure.message)
 
@@ -392,10 +396,7 @@ class ServerConnection:
         return f"{text}; stderr: {' | '.join(lines)}" if lines else text
 
     def _redact(self, text: str) -> str:
-        for secret in sorted(self._secrets, key=len, reverse=True):
-            if len(secret) >= 4:
-                text = text.replace(secret, "***")
-        return text
+        return self._redactor.text(text)
 
 
 def _resolve(future: asyncio.Future[None]) -> None:
@@ -403,13 +404,14 @@ def _resolve(future: asyncio.Future[None]) -> None:
         future.set_result(None)
 
 
-def _redacted(error: OpsmithError, secrets: tuple[str, ...]) -> OpsmithError:
-    message = error.message
-    for secret in sorted(secrets, key=len, reverse=True):
-        if len(secret) >= 4:
-            message = message.replace(secret, "***")
+def _redacted(error: OpsmithError, redactor: Redactor) -> OpsmithError:
+    message = redactor.text(error.message)
     error.message = message
     error.args = (message,)
+    if error.hint:
+        error.hint = redactor.text(error.hint)
+    if isinstance(error, ToolCallError) and error.output is not None:
+        error.output = redactor.data(error.output)
     return error
 
 

@@ -16,6 +16,8 @@ from logging.handlers import RotatingFileHandler
 from pathlib import Path
 from typing import IO
 
+from opsmith.domain.redaction import Redactor
+
 _MAX_BYTES = 1_000_000
 _BACKUPS = 3
 
@@ -27,7 +29,7 @@ class StderrCapture:
         self, server: str, log_file: Path, secrets: Iterable[str], on_eof: Callable[[], None]
     ) -> None:
         self.log_file = log_file
-        self._secrets = sorted((s for s in secrets if len(s) >= 4), key=len, reverse=True)
+        self._redactor = Redactor(secrets)
         self._on_eof = on_eof
         self.tail: deque[str] = deque(maxlen=40)
         read_fd, write_fd = os.pipe()
@@ -58,9 +60,7 @@ class StderrCapture:
             handler.flush()
 
     def redact(self, text: str) -> str:
-        for secret in self._secrets:
-            text = text.replace(secret, "***")
-        return text
+        return self._redactor.text(text)
 
     def last_lines(self, count: int = 5) -> list[str]:
         return [line for line in list(self.tail)[-count:] if line.strip()]
