@@ -14,13 +14,14 @@ from typing import Any
 
 from opsmith.bootstrap import App
 from opsmith.config import Config, parse_config
-from opsmith.domain.approval import Approval
+from opsmith.domain.approval import Approval, seal_plan
 from opsmith.domain.audit import AuditEntry, Verification, new_entry, verify
 from opsmith.domain.catalog import Catalog, ToolSpec
 from opsmith.domain.journal import AuditNote, Lease
 from opsmith.domain.plan import Plan, PlanStatus
 from opsmith.domain.redaction import redact
 from opsmith.domain.results import ToolResult
+from opsmith.domain.seal import Seal
 from opsmith.domain.servers import Health, RecordedServer, ServerStatus
 from opsmith.engine.events import RunEvent
 from opsmith.engine.local import LocalExecutor
@@ -41,12 +42,15 @@ class FakeClock:
         self.moment += timedelta(seconds=seconds)
 
 
+SEAL = Seal(b"a test key, not a secret of anyone's")
+
+
 class FakePlans:
     def __init__(self) -> None:
         self.plans: dict[str, Plan] = {}
 
     def save(self, plan: Plan) -> None:
-        self.plans[plan.id] = plan
+        self.plans[plan.id] = seal_plan(plan, SEAL)
 
     def get(self, plan_id: str) -> Plan:
         try:
@@ -69,8 +73,10 @@ class FakeApprovals:
     def __init__(self) -> None:
         self.approvals: list[Approval] = []
 
-    def add(self, approval: Approval) -> None:
+    def add(self, approval: Approval) -> Approval:
+        approval = approval.sealed_with(SEAL)
         self.approvals.append(approval)
+        return approval
 
     def for_plan(self, plan_id: str) -> list[Approval]:
         return [a for a in self.approvals if a.plan_id == plan_id]
@@ -108,6 +114,7 @@ class FakeAudit:
             action=action,
             subject=subject,
             details=redact(details or {}, secrets),
+            seal=SEAL,
         )
         self.chain.append(entry)
         return entry
@@ -117,7 +124,7 @@ class FakeAudit:
         return found[-limit:] if limit else found
 
     def verify(self) -> Verification:
-        return verify(self.chain)
+        return verify(self.chain, SEAL)
 
     def actions(self) -> list[tuple[str, str, str]]:
         return [(e.actor, e.action, e.subject) for e in self.chain]
@@ -335,5 +342,6 @@ def fake_app(config_text: str, tools: FakeTools) -> FakeWorld:
         tools=tools,
         clock=clock,
         executors=LocalExecutor,
+        seal=SEAL,
     )
     return FakeWorld(app, tools, plans, approvals, audit, servers, journal, clock)

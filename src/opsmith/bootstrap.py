@@ -18,6 +18,7 @@ from opsmith.config import Config, load_config
 if TYPE_CHECKING:
     from opsmith.domain.identity import Identity, Permission
     from opsmith.domain.plan import Plan
+    from opsmith.domain.seal import Seal
     from opsmith.engine.settings import ExecutionSettings
     from opsmith.ports import (
         ApprovalStore,
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
         ToolProvider,
         ToolSource,
     )
+    from opsmith.store.audit import AuditLog
     from opsmith.store.database import Database
 
 
@@ -52,19 +54,22 @@ class App:
     tools: ToolSource
     clock: Clock
     executors: ExecutorFactory
+    seal: Seal  # signs plans, approvals, roles and audit entries with the key outside the database
     database: Database | None = None  # only `opsmith db upgrade` needs it
 
 
 class JournalFactory:
     """A new run journal per driver (the real one keeps per-run caches)."""
 
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: Database, audit: AuditLog, seal: Seal) -> None:
         self._database = database
+        self._audit = audit
+        self._seal = seal
 
     def __call__(self) -> RunJournal:
         from opsmith.store.runs import RunRepository
 
-        return RunRepository(self._database)
+        return RunRepository(self._database, self._audit, self._seal)
 
 
 class SystemClock:
@@ -132,21 +137,26 @@ def wire(config: Config, environ: Mapping[str, str]) -> App:
     from opsmith.store.access import ApprovalRepository, RoleRepository
     from opsmith.store.audit import AuditLog
     from opsmith.store.database import Database
+    from opsmith.store.keys import load_seal
     from opsmith.store.plans import PlanRepository
     from opsmith.store.servers import ServerRepository
+    from opsmith.store.witness import FileWitness
 
+    seal = load_seal(config.signing_key_file, environ)
     database = Database(config.database, sqlite_synchronous=config.sqlite_synchronous)
+    audit = AuditLog(database, seal=seal, witness=FileWitness(config.audit_witness_file))
     return App(
         config=config,
         environ=dict(environ),
-        plans=PlanRepository(database),
-        approvals=ApprovalRepository(database),
-        roles=RoleRepository(database),
-        audit=AuditLog(database),
+        plans=PlanRepository(database, seal),
+        approvals=ApprovalRepository(database, seal),
+        roles=RoleRepository(database, seal),
+        audit=audit,
         servers=ServerRepository(database),
-        journal=JournalFactory(database),
+        journal=JournalFactory(database, audit, seal),
         tools=McpToolSource(config, environ),
         clock=SystemClock(),
         executors=local_executor,
+        seal=seal,
         database=database,
     )

@@ -214,6 +214,11 @@ class Config(_Strict):
         description="full: every commit survives a power cut; normal: survives a killed process, much faster",
     )
     state_dir: Path = Path(".opsmith")
+    key_file: Path | None = Field(
+        default=None,
+        description="the key that signs plans, approvals, roles and the audit trail"
+        " (default: STATE_DIR/integrity.key); OPSMITH_AUDIT_KEY overrides it",
+    )
     supervision: SupervisionConfig = Field(default_factory=SupervisionConfig)
     execution: ExecutionConfig = Field(default_factory=ExecutionConfig)
     applications: dict[str, ApplicationConfig] = Field(default_factory=dict)
@@ -246,6 +251,14 @@ class Config(_Strict):
     @property
     def log_dir(self) -> Path:
         return self.state_dir / "logs"
+
+    @property
+    def signing_key_file(self) -> Path:
+        return self.key_file or self.state_dir / "integrity.key"
+
+    @property
+    def audit_witness_file(self) -> Path:
+        return self.signing_key_file.with_name("audit.head")
 
     def server(self, name: str) -> ServerConfig:
         from opsmith.errors import UnknownServerError

@@ -24,7 +24,7 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from opsmith.domain.approval import Approval
-from opsmith.domain.audit import AuditEntry, Verification
+from opsmith.domain.audit import AuditEntry, Head, Verification
 from opsmith.domain.catalog import Catalog, ToolSpec
 from opsmith.domain.identity import Identity, Permission
 from opsmith.domain.journal import AuditNote, Lease
@@ -60,6 +60,8 @@ class ToolSource(Protocol):
 
 
 class PlanStore(Protocol):
+    """Plans; `save` signs what it writes (id, hash, requester, status) with the store's seal."""
+
     def save(self, plan: Plan) -> None: ...
 
     def get(self, plan_id: str) -> Plan:
@@ -74,13 +76,17 @@ class PlanStore(Protocol):
 
 
 class ApprovalStore(Protocol):
-    def add(self, approval: Approval) -> None: ...
+    def add(self, approval: Approval) -> Approval:
+        """Store the approval, signed; returns it as stored."""
+        ...
 
     def for_plan(self, plan_id: str) -> list[Approval]: ...
 
 
 class RoleStore(Protocol):
-    def all(self) -> dict[str, str]: ...
+    def all(self) -> dict[str, str]:
+        """Stored roles whose signature verifies; a row written outside opsmith is ignored."""
+        ...
 
     def set(self, user: str, role: str, set_by: str) -> None: ...
 
@@ -100,7 +106,23 @@ class AuditTrail(Protocol):
 
     def entries(self, subject: str | None = None, limit: int | None = None) -> list[AuditEntry]: ...
 
-    def verify(self) -> Verification: ...
+    def verify(self) -> Verification:
+        """The chain, every signature, and the head recorded by the witness outside the store."""
+        ...
+
+
+class AuditWitness(Protocol):
+    """Where the audit head is recorded outside the database, so a removed tail shows."""
+
+    where: str  # how a person finds it, for messages
+
+    def read(self) -> Head | None:
+        """The last head recorded, or None when there is none (or it cannot be read)."""
+        ...
+
+    def advance(self, head: Head) -> None:
+        """Record `head` unless a newer one is recorded already."""
+        ...
 
 
 class RunJournal(Protocol):

@@ -18,6 +18,8 @@ from opsmith.domain.audit import GENESIS
 from opsmith.errors import StoreError
 from opsmith.store import Database
 from opsmith.store.audit import AuditLog
+from opsmith.store.keys import load_seal
+from opsmith.store.witness import FileWitness
 
 pytestmark = pytest.mark.integration
 
@@ -29,11 +31,20 @@ def opsmith(cwd: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run([OPSMITH, *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=120)
 
 
+def signed_log(state: Path, url: str | None = None) -> AuditLog:
+    """The audit log as opsmith wires it: signed with the key in `state`, witnessed beside it."""
+    return AuditLog(
+        Database(url or f"sqlite:///{state / 'opsmith.db'}"),
+        seal=load_seal(state / "integrity.key", {}),
+        witness=FileWitness(state / "audit.head"),
+    )
+
+
 def project(tmp_path: Path) -> AuditLog:
     """A project directory the CLI will use, and the audit log of its database."""
     (tmp_path / "opsmith.yaml").write_text("mcpServers: {}\nstate_dir: .opsmith\n")
     # config.py: database_url defaults to sqlite:///{state_dir}/opsmith.db, relative to the cwd.
-    return AuditLog(Database(f"sqlite:///{tmp_path / '.opsmith' / 'opsmith.db'}"))
+    return signed_log(tmp_path / ".opsmith")
 
 
 class Clock:
@@ -119,6 +130,46 @@ def test_a_removed_row_is_reported_by_the_cli(tmp_path: Path) -> None:
     assert "entry 3 is missing (removed): seq jumps from 2 to 4" in result.stdout
 
 
+@pytest.mark.parametrize("removed", [1, 3, 6])
+def test_a_removed_tail_is_reported_with_the_missing_range(tmp_path: Path, removed: int) -> None:
+    log = project(tmp_path)
+    for i in range(6):
+        log.append("ana", "run.state", "run-1", {"i": i})
+    with sqlite3.connect(tmp_path / ".opsmith" / "opsmith.db") as raw:
+        raw.execute("DELETE FROM audit WHERE seq > ?", (6 - removed,))
+    result = opsmith(tmp_path, "audit", "verify", "--json")
+    assert result.returncode == 1
+    report = json.loads(result.stdout)
+    first = 7 - removed
+    assert report["ok"] is False and report["missing"] == [first, 6] and report["first_bad_seq"] == first
+    assert "removed from the tail" in report["problem"]
+
+
+def test_a_rewritten_entry_with_the_chain_recomputed_is_named_by_its_signature(tmp_path: Path) -> None:
+    log = project(tmp_path)
+    for i in range(5):
+        log.append("ana", "plan.approved", f"plan-{i}", {"i": i})
+    # What someone with the database but not the key can do: change entry 2 and recompute every
+    # hash and link after it, so that the unkeyed chain is consistent again.
+    entries = log.entries()
+    rewritten = [*entries[:1]]
+    for entry in entries[1:]:
+        changes: dict[str, object] = {"prev_hash": rewritten[-1].hash}
+        if entry.seq == 2:
+            changes["actor"] = "mallory"
+        entry = entry.model_copy(update=changes)
+        rewritten.append(entry.model_copy(update={"hash": entry.computed_hash()}))
+    with sqlite3.connect(tmp_path / ".opsmith" / "opsmith.db") as raw:
+        for entry in rewritten[1:]:
+            raw.execute(
+                "UPDATE audit SET actor = ?, prev_hash = ?, hash = ? WHERE seq = ?",
+                (entry.actor, entry.prev_hash, entry.hash, entry.seq),
+            )
+    result = opsmith(tmp_path, "audit", "verify")
+    assert result.returncode == 1
+    assert "entry 2 was rewritten outside opsmith: its signature does not verify" in result.stderr
+
+
 def test_an_unreadable_row_is_a_finding_not_a_crash(tmp_path: Path) -> None:
     db_file = tmp_path / "o.db"
     log = AuditLog(Database(f"sqlite:///{db_file}"))
@@ -133,19 +184,21 @@ def test_an_unreadable_row_is_a_finding_not_a_crash(tmp_path: Path) -> None:
         log.entries()
 
 
-def _append_many(url: str, worker: int, count: int) -> list[int]:
-    log = AuditLog(Database(url))
+def _append_many(state: Path, worker: int, count: int) -> list[int]:
+    log = signed_log(state)
     return [log.append(f"worker{worker}", "tool.called", f"run-{worker}", {"n": n}).seq for n in range(count)]
 
 
 def test_concurrent_appenders_in_four_processes_keep_one_chain(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'shared.db'}"
-    Database(url).migrate()  # so the workers race on appends, not on the schema
+    log = signed_log(tmp_path)
+    Database(f"sqlite:///{tmp_path / 'opsmith.db'}").migrate()  # workers race on appends, not the schema
     with multiprocessing.get_context("spawn").Pool(4) as pool:
-        results = pool.starmap(_append_many, [(url, worker, 25) for worker in range(4)])
+        results = pool.starmap(_append_many, [(tmp_path, worker, 25) for worker in range(4)])
     seqs = sorted(seq for worker_seqs in results for seq in worker_seqs)
     assert seqs == list(range(1, 101))  # none duplicated, none lost
-    log = AuditLog(Database(url))
+    # The witness only moved forward, whichever process's commit reached it first.
+    head = FileWitness(tmp_path / "audit.head").read()
+    assert head is not None and head.seq == 100
     entries = log.entries()
     assert [e.seq for e in entries] == list(range(1, 101))
     for worker in range(4):

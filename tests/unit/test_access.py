@@ -6,13 +6,20 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from opsmith.domain.approval import Approval, ApprovalError, check_approve, tally
+from opsmith.domain.approval import Approval, ApprovalError, ApprovalState, check_approve, seal_plan
+from opsmith.domain.approval import tally as tally_with
 from opsmith.domain.identity import DEFAULT_ROLES, Action, Identity, Permission, decide
 from opsmith.domain.intent import Intent
 from opsmith.domain.plan import Estimate, Plan, PlanStatus, Step
 from opsmith.domain.risk import Risk
+from opsmith.domain.seal import Seal
 
 NOW = datetime(2026, 11, 24, 10, tzinfo=UTC)
+SEAL = Seal(b"k" * 32)
+
+
+def tally(p: Plan, approvals: list[Approval], now: datetime, **options: bool) -> ApprovalState:
+    return tally_with(p, approvals, now, SEAL, **options)
 
 
 def plan(risk: Risk = Risk.HIGH, needed: int = 1, status: PlanStatus = PlanStatus.PENDING_APPROVAL) -> Plan:
@@ -36,7 +43,7 @@ def plan(risk: Risk = Risk.HIGH, needed: int = 1, status: PlanStatus = PlanStatu
         created_at=NOW,
         requested_by="bob",
     )
-    return made.model_copy(update={"hash": made.content_hash()})
+    return seal_plan(made.model_copy(update={"hash": made.content_hash()}), SEAL)
 
 
 def who(user: str, role: str) -> Identity:
@@ -53,7 +60,7 @@ def approval(
         role="approver",
         at=at,
         expires_at=at + timedelta(hours=hours),
-    )
+    ).sealed_with(SEAL)
 
 
 @pytest.mark.parametrize(
@@ -103,10 +110,12 @@ def test_approvals_expire_and_count_once_per_person() -> None:
 def test_four_eyes_refuses_the_requester() -> None:
     p = plan(Risk.CRITICAL, needed=2)
     with pytest.raises(ApprovalError, match="four-eyes"):
-        check_approve(p, who("bob", "approver"), DEFAULT_ROLES["approver"], [], NOW)
-    assert check_approve(p, who("alice", "approver"), DEFAULT_ROLES["approver"], [], NOW).allowed
+        check_approve(p, who("bob", "approver"), DEFAULT_ROLES["approver"], [], NOW, SEAL)
+    assert check_approve(p, who("alice", "approver"), DEFAULT_ROLES["approver"], [], NOW, SEAL).allowed
     with pytest.raises(ApprovalError, match="already approved"):
-        check_approve(p, who("alice", "approver"), DEFAULT_ROLES["approver"], [approval(p, "alice")], NOW)
+        check_approve(
+            p, who("alice", "approver"), DEFAULT_ROLES["approver"], [approval(p, "alice")], NOW, SEAL
+        )
 
 
 @pytest.mark.parametrize(
@@ -119,10 +128,53 @@ def test_four_eyes_refuses_the_requester() -> None:
 )
 def test_what_cannot_be_approved(changed: dict[str, object], message: str) -> None:
     p = plan().model_copy(update=changed)
+    if "status" in changed:
+        p = seal_plan(p, SEAL)  # a status opsmith set
     with pytest.raises(ApprovalError, match=message):
-        check_approve(p, who("alice", "approver"), DEFAULT_ROLES["approver"], [], NOW)
+        check_approve(p, who("alice", "approver"), DEFAULT_ROLES["approver"], [], NOW, SEAL)
 
 
 def test_a_role_without_approve_is_refused() -> None:
     with pytest.raises(ApprovalError, match="may not approve"):
-        check_approve(plan(), who("dave", "deployer"), DEFAULT_ROLES["deployer"], [], NOW)
+        check_approve(plan(), who("dave", "deployer"), DEFAULT_ROLES["deployer"], [], NOW, SEAL)
+
+
+def test_an_approval_not_signed_with_the_key_does_not_count() -> None:
+    p = plan()
+    given = approval(p, "alice")
+    forged = given.model_copy(update={"seal": ""})
+    other_key = given.model_copy(update={"seal": ""}).sealed_with(Seal(b"x" * 32))
+    # Moved to another version of the plan: what the signature covers changed.
+    moved = given.model_copy(update={"plan_hash": "sha256:" + "0" * 64})
+    for bad in (forged, other_key, moved):
+        state = tally(p.model_copy(update={"hash": bad.plan_hash}) if bad is moved else p, [bad], NOW)
+        assert not state.approved and "signature does not verify" in state.void[0][1]
+
+
+def test_a_plan_changed_outside_opsmith_cannot_be_approved() -> None:
+    # Content and hash rewritten together, as someone with the database but not the key would.
+    p = plan()
+    edited = p.model_copy(update={"requires_approval": False})
+    edited = edited.model_copy(update={"hash": edited.content_hash()})
+    with pytest.raises(ApprovalError, match="changed outside opsmith"):
+        check_approve(edited, who("alice", "approver"), DEFAULT_ROLES["approver"], [], NOW, SEAL)
+    # A status set back (a finished plan made pending again) breaks the signature as well.
+    revived = p.model_copy(update={"status": PlanStatus.SUCCEEDED})
+    revived = seal_plan(revived, SEAL).model_copy(update={"status": PlanStatus.PENDING_APPROVAL})
+    with pytest.raises(ApprovalError, match="changed outside opsmith"):
+        check_approve(revived, who("alice", "approver"), DEFAULT_ROLES["approver"], [], NOW, SEAL)
+
+
+def test_an_amender_counts_as_a_requester_under_four_eyes() -> None:
+    p = seal_plan(plan(Risk.CRITICAL, needed=2).model_copy(update={"amended_by": ["carol"]}), SEAL)
+    with pytest.raises(ApprovalError, match="carol amended plan"):
+        check_approve(p, who("carol", "approver"), DEFAULT_ROLES["approver"], [], NOW, SEAL)
+    state = tally(p, [approval(p, "carol"), approval(p, "alice")], NOW)
+    assert state.approvers == ["alice"] and "four-eyes" in state.void[0][1]
+
+
+def test_expired_approvals_still_cover_a_run_that_goes_on() -> None:
+    p = plan()
+    late = NOW + timedelta(hours=30)
+    assert not tally(p, [approval(p, "alice")], late).approved
+    assert tally(p, [approval(p, "alice")], late, expired_count=True).approved

@@ -15,12 +15,15 @@ from hypothesis import strategies as st
 from opsmith.domain.audit import (
     GENESIS,
     AuditEntry,
+    Head,
     canonical_json,
     entry_hash,
     new_entry,
     verify,
+    verify_with_witness,
 )
 from opsmith.domain.redaction import is_secret_key, redact
+from opsmith.domain.seal import Seal
 
 T0 = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
 
@@ -394,3 +397,131 @@ def test_redact_does_not_change_its_input() -> None:
     details = {"password": "x", "inner": {"v": "hunter22"}}
     redact(details, ["hunter22"])
     assert details == {"password": "x", "inner": {"v": "hunter22"}}
+
+
+# --- signatures and the witness ---------------------------------------------------------------
+
+SEAL = Seal(b"the key of the tests, 32 bytes or more")
+
+
+def signed(inputs: list[tuple[int, str, str, str, dict[str, Any]]]) -> list[AuditEntry]:
+    entries: list[AuditEntry] = []
+    for offset, actor, action, subject, details in inputs:
+        previous = entries[-1] if entries else None
+        at = T0 + timedelta(seconds=offset)
+        entries.append(
+            new_entry(
+                previous, at=at, actor=actor, action=action, subject=subject, details=details, seal=SEAL
+            )
+        )
+    return entries
+
+
+def witness_of(entries: list[AuditEntry]) -> Head | None:
+    return Head.of(entries[-1], SEAL) if entries else None
+
+
+def recomputed_from(entries: list[AuditEntry], index: int, **changes: Any) -> list[AuditEntry]:
+    """Entry `index` changed, its hash and every later entry's hash and link recomputed: the best an
+    attacker without the key can do. Their signatures stay as they were (they cannot remake them)."""
+    result = list(entries[:index])
+    for position, entry in enumerate(entries[index:]):
+        entry = entry.model_copy(update=changes if position == 0 else {})
+        if result:
+            entry = entry.model_copy(update={"prev_hash": result[-1].hash})
+        result.append(entry.model_copy(update={"hash": entry.computed_hash()}))
+    return result
+
+
+def test_a_signed_chain_with_its_witness_verifies() -> None:
+    entries = signed([(i, "ana", "run.state", "r", {"i": i}) for i in range(5)])
+    result = verify_with_witness(entries, SEAL, witness_of(entries))
+    assert result.ok and result.checked == 5
+
+
+def test_a_rewritten_chain_is_named_by_the_first_signature_that_fails() -> None:
+    entries = signed([(i, "ana", "run.state", "r", {"i": i}) for i in range(6)])
+    tampered = recomputed_from(entries, 2, actor="mallory")
+    assert verify(tampered).ok, "unkeyed, the rewrite is consistent"
+    result = verify_with_witness(tampered, SEAL, witness_of(entries))
+    assert (result.ok, result.first_bad_seq) == (False, 3)
+    assert "entry 3 was rewritten outside opsmith" in (result.problem or "")
+
+
+def test_a_removed_tail_is_reported_with_its_range() -> None:
+    entries = signed([(i, "ana", "run.state", "r", {"i": i}) for i in range(8)])
+    result = verify_with_witness(entries[:5], SEAL, witness_of(entries))
+    assert (result.ok, result.missing, result.first_bad_seq) == (False, (6, 8), 6)
+    assert "entries 6-8 are missing (removed from the tail)" in (result.problem or "")
+    emptied = verify_with_witness([], SEAL, witness_of(entries))
+    assert emptied.missing == (1, 8) and "the trail is empty" in (emptied.problem or "")
+
+
+def test_a_missing_or_forged_witness_is_a_finding() -> None:
+    entries = signed([(0, "ana", "run.state", "r", {})])
+    assert "missing or unreadable" in (verify_with_witness(entries, SEAL, None).problem or "")
+    forged = Head(seq=9, hash=entries[0].hash, mac="hmac-sha256:" + "0" * 64)
+    assert "was altered" in (verify_with_witness(entries, SEAL, forged).problem or "")
+    assert verify_with_witness([], SEAL, None).ok
+
+
+def test_an_entry_signed_with_another_key_or_unsigned_is_named() -> None:
+    entries = signed([(i, "ana", "run.state", "r", {}) for i in range(3)])
+    entries[1] = entries[1].model_copy(update={"mac": ""})
+    assert verify(entries, SEAL).first_bad_seq == 2
+    assert "carries no signature" in (verify(entries, SEAL).problem or "")
+    other = Seal(b"somebody else's key, 32 bytes long.")
+    assert verify(signed([(0, "a", "b", "c", {})]), other).first_bad_seq == 1
+
+
+MUTATIONS = ["edit", "edit_rechained", "delete", "swap", "truncate"]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(entry_inputs, min_size=1, max_size=10),
+    st.sampled_from(MUTATIONS),
+    st.data(),
+    st.sampled_from(["at", "actor", "action", "subject", "details"]),
+    st.text(max_size=3),
+)
+def test_any_edit_deletion_reordering_or_truncation_is_reported(
+    inputs: list[tuple[int, str, str, str, dict[str, Any]]],
+    mutation: str,
+    data: st.DataObject,
+    field: str,
+    salt: str,
+) -> None:
+    entries = signed(inputs)
+    witness = witness_of(entries)
+    n = len(entries)
+    if mutation == "swap" and n < 2:
+        mutation = "truncate"
+    if mutation == "edit":
+        i = data.draw(st.integers(0, n - 1))
+        entries[i] = edited(entries[i], **tamper(entries[i], field, salt))
+        expected: set[int] = {i + 1}
+    elif mutation == "edit_rechained":
+        i = data.draw(st.integers(0, n - 1))
+        entries = recomputed_from(entries, i, **tamper(entries[i], field, salt))
+        expected = {i + 1}
+    elif mutation == "delete":
+        i = data.draw(st.integers(0, n - 1))
+        del entries[i]
+        expected = {i + 1}
+    elif mutation == "swap":
+        i = data.draw(st.integers(0, n - 2))
+        j = data.draw(st.integers(i + 1, n - 1))
+        entries[i], entries[j] = entries[j], entries[i]
+        expected = {i + 1, j + 1}  # whichever of the two comes first in the table
+    else:
+        keep = data.draw(st.integers(0, n - 1))
+        entries = entries[:keep]
+        expected = {keep + 1}
+    result = verify_with_witness(entries, SEAL, witness)
+    assert not result.ok, mutation
+    assert result.first_bad_seq in expected, (mutation, result.problem)
+    if mutation == "truncate":
+        assert result.missing == (keep + 1, n)
+    else:
+        assert f"entry {result.first_bad_seq}" in (result.problem or "")

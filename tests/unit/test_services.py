@@ -265,14 +265,18 @@ def test_catalog_max_age_zero_always_discovers() -> None:
     assert len(world.tools.started) == 2
 
 
-def test_amend_keeps_the_requester_refuses_closed_plans_and_is_audited(world: FakeWorld) -> None:
+def test_amend_keeps_the_requester_copies_closed_plans_and_is_audited(world: FakeWorld) -> None:
     plan = run(make_plan(world.app, who("bob", "deployer"), SCALE, {}))
     amended = run(amend_plan(world.app, who("alice", "approver"), plan.id, {"replicas": 5}))
     assert amended.requested_by == "bob" and amended.hash != plan.hash
+    assert amended.id == plan.id and amended.amended_by == ["alice"]
     assert ("alice", "plan.amended", plan.id) in world.audit.actions()
     reject(world.app, who("alice", "approver"), plan.id, "no")
-    with pytest.raises(UsageError, match="rejected; only a plan that has not started"):
-        run(amend_plan(world.app, who("bob", "deployer"), plan.id, {}))
+    # A rejected plan is never brought back: the amended version is a new plan that links to it.
+    copy = run(amend_plan(world.app, who("bob", "deployer"), plan.id, {"replicas": 6}))
+    assert copy.id != plan.id and copy.amended_from == plan.id and copy.requested_by == "bob"
+    assert copy.status is PlanStatus.PENDING_APPROVAL
+    assert world.plans.get(plan.id).status is PlanStatus.REJECTED
 
 
 # -- running --------------------------------------------------------------------------------------

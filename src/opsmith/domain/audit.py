@@ -12,11 +12,14 @@ Each entry carries the hash of its predecessor (`prev_hash`) and a hash of its o
 - a removed entry in the middle or at the start: its seq is missing from the sequence;
 - reordered or duplicated entries: the seqs do not increase by one, or a link does not match.
 
-Limitation, by construction: removing the *newest* entries (truncating the tail), or rewriting the
-newest entry together with its hash, leaves a shorter chain that is still internally consistent.
-Nothing inside the chain can tell; it takes an external anchor, e.g. the head hash and count
-(`Verification.head`, `Verification.checked`) copied somewhere the writer cannot change, and
-compared on the next verification.
+Hashes alone cannot stop someone who writes the database: they rewrite an entry and recompute
+every hash after it, or cut off the newest entries, and the shorter chain is still consistent. So,
+with a `Seal` (a key kept outside the database):
+- every entry also carries `mac`, a keyed signature of its seq and hash: a rewritten entry whose
+  hashes were recomputed is named by its signature, which nobody without the key can remake;
+- every append also advances a witness outside the database to the new head (`Head`, signed as
+  well). `verify_with_witness` reports a chain shorter than its witness as the range of entries
+  removed from the tail, and a witnessed entry that changed as rewritten.
 
 Secrets never enter the chain: the store redacts details (opsmith.domain.redaction) before they are
 hashed and stored.
@@ -31,19 +34,24 @@ import math
 from collections.abc import Mapping, Sequence
 from datetime import UTC, date, datetime
 from enum import Enum
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, field_validator
+
+if TYPE_CHECKING:
+    from opsmith.domain.seal import Seal
 
 __all__ = [
     "GENESIS",
     "AuditEntry",
+    "Head",
     "Verification",
     "canonical_json",
     "entry_hash",
     "jsonable",
     "new_entry",
     "verify",
+    "verify_with_witness",
 ]
 
 GENESIS = "sha256:" + "0" * 64
@@ -62,6 +70,7 @@ class AuditEntry(BaseModel):
     details: dict[str, Any]
     prev_hash: str
     hash: str
+    mac: str = ""  # the keyed signature of seq and hash; empty when written without a Seal
 
     @field_validator("at")
     @classmethod
@@ -85,6 +94,24 @@ class Verification(BaseModel):
     first_bad_seq: int | None = None
     problem: str | None = None
     head: str | None = None  # hash of the last intact entry: the value to anchor externally
+    missing: tuple[int, int] | None = None  # first and last seq removed from the tail, if any
+
+
+class Head(BaseModel):
+    """The newest entry as the witness outside the database recorded it."""
+
+    model_config = ConfigDict(frozen=True)
+
+    seq: int
+    hash: str
+    mac: str = ""
+
+    @classmethod
+    def of(cls, entry: Link, seal: Seal) -> Head:
+        return cls(seq=entry.seq, hash=entry.hash, mac=seal.sign("audit.head", _link(entry)))
+
+    def signed_by(self, seal: Seal) -> bool:
+        return seal.valid("audit.head", _link(self), self.mac)
 
 
 def jsonable(value: Any) -> Any:
@@ -161,14 +188,17 @@ def new_entry(
     action: str,
     subject: str,
     details: Mapping[str, Any],
+    seal: Seal | None = None,
 ) -> AuditEntry:
-    """The entry that follows `previous` (or starts the chain), with its hash computed."""
+    """The entry that follows `previous` (or starts the chain), with its hash computed and, given a
+    seal, signed."""
     if at.tzinfo is None or at.utcoffset() is None:
         raise ValueError("audit timestamps must be timezone-aware")
     at = at.astimezone(UTC)
     seq = 1 if previous is None else previous.seq + 1
     prev_hash = GENESIS if previous is None else previous.hash
     plain = jsonable(dict(details))
+    digest = entry_hash(seq, at, actor, action, subject, plain, prev_hash)
     return AuditEntry(
         seq=seq,
         at=at,
@@ -177,16 +207,22 @@ def new_entry(
         subject=subject,
         details=plain,
         prev_hash=prev_hash,
-        hash=entry_hash(seq, at, actor, action, subject, plain, prev_hash),
+        hash=digest,
+        mac=seal.sign("audit", {"seq": seq, "hash": digest}) if seal is not None else "",
     )
 
 
-def verify(entries: Sequence[AuditEntry]) -> Verification:
-    """Check a whole chain, oldest first; stop at and name the first bad entry."""
+def _link(entry: Link) -> dict[str, Any]:
+    return {"seq": entry.seq, "hash": entry.hash}
+
+
+def verify(entries: Sequence[AuditEntry], seal: Seal | None = None) -> Verification:
+    """Check a whole chain, oldest first, and with a seal every entry's signature; stop at and name
+    the first bad entry."""
     previous: AuditEntry | None = None
     for position, entry in enumerate(entries):
         expected = 1 if previous is None else previous.seq + 1
-        problem = _problem(entry, previous, expected, entries, position)
+        problem = _problem(entry, previous, expected, entries, position, seal)
         if problem is not None:
             bad_seq, message = problem
             return Verification(
@@ -200,12 +236,61 @@ def verify(entries: Sequence[AuditEntry]) -> Verification:
     return Verification(ok=True, checked=len(entries), head=previous.hash if previous else None)
 
 
+def verify_with_witness(
+    entries: Sequence[AuditEntry], seal: Seal, witness: Head | None, where: str = "the witness"
+) -> Verification:
+    """`verify`, then hold the chain against the head its witness recorded: a chain that ends
+    before the witnessed entry lost its tail; a witnessed entry that differs was rewritten."""
+    result = verify(entries, seal)
+    if not result.ok:
+        return result
+    last = entries[-1].seq if entries else 0
+    if witness is None:
+        if not entries:
+            return result
+        return _failed(
+            result,
+            None,
+            f"{where} of the audit head is missing or unreadable, so a removed tail cannot be ruled out",
+        )
+    if not witness.signed_by(seal):
+        return _failed(result, None, f"{where} of the audit head was altered: its signature does not verify")
+    if witness.seq > last:
+        first = last + 1
+        span = f"entry {first} is" if first == witness.seq else f"entries {first}-{witness.seq} are"
+        ends = f"ends at entry {last}" if last else "is empty"
+        return _failed(
+            result,
+            first,
+            f"{span} missing (removed from the tail): the trail {ends}, but {where} recorded "
+            f"entry {witness.seq}",
+            missing=(first, witness.seq),
+        )
+    recorded = next(e for e in entries if e.seq == witness.seq)
+    if recorded.hash != witness.hash:
+        return _failed(
+            result,
+            witness.seq,
+            f"entry {witness.seq} was rewritten: it differs from the entry {where} recorded",
+        )
+    return result
+
+
+def _failed(
+    result: Verification, seq: int | None, problem: str, missing: tuple[int, int] | None = None
+) -> Verification:
+    return result.model_copy(
+        update={"ok": False, "first_bad_seq": seq, "problem": problem, "missing": missing}
+    )
+
+
 def _problem(
     entry: AuditEntry,
     previous: AuditEntry | None,
     expected: int,
     entries: Sequence[AuditEntry],
     position: int,
+    seal: Seal | None = None,
 ) -> tuple[int, str] | None:
     if entry.computed_hash() != entry.hash:
         if entry.seq != expected and _hash_with_seq(entry, expected) == entry.hash:
@@ -215,6 +300,10 @@ def _problem(
                 "so its hash does not match its content"
             )
         return entry.seq, f"entry {entry.seq} was edited: its hash does not match its content"
+    if seal is not None and not seal.valid("audit", _link(entry), entry.mac):
+        if not entry.mac:
+            return entry.seq, f"entry {entry.seq} carries no signature: it was not written by opsmith"
+        return entry.seq, (f"entry {entry.seq} was rewritten outside opsmith: its signature does not verify")
     if previous is None:
         if entry.seq != 1:
             return 1, f"entry 1 is missing (removed): the trail starts at entry {entry.seq}"

@@ -142,9 +142,14 @@ class Plan(BaseModel):
     warnings: list[str] = Field(default_factory=list)
     overrides: dict[str, Any] = Field(default_factory=dict, description="--set values the plan was made with")
     requested_by: str = ""
+    amended_by: list[str] = Field(
+        default_factory=list, description="who amended it; requesters for four-eyes"
+    )
+    amended_from: str | None = Field(default=None, description="the closed plan this one was copied from")
     status: PlanStatus
     hash: str = ""
     created_at: datetime
+    seal: str = Field(default="", description="keyed signature of id, hash, requester and status")
 
     @property
     def missing(self) -> dict[str, list[str]]:
@@ -167,6 +172,28 @@ class Plan(BaseModel):
     def content_hash(self) -> str:
         """sha256 over everything that would run or decide whether it may run; ids and times excluded."""
         return content_hash(self)
+
+    def signed(self) -> dict[str, Any]:
+        """What the plan's seal covers: its content (by hash), who asked for it, and its status, so
+        neither an edit nor a status set back (a finished plan made `approved` again) goes unseen."""
+        return signed_fields(self.id, self.hash, self.requested_by, self.status, self.amended_by)
+
+    @property
+    def requesters(self) -> set[str]:
+        """Who asked for this version of the plan: none of them may approve it under four-eyes."""
+        return {self.requested_by, *self.amended_by}
+
+
+def signed_fields(
+    plan_id: str, plan_hash: str, requested_by: str, status: PlanStatus, amended_by: list[str]
+) -> dict[str, Any]:
+    return {
+        "id": plan_id,
+        "hash": plan_hash,
+        "requested_by": requested_by,
+        "status": PlanStatus(status).value,
+        "amended_by": list(amended_by),
+    }
 
 
 def content_hash(plan: Plan) -> str:

@@ -33,7 +33,7 @@ def approve(
                 f"plan {plan.id} was changed after it was made: its content no longer matches its hash",
                 hint="plan the request again",
             )
-        decision = check_approve(plan, identity, permission_of(app.config, identity), existing, now)
+        decision = check_approve(plan, identity, permission_of(app.config, identity), existing, now, app.seal)
     except ApprovalError as refused:
         # A refused approval is evidence too: who tried to approve what, and why it did not count.
         details: dict[str, object] = {"hash": plan.hash, "why": refused.message}
@@ -48,8 +48,8 @@ def approve(
         at=now,
         expires_at=now + timedelta(hours=app.config.policy.approval.expires_hours),
     )
-    approvals.add(approval)
-    state = tally(plan, [*existing, approval], now)
+    approval = approvals.add(approval)
+    state = tally(plan, [*existing, approval], now, app.seal)
     if state.approved:
         plan = plan.model_copy(update={"status": PlanStatus.APPROVED})
         plans.save(plan)
@@ -95,8 +95,12 @@ def cancel(app: App, identity: Identity, plan_id: str) -> Plan:
     return plan
 
 
-def state_of(app: App, plan: Plan, now: datetime | None = None) -> ApprovalState:
-    return tally(plan, app.approvals.for_plan(plan.id), now or datetime.now(UTC))
+def state_of(
+    app: App, plan: Plan, now: datetime | None = None, *, expired_count: bool = False
+) -> ApprovalState:
+    return tally(
+        plan, app.approvals.for_plan(plan.id), now or datetime.now(UTC), app.seal, expired_count=expired_count
+    )
 
 
 def record_audit(app: App, identity: Identity, action: str, subject: str, details: dict[str, object]) -> None:

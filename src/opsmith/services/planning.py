@@ -9,6 +9,7 @@ from typing import Any
 import yaml
 
 from opsmith.bootstrap import App
+from opsmith.domain.approval import plan_is_sealed
 from opsmith.domain.catalog import Catalog
 from opsmith.domain.errors import UsageError
 from opsmith.domain.identity import Action, Identity
@@ -55,7 +56,14 @@ async def make_plan(
 
 
 async def _plan(
-    app: App, request: str, overrides: dict[str, Any], *, plan_id: str | None, requested_by: str
+    app: App,
+    request: str,
+    overrides: dict[str, Any],
+    *,
+    plan_id: str | None = None,
+    requested_by: str,
+    amended_by: list[str] | None = None,
+    amended_from: str | None = None,
 ) -> Plan:
     from opsmith.services.discovery import recorded_catalog, running_servers, statuses
 
@@ -67,7 +75,17 @@ async def _plan(
             # A copy: stopping the servers empties the pool's own catalog.
             recorded = Catalog(pool.catalog.tools()), degraded
     catalog, degraded = recorded
-    return plan_with(app, catalog, degraded, request, overrides, plan_id=plan_id, requested_by=requested_by)
+    return plan_with(
+        app,
+        catalog,
+        degraded,
+        request,
+        overrides,
+        plan_id=plan_id,
+        requested_by=requested_by,
+        amended_by=amended_by,
+        amended_from=amended_from,
+    )
 
 
 def plan_with(
@@ -79,6 +97,8 @@ def plan_with(
     *,
     plan_id: str | None = None,
     requested_by: str = "",
+    amended_by: list[str] | None = None,
+    amended_from: str | None = None,
 ) -> Plan:
     """Plan over a catalog, and store the plan."""
     planner = planner_for(app)
@@ -99,7 +119,9 @@ def plan_with(
         recent_failures=failures,
         taken_ids=repository.ids_with_prefix(f"plan_{intent.action}_"),
     )
-    plan = planner.plan(request, situation, overrides).model_copy(update={"requested_by": requested_by})
+    plan = planner.plan(request, situation, overrides).model_copy(
+        update={"requested_by": requested_by, "amended_by": amended_by or [], "amended_from": amended_from}
+    )
     if plan_id is not None:
         plan = plan.model_copy(update={"id": plan_id})
     repository.save(plan)
@@ -148,18 +170,34 @@ async def amend_plan(app: App, identity: Identity, plan_id: str, overrides: dict
             f"plan {old.id} was written by hand; it has no request to plan again",
             hint="edit the file and run: opsmith plan --file PLAN.yaml",
         )
-    if old.status not in AMENDABLE:
+    if not plan_is_sealed(old, app.seal):
         raise UsageError(
-            f"plan {old.id} is {old.status.value}; only a plan that has not started can be amended",
+            f"plan {old.id} was changed outside opsmith: its signature does not verify",
             hint=f"plan the request again: opsmith plan {old.request!r}",
         )
     merged = {**old.overrides, **overrides}
-    plan = await _plan(app, old.request, merged, plan_id=old.id, requested_by=old.requested_by)
+    amenders = [*old.amended_by, *([identity.user] if identity.user not in old.requesters else [])]
+    if old.status in AMENDABLE:
+        plan = await _plan(
+            app, old.request, merged, plan_id=old.id, requested_by=old.requested_by, amended_by=amenders
+        )
+    else:
+        # A closed or running plan stays as it was: the amended version is a new plan that says
+        # where it came from, and needs approvals of its own.
+        plan = await _plan(
+            app, old.request, merged, requested_by=old.requested_by, amended_by=amenders, amended_from=old.id
+        )
     app.audit.append(
         identity.user,
         "plan.amended",
         plan.id,
-        {"from_hash": old.hash, "hash": plan.hash, "set": overrides, "status": plan.status.value},
+        {
+            "from": old.id,
+            "from_hash": old.hash,
+            "hash": plan.hash,
+            "set": overrides,
+            "status": plan.status.value,
+        },
     )
     return plan
 

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from opsmith.bootstrap import App
+from opsmith.domain.approval import plan_is_sealed
 from opsmith.domain.errors import UsageError
 from opsmith.domain.identity import Action, Identity, decide
 from opsmith.domain.journal import AuditNote
@@ -54,6 +55,11 @@ def may_run(
     problem: tuple[str, str] | None = None
     if plan.hash != plan.content_hash():
         problem = (f"plan {plan.id} was changed after it was made", "plan the request again")
+    elif not plan_is_sealed(plan, app.seal):
+        problem = (
+            f"plan {plan.id} was changed outside opsmith: its signature does not verify",
+            "plan the request again",
+        )
     elif plan.status is not PlanStatus.APPROVED:
         problem = (
             f"plan {plan.id} is {plan.status.value}, not approved",
@@ -261,11 +267,22 @@ async def _take_over(
 
 
 def _still_as_approved(app: App, identity: Identity, plan: Plan, state: RunState) -> None:
-    """What goes on running is what was approved: the stored plan still hashes to the hash the run
-    started with. An edit of the plan while the run waited refuses the take-over, audited."""
-    if plan.hash == state.plan_hash == plan.content_hash():
+    """What goes on running (or is undone) is what was approved: the stored plan still hashes to the
+    hash the run started with, carries opsmith's signature, and signed approvals of that very hash
+    still cover it (expired ones count: they held when the run started). Anything else refuses the
+    take-over, audited."""
+    why: str | None = None
+    if not plan.hash == state.plan_hash == plan.content_hash():
+        why = f"plan {plan.id} changed since run {state.run_id} started from it"
+    elif not plan_is_sealed(plan, app.seal):
+        why = f"plan {plan.id} was changed outside opsmith: its signature does not verify"
+    elif plan.requires_approval:
+        tally = state_of(app, plan, expired_count=True)
+        if not tally.approved:
+            reasons = "; ".join(reason for _, reason in tally.void) or "no valid approval"
+            why = f"plan {plan.id} is not covered by valid approvals ({reasons})"
+    if why is None:
         return
-    why = f"plan {plan.id} changed since run {state.run_id} started from it"
     details = {"run_hash": state.plan_hash, "plan_hash": plan.hash, "why": why}
     app.audit.append(identity.user, "run.refused", state.run_id, details)
     raise RunRefused(why, hint=f"roll the run back (opsmith cancel {state.run_id} --rollback) and plan again")
@@ -403,6 +420,8 @@ async def request_stop(
         assert what == CANCEL_AND_ROLLBACK
         from opsmith.services.discovery import running_servers
 
+        # The undo steps come from the plan: only undo what was approved.
+        _still_as_approved(app, identity, plan, state)
         async with running_servers(app) as pool:
             executor = _executor(app, identity, plan, pool, False, listener, owner=owner)
             for step_id in undecided(state):

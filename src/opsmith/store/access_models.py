@@ -21,6 +21,7 @@ class ApprovalRow(Base):
     comment: Mapped[str] = mapped_column(Text, default="")
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
     expires_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    seal: Mapped[str] = mapped_column(String(80), default="")
 
 
 class RoleRow(Base):
@@ -32,3 +33,4 @@ class RoleRow(Base):
     role: Mapped[str] = mapped_column(String(64))
     set_by: Mapped[str] = mapped_column(String(128))
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    seal: Mapped[str] = mapped_column(String(80), default="")

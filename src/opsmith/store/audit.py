@@ -3,33 +3,51 @@
 from __future__ import annotations
 
 import json
+import logging
 import random
 import time
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
 from sqlalchemy import Connection, String, Text, insert, select, text, type_coerce
 from sqlalchemy.orm import Session
 
-from opsmith.domain.audit import AuditEntry, Link, Verification, new_entry, verify
+from opsmith.domain.audit import AuditEntry, Head, Link, Verification, new_entry, verify, verify_with_witness
 from opsmith.domain.redaction import redact, redact_text
+from opsmith.domain.seal import Seal
 from opsmith.errors import StoreError
 from opsmith.store.database import Database
 from opsmith.store.models import AuditRow
 
+if TYPE_CHECKING:
+    from opsmith.ports import AuditWitness
+
 # A collision only happens when another process appended between our read and our insert;
 # a handful of retries is plenty, more would hide a real fault.
 _ATTEMPTS = 8
+_heads = logging.getLogger("opsmith.audit")
 
 
 class AuditLog:
-    """The audit trail in the store. Details are redacted before they are hashed and stored."""
+    """The audit trail in the store. Details are redacted before they are hashed and stored.
 
-    def __init__(self, database: Database, clock: Callable[[], datetime] | None = None) -> None:
+    With a seal, every entry is signed; with a witness too, every committed append advances the
+    witness (and the log) to the new head, and `verify` holds the chain against it."""
+
+    def __init__(
+        self,
+        database: Database,
+        clock: Callable[[], datetime] | None = None,
+        *,
+        seal: Seal | None = None,
+        witness: AuditWitness | None = None,
+    ) -> None:
         self._db = database
         self._clock = clock or (lambda: datetime.now(UTC))
+        self._seal = seal
+        self._witness = witness
 
     def append(
         self,
@@ -48,7 +66,9 @@ class AuditLog:
             try:
                 with self._db.session() as session:
                     self.lock_for_append(session)
-                    return self.append_within(session, actor, action, subject, clean)
+                    entry = self.append_within(session, actor, action, subject, clean)
+                self.witnessed(entry)
+                return entry
             except StoreError as error:
                 # Busy, or another appender took this seq first: a fresh read chains after it.
                 if attempt == _ATTEMPTS or not error.retryable:
@@ -63,7 +83,13 @@ class AuditLog:
         """Chain one already-redacted entry inside the caller's transaction, which took the write lock
         (see `lock_for_append`); lets a run commit a tool call's entry with the step's new state."""
         entry = new_entry(
-            _last(session), at=self._clock(), actor=actor, action=action, subject=subject, details=details
+            _last(session),
+            at=self._clock(),
+            actor=actor,
+            action=action,
+            subject=subject,
+            details=details,
+            seal=self._seal,
         )
         session.add(_row(entry))
         session.flush()  # a seq taken meanwhile fails here, inside the caller's retry
@@ -87,7 +113,13 @@ class AuditLog:
         the caller forgets what it remembered and tries again."""
         last = previous if previous is not None else connection.execute(_LAST_LINK).first()
         entry = new_entry(
-            last, at=self._clock(), actor=actor, action=action, subject=subject, details=details
+            last,
+            at=self._clock(),
+            actor=actor,
+            action=action,
+            subject=subject,
+            details=details,
+            seal=self._seal,
         )
         connection.execute(
             _INSERT,
@@ -100,9 +132,18 @@ class AuditLog:
                 "details": entry.details,
                 "prev_hash": entry.prev_hash,
                 "hash": entry.hash,
+                "mac": entry.mac,
             },
         )
         return entry
+
+    def witnessed(self, entry: Link) -> None:
+        """After the transaction that wrote `entry` committed: record it as the head, outside the
+        database (never before the commit, or a rolled-back append would look like a removed one)."""
+        if self._seal is None or self._witness is None:
+            return
+        self._witness.advance(Head.of(entry, self._seal))
+        _heads.info("audit head seq=%d hash=%s", entry.seq, entry.hash)
 
     def entries(self, subject: str | None = None, limit: int | None = None) -> list[AuditEntry]:
         """Entries oldest first; with `limit`, only the newest `limit` of them (still oldest first)."""
@@ -132,10 +173,11 @@ class AuditLog:
             type_coerce(AuditRow.details, Text),
             AuditRow.prev_hash,
             AuditRow.hash,
+            AuditRow.mac,
         )
         entries: list[AuditEntry] = []
         with self._db.session() as session:
-            for seq, at, actor, action, subject, details, prev_hash, hash_ in session.execute(
+            for seq, at, actor, action, subject, details, prev_hash, hash_, mac in session.execute(
                 select(*columns).order_by(AuditRow.seq)
             ):
                 try:
@@ -148,9 +190,10 @@ class AuditLog:
                         details=json.loads(details) if isinstance(details, str) else details,
                         prev_hash=prev_hash,
                         hash=hash_,
+                        mac=mac or "",
                     )
                 except (ValueError, TypeError, ValidationError) as exc:
-                    before = verify(entries)
+                    before = verify(entries, self._seal)
                     if not before.ok:
                         return before
                     return Verification(
@@ -161,7 +204,9 @@ class AuditLog:
                         head=before.head,
                     )
                 entries.append(entry)
-        return verify(entries)
+        if self._seal is not None and self._witness is not None:
+            return verify_with_witness(entries, self._seal, self._witness.read(), self._witness.where)
+        return verify(entries, self._seal)
 
     def lock_for_append(self, session: Session) -> None:
         if self._db.engine.dialect.name == "sqlite":
@@ -190,6 +235,7 @@ def _row(entry: AuditEntry) -> AuditRow:
         details=entry.details,
         prev_hash=entry.prev_hash,
         hash=entry.hash,
+        mac=entry.mac,
     )
 
 
@@ -203,6 +249,7 @@ def _entry(row: AuditRow) -> AuditEntry:
         details=row.details,
         prev_hash=row.prev_hash,
         hash=row.hash,
+        mac=row.mac or "",
     )
 
 

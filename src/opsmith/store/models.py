@@ -76,3 +76,4 @@ class AuditRow(Base):
     details: Mapped[dict[str, Any]] = mapped_column(JSON)
     prev_hash: Mapped[str] = mapped_column(String(80))
     hash: Mapped[str] = mapped_column(String(80))
+    mac: Mapped[str] = mapped_column(String(80), default="")

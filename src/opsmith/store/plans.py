@@ -6,8 +6,10 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, select
 
+from opsmith.domain.approval import seal_plan
 from opsmith.domain.errors import UsageError
 from opsmith.domain.plan import Plan, PlanStatus
+from opsmith.domain.seal import Seal
 from opsmith.store.database import Database
 from opsmith.store.models import PlanRow
 
@@ -19,10 +21,14 @@ class UnknownPlanError(UsageError):
 
 
 class PlanRepository:
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: Database, seal: Seal | None = None) -> None:
         self._db = database
+        self._seal = seal
 
     def save(self, plan: Plan) -> None:
+        """Write the plan, signed (id, hash, requester, status) when the repository has a seal."""
+        if self._seal is not None:
+            plan = seal_plan(plan, self._seal)
         now = datetime.now(UTC)
         with self._db.session() as session:
             row = session.get(PlanRow, plan.id) or PlanRow(id=plan.id, created_at=plan.created_at)

@@ -19,11 +19,13 @@ from typing import Any, cast
 from sqlalchemy import Connection, Table, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
+from opsmith.domain.approval import seal_plan
 from opsmith.domain.audit import AuditEntry
 from opsmith.domain.errors import OperationError, UsageError
 from opsmith.domain.journal import AuditNote, Lease
-from opsmith.domain.plan import Plan, PlanStatus
+from opsmith.domain.plan import Plan, PlanStatus, signed_fields
 from opsmith.domain.redaction import redact
+from opsmith.domain.seal import Seal
 from opsmith.engine.events import EventType, RunEvent
 from opsmith.engine.state import RunState, RunStatus
 from opsmith.errors import StoreError
@@ -68,9 +70,12 @@ def owner_is_gone(owner: str) -> bool:
 
 
 class RunRepository:
-    def __init__(self, database: Database, audit: AuditLog | None = None) -> None:
+    """With a seal, a plan whose status a run moves (running, succeeded...) is signed again with it."""
+
+    def __init__(self, database: Database, audit: AuditLog | None = None, seal: Seal | None = None) -> None:
         self._db = database
         self._audit = audit or AuditLog(database)
+        self._seal = seal
         self._saved: dict[str, RunState] = {}
         self._seq: dict[str, int] = {}
         # The last audit entry this repository wrote: the next one chains to it without a read.
@@ -100,7 +105,7 @@ class RunRepository:
             try:
                 with self._db.transaction(immediate=True) as connection:
                     if claim is not None:
-                        _claim(connection, claim)
+                        _claim(connection, claim, self._seal)
                     stored = self._write(
                         connection,
                         state,
@@ -121,6 +126,8 @@ class RunRepository:
             except BaseException:
                 self._audit_head = None
                 raise
+        if audits and self._audit_head is not None:
+            self._audit.witnessed(self._audit_head)
         self._saved[state.run_id] = state
         if stored:
             self._seq[state.run_id] = stored[-1].seq
@@ -197,7 +204,7 @@ class RunRepository:
             connection.execute(_UPDATE_STEP, old_rows[0] if len(old_rows) == 1 else old_rows)
         follows = PLAN_FOLLOWS.get(state.status)
         if follows is not None and (last is None or last.status is not state.status):
-            _plan_follows(connection, state.plan_id, follows)
+            _plan_follows(connection, state.plan_id, follows, self._seal)
         stored = self._events(connection, run_id, events)
         link = self._audit_head
         for note in audits:
@@ -387,18 +394,27 @@ PLAN_FOLLOWS = {
 }
 
 
-def _plan_follows(connection: Connection, plan_id: str, status: PlanStatus) -> None:
+def _plan_follows(connection: Connection, plan_id: str, status: PlanStatus, seal: Seal | None) -> None:
     data = connection.execute(select(PlanRow.data).where(PlanRow.id == plan_id)).scalar()
     if data is not None:
+        data = {**data, "status": status.value}
+        if seal is not None:
+            # Only the status changes, so the plan's own signed fields come from what is stored.
+            data["seal"] = seal.sign(
+                "plan",
+                signed_fields(
+                    data["id"], data["hash"], data["requested_by"], status, data.get("amended_by", [])
+                ),
+            )
         connection.execute(
-            update(PlanRow)
-            .where(PlanRow.id == plan_id)
-            .values(status=status.value, data={**data, "status": status.value})
+            update(PlanRow).where(PlanRow.id == plan_id).values(status=status.value, data=data)
         )
 
 
-def _claim(connection: Connection, plan: Plan) -> None:
+def _claim(connection: Connection, plan: Plan, seal: Seal | None) -> None:
     running = plan.model_copy(update={"status": PlanStatus.RUNNING})
+    if seal is not None:
+        running = seal_plan(running, seal)
     result = connection.execute(
         update(PlanRow)
         .where(PlanRow.id == plan.id, PlanRow.status == PlanStatus.APPROVED.value, PlanRow.hash == plan.hash)
