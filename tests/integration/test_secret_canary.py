@@ -7,7 +7,9 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+from collections.abc import Iterator
 from pathlib import Path
+from typing import TextIO
 
 import pytest
 from mcp import Client, StdioServerParameters
@@ -53,7 +55,14 @@ def everything_stored(project: Path) -> bytes:
     return b"".join(p.read_bytes() for p in sorted(state.rglob("*")) if p.is_file())
 
 
-async def test_the_canary_appears_nowhere(project: Path) -> None:
+@pytest.fixture
+def errlog(project: Path) -> Iterator[TextIO]:
+    """Where the `opsmith mcp` process's stderr goes (stdout is the protocol)."""
+    with open(project / "mcp.stderr.log", "w") as handle:
+        yield handle
+
+
+async def test_the_canary_appears_nowhere(project: Path, errlog: TextIO) -> None:
     outputs: list[str] = []
 
     def ok(*args: str, code: int = 0) -> str:
@@ -88,11 +97,11 @@ async def test_the_canary_appears_nowhere(project: Path) -> None:
     ok("tools", "--json")
 
     params = StdioServerParameters(command=OPSMITH, args=["mcp"], cwd=project, env=child_env())
-    with open(project / "mcp.stderr.log", "w") as errlog:
-        async with Client(stdio_client(params, errlog=errlog)) as client:
-            report = await client.call_tool("get_run_status", {"run_id": run_id})
-            outputs.append(json.dumps(report.structured_content))
-            outputs.extend(getattr(block, "text", "") for block in report.content)
+    async with Client(stdio_client(params, errlog=errlog)) as client:
+        report = await client.call_tool("get_run_status", {"run_id": run_id})
+        outputs.append(json.dumps(report.structured_content))
+        outputs.extend(getattr(block, "text", "") for block in report.content)
+    errlog.flush()
     outputs.append((project / "mcp.stderr.log").read_text())
 
     leaks = [text for text in outputs if CANARY in text]

@@ -194,3 +194,10 @@ def _words_of(tool: ToolSpec) -> ToolWords:
     return ToolWords(
         name=name, title=text_words(tool.title or "") - name, description=text_words(tool.description)
     )
+
+
+def accepts_undeclared(schema: dict[str, Any]) -> bool:
+    """Whether a tool takes arguments its schema does not name: only when it says so
+    (`additionalProperties` true or a schema), or names none at all."""
+    extra = schema.get("additionalProperties")
+    return (not schema.get("properties") and extra is not False) or extra is True or isinstance(extra, dict)

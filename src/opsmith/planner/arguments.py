@@ -12,6 +12,7 @@ from typing import Any
 
 from jsonschema import validators
 
+from opsmith.domain.catalog import accepts_undeclared
 from opsmith.planner.templates import RUNTIME_REF, Unfilled, render
 
 # Common argument names across MCP servers, and which fact of the request fills them.
@@ -40,18 +41,24 @@ class FilledArguments:
     args: dict[str, Any]
     missing: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    dropped: list[str] = field(default_factory=list)  # playbook arguments the tool does not declare
 
 
 def fill_arguments(
     schema: dict[str, Any], templates: dict[str, Any], facts: dict[str, Any], overrides: dict[str, Any]
 ) -> FilledArguments:
-    """Arguments for one call: overrides > playbook templates > request facts by alias."""
+    """Arguments for one call: overrides > playbook templates > request facts by alias.
+
+    Only declared arguments are sent: a playbook's argument the tool does not declare is dropped
+    (and reported), an override it does not declare is a problem of the plan."""
     props: dict[str, Any] = schema.get("properties") or {}
-    open_schema = schema.get("additionalProperties", True) is not False
+    open_schema = accepts_undeclared(schema)
     args: dict[str, Any] = {}
     problems: list[str] = []
+    dropped: list[str] = []
     for name, template in templates.items():
         if name not in props and not open_schema:
+            dropped.append(name)
             continue
         try:
             args[name] = render(template, facts)
@@ -63,10 +70,12 @@ def fill_arguments(
     for name, value in overrides.items():
         if name in props or open_schema:
             args[name] = value
+        else:
+            problems.append(f"{name}: not an argument of this tool (it takes {', '.join(props) or 'none'})")
     args = {name: _coerce(value, props.get(name, {})) for name, value in args.items()}
     required = [r for r in schema.get("required", []) if r not in args]
     problems += check(schema, args)
-    return FilledArguments(args=args, missing=required, problems=problems)
+    return FilledArguments(args=args, missing=required, problems=problems, dropped=dropped)
 
 
 def check(schema: dict[str, Any], args: dict[str, Any]) -> list[str]:

@@ -182,7 +182,7 @@ class Planner:
                 )
             chosen[draft.id] = found
         drafts = drop(drafts, gone)
-        steps = [self._step(d, chosen[d.id], intent, situation, overrides) for d in drafts]
+        steps = [self._step(d, chosen[d.id], intent, situation, overrides, warnings) for d in drafts]
         return steps, warnings, []
 
     def _pick(self, capability: Capability, situation: Situation) -> tuple[ToolMapping, ToolSpec] | None:
@@ -209,6 +209,7 @@ class Planner:
         intent: Intent,
         situation: Situation,
         overrides: dict[str, Any],
+        warnings: list[str],
     ) -> Step:
         mapping, tool = found
         source = draft.source
@@ -218,6 +219,11 @@ class Planner:
         step_overrides = {k.split(".", 1)[1]: v for k, v in overrides.items() if k.startswith(f"{draft.id}.")}
         step_overrides |= {k: v for k, v in overrides.items() if "." not in k and k in _props(tool)}
         filled = fill_arguments(tool.input_schema, draft.args, facts, step_overrides)
+        if filled.dropped:
+            warnings.append(
+                f"step {draft.id}: {tool.qualified_name} does not declare {', '.join(filled.dropped)};"
+                " not sent"
+            )
         rollback = self._rollback(draft, facts, situation)
         changes = capability.changes_target
         risk = assess(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import difflib
 import functools
 import json
 from typing import Any
@@ -9,7 +10,7 @@ from typing import Any
 from jsonschema import exceptions as schema_errors
 from jsonschema import validators
 
-from opsmith.domain.catalog import ToolSpec
+from opsmith.domain.catalog import ToolSpec, accepts_undeclared
 from opsmith.errors import ToolArgumentsError
 
 
@@ -24,10 +25,28 @@ def check_arguments(tool: ToolSpec, arguments: dict[str, Any]) -> None:
         )
     error = schema_errors.best_match(validator.iter_errors(arguments))
     if error is None:
+        _refuse_undeclared(tool, schema, arguments)
         return
     where = "/".join(str(p) for p in error.absolute_path)
     subject = f"argument {where!r}" if where else "arguments"
     raise ToolArgumentsError(f"{tool.qualified_name}: {subject}: {error.message}", hint=_expected(schema))
+
+
+def _refuse_undeclared(tool: ToolSpec, schema: dict[str, Any], arguments: dict[str, Any]) -> None:
+    # JSON Schema lets unnamed properties through unless told otherwise; a server would then act on
+    # (or silently ignore) an argument nobody reviewed, so only named ones are sent.
+    if accepts_undeclared(schema):
+        return
+    declared = list(schema.get("properties") or {})
+    extra = [name for name in arguments if name not in declared]
+    if not extra:
+        return
+    near = difflib.get_close_matches(extra[0], declared, n=2)
+    raise ToolArgumentsError(
+        f"{tool.qualified_name} does not take the argument{'s' if len(extra) > 1 else ''} "
+        + ", ".join(repr(name) for name in extra),
+        hint=(f"did you mean {' or '.join(near)}? " if near else "") + _expected(schema),
+    )
 
 
 @functools.lru_cache(maxsize=1024)

@@ -1,0 +1,137 @@
+"""Someone who can write the database but cannot read the signing key: whatever they change, no
+unapproved plan runs and no role is gained. Each probe edits the real SQLite file, then uses the
+real CLI."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from opsmith.domain.plan import Plan
+from tests.conftest import sandbox_servers
+from tests.integration.test_approval_cli import CONFIG, as_user
+
+pytestmark = pytest.mark.integration
+
+READ_ONLY_PLAN = """
+title: Look at my-application in staging
+environment: staging
+steps:
+  - {id: look, server: kubernetes, tool: get_deployment,
+     args: {deployment_name: my-application, namespace: staging}}
+"""
+
+
+@pytest.fixture
+def project(tmp_path: Path, state_dir: Path) -> Path:
+    servers = sandbox_servers(state_dir, ("kubernetes",))
+    (tmp_path / "opsmith.yaml").write_text(f"{CONFIG}\nmcpServers:\n{servers}\n")
+    return tmp_path
+
+
+def database(project: Path) -> sqlite3.Connection:
+    return sqlite3.connect(project / ".opsmith" / "opsmith.db")
+
+
+def rewrite_plan(project: Path, plan_id: str, change: Any) -> str:
+    """Change the stored plan with `change(data)`, then recompute its hash as anyone could."""
+    with database(project) as raw:
+        (text,) = raw.execute("SELECT data FROM plans WHERE id = ?", (plan_id,)).fetchone()
+        data = json.loads(text)
+        change(data)
+        data["hash"] = Plan.model_validate(data).content_hash()
+        raw.execute(
+            "UPDATE plans SET data = ?, hash = ?, status = ? WHERE id = ?",
+            (json.dumps(data), data["hash"], data["status"], plan_id),
+        )
+    return str(data["hash"])
+
+
+def planned(project: Path, user: str, *args: str) -> dict[str, Any]:
+    code, out, err = as_user(project, user, "plan", *args, "--json")
+    assert code == 0, err
+    return dict(json.loads(out))
+
+
+def refused_run(project: Path, plan_id: str) -> str:
+    code, out, err = as_user(project, "bob", "run", plan_id)
+    assert code == 2, (out, err)
+    code, out, _ = as_user(project, "ada", "audit", "--json", "--subject", plan_id)
+    assert "run.refused" in [e["action"] for e in json.loads(out)]
+    return err
+
+
+SCALE = ("Scale my-application in production", "--set", "replicas=3")
+
+
+def test_an_approved_plan_rewritten_with_its_hash_and_approval_does_not_run(project: Path) -> None:
+    plan = planned(project, "bob", *SCALE)
+    assert as_user(project, "alice", "approve", plan["id"])[0] == 0
+
+    def more_replicas(data: dict[str, Any]) -> None:
+        for step in data["steps"]:
+            if "replicas" in step["args"]:
+                step["args"]["replicas"] = 99
+
+    new_hash = rewrite_plan(project, plan["id"], more_replicas)
+    with database(project) as raw:
+        raw.execute("UPDATE approvals SET plan_hash = ? WHERE plan_id = ?", (new_hash, plan["id"]))
+    assert "signature does not verify" in refused_run(project, plan["id"])
+
+
+def test_a_plan_that_needs_no_approval_cannot_be_rewritten_into_another(project: Path) -> None:
+    (project / "look.yaml").write_text(READ_ONLY_PLAN)
+    plan = planned(project, "bob", "--file", "look.yaml")
+    assert plan["status"] == "approved" and not plan["requires_approval"]
+
+    def delete_instead(data: dict[str, Any]) -> None:
+        data["steps"][0]["tool"] = "delete_deployment"
+
+    rewrite_plan(project, plan["id"], delete_instead)
+    assert "changed outside opsmith" in refused_run(project, plan["id"])
+
+
+def test_a_rejected_plan_set_back_to_approved_does_not_run(project: Path) -> None:
+    plan = planned(project, "bob", *SCALE)
+    assert as_user(project, "alice", "approve", plan["id"])[0] == 0
+    assert as_user(project, "carol", "reject", plan["id"], "-m", "not today")[0] == 0
+
+    def approved_again(data: dict[str, Any]) -> None:
+        data["status"] = "approved"
+
+    rewrite_plan(project, plan["id"], approved_again)
+    assert "changed outside opsmith" in refused_run(project, plan["id"])
+
+
+def test_an_approval_row_written_by_hand_does_not_count(project: Path) -> None:
+    plan = planned(project, "bob", *SCALE)
+    now = datetime.now(UTC)
+    with database(project) as raw:
+        raw.execute(
+            "INSERT INTO approvals (plan_id, plan_hash, approver, role, comment, at, expires_at, seal)"
+            " VALUES (?, ?, 'alice', 'approver', '', ?, ?, ?)",
+            (plan["id"], plan["hash"], now.isoformat(), now.replace(year=now.year + 1).isoformat(), "x"),
+        )
+        raw.execute("UPDATE plans SET status = 'approved' WHERE id = ?", (plan["id"],))
+    err = refused_run(project, plan["id"])
+    assert "not approved" in err or "signature does not verify" in err
+
+
+def test_a_role_row_written_by_hand_is_ignored(project: Path) -> None:
+    assert as_user(project, "ada", "whoami")[0] == 0  # the database exists once a command ran
+    with database(project) as raw:
+        raw.execute(
+            "INSERT INTO user_roles (user, role, set_by, at, seal) VALUES ('vic', 'admin', 'ada', ?, '')",
+            (datetime.now(UTC).isoformat(),),
+        )
+    code, out, err = as_user(project, "vic", "whoami", "--json")
+    assert code == 0, err
+    assert json.loads(out)["role"] == "viewer"
+    # A role an admin gives through opsmith is signed, and holds.
+    assert as_user(project, "ada", "role", "set", "vic", "operator")[0] == 0
+    assert json.loads(as_user(project, "vic", "whoami", "--json")[1])["role"] == "operator"
