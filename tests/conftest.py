@@ -6,9 +6,14 @@ import shutil
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import psutil
 import pytest
+
+if TYPE_CHECKING:
+    from opsmith.store.plans import PlanRepository
+    from opsmith.store.runs import RunRepository
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURE_SERVERS = Path(__file__).parent / "fixtures" / "servers"
@@ -72,3 +77,20 @@ def no_orphans() -> Iterator[None]:
     del gone
     alive = [p for p in alive if p.status() != psutil.STATUS_ZOMBIE]
     assert not alive, f"child processes left behind: {[' '.join(p.cmdline()) for p in alive]}"
+
+
+def stores_of(project: Path) -> tuple[PlanRepository, RunRepository]:
+    """The plan and run stores of a project's database, signed with its key as opsmith wires them
+    (what a process of opsmith would write, for tests that play one that was killed)."""
+    from opsmith.store import Database
+    from opsmith.store.audit import AuditLog
+    from opsmith.store.keys import load_seal
+    from opsmith.store.plans import PlanRepository
+    from opsmith.store.runs import RunRepository
+    from opsmith.store.witness import FileWitness
+
+    state = project / ".opsmith"
+    database = Database(f"sqlite:///{state / 'opsmith.db'}")
+    seal = load_seal(state / "integrity.key", {})
+    audit = AuditLog(database, seal=seal, witness=FileWitness(state / "audit.head"))
+    return PlanRepository(database, seal), RunRepository(database, audit, seal)

@@ -17,9 +17,8 @@ import psutil
 import pytest
 
 from opsmith.engine.state import RunState, RunStatus, StepStatus
-from opsmith.store.database import Database
 from opsmith.store.runs import RunRepository
-from tests.conftest import PYTHON
+from tests.conftest import PYTHON, stores_of
 from tests.integration.test_approval_cli import CONFIG, as_user
 from tests.integration.test_cli import OPSMITH
 
@@ -42,7 +41,7 @@ def project_with_slow(tmp_path: Path, state_dir: Path, slow: dict[str, str]) -> 
 
 
 def runs_of(project: Path) -> RunRepository:
-    return RunRepository(Database(f"sqlite:///{project / '.opsmith' / 'opsmith.db'}"))
+    return stores_of(project)[1]
 
 
 def start_run(project: Path, plan_id: str, *, own_session: bool = False) -> subprocess.Popen[str]:
@@ -347,16 +346,14 @@ def test_sweep_and_resume_mend_what_a_process_killed_between_two_commits_left(
 
     from opsmith.domain.plan import PlanStatus
     from opsmith.engine.state import new_run
-    from opsmith.store.plans import PlanRepository
 
     project = project_with_slow(tmp_path, state_dir, {})
     plan_id = plan_of(project)
-    database = Database(f"sqlite:///{project / '.opsmith' / 'opsmith.db'}")
-    plans = PlanRepository(database)
+    plans, runs = stores_of(project)
     # Killed right after claiming the plan and creating its run: a pending run of a dead process.
     dead = f"{socket.gethostname()}:{2**22 + 12345}:feed"
     plan = plans.get(plan_id)
-    RunRepository(database).commit(new_run(plan, run_id="run_orphan"), owner=dead, claim=plan)
+    runs.commit(new_run(plan, run_id="run_orphan"), owner=dead, claim=plan)
     assert plans.get(plan_id).status is PlanStatus.RUNNING
     code, _, err = as_user(project, "bob", "run", plan_id)
     assert code == 2 and "running, not approved" in err

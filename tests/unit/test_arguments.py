@@ -65,3 +65,40 @@ def test_checking_any_arguments_never_crashes(arguments: dict[str, object]) -> N
         check_arguments(SCALE, arguments)
     except ToolArgumentsError as error:
         assert error.message.startswith("kubernetes/scale_deployment")
+
+
+OPEN_BY_DEFAULT = ToolSpec(
+    server="kubernetes",
+    name="get_pods",
+    # No additionalProperties: JSON Schema itself would let any other name through.
+    input_schema={"type": "object", "properties": {"namespace": {"type": "string"}, "labelSelector": {}}},
+)
+
+
+def test_an_argument_the_tool_does_not_declare_is_refused_with_the_nearest_names() -> None:
+    with pytest.raises(ToolArgumentsError) as caught:
+        check_arguments(OPEN_BY_DEFAULT, {"namespace": "staging", "label_selector": "app=web"})
+    assert "does not take the argument 'label_selector'" in caught.value.message
+    assert "did you mean labelSelector" in (caught.value.hint or "")
+
+
+@pytest.mark.parametrize(
+    "schema",
+    [
+        {"type": "object"},  # names nothing: nothing to hold the arguments against
+        {"type": "object", "properties": {"a": {}}, "additionalProperties": True},
+        {"type": "object", "properties": {"a": {}}, "additionalProperties": {"type": "string"}},
+    ],
+)
+def test_a_schema_that_says_it_takes_more_lets_more_through(schema: dict[str, object]) -> None:
+    check_arguments(ToolSpec(server="s", name="t", input_schema=schema), {"a": "1", "other": "x"})
+
+
+@given(st.dictionaries(st.text(min_size=1, max_size=8), st.text(max_size=4), max_size=4))
+def test_only_declared_arguments_ever_pass(arguments: dict[str, str]) -> None:
+    try:
+        check_arguments(OPEN_BY_DEFAULT, arguments)
+    except ToolArgumentsError:
+        assert set(arguments) - {"namespace", "labelSelector"}
+    else:
+        assert set(arguments) <= {"namespace", "labelSelector"}

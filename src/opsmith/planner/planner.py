@@ -19,7 +19,7 @@ from opsmith.domain.plan import Mapping as ToolMapping
 from opsmith.domain.playbook import Playbook, PlaybookStep, choose
 from opsmith.domain.risk import assess, highest
 from opsmith.planner import describe
-from opsmith.planner.arguments import fill_arguments
+from opsmith.planner.arguments import ALIASES, fill_arguments
 from opsmith.planner.compliance import attach_requirements
 from opsmith.planner.context import Moment, adjust, staging_steps
 from opsmith.planner.expand import Draft, drop, expand
@@ -216,8 +216,11 @@ class Planner:
         capability = CAPABILITIES[source.capability]
         environment = source.environment or intent.environment
         facts = self._facts(intent, draft.subject, environment)
-        step_overrides = {k.split(".", 1)[1]: v for k, v in overrides.items() if k.startswith(f"{draft.id}.")}
-        step_overrides |= {k: v for k, v in overrides.items() if "." not in k and k in _props(tool)}
+        # A value set for this step (`scale.replicas=40`) wins over one set for every step (`replicas=5`).
+        step_overrides = {k: v for k, v in overrides.items() if "." not in k and k in _props(tool)}
+        step_overrides |= {
+            k.split(".", 1)[1]: v for k, v in overrides.items() if k.startswith(f"{draft.id}.")
+        }
         filled = fill_arguments(tool.input_schema, draft.args, facts, step_overrides)
         if filled.dropped:
             warnings.append(
@@ -235,7 +238,7 @@ class Planner:
         )
         return Step(
             id=draft.id,
-            name=_render_text(source.name, facts),
+            name=_render_text(source.name, _shown(facts, step_overrides)),
             capability=capability.name,
             server=tool.server,
             tool=tool.name,
@@ -327,10 +330,8 @@ class Planner:
             needed = max(needed, 1) + adjustment.extra_approvals
             reasons.append(f"recent failures: {adjustment.extra_approvals} more approval(s)")
         incomplete = any(s.missing_args for s in steps) or any(r.unmet for r in requirements)
-        title = _render_text(
-            playbook.title,
-            {**self._facts(intent, intent.subjects[0] if intent.subjects else None, intent.environment)},
-        )
+        facts = self._facts(intent, intent.subjects[0] if intent.subjects else None, intent.environment)
+        title = _render_text(playbook.title, _shown(facts, overrides))
         plan = Plan(
             id=_plan_id(intent, situation),
             request=intent.request,
@@ -387,6 +388,19 @@ def _props(tool: ToolSpec) -> dict[str, Any]:
 
 def _render_text(template: str, facts: dict[str, Any]) -> str:
     return render_text(template, facts)
+
+
+def _shown(facts: dict[str, Any], overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """The facts a title or step name shows, with what --set gave (`replicas=5`, `scale.replicas=40`),
+    so the text never says "?" or an old value next to the argument that is sent."""
+    shown = dict(facts)
+    params = dict(facts.get("params") or {})
+    for key, value in overrides.items():
+        fact = ALIASES.get(key.rsplit(".", 1)[-1])
+        if fact in ("replicas", "version"):
+            shown[fact] = params[fact] = value
+    shown["params"] = params
+    return shown
 
 
 def _without(steps: list[PlaybookStep], gone: set[str]) -> list[PlaybookStep]:

@@ -175,7 +175,9 @@ async def amend_plan(app: App, identity: Identity, plan_id: str, overrides: dict
             f"plan {old.id} was changed outside opsmith: its signature does not verify",
             hint=f"plan the request again: opsmith plan {old.request!r}",
         )
-    merged = {**old.overrides, **overrides}
+    # The newest value wins: `replicas=7` now replaces an earlier `scale.replicas=40` too.
+    kept = {k: v for k, v in old.overrides.items() if k.rsplit(".", 1)[-1] not in overrides}
+    merged = {**kept, **overrides}
     amenders = [*old.amended_by, *([identity.user] if identity.user not in old.requesters else [])]
     if old.status in AMENDABLE:
         plan = await _plan(
