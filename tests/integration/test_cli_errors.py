@@ -144,3 +144,20 @@ COMMAND = typer.main.get_command(app)
 )
 def test_the_json_flag_is_read_as_the_parser_reads_it(args: list[str], wanted: bool) -> None:
     assert asks_for_json(COMMAND, args) is wanted
+
+
+def test_a_server_that_is_down_is_a_failed_operation_not_bad_input(tmp_path: Path) -> None:
+    # Exit codes as the README has them: 1 when something we tried failed (a server is down),
+    # 2 when the input was wrong (a tool that does not exist on a server that is up).
+    (tmp_path / "opsmith.yaml").write_text(
+        "applications: {my-application: {}}\n"
+        "mcpServers:\n  kubernetes: {command: /nonexistent/kube-mcp}\n  time: {command: mcp-server-time}\n"
+    )
+    called = opsmith(tmp_path, "call", "kubernetes", "get_pods", "--json")
+    assert called.returncode == 1
+    assert "server 'kubernetes' is down" in str(error_object(called)["error"])
+    planned = opsmith(tmp_path, "plan", "Scale my-application in staging to 3 replicas", "--json")
+    assert planned.returncode == 1
+    assert "down: kubernetes" in str(error_object(planned)["error"])
+    typo = opsmith(tmp_path, "call", "time", "get_curent_time")
+    assert typo.returncode == 2 and "get_current_time" in typo.stderr

@@ -11,7 +11,7 @@ from opsmith.config import Config
 from opsmith.domain.approval_rule import approval_need
 from opsmith.domain.capabilities import CAPABILITIES, Capability
 from opsmith.domain.catalog import Catalog, ToolSpec
-from opsmith.domain.errors import PlanError
+from opsmith.domain.errors import PlanError, ServerUnavailableError
 from opsmith.domain.graph import Node, estimate, format_duration_range, parallel_groups, validate
 from opsmith.domain.intent import Intent, Vocabulary, parse_intent, require_environment
 from opsmith.domain.plan import Estimate, Plan, PlanStatus, Step, ToolCall
@@ -36,6 +36,7 @@ class Situation:
     catalog: Catalog
     now: datetime
     degraded: frozenset[str] = frozenset()
+    down: frozenset[str] = frozenset()  # configured servers that did not answer
     durations: Mapping[str, float] = field(default_factory=dict)
     recent_failures: Mapping[tuple[str, str], int] = field(default_factory=dict)
     taken_ids: frozenset[str] = frozenset()
@@ -176,9 +177,18 @@ class Planner:
                         f"(needs {capability.provider})"
                     )
                     continue
+                missing = (
+                    f"no tool for capability {capability.name!r} (step {draft.id}) among the running servers"
+                )
+                if situation.down:
+                    # Not the request's fault: a server that may offer it did not answer.
+                    names = ", ".join(sorted(situation.down))
+                    raise ServerUnavailableError(
+                        f"{missing}; down: {names}",
+                        hint=f"it needs {capability.provider}; see `opsmith servers status`, then plan again",
+                    )
                 raise PlanError(
-                    f"no tool for capability {capability.name!r} (step {draft.id}) among the running servers",
-                    hint=f"it needs {capability.provider}; check `opsmith servers status`",
+                    missing, hint=f"it needs {capability.provider}; check `opsmith servers status`"
                 )
             chosen[draft.id] = found
         drafts = drop(drafts, gone)

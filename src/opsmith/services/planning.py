@@ -69,9 +69,12 @@ async def _plan(
 
     planner_for(app).check(request)  # refuse bad requests before starting anything
     recorded = recorded_catalog(app)
+    down: frozenset[str] = frozenset()  # a recorded catalog is used only when every server answered
     if recorded is None:
         async with running_servers(app) as pool:
-            degraded = frozenset(s.name for s in statuses(app, pool) if s.health is Health.DEGRADED)
+            seen = statuses(app, pool)
+            degraded = frozenset(s.name for s in seen if s.health is Health.DEGRADED)
+            down = frozenset(s.name for s in seen if s.health is Health.DOWN)
             # A copy: stopping the servers empties the pool's own catalog.
             recorded = Catalog(pool.catalog.tools()), degraded
     catalog, degraded = recorded
@@ -81,6 +84,7 @@ async def _plan(
         degraded,
         request,
         overrides,
+        down=down,
         plan_id=plan_id,
         requested_by=requested_by,
         amended_by=amended_by,
@@ -95,12 +99,13 @@ def plan_with(
     request: str,
     overrides: dict[str, Any],
     *,
+    down: frozenset[str] = frozenset(),
     plan_id: str | None = None,
     requested_by: str = "",
     amended_by: list[str] | None = None,
     amended_from: str | None = None,
 ) -> Plan:
-    """Plan over a catalog, and store the plan."""
+    """Plan over a catalog, and store the plan. `down`: configured servers that did not answer."""
     planner = planner_for(app)
     intent = planner.check(request)
     repository = app.plans
@@ -116,6 +121,7 @@ def plan_with(
         catalog=catalog,
         now=now,
         degraded=degraded,
+        down=down,
         recent_failures=failures,
         taken_ids=repository.ids_with_prefix(f"plan_{intent.action}_"),
     )

@@ -10,8 +10,8 @@ from typing import Any
 from opsmith.config import Config
 from opsmith.domain.catalog import Catalog, ToolSpec
 from opsmith.domain.results import ToolResult
-from opsmith.domain.servers import ServerStatus
-from opsmith.errors import UnknownToolError
+from opsmith.domain.servers import Health, ServerStatus
+from opsmith.errors import ServerUnavailableError, UnknownToolError
 from opsmith.tools.arguments import check_arguments
 from opsmith.tools.mcp.connection import ServerConnection
 
@@ -76,9 +76,10 @@ class ServerPool:
         spec = self.catalog.get(server, name)
         if spec is None:
             known = self.catalog.names(server)
-            if not known:
-                connection_status = connection.status()
-                raise UnknownToolError(
+            connection_status = connection.status()
+            if not known and connection_status.health is not Health.UP:
+                # The server is not there to ask: an operation that failed (exit 1), not bad input.
+                raise ServerUnavailableError(
                     f"cannot look up {server}/{name}: server {server!r} is {connection_status.health.value}"
                     f" ({connection_status.reason})",
                     hint=f"see `opsmith servers status {server}`",
