@@ -12,7 +12,7 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable output")
 PlanArg = Annotated[str, typer.Argument(help="a plan id, as `opsmith plans` lists them")]
 CommentOpt = Annotated[str, typer.Option("--comment", "-m", help="why")]
 
-role_app = typer.Typer(help="Role changes (admin only).", no_args_is_help=True)
+role_app = typer.Typer(help="Role changes (admin only).", no_args_is_help=True, rich_markup_mode=None)
 
 
 def approve_command(

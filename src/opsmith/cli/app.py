@@ -35,6 +35,9 @@ app = typer.Typer(
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     add_completion=False,
+    # Plain help and usage errors: Rich's help formatter (and the Markdown parser it loads) cost
+    # more than the rest of `opsmith --help` together.
+    rich_markup_mode=None,
 )
 
 

@@ -45,6 +45,10 @@ def asks_for_json(command: Any, args: Sequence[str]) -> bool:
     as JSON. Where no sub-command takes the flag (an unknown command, a command without
     `--json`), a literal `--json` left over still counts: whoever typed it wants to parse the answer.
     """
+    if JSON_FLAG not in args:
+        # The flag has no short form and click takes no abbreviations: without the literal word
+        # nothing can ask for JSON, and the parse below (a good part of a `--help`) is skipped.
+        return False
     try:
         return _parsed_json_flag(command, list(args))
     except typer.TyperException:
