@@ -8,6 +8,8 @@ state (SQLite) under that temp dir and OPSMITH_SANDBOX_LATENCY_MS=0. The servers
 machine); that limit changes no speed. The commands:
 
   python -c pass                  the floor: interpreter start-up and the venv's site
+  python: import ...              peers: only the libraries the commands stand on (Typer alone;
+                                  Typer, pydantic and SQLAlchemy's ORM, which every read needs)
   opsmith --help
   opsmith plans                   every stored plan (the list grows by two each round)
   opsmith status RUN              a staging scale run planned and run in setup
@@ -316,6 +318,12 @@ def commands(run_id: str) -> list[Command]:
     cli = str(OPSMITH)
     return [
         Command("python -c pass", [sys.executable, "-c", "pass"]),
+        # Peers: importing only the libraries a command cannot do without, and nothing of opsmith.
+        Command("python: import typer", [sys.executable, "-c", "import typer.main"]),
+        Command(
+            "python: import typer, pydantic, sqlalchemy.orm",
+            [sys.executable, "-c", "import typer.main, pydantic, sqlalchemy.orm"],
+        ),
         Command("opsmith --help", [cli, "--help"], HELP_TARGET),
         Command("opsmith plans", [cli, "plans"], READ_TARGET),
         Command("opsmith status RUN", [cli, "status", run_id], READ_TARGET),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import pwd
 import shutil
 import sys
 from collections.abc import Iterator
@@ -19,6 +21,8 @@ ROOT = Path(__file__).resolve().parent.parent
 FIXTURE_SERVERS = Path(__file__).parent / "fixtures" / "servers"
 NPM_BIN = Path(__file__).parent / "npm" / "node_modules" / ".bin"
 PYTHON = sys.executable
+# The account the tests run as: configured as an admin wherever tests act `--as` other users.
+OS_USER = pwd.getpwuid(os.geteuid()).pw_name
 
 
 @pytest.fixture

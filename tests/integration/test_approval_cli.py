@@ -7,19 +7,19 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import sandbox_servers
+from tests.conftest import OS_USER, sandbox_servers
 from tests.integration.test_cli import opsmith
 
 pytestmark = pytest.mark.integration
 
-CONFIG = """
+CONFIG = f"""
 applications:
-  my-application: {}
-  microservice-two: {}
-planning: {default_application: my-application, image_repository: "myorg/{app}"}
+  my-application: {{}}
+  microservice-two: {{}}
+planning: {{default_application: my-application, image_repository: "myorg/{{app}}"}}
 rbac:
   allow_as: true
-  users: {alice: approver, carol: approver, bob: deployer, vic: viewer, ada: admin}
+  users: {{alice: approver, carol: approver, bob: deployer, vic: viewer, ada: admin, {OS_USER}: admin}}
 """
 
 

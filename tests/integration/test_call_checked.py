@@ -7,18 +7,18 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import sandbox_servers
+from tests.conftest import OS_USER, sandbox_servers
 from tests.integration.test_cli import opsmith
 
 pytestmark = pytest.mark.integration
 
-CONFIG = """
+CONFIG = f"""
 applications:
-  my-application: {}
-planning: {default_application: my-application, image_repository: "myorg/{app}"}
+  my-application: {{}}
+planning: {{default_application: my-application, image_repository: "myorg/{{app}}"}}
 rbac:
   allow_as: true
-  users: {vic: viewer, olga: operator, bob: deployer, ada: admin}
+  users: {{vic: viewer, olga: operator, bob: deployer, ada: admin, {OS_USER}: admin}}
 """
 
 DELETE = ["call", "kubernetes", "delete_deployment", "--args"]

@@ -178,3 +178,22 @@ def test_expired_approvals_still_cover_a_run_that_goes_on() -> None:
     late = NOW + timedelta(hours=30)
     assert not tally(p, [approval(p, "alice")], late).approved
     assert tally(p, [approval(p, "alice")], late, expired_count=True).approved
+
+
+def test_as_is_only_for_admins_and_only_when_allowed() -> None:
+    from opsmith.config import parse_config
+    from opsmith.domain.errors import UsageError
+    from opsmith.services.identity import resolve_identity
+
+    config = parse_config(
+        "rbac: {allow_as: true, users: {ada: admin, bob: deployer, alice: approver}}\n", source="t"
+    )
+    assert resolve_identity(config, "ada", "alice", {}).user == "alice"
+    for os_user in ("bob", "stranger"):
+        with pytest.raises(UsageError, match="--as is for admins"):
+            resolve_identity(config, os_user, "alice", {})
+    # A role an admin stored counts, for the account's own role as for the one acted as.
+    assert resolve_identity(config, "bob", "alice", {"bob": "admin"}).role == "approver"
+    closed = parse_config("rbac: {users: {ada: admin}}\n", source="t")
+    with pytest.raises(UsageError, match="not allowed"):
+        resolve_identity(closed, "ada", "ada", {})

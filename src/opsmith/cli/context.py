@@ -44,11 +44,9 @@ class State:
     def identity(self) -> Identity:
         """Who runs this command: resolved once from the configuration, stored roles and the OS user."""
         if self._identity is None:
-            from opsmith.services.identity import resolve_identity
+            from opsmith.services.identity import identify
 
-            app = self.app
-            stored = app.roles.all()
-            self._identity = resolve_identity(app.config, _os_user(), self.as_user, stored)
+            self._identity = identify(self.app, _os_user(), self.as_user)
             if self._identity.source == "embedded-admin":
                 err.print(
                     f"[dim]note: no rbac section configured; {self._identity.user} acts as the local admin"

@@ -89,7 +89,9 @@ def show_command(
 ) -> None:
     """Show a stored plan."""
 
-    _show(state(ctx).app.plans.get(plan_id), as_json)
+    from opsmith.services import reads
+
+    _show(reads.plan(state(ctx).app, plan_id), as_json)
 
 
 def plans_command(

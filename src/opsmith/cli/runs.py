@@ -116,10 +116,11 @@ def resume_command(
 
 
 def _resume(ctx: typer.Context, run_id: str, decision: Any, auto_validate: bool, as_json: bool) -> None:
+    from opsmith.services import reads
     from opsmith.services.running import resume_run
 
     who = state(ctx).identity
-    plan_id = state(ctx).app.journal().get(run_id).plan_id
+    plan_id = reads.run_state(state(ctx).app, run_id).plan_id
     _drive(
         ctx,
         plan_id,
@@ -138,6 +139,7 @@ def pause_command(
 
 
 def _stop(ctx: typer.Context, run_id: str, what: str, as_json: bool) -> None:
+    from opsmith.services import reads
     from opsmith.services.running import request_stop
 
     current, said = run(
@@ -146,7 +148,7 @@ def _stop(ctx: typer.Context, run_id: str, what: str, as_json: bool) -> None:
         )
     )
     if as_json:
-        plan = state(ctx).app.plans.get(current.plan_id)
+        plan = reads.plan(state(ctx).app, current.plan_id)
         emit_json({**_run_json(plan, current), "result": said})
     else:
         out.print(f"{run_id}: {said} (status {current.status.value})")
@@ -179,10 +181,11 @@ def continue_command(
     as_json: JsonOpt = False,
 ) -> None:
     """Validate the gate a run waits at, and carry on."""
+    from opsmith.services import reads
     from opsmith.services.running import continue_run
 
     who = state(ctx).identity
-    plan_id = state(ctx).app.journal().get(run_id).plan_id
+    plan_id = reads.run_state(state(ctx).app, run_id).plan_id
     _drive(
         ctx,
         plan_id,
@@ -195,12 +198,14 @@ def continue_command(
 
 def _drive(ctx: typer.Context, plan_id: str, start: Starter, as_json: bool) -> None:
     """Run `start` with the right way of showing progress: none (JSON), lines, or live bars."""
+    from opsmith.services import reads
+
     if as_json or not out.is_terminal:
         plan, final, failure = run(start(None if as_json else _print_event))
     else:
         from opsmith.cli.progress import LiveProgress
 
-        with LiveProgress(state(ctx).app.plans.get(plan_id), out) as live:
+        with LiveProgress(reads.plan(state(ctx).app, plan_id), out) as live:
             plan, final, failure = run(start(live))
     _report(plan, final, failure, as_json)
 
@@ -209,10 +214,9 @@ def status_command(
     ctx: typer.Context, run_id: Annotated[str, typer.Argument()], as_json: JsonOpt = False
 ) -> None:
     """A run's status and every step's status, attempts, duration and output."""
+    from opsmith.services import reads
 
-    app = state(ctx).app
-    current = app.journal().get(run_id)
-    plan = app.plans.get(current.plan_id)
+    current, plan = reads.run_with_plan(state(ctx).app, run_id)
     if as_json:
         emit_json(_run_json(plan, current))
     else:
@@ -230,17 +234,18 @@ def logs_command(
     import time
 
     from opsmith.engine.state import FINAL_RUN_STATUSES, RunStatus
+    from opsmith.services import reads
 
-    runs = state(ctx).app.journal()
+    app = state(ctx).app
     seen = 0
     while True:
-        for event in runs.events(run_id, after=seen):
+        for event in reads.run_events(app, run_id, after=seen):
             seen = event.seq
             if as_json:
                 emit_json(event.model_dump(mode="json"))
             else:
                 _print_event(event)
-        status = runs.get(run_id).status
+        status = reads.run_state(app, run_id).status
         waiting = status in FINAL_RUN_STATUSES or status in (RunStatus.AWAITING_VALIDATION, RunStatus.FAILED)
         if not follow or waiting:
             return

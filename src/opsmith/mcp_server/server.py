@@ -30,10 +30,11 @@ from opsmith.mcp_server.reports import (
     run_report,
     servers_report,
 )
+from opsmith.services import reads
 from opsmith.services.access import set_role as set_role_service
 from opsmith.services.access import whoami
 from opsmith.services.approvals import cancel, state_of
-from opsmith.services.identity import resolve_identity
+from opsmith.services.identity import refreshed
 
 OPEN = (PlanStatus.PENDING_APPROVAL, PlanStatus.APPROVED, PlanStatus.INCOMPLETE)
 
@@ -92,31 +93,24 @@ def _first_known(group: BaseExceptionGroup[BaseException]) -> OpsmithError | Non
 def build_server(app: App, identity: Identity) -> MCPServer:
     """The MCP server over `app`, acting as `identity` for every call."""
     server: MCPServer = MCPServer(name="opsmith", title="opsmith", instructions=INSTRUCTIONS)
-    plans = app.plans
-    runs = app.journal()
     # One run at a time from this server: two calls must not both pass the approval check and start.
     run_lock = anyio.Lock()
 
     def acting() -> Identity:
         """The fixed user, with the role an admin may have changed since the server started."""
-        if identity.source == "embedded-admin" or app.config.rbac is None:
-            return identity
-        stored = app.roles.all()
-        if identity.source == "as-option":
-            return resolve_identity(app.config, identity.user, identity.user, stored)
-        return resolve_identity(app.config, identity.user, None, stored)
+        return refreshed(app, identity)
 
     def report(plan: Plan) -> PlanReport:
         return plan_report(plan, state_of(app, plan))
 
     def newest_open() -> Plan:
-        found = [p for status in OPEN for p in plans.list(status, limit=1)]
-        if not found:
+        found = reads.newest(app, OPEN)
+        if found is None:
             raise ToolError(
                 "no plan is waiting: none is pending_approval, approved or incomplete\n"
                 "hint: create one with create_intelligent_task_plan"
             )
-        return max(found, key=lambda p: p.created_at)
+        return found
 
     @server.tool(
         name="create_intelligent_task_plan",
@@ -144,7 +138,7 @@ def build_server(app: App, identity: Identity) -> MCPServer:
     )
     async def show_pending_plan(plan_id: str | None = None) -> PlanReport:
         with _reported():
-            return report(plans.get(plan_id) if plan_id else newest_open())
+            return report(reads.plan(app, plan_id) if plan_id else newest_open())
 
     @server.tool(
         name="execute_approved_plan",
@@ -188,8 +182,8 @@ def build_server(app: App, identity: Identity) -> MCPServer:
     )
     async def get_run_status(run_id: str) -> RunReport:
         with _reported():
-            state = runs.get(run_id)
-            return run_report(plans.get(state.plan_id), state)
+            state, plan = reads.run_with_plan(app, run_id)
+            return run_report(plan, state)
 
     @server.tool(
         name="get_all_servers_status",

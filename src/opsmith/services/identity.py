@@ -2,9 +2,29 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from opsmith.config import Config
 from opsmith.domain.errors import UsageError
 from opsmith.domain.identity import DEFAULT_ROLES, Identity, Permission
+
+if TYPE_CHECKING:
+    from opsmith.bootstrap import App
+
+
+def identify(app: App, os_user: str, as_user: str | None) -> Identity:
+    """Who acts: the account (or `--as`, for admins where allowed), with the roles admins stored."""
+    return resolve_identity(app.config, os_user, as_user, app.roles.all())
+
+
+def refreshed(app: App, identity: Identity) -> Identity:
+    """The same person, with the role they have now (an admin may have changed it meanwhile):
+    for a long-lived face that resolved its identity once, at start."""
+    rbac = app.config.rbac
+    if rbac is None or identity.source == "embedded-admin":
+        return identity
+    role = app.roles.all().get(identity.user) or rbac.users.get(identity.user) or "viewer"
+    return identity.model_copy(update={"role": role})
 
 
 def resolve_identity(config: Config, os_user: str, as_user: str | None, stored: dict[str, str]) -> Identity:
@@ -16,9 +36,17 @@ def resolve_identity(config: Config, os_user: str, as_user: str | None, stored: 
                 "--as needs users configured", hint="add an rbac section with users and allow_as: true"
             )
         return Identity(user=os_user, role="admin", source="embedded-admin")
+    own_role = stored.get(os_user) or rbac.users.get(os_user)
     if as_user is not None:
         if not rbac.allow_as:
             raise UsageError("--as is not allowed by this configuration", hint="set rbac.allow_as: true")
+        if own_role != "admin":
+            # Acting as someone else is how tests and support sessions work; it must never be how
+            # a deployer approves as an approver.
+            raise UsageError(
+                f"--as is for admins; {os_user} is {own_role or 'viewer'}",
+                hint="run as your own account, or ask an admin",
+            )
         role = stored.get(as_user) or rbac.users.get(as_user)
         if role is None:
             raise UsageError(
@@ -26,10 +54,9 @@ def resolve_identity(config: Config, os_user: str, as_user: str | None, stored: 
                 hint=f"configured users: {', '.join(sorted(rbac.users)) or 'none'}",
             )
         return Identity(user=as_user, role=role, source="as-option")
-    role = stored.get(os_user) or rbac.users.get(os_user)
-    if role is None:
+    if own_role is None:
         return Identity(user=os_user, role="viewer", source="os-user")
-    return Identity(user=os_user, role=role, source="config")
+    return Identity(user=os_user, role=own_role, source="config")
 
 
 def permission_of(config: Config, identity: Identity) -> Permission:

@@ -221,10 +221,6 @@ def past_durations(app: App, window: int = 2000) -> dict[str, float]:
     return {tool: sum(values) / len(values) for tool, values in totals.items()}
 
 
-def get_plan(app: App, plan_id: str) -> Plan:
-    return app.plans.get(plan_id)
-
-
 def list_plans(app: App, status: str | None = None, limit: int = 50) -> list[Plan]:
     """Stored plans, newest first; `status` is one of PlanStatus's values."""
     wanted = None
