@@ -101,7 +101,7 @@ def plans_command(
 ) -> None:
     """List stored plans, newest first."""
 
-    from opsmith.services.planning import list_plans
+    from opsmith.services.reads import list_plans
 
     plans = list_plans(state(ctx).app, status)
     if as_json:

@@ -219,16 +219,3 @@ def past_durations(app: App, window: int = 2000) -> dict[str, float]:
         if entry.action == "tool.called" and details.get("ok") and isinstance(details.get("ms"), int | float):
             totals.setdefault(str(details.get("tool")), []).append(float(details["ms"]) / 1000)
     return {tool: sum(values) / len(values) for tool, values in totals.items()}
-
-
-def list_plans(app: App, status: str | None = None, limit: int = 50) -> list[Plan]:
-    """Stored plans, newest first; `status` is one of PlanStatus's values."""
-    wanted = None
-    if status is not None:
-        try:
-            wanted = PlanStatus(status)
-        except ValueError as exc:
-            raise UsageError(
-                f"unknown status {status!r}", hint="one of: " + ", ".join(s.value for s in PlanStatus)
-            ) from exc
-    return app.plans.list(wanted, limit=limit)

@@ -4,6 +4,7 @@ that when reading needs a rule (a view permission, a tenant), it is added once."
 from __future__ import annotations
 
 from opsmith.bootstrap import App
+from opsmith.domain.errors import UsageError
 from opsmith.domain.plan import Plan, PlanStatus
 from opsmith.engine.events import RunEvent
 from opsmith.engine.state import RunState
@@ -33,3 +34,16 @@ def run_events(app: App, run_id: str, after: int = 0) -> list[RunEvent]:
 
 def run_state(app: App, run_id: str) -> RunState:
     return app.journal().get(run_id)
+
+
+def list_plans(app: App, status: str | None = None, limit: int = 50) -> list[Plan]:
+    """Stored plans, newest first; `status` is one of PlanStatus's values."""
+    wanted = None
+    if status is not None:
+        try:
+            wanted = PlanStatus(status)
+        except ValueError as exc:
+            raise UsageError(
+                f"unknown status {status!r}", hint="one of: " + ", ".join(s.value for s in PlanStatus)
+            ) from exc
+    return app.plans.list(wanted, limit=limit)
