@@ -3,7 +3,8 @@
 LocalExecutor runs hand-built plans of no-op steps (server "noop", tool "get_noop", risk LOW, no
 compliance, no rollback) against an in-memory ToolProvider that answers at once, so what is timed
 is the engine: scheduling, state transitions, RBAC, and every commit to a real SQLite file (WAL,
-migrated beforehand, a fresh file per run) through RunRepository and AuditLog. Three shapes:
+migrated beforehand, a fresh file per run) through RunRepository and AuditLog, signed and witnessed
+as opsmith wires them (HMAC per audit entry, the witness file advanced after each commit). Shapes:
 
   chain     N steps, each depending on the one before;
   wide      N steps, no dependencies (max_parallel 5, and again with 50);
@@ -48,13 +49,16 @@ from opsmith.domain.intent import Intent
 from opsmith.domain.plan import Estimate, Plan, PlanStatus, Step
 from opsmith.domain.results import ToolResult
 from opsmith.domain.risk import Risk
+from opsmith.domain.seal import Seal
 from opsmith.domain.servers import ServerStatus
 from opsmith.engine.events import RunEvent
 from opsmith.engine.local import LocalExecutor
 from opsmith.engine.settings import ExecutionSettings
 from opsmith.engine.state import RunState, RunStatus, new_run
+from opsmith.store.audit import AuditLog
 from opsmith.store.database import Database
 from opsmith.store.runs import RunRepository
+from opsmith.store.witness import FileWitness
 
 LAYERS = 20
 TARGET_MS = 1.0
@@ -141,8 +145,12 @@ class NoopTools:
 class CountingRuns(RunRepository):
     """Counts transactions: every commit of the run (state, events and audit entries together)."""
 
-    def __init__(self, database: Database) -> None:
-        super().__init__(database)
+    def __init__(self, database: Database, folder: Path) -> None:
+        # Signed and witnessed as opsmith wires it: every audit entry carries its HMAC and every
+        # commit that wrote one advances the witness file.
+        seal = Seal(b"the bench's own key, 32 bytes or more")
+        audit = AuditLog(database, seal=seal, witness=FileWitness(folder / "audit.head"))
+        super().__init__(database, audit, seal)
         self.commits = 0
         self.seconds = 0.0
 
@@ -169,7 +177,7 @@ async def run_engine(
 ) -> EngineRun:
     database = Database(f"sqlite:///{folder}/b.db", sqlite_synchronous=sync)
     database.migrate()
-    runs = CountingRuns(database)
+    runs = CountingRuns(database, folder)
     executor = LocalExecutor(
         plan,
         tools=NoopTools(),
