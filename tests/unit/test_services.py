@@ -379,3 +379,21 @@ def test_a_hand_written_plan_runs_with_its_own_retry_policy(attempts: int, statu
     assert state.status is status
     assert state.step("first").attempts == min(attempts, 3)
     assert ("olga", "plan.created", plan.id) in world.audit.actions()
+
+
+def test_what_the_store_holds_without_a_valid_signature_never_runs(world: FakeWorld) -> None:
+    plan = run(make_plan(world.app, who("bob", "deployer"), SCALE, {}))
+    approve(world.app, who("alice", "approver"), plan.id, "ok")
+    # An approval rewritten behind opsmith's back (here: its signature lost) counts for nothing.
+    given = world.approvals.approvals[0]
+    world.approvals.approvals[0] = given.model_copy(update={"seal": ""})
+    with pytest.raises(RunRefused, match="signature does not verify"):
+        run(start_run(world.app, who("bob", "deployer"), plan.id))
+    world.approvals.approvals[0] = given
+    # A finished plan set back to approved in the store, without going through save (which signs).
+    settled, _, _ = run(start_run(world.app, who("bob", "deployer"), plan.id))
+    assert settled.status is PlanStatus.SUCCEEDED
+    world.plans.plans[plan.id] = world.plans.get(plan.id).model_copy(update={"status": PlanStatus.APPROVED})
+    with pytest.raises(RunRefused, match="changed outside opsmith"):
+        run(start_run(world.app, who("bob", "deployer"), plan.id))
+    assert [a for _, a, _ in world.audit.actions()][-1] == "run.refused"

@@ -443,7 +443,13 @@ async def sweep(app: App, identity: Identity, *, listener: Listener | None = Non
     done: list[tuple[str, str]] = []
     for run_id in runs.ids([RunStatus.AWAITING_VALIDATION]):
         if _gate_expired(runs.get(run_id)):
-            _, state, _ = await continue_run(app, identity, run_id, listener=listener)
+            try:
+                _, state, _ = await continue_run(app, identity, run_id, listener=listener)
+            except RunRefused as refused:
+                # One run that may not go on (its plan changed, its approvals do not verify) is
+                # reported, audited by the refusal itself, and the sweep goes on with the others.
+                done.append((run_id, f"refused: {refused.message}"))
+                continue
             done.append((run_id, f"gate timed out: {state.status.value}"))
     plans = app.plans
     for plan in plans.list(PlanStatus.RUNNING, limit=500):

@@ -82,15 +82,7 @@ class AuditLog:
     ) -> AuditEntry:
         """Chain one already-redacted entry inside the caller's transaction, which took the write lock
         (see `lock_for_append`); lets a run commit a tool call's entry with the step's new state."""
-        entry = new_entry(
-            _last(session),
-            at=self._clock(),
-            actor=actor,
-            action=action,
-            subject=subject,
-            details=details,
-            seal=self._seal,
-        )
+        entry = self._next(_last(session), actor, action, subject, details)
         session.add(_row(entry))
         session.flush()  # a seq taken meanwhile fails here, inside the caller's retry
         return entry
@@ -112,15 +104,7 @@ class AuditLog:
         appended since, the next seq exists and the transaction fails with StoreConflictError:
         the caller forgets what it remembered and tries again."""
         last = previous if previous is not None else connection.execute(_LAST_LINK).first()
-        entry = new_entry(
-            last,
-            at=self._clock(),
-            actor=actor,
-            action=action,
-            subject=subject,
-            details=details,
-            seal=self._seal,
-        )
+        entry = self._next(last, actor, action, subject, details)
         connection.execute(
             _INSERT,
             {
@@ -136,6 +120,20 @@ class AuditLog:
             },
         )
         return entry
+
+    def _next(
+        self, last: Link | None, actor: str, action: str, subject: str, details: Mapping[str, Any]
+    ) -> AuditEntry:
+        """The entry after `last`: timed by this log's clock, signed with its seal."""
+        return new_entry(
+            last,
+            at=self._clock(),
+            actor=actor,
+            action=action,
+            subject=subject,
+            details=details,
+            seal=self._seal,
+        )
 
     def witnessed(self, entry: Link) -> None:
         """After the transaction that wrote `entry` committed: record it as the head, outside the
