@@ -10,8 +10,10 @@ import os
 import signal
 import subprocess
 import time
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
+from typing import TypeVar
 
 import psutil
 import pytest
@@ -22,6 +24,7 @@ from tests.conftest import PYTHON, stores_of
 from tests.integration.test_approval_cli import CONFIG, as_user
 from tests.integration.test_cli import OPSMITH
 
+T = TypeVar("T")
 pytestmark = pytest.mark.integration
 
 REQUEST = "Deploy microservice-two to staging"
@@ -68,12 +71,10 @@ def wait_until_running(project: Path, process: subprocess.Popen[str], step_id: s
     pytest.fail(f"step {step_id} never started")
 
 
-def run_and_kill_during(project: Path, plan_id: str, step_id: str) -> RunState:
-    """Start `opsmith run`, wait until `step_id` is running, let it call, then kill -9 the process."""
-    process = start_run(project, plan_id, own_session=True)
+def killed_when(process: subprocess.Popen[str], ready: Callable[[], T]) -> T:
+    """Wait for `ready()`, then kill -9 the `opsmith run` process; returns what `ready` returned."""
     try:
-        wait_until_running(project, process, step_id)
-        time.sleep(0.5)  # the call is on its way to the slow tool
+        found = ready()
         children = psutil.Process(process.pid).children(recursive=True)
         os.kill(process.pid, signal.SIGKILL)
         process.wait(timeout=10)
@@ -86,6 +87,18 @@ def run_and_kill_during(project: Path, plan_id: str, step_id: str) -> RunState:
     _gone, alive = psutil.wait_procs(children, timeout=10)
     for child in alive:
         child.kill()
+    return found
+
+
+def run_and_kill_during(project: Path, plan_id: str, step_id: str) -> RunState:
+    """Start `opsmith run`, wait until `step_id` is running, let it call, then kill -9 the process."""
+    process = start_run(project, plan_id, own_session=True)
+
+    def calling() -> None:
+        wait_until_running(project, process, step_id)
+        time.sleep(0.5)  # the call is on its way to the slow tool
+
+    killed_when(process, calling)
     state = _latest(project)
     assert state is not None
     return state

@@ -7,13 +7,11 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import signal
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
-import psutil
 import pytest
 import yaml
 
@@ -30,7 +28,7 @@ from opsmith.store.runs import RunRepository
 from opsmith.tools.mcp import ServerPool
 from tests.conftest import PYTHON
 from tests.integration.test_approval_cli import CONFIG, as_user
-from tests.integration.test_durability import runs_of, start_run
+from tests.integration.test_durability import killed_when, runs_of, start_run
 from tests.integration.test_engine_local import Tools, executor
 from tests.integration.test_planning import TUESDAY, config_for, plan
 from tests.integration.test_run import approved_plan
@@ -401,21 +399,12 @@ def test_an_undo_a_crash_interrupted_waits_for_a_person_and_then_restores_the_im
     new_version(state_dir, "doomed")
     plan_id = str(approved_plan(fails, REQUEST)["id"])
     process = start_run(fails, plan_id, own_session=True)
-    try:
-        crashed = wait_for(
+    crashed = killed_when(
+        process,
+        lambda: wait_for(
             fails, process, lambda s: s.step("deploy").undo is UndoStatus.CALLING, "the deploy's undo start"
-        )
-        children = psutil.Process(process.pid).children(recursive=True)
-        os.kill(process.pid, signal.SIGKILL)
-        process.wait(timeout=10)
-    finally:
-        if process.poll() is None:
-            process.kill()
-        if process.stdout is not None:
-            process.stdout.close()
-    _gone, alive = psutil.wait_procs(children, timeout=10)
-    for child in alive:
-        child.kill()
+        ),
+    )
     assert crashed.status is RunStatus.ROLLING_BACK
     assert deployed(state_dir)[1] != before, "killed before the undo did its work"
 
