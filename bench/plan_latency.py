@@ -6,9 +6,17 @@ requests over two catalogs:
 (a) the 45 tools of the four sandbox MCP servers, as discovered;
 (b) those 45 plus 1,955 generated tools on 46 more servers (2,000 tools, 50 servers), whose
     verb x object names (half singular: get_deployment, list_pods) and descriptions are chosen
-    to compete with the real tools in mapping.
+    to compete with the real tools in mapping;
+
+and for the seed requests plus a few more over the recorded catalogs of real servers
+(tests/fixtures/catalogs, bench/record_catalogs.py), configured as `k8s` and `ci` so they can sit
+beside the sandbox's own `kubernetes` and `jenkins`:
+
+(c) mcp-server-kubernetes alone; (d) with mcp-jenkins; (e), (f) each of those with (a).
 
 Each request is planned once to warm up, then every request is timed in each of --rounds rounds.
+A request the planner refuses (IntentError, PlanError) is an outcome like a plan: it is timed and
+counted in the `refused` column; any other exception is reported and that request is not timed.
 
     uv run python bench/plan_latency.py [--rounds 30] [--seed 7]
 """
@@ -17,12 +25,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import random
 import statistics
 import sys
 import tempfile
 import time
+from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -30,10 +40,17 @@ from zoneinfo import ZoneInfo
 
 from opsmith.config import Config, parse_config
 from opsmith.domain.catalog import Catalog, ToolHints, ToolSpec
+from opsmith.errors import IntentError, PlanError
 from opsmith.planner.planner import Planner, Situation
 from opsmith.planner.playbooks import load_playbooks
 from opsmith.sandbox.world import World
 from opsmith.tools.mcp import ServerPool
+
+# Run as a script, bench/ is on sys.path and the repository root is not; the recorded catalogs
+# and their loader live in tests/.
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from tests.fixtures import catalogs as recorded
 
 SANDBOX = ["jenkins", "sonarqube", "registry", "kubernetes"]
 TUESDAY = datetime(2026, 11, 24, 10, 0, tzinfo=ZoneInfo("UTC"))
@@ -62,6 +79,15 @@ REQUESTS = [
     "Scale staging to 5 replicas",
     "Deploy payments-api to staging",
 ]
+# Over the real catalogs: the seed requests and what an operator asks of a real cluster.
+REAL_REQUESTS = [
+    *REQUESTS,
+    "Scale my-application in staging to 3 replicas",
+    "show me the pods of my-application in production",
+]
+# Recorded catalogs by the server name they are configured under in this bench.
+REAL = {"k8s": "mcp-server-kubernetes", "ci": "mcp-jenkins"}
+REFUSALS = (IntentError, PlanError)
 
 VERBS = ["get", "list", "create", "delete", "update", "run", "trigger", "sync", "describe", "scan", "export"]
 OBJECTS = [
@@ -159,24 +185,62 @@ def generated_catalog(real: Catalog, seed: int) -> Catalog:
     return catalog
 
 
-def time_plans(
-    planner: Planner, catalog: Catalog, rounds: int
-) -> tuple[dict[str, list[float]], dict[str, str]]:
+def real_catalog(*servers: str, sandbox: Catalog | None = None) -> Catalog:
+    """Recorded real servers by their bench names, after the sandbox's servers if given."""
+    tools = list(sandbox.tools()) if sandbox is not None else []
+    for server in servers:
+        tools += recorded.tool_specs(REAL[server], server)
+    return Catalog(tools)
+
+
+@dataclass
+class Timing:
+    """One catalog's results: samples per timed request, refusals and errors by request."""
+
+    requests: list[str]
+    samples: dict[str, list[float]] = field(default_factory=dict)
+    refused: dict[str, str] = field(default_factory=dict)
+    errors: dict[str, str] = field(default_factory=dict)
+
+
+def plan_once(planner: Planner, request: str, situation: Situation) -> None:
+    # A refusal is a planning outcome: the planner's answer, timed like a plan.
+    with contextlib.suppress(*REFUSALS):
+        planner.plan(request, situation)
+
+
+def time_plans(planner: Planner, catalog: Catalog, rounds: int, requests: list[str]) -> Timing:
     situation = Situation(catalog=catalog, now=TUESDAY)
-    errors: dict[str, str] = {}
-    for request in REQUESTS:  # warm up once per request; a request that raises is reported, not timed
+    timing = Timing(requests)
+    for request in requests:  # warm up once per request; one that raises (not refuses) is not timed
         try:
             planner.plan(request, situation)
+        except REFUSALS as exc:
+            timing.refused[request] = brief(exc)
         except Exception as exc:
-            errors[request] = f"{type(exc).__name__}: {exc}"
-    timed = [r for r in REQUESTS if r not in errors]
-    samples: dict[str, list[float]] = {r: [] for r in timed}
+            timing.errors[request] = f"{type(exc).__name__}: {exc}"
+    timed = [r for r in requests if r not in timing.errors]
+    timing.samples = {r: [] for r in timed}
     for _ in range(rounds):
         for request in timed:
             began = time.perf_counter()
-            planner.plan(request, situation)
-            samples[request].append((time.perf_counter() - began) * 1000)
-    return samples, errors
+            plan_once(planner, request, situation)
+            timing.samples[request].append((time.perf_counter() - began) * 1000)
+    return timing
+
+
+def brief(exc: Exception, width: int = 150) -> str:
+    """The error's class and the start of its message (a refusal lists every missing capability)."""
+    text = " ".join(str(exc).split())
+    return f"{type(exc).__name__}: {text[:width]}{'...' if len(text) > width else ''}"
+
+
+def outcome(timing: Timing, request: str) -> str:
+    """One table cell: the request's p50, marked R if the planner refused it."""
+    if request in timing.errors:
+        return "E"
+    mark = "R " if request in timing.refused else ""
+    return f"{mark}{statistics.median(timing.samples[request]):.2f}"
 
 
 def deploy_choice(planner: Planner, catalog: Catalog) -> str:
@@ -184,7 +248,7 @@ def deploy_choice(planner: Planner, catalog: Catalog) -> str:
     try:
         step = planner.plan(REQUESTS[0], Situation(catalog=catalog, now=TUESDAY)).step("deploy")
     except Exception as exc:
-        return f"{type(exc).__name__}: {exc}"
+        return brief(exc)
     if step.mapping is None:
         return f"{step.server}/{step.tool}"
     runners = ", ".join(f"{c.tool} ({c.score})" for c in step.mapping.runners_up) or "none"
@@ -204,34 +268,65 @@ async def main() -> None:
         state = Path(tmp)
         World(state / "world").ensure_seeded()
         config = parse_config(config_text(state), source="bench")
-        real = await discover(config)
+        sandbox = await discover(config)
     planner = Planner(config, load_playbooks())
-    catalogs = {"sandbox": real, "generated": generated_catalog(real, args.seed)}
+    catalogs: dict[str, tuple[Catalog, list[str]]] = {
+        "sandbox": (sandbox, REQUESTS),
+        "generated": (generated_catalog(sandbox, args.seed), REQUESTS),
+        "k8s": (real_catalog("k8s"), REAL_REQUESTS),
+        "k8s+ci": (real_catalog("k8s", "ci"), REAL_REQUESTS),
+        "sandbox+k8s": (real_catalog("k8s", sandbox=sandbox), REAL_REQUESTS),
+        "sandbox+k8s+ci": (real_catalog("k8s", "ci", sandbox=sandbox), REAL_REQUESTS),
+    }
 
-    results = {name: time_plans(planner, catalog, args.rounds) for name, catalog in catalogs.items()}
+    results = {
+        name: time_plans(planner, catalog, args.rounds, requests)
+        for name, (catalog, requests) in catalogs.items()
+    }
 
-    print(f"\nPlan creation, discovery excluded: {len(REQUESTS)} seed requests x {args.rounds} rounds (ms)")
-    print(f"{'catalog':<12}{'tools':>7}{'servers':>9}{'plans timed':>13}{'p50':>9}{'p99':>9}{'max':>9}")
-    for name, (samples, _) in results.items():
-        values = [v for vs in samples.values() for v in vs]
-        catalog = catalogs[name]
-        row = f"{name:<12}{len(catalog):>7}{len(catalog.servers()):>9}{len(values):>13}"
+    print(
+        f"\nPlan creation, discovery excluded: {len(REQUESTS)} seed requests ({len(REAL_REQUESTS)} on the"
+        f" real catalogs) x {args.rounds} rounds (ms); k8s = mcp-server-kubernetes, ci = mcp-jenkins"
+    )
+    print(
+        f"{'catalog':<16}{'tools':>7}{'servers':>9}{'requests':>10}{'refused':>9}{'plans timed':>13}"
+        f"{'p50':>9}{'p99':>9}{'max':>9}"
+    )
+    for name, timing in results.items():
+        values = [v for vs in timing.samples.values() for v in vs]
+        catalog = catalogs[name][0]
+        row = (
+            f"{name:<16}{len(catalog):>7}{len(catalog.servers()):>9}{len(timing.requests):>10}"
+            f"{len(timing.refused):>9}{len(values):>13}"
+        )
         if len(values) >= 2:
             row += f"{statistics.median(values):>9.2f}{p99(values):>9.2f}{max(values):>9.2f}"
         print(row)
-    largest = max(catalogs, key=lambda n: len(catalogs[n]))
-    samples, _ = results[largest]
-    print(f"\nper request, {largest} catalog ({len(catalogs[largest])} tools), p50 ms")
+    largest = max(catalogs, key=lambda n: len(catalogs[n][0]))
+    samples = results[largest].samples
+    print(f"\nper request, {largest} catalog ({len(catalogs[largest][0])} tools), p50 ms")
     for request in REQUESTS:
         cell = f"{statistics.median(samples[request]):>9.2f}" if samples.get(request) else f"{'error':>9}"
         print(f"  {request:<60}{cell}")
     print(f"\ntarget: p99 <= {TARGETS_MS['sandbox']:.0f} ms for sandbox (a)")
     print(f"target: p99 <= {TARGETS_MS['generated']:.0f} ms for generated (b)")
 
-    for name, (_, errors) in results.items():
-        for request, error in errors.items():
+    real = [name for name, (_, requests) in catalogs.items() if requests is REAL_REQUESTS]
+    print("\nper request over the real catalogs, p50 ms (R: refused, E: error)")
+    print(f"  {'':<60}" + "".join(f"{name:>16}" for name in real))
+    for request in REAL_REQUESTS:
+        print(f"  {request:<60}" + "".join(f"{outcome(results[name], request):>16}" for name in real))
+    for name, timing in results.items():
+        if timing.refused:
+            print(f"\nrefused on {name}: {len(timing.refused)} of {len(timing.requests)}")
+        for request, reason in timing.refused.items():
+            print(f"  {request!r}: {reason}")
+    for name, timing in results.items():
+        for request, error in timing.errors.items():
             print(f"\nERROR on {name}: {request!r}: {error}")
-    print(f"\n'deploy' step of {REQUESTS[0]!r} on {largest}: {deploy_choice(planner, catalogs[largest])}")
+    print(f"\n'deploy' step of {REQUESTS[0]!r} on {largest}: {deploy_choice(planner, catalogs[largest][0])}")
+    for name in ("k8s", "sandbox+k8s+ci"):
+        print(f"'deploy' step of {REQUESTS[0]!r} on {name}: {deploy_choice(planner, catalogs[name][0])}")
 
 
 if __name__ == "__main__":

@@ -27,6 +27,7 @@ from pydantic import (
     model_validator,
 )
 
+from opsmith.domain.binding import BindingSet
 from opsmith.domain.identity import DEFAULT_ROLES, Permission
 from opsmith.engine.settings import ExecutionSettings
 from opsmith.errors import ConfigError
@@ -155,6 +156,12 @@ class PlanningConfig(_Strict):
     image_repository: str = Field(default="{app}", description="template; {app} is the application")
     service_name: str = Field(default="{app}-service", description="template; {app} is the application")
     playbook_dirs: list[Path] = Field(default_factory=list)
+    bindings: list[BindingSet] = Field(
+        default_factory=list, description="binding sets asked before the bundled ones (see README)"
+    )
+    binding_dirs: list[Path] = Field(
+        default_factory=list, description="directories of binding-set YAML files"
+    )
     risk_words: dict[Literal["LOW", "MEDIUM", "HIGH", "CRITICAL"], list[str]] | None = Field(
         default=None, description="replaces the built-in action words of that level"
     )

@@ -110,7 +110,7 @@ async def test_stopping_a_server_changes_the_plan(tmp_path: Path, state_dir: Pat
         await pool.start()
         without_sonar = Catalog(pool.catalog.tools())
     planner = Planner(config, load_playbooks())
-    with pytest.raises(PlanError, match=r"capability 'quality_scan'.*code-quality server"):
+    with pytest.raises(PlanError, match=r"quality_scan \(step quality_scan\): needs a code-quality server"):
         plan(planner, without_sonar, "Deploy the code to production")
     staging = plan(planner, without_sonar, "Deploy my-application to staging")
     assert "quality_scan" not in [s.id for s in staging.steps]

@@ -26,6 +26,9 @@ class Capability(BaseModel):
     effect: Effect = "any"
     changes_target: bool = False
     provider: str = "an MCP server offering it"
+    # Words a server offering this kind of capability talks about: a server that fits the domain
+    # ranks above one that merely has a tool with a matching name (kubectl_* over git_status).
+    domain: list[str] = Field(default_factory=list)
     evidence: dict[str, list[list[Condition]]] = Field(default_factory=dict)
     default_duration: tuple[float, float] = (30.0, 120.0)
 
@@ -39,6 +42,23 @@ QUALITY = "a code-quality server (e.g. SonarQube)"
 REGISTRY = "an image registry server"
 CLUSTER = "a deployment target server (e.g. Kubernetes)"
 
+CI_DOMAIN = ["jenkins", "ci", "pipeline", "job", "jobs", "build", "builds"]
+QUALITY_DOMAIN = ["sonar", "sonarqube", "quality", "analysis", "vulnerabilities", "issues", "gate"]
+REGISTRY_DOMAIN = ["registry", "image", "images", "docker", "tag", "tags", "repository"]
+CLUSTER_DOMAIN = [
+    "kubernetes",
+    "kubectl",
+    "k8s",
+    "cluster",
+    "pod",
+    "pods",
+    "deployment",
+    "deployments",
+    "namespace",
+    "helm",
+]
+
+
 CAPABILITIES: dict[str, Capability] = {
     c.name: c
     for c in [
@@ -49,6 +69,7 @@ CAPABILITIES: dict[str, Capability] = {
             avoid=["status", "logs", "log", "artifacts", "list", "compare", "last", "get", "abort", "image"],
             effect="write",
             provider=CI,
+            domain=CI_DOMAIN,
             default_duration=(120, 300),
         ),
         Capability(
@@ -58,6 +79,7 @@ CAPABILITIES: dict[str, Capability] = {
             avoid=["results", "result", "get"],
             effect="write",
             provider=CI,
+            domain=CI_DOMAIN,
             evidence={"tests_passed": [[_c("status", "==", "PASSED")], [_c("failed", "==", 0)]]},
             default_duration=(180, 420),
         ),
@@ -68,6 +90,7 @@ CAPABILITIES: dict[str, Capability] = {
             avoid=["configure", "list", "get", "coverage", "gates"],
             effect="write",
             provider=QUALITY,
+            domain=QUALITY_DOMAIN,
             evidence={
                 "quality_gate_passed": [
                     [_c("quality_gate.status", "==", "PASSED")],
@@ -83,6 +106,7 @@ CAPABILITIES: dict[str, Capability] = {
             keywords=["security", "vulnerabilities", "cve", "dependencies", "scan", "advisories"],
             avoid=["hotspots", "configure"],
             provider=QUALITY,
+            domain=QUALITY_DOMAIN,
             evidence={
                 "security_scan_passed": [
                     [_c("counts.CRITICAL", "==", 0), _c("counts.HIGH", "==", 0)],
@@ -98,6 +122,7 @@ CAPABILITIES: dict[str, Capability] = {
             avoid=["pull", "delete", "list"],
             effect="write",
             provider=REGISTRY,
+            domain=REGISTRY_DOMAIN,
             default_duration=(180, 300),
         ),
         Capability(
@@ -107,6 +132,7 @@ CAPABILITIES: dict[str, Capability] = {
             avoid=["delete", "push", "pods", "deployment"],
             effect="read",
             provider=REGISTRY,
+            domain=REGISTRY_DOMAIN,
             default_duration=(10, 60),
         ),
         Capability(
@@ -114,6 +140,7 @@ CAPABILITIES: dict[str, Capability] = {
             name_words=["backup", "snapshot", "export"],
             keywords=["backup", "snapshot", "restore", "export", "revision"],
             provider=CLUSTER,
+            domain=CLUSTER_DOMAIN,
             evidence={"backup_verified": [[_c("backup_id", "exists")], [_c("id", "exists")]]},
             default_duration=(10, 60),
         ),
@@ -125,6 +152,7 @@ CAPABILITIES: dict[str, Capability] = {
             effect="write",
             changes_target=True,
             provider=CLUSTER,
+            domain=CLUSTER_DOMAIN,
             default_duration=(120, 180),
         ),
         Capability(
@@ -135,6 +163,7 @@ CAPABILITIES: dict[str, Capability] = {
             effect="write",
             changes_target=True,
             provider=CLUSTER,
+            domain=CLUSTER_DOMAIN,
             default_duration=(120, 180),
         ),
         Capability(
@@ -144,6 +173,7 @@ CAPABILITIES: dict[str, Capability] = {
             effect="write",
             changes_target=True,
             provider=CLUSTER,
+            domain=CLUSTER_DOMAIN,
             default_duration=(60, 120),
         ),
         Capability(
@@ -154,6 +184,7 @@ CAPABILITIES: dict[str, Capability] = {
             effect="write",
             changes_target=True,
             provider=CLUSTER,
+            domain=CLUSTER_DOMAIN,
             default_duration=(10, 60),
         ),
         Capability(
@@ -163,6 +194,7 @@ CAPABILITIES: dict[str, Capability] = {
             avoid=["logs", "log", "delete", "scale"],
             effect="read",
             provider=CLUSTER,
+            domain=CLUSTER_DOMAIN,
             evidence={"pods_running": [[_c("crash_looping", "==", 0), _c("not_ready", "==", 0)]]},
             default_duration=(10, 60),
         ),
@@ -173,6 +205,7 @@ CAPABILITIES: dict[str, Capability] = {
             avoid=["build", "console"],
             effect="read",
             provider=CLUSTER,
+            domain=CLUSTER_DOMAIN,
             evidence={"monitoring_enabled": [[_c("health", "==", "healthy")], [_c("errors", "==", 0)]]},
             default_duration=(60, 120),
         ),
@@ -183,6 +216,7 @@ CAPABILITIES: dict[str, Capability] = {
             avoid=["delete"],
             effect="read",
             provider=CLUSTER,
+            domain=CLUSTER_DOMAIN,
             evidence={"service_healthy": [[_c("healthy", "==", True)], [_c("ready_endpoints", ">", 0)]]},
             default_duration=(10, 60),
         ),
@@ -193,6 +227,7 @@ CAPABILITIES: dict[str, Capability] = {
             avoid=["delete", "apply", "scale", "rollback", "backup"],
             effect="read",
             provider=CLUSTER,
+            domain=CLUSTER_DOMAIN,
             default_duration=(5, 30),
         ),
         Capability(
@@ -202,6 +237,7 @@ CAPABILITIES: dict[str, Capability] = {
             effect="write",
             changes_target=True,
             provider=CLUSTER,
+            domain=CLUSTER_DOMAIN,
             default_duration=(30, 120),
         ),
         Capability(
@@ -211,6 +247,7 @@ CAPABILITIES: dict[str, Capability] = {
             effect="write",
             changes_target=True,
             provider=CLUSTER,
+            domain=CLUSTER_DOMAIN,
             default_duration=(60, 120),
         ),
         Capability(
@@ -221,6 +258,7 @@ CAPABILITIES: dict[str, Capability] = {
             effect="write",
             changes_target=True,
             provider=CLUSTER,
+            domain=CLUSTER_DOMAIN,
             default_duration=(30, 90),
         ),
         Capability(

@@ -132,16 +132,17 @@ class Catalog:
         self._by_server: dict[str, dict[str, ToolSpec]] = {}
         self._words: dict[str, ToolWords] | None = None
         self._index: dict[str, list[ToolSpec]] | None = None
+        self._server_words: dict[str, frozenset[str]] | None = None
         for tool in tools:
             self._by_server.setdefault(tool.server, {})[tool.name] = tool
 
     def replace_server(self, server: str, tools: Iterable[ToolSpec]) -> None:
         self._by_server[server] = {tool.name: tool for tool in tools}
-        self._words = self._index = None
+        self._words = self._index = self._server_words = None
 
     def remove_server(self, server: str) -> None:
         self._by_server.pop(server, None)
-        self._words = self._index = None
+        self._words = self._index = self._server_words = None
 
     def words(self, tool: ToolSpec) -> ToolWords:
         if self._words is None:
@@ -149,6 +150,19 @@ class Catalog:
         assert self._words is not None
         found = self._words.get(tool.qualified_name)
         return found if found is not None else _words_of(tool)
+
+    def server_words(self, server: str) -> frozenset[str]:
+        """Every word of the names and descriptions of a server's tools: what it is about."""
+        if self._server_words is None:
+            if self._words is None:
+                self._build_index()
+            assert self._words is not None
+            about: dict[str, set[str]] = {}
+            for tool in self.tools():
+                words = self._words[tool.qualified_name]
+                about.setdefault(tool.server, set()).update(words.name, words.description)
+            self._server_words = {name: frozenset(words) for name, words in about.items()}
+        return self._server_words.get(server, frozenset())
 
     def with_name_words(self, words: Iterable[str]) -> list[ToolSpec]:
         """Tools whose name has any of the words, in catalog order."""

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from opsmith.domain.compliance import Requirement
 from opsmith.domain.evidence import Condition, StepCondition
+from opsmith.domain.extraction import Each
 from opsmith.domain.intent import Intent
 from opsmith.domain.risk import Risk
 
@@ -98,6 +99,8 @@ class Step(BaseModel):
     mapping: Mapping | None = None
     timeout: float | None = Field(default=None, gt=0)  # seconds per attempt; None: the configuration's
     retry: StepRetry | None = None
+    # How the fields `expect` and later steps read are found in this tool's output (a binding's).
+    extract: dict[str, str | Each] = Field(default_factory=dict)
 
 
 class FiredRule(BaseModel):
@@ -232,6 +235,10 @@ def content_hash(plan: Plan) -> str:
             dumped["when"] = [c.model_dump(mode="json") for c in step.when]
         if step.timeout is not None:
             dumped["timeout"] = step.timeout
+        if step.extract:
+            dumped["extract"] = {
+                k: v if isinstance(v, str) else v.model_dump(mode="json") for k, v in step.extract.items()
+            }
         if step.retry is not None:
             dumped["retry"] = step.retry.model_dump(mode="json", exclude_none=True)
         if dumped["rollback"] is not None and not dumped["rollback"]["idempotent"]:

@@ -1,8 +1,10 @@
 """Fill a tool's arguments from the playbook, the request and the configuration; check them.
 
-Only properties the tool's input schema declares are filled. Values that come from earlier
-steps' outputs (`${steps.ID.path}`) are known only at run time: they count as present, and their
-type is checked when the engine fills them in.
+Only properties the tool's input schema declares are filled. Playbooks and `--set` name
+arguments the opsmith way (`label_selector`); a tool that spells them its own way
+(`labelSelector`, `ns`) gets them under its names (see `argnames`), and the result says what was
+renamed. Values that come from earlier steps' outputs (`${steps.ID.path}`) are known only at run
+time: they count as present, and their type is checked when the engine fills them in.
 """
 
 from __future__ import annotations
@@ -13,9 +15,11 @@ from typing import Any
 from jsonschema import validators
 
 from opsmith.domain.catalog import accepts_undeclared
+from opsmith.planner import argnames
 from opsmith.planner.templates import RUNTIME_REF, Unfilled, render
 
-# Common argument names across MCP servers, and which fact of the request fills them.
+# Common argument names across MCP servers, and which fact of the request fills them. Matched
+# by key (`appName` and `app-name` are `app_name`) and through argnames.SYNONYMS (`ns`).
 ALIASES: dict[str, str] = {
     "app": "subject",
     "application": "subject",
@@ -35,13 +39,19 @@ ALIASES: dict[str, str] = {
     "tag": "version",
 }
 
+_FACT_BY_KEY: dict[str, str] = {argnames.normalise(name): fact for name, fact in ALIASES.items()}
+
 
 @dataclass
 class FilledArguments:
     args: dict[str, Any]
     missing: list[str] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
-    dropped: list[str] = field(default_factory=list)  # playbook arguments the tool does not declare
+    dropped: list[str] = field(default_factory=list)  # playbook arguments the tool does not take
+    # Why a dropped argument was left out although the tool takes something like it.
+    why_dropped: dict[str, str] = field(default_factory=dict)
+    renamed: list[str] = field(default_factory=list)  # "label_selector -> labelSelector"
+    inferred: list[str] = field(default_factory=list)  # "name <- subject": facts not under an alias
 
 
 def fill_arguments(
@@ -49,33 +59,89 @@ def fill_arguments(
 ) -> FilledArguments:
     """Arguments for one call: overrides > playbook templates > request facts by alias.
 
-    Only declared arguments are sent: a playbook's argument the tool does not declare is dropped
-    (and reported), an override it does not declare is a problem of the plan."""
+    Only declared arguments are sent, under the tool's own names: a playbook's argument the tool
+    does not take is dropped (and reported), an override it does not take is a problem of the
+    plan."""
     props: dict[str, Any] = schema.get("properties") or {}
     open_schema = accepts_undeclared(schema)
     args: dict[str, Any] = {}
-    problems: list[str] = []
-    dropped: list[str] = []
-    for name, template in templates.items():
-        if name not in props and not open_schema:
-            dropped.append(name)
-            continue
+    playbook = argnames.place(list(templates), props, open_schema=open_schema)
+    for name, target in playbook.placed.items():
         try:
-            args[name] = render(template, facts)
+            args[target] = render(templates[name], facts)
         except Unfilled:
             continue  # the request did not say it: left for an alias, a default or --set
-    for name in props:
-        if name not in args and ALIASES.get(name) in facts and facts[ALIASES[name]] is not None:
-            args[name] = facts[ALIASES[name]]
-    for name, value in overrides.items():
-        if name in props or open_schema:
-            args[name] = value
-        else:
-            problems.append(f"{name}: not an argument of this tool (it takes {', '.join(props) or 'none'})")
+    given = argnames.place(list(overrides), props, open_schema=open_schema)
+    for name, target in given.placed.items():
+        args[target] = overrides[name]
+    # Facts only fill what is still empty; last, so a generic `name` sees every selector given.
+    inferred = _fill_from_facts(args, props, facts)
+    problems = [f"{name}: {why}" for name, why in given.unplaced.items()]
+    problems += [f"{name}: not an argument of this tool ({_nearest(name, props)})" for name in given.unknown]
     args = {name: _coerce(value, props.get(name, {})) for name, value in args.items()}
     required = [r for r in schema.get("required", []) if r not in args]
     problems += check(schema, args)
-    return FilledArguments(args=args, missing=required, problems=problems, dropped=dropped)
+    return FilledArguments(
+        args=args,
+        missing=required,
+        problems=problems,
+        dropped=[name for name in templates if name not in playbook.placed],
+        why_dropped=dict(playbook.unplaced),
+        renamed=playbook.renamed + given.renamed,
+        inferred=inferred,
+    )
+
+
+def _fill_from_facts(args: dict[str, Any], props: dict[str, Any], facts: dict[str, Any]) -> list[str]:
+    """Fill the parameters still empty from the request's facts; the ones not named exactly as
+    an alias, as "param <- fact"."""
+    inferred = []
+    for name in props:
+        fact = _fact_for(name)
+        if name in args or fact is None or facts.get(fact) is None or not _may_hold(name, fact, props, args):
+            continue
+        args[name] = facts[fact]
+        if name not in ALIASES:
+            inferred.append(f"{name} <- {fact}")
+    return inferred
+
+
+def _fact_for(name: str) -> str | None:
+    key = argnames.normalise(name)
+    if key in _FACT_BY_KEY:
+        return _FACT_BY_KEY[key]
+    found = {_FACT_BY_KEY[other] for other in argnames.synonyms(key) if other in _FACT_BY_KEY}
+    return found.pop() if len(found) == 1 else None
+
+
+def _may_hold(name: str, fact: str, props: dict[str, Any], args: dict[str, Any]) -> bool:
+    """Whether a generic parameter (`name`, `count`) is the one the fact belongs in.
+
+    A wrong value is worse than none: the plan shows a missing argument and `--set` fills it,
+    but nothing takes a wrongly filled one out again."""
+    kind = argnames.generic(name)
+    if kind is None:
+        return True
+    if any(argnames.canonical(given) in kind.not_with for given in args):
+        return False
+    said = argnames.says(name, props[name])
+    if said is not None:
+        return said
+    return kind.alone_means and not any(_more_specific(other, name, fact) for other in props)
+
+
+def _more_specific(other: str, name: str, fact: str) -> bool:
+    """Whether the tool's parameter `other` is a more specific home for what `name` would get
+    (`podName` or `fullname` next to `name`, `deploymentName` next to `name`)."""
+    key, mine = argnames.normalise(other), argnames.normalise(name)
+    if key == mine:
+        return False
+    return key.endswith(mine) or (argnames.generic(other) is None and _fact_for(other) == fact)
+
+
+def _nearest(name: str, props: dict[str, Any]) -> str:
+    near = argnames.nearest(name, list(props))
+    return f"nearest: {', '.join(near)}" if near else "it takes none"
 
 
 def check(schema: dict[str, Any], args: dict[str, Any]) -> list[str]:
@@ -109,7 +175,8 @@ def _coerce(value: Any, prop: dict[str, Any]) -> Any:
         return value
     kinds = _types(prop)
     text = value.strip()
-    if "integer" in kinds and _is_int(text):
+    # A whole number is also a JSON Schema number: "3" replicas go out as 3, not 3.0.
+    if ("integer" in kinds or "number" in kinds) and _is_int(text):
         return int(text)
     if "number" in kinds and _is_float(text):
         return float(text)

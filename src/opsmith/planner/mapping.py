@@ -8,8 +8,9 @@ read-only tool); a degraded server and a slow history lose points.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
+from opsmith.domain.binding import BindingSet
 from opsmith.domain.capabilities import Capability
 from opsmith.domain.catalog import Catalog, ToolSpec, ToolWords
 from opsmith.domain.plan import Candidate
@@ -24,6 +25,7 @@ WRITE_ON_READ_ONLY = -8.0
 READ_ON_WRITER = -3.0
 READ_ONLY_BONUS = 1.0
 DEGRADED = -2.0
+DOMAIN_FIT = 3.0  # at most, for a server whose tools speak of every domain word's subject
 THRESHOLD = 4.0
 
 
@@ -35,7 +37,7 @@ def choose_tool(
     durations: Mapping[str, float] | None = None,
 ) -> ToolMapping | None:
     """The best tool for the capability with the runners-up, or None if no tool qualifies."""
-    scored: list[tuple[float, int, str, Candidate]] = []
+    scored: list[tuple[float, str, int, str, Candidate]] = []
     order = {server: i for i, server in enumerate(catalog.servers())}
     for tool in catalog.with_name_words(capability.name_words):
         result = score(capability, tool, degraded=tool.server in degraded, words=catalog.words(tool))
@@ -45,13 +47,19 @@ def choose_tool(
         seconds = (durations or {}).get(tool.qualified_name)
         if seconds is not None:
             reasons.append(f"took {seconds:.1f}s on average before")
+        if points < THRESHOLD:
+            continue  # the domain ranks tools that qualify; it never makes a tool qualify
+        fit = _fit(capability, catalog.server_words(tool.server))
+        if fit:
+            points += fit
+            reasons.append(f"server fits the domain (+{fit:g})")
         candidate = Candidate(tool=tool.qualified_name, score=round(points, 2), reasons=reasons)
         # Ties: faster history first, then configuration order, then name.
-        scored.append((-points, order.get(tool.server, 0), f"{seconds or 0:012.3f}{tool.name}", candidate))
-    qualified = sorted((s for s in scored if -s[0] >= THRESHOLD), key=lambda s: (s[0], s[2], s[1]))
+        scored.append((-points, f"{seconds or 0:012.3f}", order.get(tool.server, 0), tool.name, candidate))
+    qualified = sorted(scored, key=lambda s: (s[0], s[1], s[2], s[3]))
     if not qualified:
         return None
-    ranked = [entry[3] for entry in qualified]
+    ranked = [entry[4] for entry in qualified]
     return ToolMapping(capability=capability.name, chosen=ranked[0], runners_up=ranked[1:4])
 
 
@@ -98,3 +106,37 @@ def _effect(
     if capability.effect == "read":
         return points + READ_ONLY_BONUS, [*reasons, "read-only, as a check should be"]
     return points, reasons
+
+
+def _fit(capability: Capability, about: frozenset[str]) -> float:
+    """Up to DOMAIN_FIT: the share of the capability's domain words (three are plenty) the server's
+    tools speak of, so one stray word (a git tool's "status") earns little."""
+    if not capability.domain:
+        return 0.0
+    return round(DOMAIN_FIT * min(1.0, len(about & set(capability.domain)) / 3), 2)
+
+
+def rejections(capability: Capability, catalog: Catalog, sets: Sequence[BindingSet] = ()) -> dict[str, str]:
+    """Per configured server, why none of its tools serves the capability: what a refusal shows."""
+    why: dict[str, str] = {}
+    for server in catalog.servers():
+        kinds = [s.name for s in sets if s.fits(server, set(catalog.names(server)))]
+        best: tuple[float, str] | None = None
+        vetoed: list[str] = []
+        for tool in catalog.tools(server):
+            if capability.effect == "read" and tool.hints.destructive is True and not tool.hints.read_only:
+                if set(catalog.words(tool).name) & set(capability.name_words):
+                    vetoed.append(tool.name)
+                continue
+            result = score(capability, tool, words=catalog.words(tool))
+            if result is not None and (best is None or result[0] > best[0]):
+                best = (result[0], tool.name)
+        parts = [f"bindings {', '.join(kinds)} have none for it"] if kinds else []
+        if best is not None:
+            parts.append(f"best tool {best[1]} scored {best[0]:g} (needs {THRESHOLD:g})")
+        elif not vetoed:
+            parts.append(f"no tool named for it ({', '.join(capability.name_words)})")
+        if vetoed:
+            parts.append(f"{', '.join(vetoed[:3])} may destroy something, and this is a check")
+        why[server] = "; ".join(parts)
+    return why

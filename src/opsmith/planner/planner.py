@@ -2,31 +2,44 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from opsmith.config import Config
 from opsmith.domain.approval_rule import approval_need
+from opsmith.domain.binding import Binding, BindingSet
 from opsmith.domain.capabilities import CAPABILITIES, Capability
-from opsmith.domain.catalog import Catalog, ToolSpec
-from opsmith.domain.errors import PlanError, ServerUnavailableError
+from opsmith.domain.catalog import Catalog, ToolHints, ToolSpec
+from opsmith.domain.errors import OpsmithError, PlanError, ServerUnavailableError
 from opsmith.domain.graph import Node, estimate, format_duration_range, parallel_groups, validate
 from opsmith.domain.intent import Intent, Vocabulary, parse_intent, require_environment
-from opsmith.domain.plan import Estimate, Plan, PlanStatus, Step, ToolCall
+from opsmith.domain.plan import Candidate, Estimate, Plan, PlanStatus, Step, ToolCall
 from opsmith.domain.plan import Mapping as ToolMapping
 from opsmith.domain.playbook import Playbook, PlaybookStep, choose
 from opsmith.domain.risk import assess, highest
 from opsmith.planner import describe
-from opsmith.planner.arguments import ALIASES, fill_arguments
+from opsmith.planner.argnames import match
+from opsmith.planner.arguments import ALIASES, FilledArguments, fill_arguments
+from opsmith.planner.binding_args import bound_arguments
+from opsmith.planner.bindings import Bound, bound, load_bindings
 from opsmith.planner.compliance import attach_requirements
 from opsmith.planner.context import Moment, adjust, staging_steps
 from opsmith.planner.expand import Draft, drop, expand
-from opsmith.planner.mapping import choose_tool
+from opsmith.planner.mapping import choose_tool, rejections
 from opsmith.planner.playbooks import Coverage, refuse_unserved
 from opsmith.planner.policy import approval_rule, risk_rules
 from opsmith.planner.templates import render_text
+
+
+@dataclass(frozen=True)
+class Pick:
+    """The tool chosen for a capability, and the binding that chose it, if one did."""
+
+    mapping: ToolMapping
+    tool: ToolSpec
+    bound: Bound | None = None
 
 
 @dataclass(frozen=True)
@@ -43,9 +56,16 @@ class Situation:
 
 
 class Planner:
-    def __init__(self, config: Config, playbooks: list[Playbook]) -> None:
+    def __init__(
+        self, config: Config, playbooks: list[Playbook], bindings: Sequence[BindingSet] | None = None
+    ) -> None:
         self._config = config
         self._playbooks = playbooks
+        self._bindings = (
+            list(bindings)
+            if bindings is not None
+            else load_bindings(config.planning.bindings, config.planning.binding_dirs)
+        )
         self.vocabulary = Vocabulary(
             applications=list(config.applications),
             groups=[],
@@ -53,7 +73,7 @@ class Planner:
             default_environment=config.planning.default_environment,
         )
         # Choices per (situation, capability): one plan asks for the same capability many times.
-        self._picks: dict[tuple[int, str], tuple[ToolMapping, ToolSpec] | None] = {}
+        self._picks: dict[tuple[int, str], Pick | None] = {}
         self._risk_rules = risk_rules(config)
 
     def intent(self, request: str) -> Intent:
@@ -164,8 +184,9 @@ class Planner:
         self, drafts: list[Draft], intent: Intent, situation: Situation, overrides: dict[str, Any]
     ) -> tuple[list[Step], list[str], list[str]]:
         warnings: list[str] = []
-        chosen: dict[str, tuple[ToolMapping, ToolSpec]] = {}
+        chosen: dict[str, Pick] = {}
         gone: set[str] = set()
+        missing: dict[str, list[str]] = {}  # capability -> the steps that need it
         for draft in drafts:
             capability = CAPABILITIES[draft.source.capability]
             found = self._pick(capability, situation)
@@ -177,70 +198,107 @@ class Planner:
                         f"(needs {capability.provider})"
                     )
                     continue
-                missing = (
-                    f"no tool for capability {capability.name!r} (step {draft.id}) among the running servers"
-                )
-                if situation.down:
-                    # Not the request's fault: a server that may offer it did not answer.
-                    names = ", ".join(sorted(situation.down))
-                    raise ServerUnavailableError(
-                        f"{missing}; down: {names}",
-                        hint=f"it needs {capability.provider}; see `opsmith servers status`, then plan again",
-                    )
-                raise PlanError(
-                    missing, hint=f"it needs {capability.provider}; check `opsmith servers status`"
-                )
+                missing.setdefault(capability.name, []).append(draft.id)
+                continue
             chosen[draft.id] = found
+        if missing:
+            raise self._unserved(missing, situation)
         drafts = drop(drafts, gone)
         steps = [self._step(d, chosen[d.id], intent, situation, overrides, warnings) for d in drafts]
         return steps, warnings, []
 
-    def _pick(self, capability: Capability, situation: Situation) -> tuple[ToolMapping, ToolSpec] | None:
+    def _unserved(self, missing: Mapping[str, list[str]], situation: Situation) -> OpsmithError:
+        """One refusal naming every capability no configured server serves, and why each server was not
+        taken; a server that is running is never suggested as the thing to add."""
+        lines = []
+        for name, step_ids in missing.items():
+            capability = CAPABILITIES[name]
+            why = rejections(capability, situation.catalog, self._bindings)
+            considered = "; ".join(f"{server}: {reason}" for server, reason in why.items()) or "no server"
+            lines.append(
+                f"{name} (step {', '.join(step_ids)}): needs {capability.provider}; considered {considered}"
+            )
+        summary = f"no tool for {len(missing)} capabilit{'y' if len(missing) == 1 else 'ies'}: " + " | ".join(
+            lines
+        )
+        if situation.down:
+            # Not the request's fault: a server that may offer it did not answer.
+            names = ", ".join(sorted(situation.down))
+            return ServerUnavailableError(
+                f"{summary}; down: {names}", hint="see `opsmith servers status`, then plan again"
+            )
+        return PlanError(
+            summary,
+            hint="configure a server offering each of them, or add a binding (planning.bindings)"
+            " for a tool of a running server that does the job",
+        )
+
+    def _pick(self, capability: Capability, situation: Situation) -> Pick | None:
         key = (id(situation), capability.name)
         if key not in self._picks:
             self._picks[key] = self._choose(capability, situation)
         return self._picks[key]
 
-    def _choose(self, capability: Capability, situation: Situation) -> tuple[ToolMapping, ToolSpec] | None:
+    def _choose(self, capability: Capability, situation: Situation) -> Pick | None:
         mapping = choose_tool(
             capability, situation.catalog, degraded=situation.degraded, durations=situation.durations
         )
+        usable = [
+            b for b in bound(capability.name, situation.catalog, self._bindings) if _may_serve(capability, b)
+        ]
+        if usable:
+            # A healthy server first; among those, the first set (the user's) and the configuration's order.
+            best = sorted(usable, key=lambda b: b.tool.server in situation.degraded)[0]
+            fixed = ", ".join(f"{k}={v}" for k, v in best.binding.fixed.items())
+            reasons = [f"binding {best.set_name}: {best.binding.why or capability.name}"]
+            if fixed:
+                reasons.append(f"fixed {fixed}")
+            chosen = Candidate(tool=best.tool.qualified_name, score=BOUND_SCORE, reasons=reasons)
+            others = [c for c in (mapping.runners_up if mapping else []) if c.tool != chosen.tool]
+            if mapping is not None and mapping.chosen.tool != chosen.tool:
+                others = [mapping.chosen, *others]
+            return Pick(
+                ToolMapping(capability=capability.name, chosen=chosen, runners_up=others[:3]), best.tool, best
+            )
         if mapping is None:
             return None
         server, name = mapping.chosen.tool.split("/", 1)
         tool = situation.catalog.get(server, name)
         assert tool is not None
-        return mapping, tool
+        return Pick(mapping, tool)
 
     def _step(
         self,
         draft: Draft,
-        found: tuple[ToolMapping, ToolSpec],
+        found: Pick,
         intent: Intent,
         situation: Situation,
         overrides: dict[str, Any],
         warnings: list[str],
     ) -> Step:
-        mapping, tool = found
+        mapping, tool = found.mapping, found.tool
+        binding = found.bound.binding if found.bound else None
         source = draft.source
         capability = CAPABILITIES[source.capability]
         environment = source.environment or intent.environment
         facts = self._facts(intent, draft.subject, environment)
         # A value set for this step (`scale.replicas=40`) wins over one set for every step (`replicas=5`).
-        step_overrides = {k: v for k, v in overrides.items() if "." not in k and k in _props(tool)}
+        step_overrides = {
+            k: v for k, v in overrides.items() if "." not in k and match(k, _props(tool)).target is not None
+        }
         step_overrides |= {
             k.split(".", 1)[1]: v for k, v in overrides.items() if k.startswith(f"{draft.id}.")
         }
-        filled = fill_arguments(tool.input_schema, draft.args, facts, step_overrides)
-        if filled.dropped:
-            warnings.append(
-                f"step {draft.id}: {tool.qualified_name} does not declare {', '.join(filled.dropped)};"
-                " not sent"
-            )
-        rollback = self._rollback(draft, facts, situation)
+        if binding is not None:
+            filled = bound_arguments(binding, tool.input_schema, draft.args, facts, step_overrides)
+        else:
+            filled = fill_arguments(tool.input_schema, draft.args, facts, step_overrides)
+        warnings += _adapted(f"step {draft.id}", tool, filled)
+        rollback = self._rollback(draft, facts, situation, warnings)
         changes = capability.changes_target
+        hints = _bound_hints(tool, binding)
         risk = assess(
-            tool.name, tool.hints, changes_target=changes, environment=environment, rules=self._risk_rules
+            tool.name, hints, changes_target=changes, environment=environment, rules=self._risk_rules
         )
         seconds = situation.durations.get(tool.qualified_name)
         duration = (
@@ -263,27 +321,35 @@ class Planner:
             # (the MCP spec gives idempotentHint meaning only for tools that are not read-only).
             idempotent=source.idempotent
             if source.idempotent is not None
-            else bool(tool.hints.idempotent or tool.hints.read_only),
+            else bool(hints.idempotent or hints.read_only),
             changes_target=changes,
             estimated_duration=(float(duration[0]), float(duration[1])),
             missing_args=filled.missing + [f"invalid: {p}" for p in filled.problems],
             expect=list(source.expect),
             when=list(draft.when),
-            description=source.description or tool.summary,
+            description=source.description or (binding.why if binding else "") or tool.summary,
             mapping=mapping,
+            extract=dict(binding.output) if binding else {},
         )
 
-    def _rollback(self, draft: Draft, facts: dict[str, Any], situation: Situation) -> ToolCall | None:
+    def _rollback(
+        self, draft: Draft, facts: dict[str, Any], situation: Situation, warnings: list[str]
+    ) -> ToolCall | None:
         if draft.source.rollback is None:
             return None
         found = self._pick(CAPABILITIES[draft.source.rollback], situation)
         if found is None:
             return None
-        _, tool = found
-        filled = fill_arguments(tool.input_schema, draft.rollback_args, facts, {})
+        tool = found.tool
+        if found.bound is not None:
+            filled = bound_arguments(found.bound.binding, tool.input_schema, draft.rollback_args, facts, {})
+        else:
+            filled = fill_arguments(tool.input_schema, draft.rollback_args, facts, {})
+        warnings += _adapted(f"undo of {draft.id}", tool, filled)
         stated = draft.source.rollback_idempotent
+        hints = _bound_hints(tool, found.bound.binding if found.bound else None)
         # As for steps: a read-only tool changes nothing, so running it again is safe.
-        idempotent = stated if stated is not None else bool(tool.hints.idempotent or tool.hints.read_only)
+        idempotent = stated if stated is not None else bool(hints.idempotent or hints.read_only)
         return ToolCall(
             server=tool.server,
             tool=tool.name,
@@ -375,6 +441,41 @@ class Planner:
             created_at=situation.now,
         )
         return plan.model_copy(update={"hash": plan.content_hash()})
+
+
+BOUND_SCORE = 100.0  # a binding says outright that the tool does the job: above any word score
+
+
+def _may_serve(capability: Capability, found: Bound) -> bool:
+    """A check never uses a tool that may destroy something, unless the binding's fixed arguments
+    make it read-only (kubectl_rollout with subCommand=status)."""
+    if capability.effect != "read" or found.binding.read_only:
+        return True
+    return not found.tool.hints.effective_destructive or bool(found.tool.hints.read_only)
+
+
+def _bound_hints(tool: ToolSpec, binding: Binding | None) -> ToolHints:
+    """The tool's annotations, as the binding's fixed arguments make them."""
+    if binding is None or binding.read_only is None:
+        return tool.hints
+    if binding.read_only:
+        return tool.hints.model_copy(update={"read_only": True, "destructive": False})
+    return tool.hints.model_copy(update={"read_only": False})
+
+
+def _adapted(where: str, tool: ToolSpec, filled: FilledArguments) -> list[str]:
+    """What the plan says about arguments it renamed for the tool or left out."""
+    notes = []
+    if filled.renamed:
+        notes.append(f"{where}: {tool.qualified_name} takes {', '.join(filled.renamed)}")
+    for name in filled.dropped:
+        why = filled.why_dropped.get(name)
+        notes.append(
+            f"{where}: {tool.qualified_name} does not declare {name}"
+            + (f" ({why})" if why else "")
+            + "; not sent"
+        )
+    return notes
 
 
 def _plan_id(intent: Intent, situation: Situation) -> str:

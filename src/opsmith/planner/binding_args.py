@@ -1,0 +1,81 @@
+"""The arguments of a call a binding chose: the binding's templates, then the playbook's own
+arguments for this step where the tool declares them (an undo's `rollback_args` say what to go
+back to), then `--set` values, in rising order of precedence; the binding's fixed values last, as
+they are what makes the tool serve the capability.
+
+Nothing is filled from the request's facts by name alone: the binding's templates say which fact
+goes where, so `kubectl_get` of pods never receives the application as a pod `name`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import yaml
+
+from opsmith.domain.binding import Binding
+from opsmith.planner.arguments import FilledArguments, check, fill_arguments
+from opsmith.planner.templates import Unfilled, render
+
+
+def bound_arguments(
+    binding: Binding,
+    schema: dict[str, Any],
+    step_args: dict[str, Any],
+    facts: dict[str, Any],
+    overrides: dict[str, Any],
+) -> FilledArguments:
+    known = {k: v for k, v in facts.items() if v is not None}  # an unknown fact stays unfilled
+    playbook = _rendered(step_args, known)
+    from_binding = _rendered(binding.args, {**known, "step_args": playbook})
+    given = fill_arguments(schema, playbook, {}, {})
+    templated = fill_arguments(schema, from_binding, {}, {})
+    asked = fill_arguments(schema, {}, {}, overrides)
+    problems = list(asked.problems)
+    for name in sorted(set(asked.args) & set(binding.fixed)):
+        problems.append(
+            f"{name}: fixed to {binding.fixed[name]!r} by the binding (it is what makes"
+            f" {binding.tool} serve {binding.capability}); not changed by --set"
+        )
+    args = {**templated.args, **given.args, **asked.args, **binding.fixed}
+    problems += _documents(binding, args)
+    problems += check(schema, args)
+    required = [r for r in schema.get("required", []) if r not in args]
+    return FilledArguments(
+        args=args,
+        missing=required,
+        problems=sorted(set(problems)),
+        dropped=[*given.dropped, *templated.dropped],
+        why_dropped={**templated.why_dropped, **given.why_dropped},
+        renamed=[*given.renamed, *asked.renamed],
+    )
+
+
+def _rendered(templates: dict[str, Any], context: dict[str, Any]) -> dict[str, Any]:
+    values: dict[str, Any] = {}
+    for name, template in templates.items():
+        try:
+            values[name] = render(template, context)
+        except Unfilled:
+            continue  # the request did not say it: left for --set, or reported missing
+    return values
+
+
+def _documents(binding: Binding, args: dict[str, Any]) -> list[str]:
+    """Arguments the binding renders as YAML (a manifest) must parse as a mapping."""
+    problems = []
+    for name in binding.yaml_args:
+        text = args.get(name)
+        if text is None:
+            continue
+        try:
+            document = yaml.safe_load(str(text))
+        except yaml.YAMLError as exc:
+            problems.append(f"{name}: the rendered manifest is not valid YAML: {exc}")
+            continue
+        if not isinstance(document, dict):
+            problems.append(f"{name}: the rendered manifest is not a YAML mapping")
+    return problems
+
+
+__all__ = ["bound_arguments"]

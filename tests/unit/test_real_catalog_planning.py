@@ -1,0 +1,174 @@
+"""Planning over the catalogs real servers list (recorded from mcp-server-kubernetes, mcp-jenkins and
+mcp-server-git; tests/integration/test_real_catalogs.py keeps the recordings equal to the live
+servers). The planner runs as a pure function of the catalog, the bundled playbooks and bindings.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import pytest
+
+from opsmith.config import parse_config
+from opsmith.domain.binding import BindingSet
+from opsmith.domain.catalog import Catalog
+from opsmith.domain.errors import PlanError
+from opsmith.domain.plan import Plan, Step
+from opsmith.planner.planner import Planner, Situation
+from opsmith.planner.playbooks import load_playbooks
+from tests.fixtures.catalogs import tool_specs
+
+CONFIG = parse_config(
+    """
+applications:
+  my-application: {}
+  payments-api: {}
+planning:
+  default_application: my-application
+  image_repository: "myorg/{app}"
+""",
+    source="test",
+)
+NOW = datetime(2026, 12, 1, 10, 0, tzinfo=UTC)  # a Tuesday morning: no context rule fires
+PLAYBOOKS = load_playbooks()
+
+
+def catalog(*servers: tuple[str, str]) -> Catalog:
+    """(recording, configured name) pairs, in configuration order."""
+    return Catalog([spec for recording, name in servers for spec in tool_specs(recording, name)])
+
+
+KUBERNETES = ("mcp-server-kubernetes", "k8s")
+JENKINS = ("mcp-jenkins", "ci")
+GIT = ("mcp-server-git", "git")
+
+
+def plan(request: str, cat: Catalog, overrides: dict[str, Any] | None = None, config: Any = CONFIG) -> Plan:
+    return Planner(config, PLAYBOOKS).plan(request, Situation(catalog=cat, now=NOW), overrides)
+
+
+def calls(result: Plan) -> dict[str, tuple[str, dict[str, Any]]]:
+    return {s.id: (f"{s.server}/{s.tool}", s.args) for s in result.steps}
+
+
+def step(result: Plan, step_id: str) -> Step:
+    return next(s for s in result.steps if s.id == step_id)
+
+
+def test_rollback_over_kubernetes_alone_undoes_the_rollout_and_checks_pods_and_service() -> None:
+    result = plan("Rollback production deployment", catalog(KUBERNETES))
+    found = calls(result)
+    assert found["rollback"] == (
+        "k8s/kubectl_rollout",
+        {
+            "name": "my-application",
+            "namespace": "production",
+            "subCommand": "undo",
+            "resourceType": "deployment",
+        },
+    )
+    assert found["inspect"][0] == "k8s/kubectl_get" and found["inspect"][1]["resourceType"] == "deployment"
+    assert found["verify_pods"][1] == {
+        "namespace": "production",
+        "labelSelector": "app=my-application",
+        "resourceType": "pods",
+        "output": "yaml",
+    }
+    assert found["check_service"][1]["name"] == "my-application-service"
+    assert found["check_service"][1]["resourceType"] == "endpoints"
+    # The plan says why: the binding, and the value that makes kubectl_rollout a rollback.
+    reasons = step(result, "rollback").mapping.chosen.reasons  # type: ignore[union-attr]
+    assert (
+        any("mcp-server-kubernetes" in r for r in reasons)
+        and "fixed subCommand=undo, resourceType=deployment" in reasons
+    )
+    # Checks read their fields from the tool's output through the binding.
+    assert {"pods", "not_ready", "crash_looping"} <= set(step(result, "verify_pods").extract)
+    assert not result.steps or result.status.value in ("pending_approval", "approved")
+
+
+def test_a_read_check_on_a_tool_annotated_destructive_is_read_only_only_with_its_fixed_value() -> None:
+    result = plan("Rollback production deployment", catalog(KUBERNETES))
+    inspect = step(result, "inspect")
+    assert inspect.risk == "LOW" and inspect.idempotent
+    rollback = step(result, "rollback")
+    assert rollback.risk in ("HIGH", "CRITICAL") and rollback.changes_target
+
+
+def test_scale_binds_replicas_and_its_undo_goes_back_to_the_count_read_before() -> None:
+    result = plan("Scale my-application in staging to 3 replicas", catalog(KUBERNETES))
+    tool, args = calls(result)["scale"]
+    assert tool == "k8s/kubectl_scale"
+    assert args == {
+        "name": "my-application",
+        "namespace": "staging",
+        "replicas": 3,
+        "resourceType": "deployment",
+    }
+    undo = step(result, "scale").rollback
+    assert undo is not None and undo.tool == "kubectl_scale"
+    assert undo.args["replicas"] == "${steps.inspect.replicas}"  # what the deployment had before
+    assert not result.steps[0].missing_args
+
+
+def test_scale_without_a_count_is_incomplete_and_says_what_is_missing() -> None:
+    result = plan("Scale my-application in staging", catalog(KUBERNETES))
+    assert result.status.value == "incomplete"
+    assert "replicas" in step(result, "scale").missing_args
+
+
+def test_a_fixed_argument_is_not_changed_by_set() -> None:
+    result = plan("Rollback production deployment", catalog(KUBERNETES), {"rollback.subCommand": "restart"})
+    assert result.status.value == "incomplete"
+    assert any("fixed to 'undo'" in p for p in step(result, "rollback").missing_args)
+    assert step(result, "rollback").args["subCommand"] == "undo"
+
+
+def test_status_of_the_pods_plans_read_only_calls() -> None:
+    result = plan("show me the pods of my-application in production", catalog(KUBERNETES))
+    assert {s.tool for s in result.steps} == {"kubectl_get"}
+    assert all(s.risk == "LOW" and not s.changes_target for s in result.steps)
+    assert result.status.value == "approved"
+
+
+def test_a_kubernetes_tool_beats_a_git_tool_for_a_deployment_check() -> None:
+    for order in ((GIT, KUBERNETES), (KUBERNETES, GIT)):
+        result = plan("show me the pods of my-application in production", catalog(*order))
+        assert {s.server for s in result.steps} == {"k8s"}, order
+
+
+def test_deploy_over_kubernetes_and_jenkins_is_refused_naming_every_missing_capability() -> None:
+    with pytest.raises(PlanError) as refused:
+        plan("Deploy the code to Kubernetes production", catalog(KUBERNETES, JENKINS))
+    message = refused.value.message
+    for capability in ("test", "quality_scan", "security_scan", "push_image", "verify_image"):
+        assert f"{capability} (step" in message
+    assert "build (step" not in message and "deploy (step" not in message
+    # Why each configured server was not taken, and no running server suggested as the one to add.
+    assert "considered k8s:" in message and "ci:" in message
+    assert "configure a server" in (refused.value.hint or "")
+
+
+def test_a_user_binding_replaces_the_bundled_one_for_the_server_it_fits() -> None:
+    custom = BindingSet.model_validate(
+        {
+            "name": "my-kubernetes",
+            "requires": ["kubectl_rollout"],
+            "bindings": [
+                {
+                    "capability": "rollback",
+                    "tool": "kubectl_rollout",
+                    "fixed": {"subCommand": "undo", "resourceType": "deployment", "toRevision": 3},
+                    "args": {"name": "{{ app }}", "namespace": "{{ namespace }}"},
+                    "why": "our rollbacks go to the last known good revision",
+                }
+            ],
+        }
+    )
+    planner = Planner(CONFIG, PLAYBOOKS, [custom, *Planner(CONFIG, PLAYBOOKS)._bindings])
+    result = planner.plan("Rollback production deployment", Situation(catalog=catalog(KUBERNETES), now=NOW))
+    assert step(result, "rollback").args["toRevision"] == 3
+    assert "binding my-kubernetes: our rollbacks go to the last known good revision" in (
+        step(result, "rollback").mapping.chosen.reasons  # type: ignore[union-attr]
+    )
