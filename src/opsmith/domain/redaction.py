@@ -12,6 +12,7 @@ entries all go through `Redactor`, so what one path hides no other path shows. P
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -37,7 +38,9 @@ _SECRET_KEY_PARTS = (
 _MIN_SECRET_LENGTH = 4
 
 
+@functools.lru_cache(maxsize=4096)
 def is_secret_key(key: str) -> bool:
+    # Cached: the same few keys ("step", "tool", "args") come back in every audit entry.
     normal = key.lower().replace("-", "_")
     return any(part in normal for part in _SECRET_KEY_PARTS)
 
@@ -65,6 +68,9 @@ class Redactor:
 
     def data(self, value: Any) -> Any:
         """A redacted copy of plain JSON data (dict/list/str/number/bool/None)."""
+        kind = type(value)
+        if kind is int or kind is bool or value is None:
+            return value
         if isinstance(value, str):
             return self.text(value)
         if isinstance(value, Mapping):

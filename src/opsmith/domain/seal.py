@@ -28,19 +28,21 @@ _MIN_KEY_BYTES = 32
 class Seal:
     """Signs and checks with one key. Never prints or exposes the key."""
 
-    __slots__ = ("_key",)
+    __slots__ = ("_keyed",)
 
     def __init__(self, key: bytes) -> None:
         if len(key) < _MIN_KEY_BYTES:
             raise ValueError(f"a signing key needs at least {_MIN_KEY_BYTES} bytes")
-        self._key = key
+        # Keyed once and copied per signature: every audit entry and witness head is signed.
+        self._keyed = hmac.new(key, digestmod=hashlib.sha256)
 
     def __repr__(self) -> str:
         return "Seal(<key hidden>)"
 
     def sign(self, kind: str, content: Mapping[str, Any]) -> str:
-        message = canonical_json({"kind": kind, "content": content}).encode("utf-8")
-        return PREFIX + hmac.new(self._key, message, hashlib.sha256).hexdigest()
+        mac = self._keyed.copy()
+        mac.update(canonical_json({"kind": kind, "content": content}).encode("utf-8"))
+        return PREFIX + mac.hexdigest()
 
     def valid(self, kind: str, content: Mapping[str, Any], signature: str) -> bool:
         # compare_digest: a forger learns nothing from how long a wrong guess took to refuse.
