@@ -185,3 +185,68 @@ def test_parsed_gives_back_any_json_mapping_or_list(data: Any) -> None:
     wrapped = {"value": data}
     assert parsed(json.dumps(wrapped)) == wrapped
     assert parsed(json.dumps([data])) == [data]
+
+
+def test_a_step_checks_the_fields_its_binding_reads_and_fails_on_a_crash_loop() -> None:
+    from opsmith.domain.evidence import Condition
+    from opsmith.domain.plan import Step
+    from opsmith.domain.results import ToolResult
+    from opsmith.engine.conditions import unmet_expectations
+    from opsmith.engine.outputs import step_output
+
+    binding = _binding("verify_pods")
+    step = Step(
+        id="verify_pods",
+        name="Verify pods",
+        capability="verify_pods",
+        server="k8s",
+        tool="kubectl_get",
+        risk="LOW",
+        expect=[
+            Condition.model_validate({"path": "pods.*.status", "op": "==", "value": "Running"}),
+            Condition.model_validate({"path": "crash_looping", "op": "==", "value": 0}),
+        ],
+        extract=dict(binding.output),
+    )
+    result = ToolResult(server="k8s", tool="kubectl_get", text=POD_LIST_YAML)
+    output = step_output(step, result, {})
+    assert output["text"] == POD_LIST_YAML and output["crash_looping"] == 1
+    unmet = unmet_expectations(step, output)
+    assert unmet and any("CrashLoopBackOff" in u for u in unmet)
+    healthy = POD_LIST_YAML.replace("ready: false", "ready: true").replace(
+        "state: {waiting: {reason: CrashLoopBackOff}}", "state: {running: {}}"
+    )
+    fine = step_output(step, ToolResult(server="k8s", tool="kubectl_get", text=healthy), {})
+    assert unmet_expectations(step, fine) == []
+
+
+def test_a_backup_records_a_manifest_kubectl_apply_takes_back() -> None:
+    live = """apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: web
+  namespace: production
+  labels: {app: web}
+  resourceVersion: "81234"
+  uid: 0b7c
+  annotations: {deployment.kubernetes.io/revision: "6"}
+spec:
+  replicas: 2
+  template:
+    spec:
+      containers: [{name: web, image: "myorg/web:6"}]
+status: {readyReplicas: 2}
+"""
+    read = extract(_binding("backup").output, structured=None, text=live, args={})
+    assert read["backup_id"] == "production/web@81234" and read["revision"] == 6
+    restored = json.loads(read["manifest"])
+    assert restored == {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {"name": "web", "namespace": "production", "labels": {"app": "web"}},
+        "spec": {
+            "replicas": 2,
+            "template": {"spec": {"containers": [{"name": "web", "image": "myorg/web:6"}]}},
+        },
+    }
+    assert "manifest" not in extract(_binding("backup").output, structured=None, text="kind: x\n", args={})

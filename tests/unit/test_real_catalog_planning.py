@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+import yaml
 
 from opsmith.config import parse_config
 from opsmith.domain.binding import BindingSet
@@ -172,3 +173,53 @@ def test_a_user_binding_replaces_the_bundled_one_for_the_server_it_fits() -> Non
     assert "binding my-kubernetes: our rollbacks go to the last known good revision" in (
         step(result, "rollback").mapping.chosen.reasons  # type: ignore[union-attr]
     )
+
+
+def test_an_image_already_built_deploys_over_kubernetes_alone_without_ci() -> None:
+    result = plan("Deploy my-application to staging", catalog(KUBERNETES), {"image": "myorg/web:7"})
+    assert [s.id for s in result.steps] == ["deploy", "verify_pods", "check_service"]
+    assert any(x.startswith("build: left out, the image myorg/web:7 is given") for x in result.skipped)
+    deploy = step(result, "deploy")
+    assert deploy.tool == "kubectl_apply" and deploy.depends_on == []
+    manifest = yaml.safe_load(deploy.args["manifest"])
+    assert manifest["kind"] == "Deployment" and manifest["metadata"]["namespace"] == "staging"
+    assert manifest["spec"]["template"]["spec"]["containers"][0]["image"] == "myorg/web:7"
+    # The checks expect the image that was given, read from the manifest the call sends.
+    verify = step(result, "verify_pods")
+    assert any(c.value == "${steps.deploy.image}" for c in verify.expect) and "image" in deploy.extract
+
+
+def test_a_change_after_a_backup_is_undone_by_re_applying_the_recorded_manifest() -> None:
+    result = plan("Rollback production deployment", catalog(KUBERNETES))
+    undo = step(result, "rollback").rollback
+    assert undo is not None and undo.tool == "kubectl_apply"
+    assert undo.args == {"namespace": "production", "manifest": "${steps.backup.manifest}"}
+    assert "re-applies the manifest the backup step recorded" in undo.description
+
+
+def test_without_a_backup_the_undo_rolls_the_revision_back_and_says_what_it_left_out() -> None:
+    result = plan("Deploy my-application to staging", catalog(KUBERNETES), {"image": "myorg/web:7"})
+    undo = step(result, "deploy").rollback
+    assert undo is not None and undo.tool == "kubectl_rollout"
+    assert undo.args == {
+        "name": "my-application",
+        "namespace": "staging",
+        "subCommand": "undo",
+        "resourceType": "deployment",
+    }
+    assert any("does not report previous_revision; to_revision left out" in w for w in result.warnings)
+
+
+def test_a_rollback_checks_the_pods_against_the_image_the_deployment_states_after_it() -> None:
+    result = plan("Rollback production deployment", catalog(KUBERNETES))
+    assert step(result, "after").tool == "kubectl_get" and step(result, "verify_pods").depends_on == ["after"]
+    assert any(c.value == "${steps.after.image}" for c in step(result, "verify_pods").expect)
+    assert "image" in step(result, "after").extract
+
+
+def test_one_image_for_several_applications_is_refused() -> None:
+    multi = parse_config(
+        "applications: {a: {}, b: {}}\nplanning: {image_repository: 'myorg/{app}'}\n", source="test"
+    )
+    with pytest.raises(PlanError, match="names one image"):
+        plan("Deploy a and b to staging", catalog(KUBERNETES), {"image": "myorg/x:1"}, multi)

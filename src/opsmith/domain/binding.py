@@ -11,12 +11,19 @@ a capability to one of its tools with:
   output  how to read the fields the playbooks check (see domain/extraction.py);
   yaml_args  arguments whose rendered text must be a YAML mapping (a manifest), checked at plan time;
   read_only  the tool with these fixed values changes nothing (kubectl_rollout with
-          `subCommand: status` is annotated destructive because other values are).
+          `subCommand: status` is annotated destructive because other values are);
+  role    `step` serves a step of a plan, `undo` only the undo of another step, `any` both; for an
+          undo, the first binding whose arguments can all be filled is taken (re-apply the manifest
+          a backup step recorded, else roll the revision back);
+  rename  a playbook's argument name -> this tool's parameter, where the name alone would mislead
+          (kubectl_rollout's `revision` is the undo target, its `toRevision` is for history).
+  Templates see the request's facts, `step_args` (the playbook step's own arguments) and
+  `backup_step` (the id of a backup step this one waits for, if any).
 """
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -33,6 +40,8 @@ class Binding(BaseModel):
     output: dict[str, str | Each] = Field(default_factory=dict)
     yaml_args: list[str] = Field(default_factory=list, description="arguments that must render as YAML")
     read_only: bool | None = None
+    role: Literal["step", "undo", "any"] = "any"
+    rename: dict[str, str] = Field(default_factory=dict)
     why: str = ""
 
     @model_validator(mode="after")

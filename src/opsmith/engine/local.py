@@ -28,6 +28,7 @@ from opsmith.domain.plan import Plan, Step
 from opsmith.engine.conditions import unmet_expectations, unmet_when
 from opsmith.engine.events import EventType, RunEvent
 from opsmith.engine.evidence_gate import unmet_before
+from opsmith.engine.outputs import step_output
 from opsmith.engine.references import resolve
 from opsmith.engine.retry import RetryPolicy, delay, should_retry
 from opsmith.engine.rollback import broken_steps, held_undos, rollback_order, undo_call, unrecorded
@@ -331,9 +332,10 @@ class LocalExecutor:
         started = time.perf_counter()
         self._touched.add(step.id)
         try:
-            result = await asyncio.wait_for(
-                self._tools.call(step.server, step.tool, args), timeout=self._timeout(step)
-            )
+            # A timeout scope, not wait_for: wait_for wraps the call in a task of its own, one more
+            # trip through the event loop for every step.
+            async with asyncio.timeout(self._timeout(step)):
+                result = await self._tools.call(step.server, step.tool, args)
         except TimeoutError:
             error: OpsmithError = StepTimedOut(
                 f"{step.server}/{step.tool} did not answer within {self._timeout(step):g}s"
@@ -341,7 +343,7 @@ class LocalExecutor:
         except OpsmithError as failure:
             error = failure
         else:
-            output = result.structured if result.structured is not None else {"text": result.text}
+            output = step_output(step, result, args)
             unmet = unmet_expectations(step, output, Outputs(self._current))
             if unmet:
                 why = "expected " + "; ".join(unmet)
@@ -481,9 +483,8 @@ class LocalExecutor:
         )
         started = time.perf_counter()
         try:
-            result = await asyncio.wait_for(
-                self._tools.call(call.server, call.tool, call.args), timeout=self._settings.step_timeout
-            )
+            async with asyncio.timeout(self._settings.step_timeout):
+                result = await self._tools.call(call.server, call.tool, call.args)
         except TimeoutError:
             message = f"{call.tool} did not answer within {self._settings.step_timeout:g}s"
             return self._undone(step_id, ok=False, message=message)

@@ -26,7 +26,7 @@ def bound_arguments(
     overrides: dict[str, Any],
 ) -> FilledArguments:
     known = {k: v for k, v in facts.items() if v is not None}  # an unknown fact stays unfilled
-    playbook = _rendered(step_args, known)
+    playbook = _rendered({binding.rename.get(k, k): v for k, v in step_args.items()}, known)
     from_binding = _rendered(binding.args, {**known, "step_args": playbook})
     given = fill_arguments(schema, playbook, {}, {})
     templated = fill_arguments(schema, from_binding, {}, {})
@@ -40,7 +40,10 @@ def bound_arguments(
     args = {**templated.args, **given.args, **asked.args, **binding.fixed}
     problems += _documents(binding, args)
     problems += check(schema, args)
-    required = [r for r in schema.get("required", []) if r not in args]
+    # A template of the binding the request cannot fill is missing even where the tool would run
+    # without it: the binding says the call needs it.
+    unfilled = [n for n in binding.args if binding.rename.get(n, n) not in from_binding]
+    required = list(dict.fromkeys([r for r in schema.get("required", []) if r not in args] + unfilled))
     return FilledArguments(
         args=args,
         missing=required,

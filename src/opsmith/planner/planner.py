@@ -27,10 +27,11 @@ from opsmith.planner.bindings import Bound, bound, load_bindings
 from opsmith.planner.compliance import attach_requirements
 from opsmith.planner.context import Moment, adjust, staging_steps
 from opsmith.planner.expand import Draft, drop, expand
+from opsmith.planner.given_image import with_given_image
 from opsmith.planner.mapping import choose_tool, rejections
 from opsmith.planner.playbooks import Coverage, refuse_unserved
 from opsmith.planner.policy import approval_rule, risk_rules
-from opsmith.planner.templates import render_text
+from opsmith.planner.templates import RUNTIME_REF, render_text
 
 
 @dataclass(frozen=True)
@@ -120,6 +121,10 @@ class Planner:
         adjustment = adjust(intent.environment, intent.urgency, subject, moment, has_staging)
         can_stage = adjustment.staging_validation and any(s.id == "push_image" for s in playbook.steps)
         source_steps, skipped = self._source_steps(playbook, intent, can_stage)
+        given = (overrides or {}).get("image")
+        if isinstance(given, str) and given.strip():
+            source_steps, left_out = with_given_image(source_steps, given.strip(), subjects)
+            skipped += left_out
         source_steps += _after_last(adjustment.extra_steps, source_steps)
         drafts = expand(source_steps, subjects)
         steps, warnings, dropped = self._concrete(drafts, intent, situation, dict(overrides or {}))
@@ -204,7 +209,11 @@ class Planner:
         if missing:
             raise self._unserved(missing, situation)
         drafts = drop(drafts, gone)
-        steps = [self._step(d, chosen[d.id], intent, situation, overrides, warnings) for d in drafts]
+        backups = _backup_steps(drafts)
+        steps = [
+            self._step(d, chosen[d.id], intent, situation, overrides, warnings, chosen, backups.get(d.id))
+            for d in drafts
+        ]
         return steps, warnings, []
 
     def _unserved(self, missing: Mapping[str, list[str]], situation: Situation) -> OpsmithError:
@@ -243,9 +252,8 @@ class Planner:
         mapping = choose_tool(
             capability, situation.catalog, degraded=situation.degraded, durations=situation.durations
         )
-        usable = [
-            b for b in bound(capability.name, situation.catalog, self._bindings) if _may_serve(capability, b)
-        ]
+        offered = bound(capability.name, situation.catalog, self._bindings)
+        usable = [b for b in offered if b.binding.role != "undo" and _may_serve(capability, b)]
         if usable:
             # A healthy server first; among those, the first set (the user's) and the configuration's order.
             best = sorted(usable, key=lambda b: b.tool.server in situation.degraded)[0]
@@ -275,6 +283,8 @@ class Planner:
         situation: Situation,
         overrides: dict[str, Any],
         warnings: list[str],
+        chosen: Mapping[str, Pick],
+        backup_step: str | None,
     ) -> Step:
         mapping, tool = found.mapping, found.tool
         binding = found.bound.binding if found.bound else None
@@ -282,6 +292,7 @@ class Planner:
         capability = CAPABILITIES[source.capability]
         environment = source.environment or intent.environment
         facts = self._facts(intent, draft.subject, environment)
+        facts["backup_step"] = backup_step
         # A value set for this step (`scale.replicas=40`) wins over one set for every step (`replicas=5`).
         step_overrides = {
             k: v for k, v in overrides.items() if "." not in k and match(k, _props(tool)).target is not None
@@ -294,7 +305,7 @@ class Planner:
         else:
             filled = fill_arguments(tool.input_schema, draft.args, facts, step_overrides)
         warnings += _adapted(f"step {draft.id}", tool, filled)
-        rollback = self._rollback(draft, facts, situation, warnings)
+        rollback = self._rollback(draft, facts, situation, warnings, chosen)
         changes = capability.changes_target
         hints = _bound_hints(tool, binding)
         risk = assess(
@@ -333,28 +344,49 @@ class Planner:
         )
 
     def _rollback(
-        self, draft: Draft, facts: dict[str, Any], situation: Situation, warnings: list[str]
+        self,
+        draft: Draft,
+        facts: dict[str, Any],
+        situation: Situation,
+        warnings: list[str],
+        chosen: Mapping[str, Pick],
     ) -> ToolCall | None:
         if draft.source.rollback is None:
             return None
-        found = self._pick(CAPABILITIES[draft.source.rollback], situation)
-        if found is None:
-            return None
-        tool = found.tool
-        if found.bound is not None:
-            filled = bound_arguments(found.bound.binding, tool.input_schema, draft.rollback_args, facts, {})
-        else:
-            filled = fill_arguments(tool.input_schema, draft.rollback_args, facts, {})
+        capability = CAPABILITIES[draft.source.rollback]
+        undos = [
+            b
+            for b in bound(capability.name, situation.catalog, self._bindings)
+            if b.binding.role in ("undo", "any") and _may_serve(capability, b)
+        ]
+        args = _reachable(draft.rollback_args, chosen, f"undo of {draft.id}", warnings)
+        picked: tuple[ToolSpec, Binding | None, FilledArguments] | None = None
+        for candidate in undos:
+            filled = bound_arguments(candidate.binding, candidate.tool.input_schema, args, facts, {})
+            if not filled.missing and not filled.problems:
+                picked = (candidate.tool, candidate.binding, filled)
+                break  # the first whose arguments can all be filled: the most exact way back
+        if picked is None:
+            found = self._pick(capability, situation)
+            if found is None:
+                return None
+            binding = found.bound.binding if found.bound else None
+            if binding is not None:
+                filled = bound_arguments(binding, found.tool.input_schema, args, facts, {})
+            else:
+                filled = fill_arguments(found.tool.input_schema, args, facts, {})
+            picked = (found.tool, binding, filled)
+        tool, binding, filled = picked
         warnings += _adapted(f"undo of {draft.id}", tool, filled)
         stated = draft.source.rollback_idempotent
-        hints = _bound_hints(tool, found.bound.binding if found.bound else None)
+        hints = _bound_hints(tool, binding)
         # As for steps: a read-only tool changes nothing, so running it again is safe.
         idempotent = stated if stated is not None else bool(hints.idempotent or hints.read_only)
         return ToolCall(
             server=tool.server,
             tool=tool.name,
             args=filled.args,
-            description=tool.summary,
+            description=(binding.why if binding else "") or tool.summary,
             idempotent=idempotent,
         )
 
@@ -461,6 +493,46 @@ def _bound_hints(tool: ToolSpec, binding: Binding | None) -> ToolHints:
     if binding.read_only:
         return tool.hints.model_copy(update={"read_only": True, "destructive": False})
     return tool.hints.model_copy(update={"read_only": False})
+
+
+def _backup_steps(drafts: list[Draft]) -> dict[str, str]:
+    """For each step, the nearest backup step it waits for: its undo may restore what that recorded."""
+    by_id = {d.id: d for d in drafts}
+    found: dict[str, str] = {}
+    for draft in drafts:
+        queue, seen = list(draft.depends_on), set()
+        while queue:
+            current = queue.pop(0)
+            if current in seen or current not in by_id:
+                continue
+            seen.add(current)
+            if by_id[current].source.capability == "backup":
+                found[draft.id] = current
+                break
+            queue.extend(by_id[current].depends_on)
+    return found
+
+
+def _reachable(
+    args: dict[str, Any], chosen: Mapping[str, Pick], where: str, warnings: list[str]
+) -> dict[str, Any]:
+    """Undo arguments without references to fields the referenced step's binding never reads (a
+    `previous_revision` kubectl_apply does not report): left out, and said, rather than an undo
+    that cannot start when it is needed."""
+    kept: dict[str, Any] = {}
+    for name, value in args.items():
+        ref = RUNTIME_REF.fullmatch(value) if isinstance(value, str) else None
+        source = chosen.get(ref.group(1)) if ref else None
+        if ref and source is not None and source.bound is not None:
+            field_name = ref.group(2).split(".", 1)[0]
+            declared = (source.tool.output_schema or {}).get("properties") or {}
+            if field_name not in source.bound.binding.output and field_name not in declared:
+                warnings.append(
+                    f"{where}: {source.tool.qualified_name} does not report {field_name}; {name} left out"
+                )
+                continue
+        kept[name] = value
+    return kept
 
 
 def _adapted(where: str, tool: ToolSpec, filled: FilledArguments) -> list[str]:
