@@ -12,6 +12,7 @@ import pytest
 
 from opsmith.domain.catalog import Catalog
 from opsmith.domain.errors import ServerUnavailableError
+from opsmith.domain.evidence import Condition
 from opsmith.domain.identity import DEFAULT_ROLES, Identity
 from opsmith.domain.plan import Plan, ToolCall
 from opsmith.domain.results import ToolResult
@@ -241,3 +242,43 @@ async def test_a_step_whose_when_condition_does_not_hold_is_skipped_and_the_run_
     assert "check.changed truthy (found False)" in (final.step("notify").error or "")
     assert tools.calls == ["do_check", "do_report"]
     assert "step.skipped" in [e.type.value for e in RunRepository(database).events("r1")]
+
+
+def settling(plan: Plan, step_id: str, seconds: float) -> Plan:
+    """The step checks `ready == True` and may take `seconds` to come true."""
+    condition = Condition.model_validate({"path": "ready", "op": "==", "value": True})
+    steps = [
+        s.model_copy(update={"expect": [condition], "settle": seconds}) if s.id == step_id else s
+        for s in plan.steps
+    ]
+    return plan.model_copy(update={"steps": steps})
+
+
+async def test_a_settling_check_is_asked_again_until_it_holds(database: Database) -> None:
+    answers = iter([False, False, True])
+
+    async def pods(_: dict[str, Any]) -> dict[str, Any]:
+        return {"ready": next(answers)}
+
+    plan = settling(plan_of(step("deploy"), step("verify", "deploy")), "verify", 4.0)
+    tools = Tools({"do_verify": pods})
+    final = await executor(plan, tools, database).execute(new_run(plan, run_id="r1"))
+    assert final.status is RunStatus.SUCCEEDED
+    assert tools.calls == ["do_deploy", "do_verify", "do_verify", "do_verify"]
+    assert final.step("verify").attempts == 1, "polling a check is one attempt, not retries"
+
+
+async def test_a_check_that_never_holds_fails_when_its_time_is_up_and_the_run_rolls_back(
+    database: Database,
+) -> None:
+    async def never(_: dict[str, Any]) -> dict[str, Any]:
+        return {"ready": False}
+
+    undo = ToolCall(server="sandbox", tool="undo_deploy", args={}, idempotent=True)
+    plan = settling(plan_of(step("deploy", rollback=undo), step("verify", "deploy")), "verify", 2.0)
+    tools = Tools({"do_verify": never})
+    final = await executor(plan, tools, database).execute(new_run(plan, run_id="r1"))
+    assert final.status is RunStatus.ROLLED_BACK
+    assert "expected ready == True" in (final.step("verify").error or "")
+    # Asked again while time was left (how often is settle_pause's, tested on its own), then given up.
+    assert tools.calls.count("do_verify") >= 2 and tools.calls[-1] == "undo_deploy"

@@ -250,3 +250,12 @@ status: {readyReplicas: 2}
         },
     }
     assert "manifest" not in extract(_binding("backup").output, structured=None, text="kind: x\n", args={})
+
+
+def test_a_settling_check_is_asked_about_a_dozen_times_one_to_five_seconds_apart() -> None:
+    from opsmith.engine.outputs import settle_pause
+
+    assert settle_pause(None, 0) is None
+    assert settle_pause(60, 0) == 5.0 and settle_pause(60, 55.0) == 5.0 and settle_pause(60, 55.1) is None
+    assert settle_pause(6, 0) == 1.0 and settle_pause(6, 5.5) is None
+    assert settle_pause(24, 10) == 2.0

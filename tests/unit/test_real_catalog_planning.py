@@ -223,3 +223,20 @@ def test_one_image_for_several_applications_is_refused() -> None:
     )
     with pytest.raises(PlanError, match="names one image"):
         plan("Deploy a and b to staging", catalog(KUBERNETES), {"image": "myorg/x:1"}, multi)
+
+
+def test_a_check_told_to_wait_on_a_tool_that_cannot_is_polled_instead() -> None:
+    result = plan("Rollback production deployment", catalog(KUBERNETES))
+    assert step(result, "verify_pods").settle == 60.0
+    assert "wait_seconds" not in step(result, "verify_pods").args
+    assert any("cannot wait itself; opsmith calls it again" in w for w in result.warnings)
+    assert step(result, "rollback").settle is None, "a change is never repeated to wait"
+
+
+def test_a_request_without_an_application_says_so() -> None:
+    bare = parse_config("applications: {web: {}, api: {}}\n", source="test")
+    with pytest.raises(
+        PlanError, match=r"names no application, and no planning\.default_application"
+    ) as refused:
+        plan("Rollback production", catalog(KUBERNETES), config=bare)
+    assert "known: web, api" in (refused.value.hint or "")

@@ -101,6 +101,9 @@ class Step(BaseModel):
     retry: StepRetry | None = None
     # How the fields `expect` and later steps read are found in this tool's output (a binding's).
     extract: dict[str, str | Each] = Field(default_factory=dict)
+    # Seconds a read-only check may take to come true (pods still starting): called again until
+    # its expectations hold, for a tool that cannot wait itself. None: one call decides.
+    settle: float | None = Field(default=None, gt=0, le=3600)
 
 
 class FiredRule(BaseModel):
@@ -235,6 +238,8 @@ def content_hash(plan: Plan) -> str:
             dumped["when"] = [c.model_dump(mode="json") for c in step.when]
         if step.timeout is not None:
             dumped["timeout"] = step.timeout
+        if step.settle is not None:
+            dumped["settle"] = step.settle
         if step.extract:
             dumped["extract"] = {
                 k: v if isinstance(v, str) else v.model_dump(mode="json") for k, v in step.extract.items()

@@ -25,10 +25,11 @@ from opsmith.domain.errors import OperationError, OpsmithError, ServerUnavailabl
 from opsmith.domain.identity import Action, Identity, Permission, decide
 from opsmith.domain.journal import AuditNote
 from opsmith.domain.plan import Plan, Step
+from opsmith.domain.results import ToolResult
 from opsmith.engine.conditions import unmet_expectations, unmet_when
 from opsmith.engine.events import EventType, RunEvent
 from opsmith.engine.evidence_gate import unmet_before
-from opsmith.engine.outputs import step_output
+from opsmith.engine.outputs import settle_pause, step_output
 from opsmith.engine.references import resolve
 from opsmith.engine.retry import RetryPolicy, delay, should_retry
 from opsmith.engine.rollback import broken_steps, held_undos, rollback_order, undo_call, unrecorded
@@ -329,28 +330,28 @@ class LocalExecutor:
             args = self._prepare(step, self._current)
         except StepFailed as failure:
             return Settled(step.id, ok=False, error=failure.message)
-        started = time.perf_counter()
+        first = time.perf_counter()
         self._touched.add(step.id)
-        try:
-            # A timeout scope, not wait_for: wait_for wraps the call in a task of its own, one more
-            # trip through the event loop for every step.
-            async with asyncio.timeout(self._timeout(step)):
-                result = await self._tools.call(step.server, step.tool, args)
-        except TimeoutError:
-            error: OpsmithError = StepTimedOut(
-                f"{step.server}/{step.tool} did not answer within {self._timeout(step):g}s"
-            )
-        except OpsmithError as failure:
-            error = failure
-        else:
-            output = step_output(step, result, args)
+        earlier: list[AuditNote] = []  # checks that were not yet true, each call audited
+        while True:
+            started = time.perf_counter()
+            outcome = await self._call(step, args)
+            if isinstance(outcome, OpsmithError):
+                error = outcome
+                break
+            output = step_output(step, outcome, args)
             unmet = unmet_expectations(step, output, Outputs(self._current))
-            if unmet:
-                why = "expected " + "; ".join(unmet)
+            if not unmet:
+                note = self._call_note(step, args, ok=True, summary=summarize(output), started=started)
+                return Settled(step.id, ok=True, output=output, notes=[*earlier, note])
+            why = "expected " + "; ".join(unmet)
+            pause = settle_pause(step.settle, time.perf_counter() - first)
+            if pause is None or self._failure is not None or self._requested in (CANCEL, CANCEL_AND_ROLLBACK):
                 note = self._call_note(step, args, ok=False, summary=why, started=started)
-                return Settled(step.id, ok=False, output=output, error=why, notes=[note])
-            note = self._call_note(step, args, ok=True, summary=summarize(output), started=started)
-            return Settled(step.id, ok=True, output=output, notes=[note])
+                return Settled(step.id, ok=False, output=output, error=why, notes=[*earlier, note])
+            # A read-only check of something still settling (pods starting): ask again, as kubectl wait does.
+            earlier.append(self._call_note(step, args, ok=False, summary=f"not yet: {why}", started=started))
+            await asyncio.sleep(pause)
         note = self._call_note(step, args, ok=False, summary=error.message, started=started)
         attempt = self._current.step(step.id).attempts
         repeatable = step.idempotent or not error.retryable or _safe_to_repeat(error)
@@ -365,12 +366,25 @@ class LocalExecutor:
             self._commit(
                 waiting,
                 [self._event(EventType.STEP_RETRYING, step.id, message, data)],
-                [note],
+                [*earlier, note],
                 changed=[step.id],
             )
             return wait
         # What a failed call reported (an error result's structured content) is kept: its undo may need it.
-        return Settled(step.id, ok=False, output=_reported(error), error=error.message, notes=[note])
+        return Settled(
+            step.id, ok=False, output=_reported(error), error=error.message, notes=[*earlier, note]
+        )
+
+    async def _call(self, step: Step, args: dict[str, Any]) -> ToolResult | OpsmithError:
+        try:
+            # A timeout scope, not wait_for: wait_for wraps the call in a task of its own, one more
+            # trip through the event loop for every step.
+            async with asyncio.timeout(self._timeout(step)):
+                return await self._tools.call(step.server, step.tool, args)
+        except TimeoutError:
+            return StepTimedOut(f"{step.server}/{step.tool} did not answer within {self._timeout(step):g}s")
+        except OpsmithError as failure:
+            return failure
 
     def _prepare(self, step: Step, current: RunState) -> dict[str, Any]:
         qualified = f"{step.server}/{step.tool}"

@@ -20,4 +20,14 @@ def step_output(step: Step, result: ToolResult, args: Mapping[str, Any]) -> dict
     return output
 
 
-__all__ = ["step_output"]
+def settle_pause(settle: float | None, elapsed: float) -> float | None:
+    """How long to wait before asking a settling check again, or None when its time is up.
+
+    About a dozen polls over the time allowed, at least 1 s and at most 5 s apart."""
+    if settle is None:
+        return None
+    pause = min(5.0, max(1.0, settle / 12))
+    return pause if elapsed + pause <= settle else None
+
+
+__all__ = ["settle_pause", "step_output"]

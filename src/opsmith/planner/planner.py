@@ -31,7 +31,7 @@ from opsmith.planner.given_image import with_given_image
 from opsmith.planner.mapping import choose_tool, rejections
 from opsmith.planner.playbooks import Coverage, refuse_unserved
 from opsmith.planner.policy import approval_rule, risk_rules
-from opsmith.planner.templates import RUNTIME_REF, render_text
+from opsmith.planner.templates import RUNTIME_REF, Unfilled, render, render_text
 
 
 @dataclass(frozen=True)
@@ -162,6 +162,14 @@ class Planner:
 
     def _no_playbook(self, intent: Intent, strategy: str) -> PlanError:
         serving = sorted({a for p in self._playbooks for a in p.match.actions})
+        for_action = [p for p in self._playbooks if intent.action in p.match.actions]
+        if not intent.subjects and for_action and all(p.match.min_subjects >= 1 for p in for_action):
+            known = list(self.vocabulary.applications)
+            example = f"{intent.action} {known[0] if known else 'APP'} in {intent.environment or 'staging'}"
+            return PlanError(
+                f"'{intent.request}' names no application, and no planning.default_application is configured",
+                hint=f"name one, e.g. '{example}'; known: {', '.join(known) or 'none configured'}",
+            )
         return PlanError(
             f"no playbook for {intent.action} in {intent.environment or 'no environment'}"
             f" ({len(intent.subjects)} subject(s), {intent.urgency}, {strategy})",
@@ -304,6 +312,13 @@ class Planner:
             filled = bound_arguments(binding, tool.input_schema, draft.args, facts, step_overrides)
         else:
             filled = fill_arguments(tool.input_schema, draft.args, facts, step_overrides)
+        settle = _settle(draft, tool, binding, filled, facts)
+        if settle is not None:
+            filled.dropped.remove("wait_seconds")
+            warnings.append(
+                f"step {draft.id}: {tool.qualified_name} cannot wait itself; opsmith calls it again until"
+                f" its checks hold, for up to {settle:g}s"
+            )
         warnings += _adapted(f"step {draft.id}", tool, filled)
         rollback = self._rollback(draft, facts, situation, warnings, chosen)
         changes = capability.changes_target
@@ -337,6 +352,7 @@ class Planner:
             estimated_duration=(float(duration[0]), float(duration[1])),
             missing_args=filled.missing + [f"invalid: {p}" for p in filled.problems],
             expect=list(source.expect),
+            settle=settle,
             when=list(draft.when),
             description=source.description or (binding.why if binding else "") or tool.summary,
             mapping=mapping,
@@ -493,6 +509,22 @@ def _bound_hints(tool: ToolSpec, binding: Binding | None) -> ToolHints:
     if binding.read_only:
         return tool.hints.model_copy(update={"read_only": True, "destructive": False})
     return tool.hints.model_copy(update={"read_only": False})
+
+
+def _settle(
+    draft: Draft, tool: ToolSpec, binding: Binding | None, filled: FilledArguments, facts: dict[str, Any]
+) -> float | None:
+    """A check told to wait (`wait_seconds`) on a tool that takes no such argument is polled instead,
+    when it is read-only and has something to wait for."""
+    if "wait_seconds" not in filled.dropped or not draft.source.expect:
+        return None
+    if not _bound_hints(tool, binding).read_only:
+        return None  # calling a tool that may change something again is never the way to wait
+    try:
+        seconds = float(render(draft.args["wait_seconds"], {k: v for k, v in facts.items() if v is not None}))
+    except (Unfilled, TypeError, ValueError):
+        return None
+    return seconds if 0 < seconds <= 3600 else None
 
 
 def _backup_steps(drafts: list[Draft]) -> dict[str, str]:
