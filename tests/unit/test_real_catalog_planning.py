@@ -240,3 +240,81 @@ def test_a_request_without_an_application_says_so() -> None:
     ) as refused:
         plan("Rollback production", catalog(KUBERNETES), config=bare)
     assert "known: web, api" in (refused.value.hint or "")
+
+
+UNBOUND = Planner(CONFIG, PLAYBOOKS, [])  # the mapping alone, as for a server no binding knows
+
+
+def test_without_bindings_a_tool_serves_through_the_operation_or_kind_its_schema_offers() -> None:
+    result = UNBOUND.plan(
+        "show me the pods of my-application in production",
+        Situation(catalog=catalog(GIT, KUBERNETES, JENKINS), now=NOW),
+    )
+    found = calls(result)
+    assert found["deployment"] == (
+        "k8s/kubectl_rollout",
+        {
+            "name": "my-application",
+            "namespace": "production",
+            "subCommand": "status",
+            "resourceType": "deployment",
+        },
+    )
+    assert found["pods"] == (
+        "k8s/kubectl_get",
+        {"labelSelector": "app=my-application", "namespace": "production", "resourceType": "pods"},
+    )
+    assert found["service"][1]["name"] == "my-application-service"
+    assert found["service"][1]["resourceType"] == "services"
+    assert all(s.risk == "LOW" for s in result.steps)
+    assert step(result, "deployment").mapping.chosen.fixed == {"subCommand": "status"}  # type: ignore[union-attr]
+
+
+def test_without_bindings_a_tool_of_another_domain_never_stands_in() -> None:
+    with pytest.raises(PlanError) as refused:
+        UNBOUND.plan(
+            "Rollback production deployment", Situation(catalog=catalog(KUBERNETES, JENKINS), now=NOW)
+        )
+    message = refused.value.message
+    assert message.startswith("no tool for 1 capability: backup (step backup)")
+    assert "get_plugins_with_backup scored" in message  # considered, and said why not
+
+
+def test_a_destructive_operation_never_serves_a_check() -> None:
+    from opsmith.domain.capabilities import CAPABILITIES
+    from opsmith.domain.catalog import operation_choices
+    from opsmith.planner.mapping import score_choice
+
+    cat = catalog(KUBERNETES)
+    rollout = cat.get("k8s", "kubectl_rollout")
+    assert rollout is not None
+    choices = {c.value: c for c in operation_choices(rollout) if c.selects == "operation"}
+    assert set(choices) == {"history", "pause", "restart", "resume", "status", "undo"}
+    status = CAPABILITIES["deployment_status"]
+    assert score_choice(status, choices["status"]) is not None
+    assert score_choice(status, choices["restart"]) is None and score_choice(status, choices["undo"]) is None
+    rollback = score_choice(CAPABILITIES["rollback"], choices["undo"])
+    assert rollback is not None and rollback[0] >= 4
+
+
+@pytest.mark.parametrize("planner", [Planner(CONFIG, PLAYBOOKS), UNBOUND], ids=["bound", "unbound"])
+@pytest.mark.parametrize(
+    ("request_text", "environment"),
+    [
+        ("Rollback production deployment", "production"),
+        ("Scale my-application in staging to 3 replicas", "staging"),
+        ("show me the pods of my-application in production", "production"),
+        ("check payments-api in staging", "staging"),
+    ],
+)
+def test_every_call_acts_on_the_requested_environment_never_on_a_schema_default(
+    planner: Planner, request_text: str, environment: str
+) -> None:
+    try:
+        result = planner.plan(request_text, Situation(catalog=catalog(KUBERNETES), now=NOW))
+    except PlanError:
+        return  # refused is safe; what is planned must act where it was asked to
+    for s in result.steps:
+        assert s.args.get("namespace") == environment, (s.id, s.args)
+        if s.rollback is not None:
+            assert s.rollback.args.get("namespace") == environment, (s.id, s.rollback.args)

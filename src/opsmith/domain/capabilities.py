@@ -29,6 +29,8 @@ class Capability(BaseModel):
     # Words a server offering this kind of capability talks about: a server that fits the domain
     # ranks above one that merely has a tool with a matching name (kubectl_* over git_status).
     domain: list[str] = Field(default_factory=list)
+    # The fact naming what the step acts on, for a tool's generic `name` parameter.
+    object_fact: str = "subject"
     evidence: dict[str, list[list[Condition]]] = Field(default_factory=dict)
     default_duration: tuple[float, float] = (30.0, 120.0)
 
@@ -139,6 +141,7 @@ CAPABILITIES: dict[str, Capability] = {
             name="backup",
             name_words=["backup", "snapshot", "export"],
             keywords=["backup", "snapshot", "restore", "export", "revision"],
+            avoid=["get", "list", "plugins"],  # reading about backups is not making one
             provider=CLUSTER,
             domain=CLUSTER_DOMAIN,
             evidence={"backup_verified": [[_c("backup_id", "exists")], [_c("id", "exists")]]},
@@ -212,6 +215,7 @@ CAPABILITIES: dict[str, Capability] = {
         Capability(
             name="check_service",
             name_words=["service", "endpoint", "endpoints"],
+            object_fact="service_name",
             keywords=["service", "endpoints", "traffic", "port", "accessible"],
             avoid=["delete"],
             effect="read",

@@ -133,16 +133,17 @@ class Catalog:
         self._words: dict[str, ToolWords] | None = None
         self._index: dict[str, list[ToolSpec]] | None = None
         self._server_words: dict[str, frozenset[str]] | None = None
+        self._choices: dict[str, list[Choice]] | None = None
         for tool in tools:
             self._by_server.setdefault(tool.server, {})[tool.name] = tool
 
     def replace_server(self, server: str, tools: Iterable[ToolSpec]) -> None:
         self._by_server[server] = {tool.name: tool for tool in tools}
-        self._words = self._index = self._server_words = None
+        self._words = self._index = self._server_words = self._choices = None
 
     def remove_server(self, server: str) -> None:
         self._by_server.pop(server, None)
-        self._words = self._index = self._server_words = None
+        self._words = self._index = self._server_words = self._choices = None
 
     def words(self, tool: ToolSpec) -> ToolWords:
         if self._words is None:
@@ -172,14 +173,26 @@ class Catalog:
         hits = {t.qualified_name: t for w in words for t in self._index.get(w, [])}
         return [t for t in self.tools() if t.qualified_name in hits]
 
+    def with_choice_words(self, words: Iterable[str]) -> list[Choice]:
+        """Operations offered through a selector argument whose value has any of the words."""
+        if self._choices is None:
+            self._build_index()
+        assert self._choices is not None
+        hits = {id(c): c for w in words for c in self._choices.get(w, [])}
+        return sorted(hits.values(), key=lambda c: (c.tool.qualified_name, c.value))
+
     def _build_index(self) -> None:
         self._words = {}
         self._index = {}
+        self._choices = {}
         for tool in self.tools():
             words = _words_of(tool)
             self._words[tool.qualified_name] = words
             for word in words.name:
                 self._index.setdefault(word, []).append(tool)
+            for choice in operation_choices(tool):
+                for word in tool_words(choice.value):
+                    self._choices.setdefault(word, []).append(choice)
 
     def servers(self) -> list[str]:
         """Servers in the order they were first added (the configuration's order)."""
@@ -208,6 +221,47 @@ def _words_of(tool: ToolSpec) -> ToolWords:
     return ToolWords(
         name=name, title=text_words(tool.title or "") - name, description=text_words(tool.description)
     )
+
+
+class Choice(NamedTuple):
+    """One job a tool does with one argument fixed: an operation (`kubectl_rollout subCommand=undo`)
+    or the kind of object it acts on (`kubectl_get resourceType=pods`)."""
+
+    tool: ToolSpec
+    param: str
+    value: str
+    selects: str = "operation"  # or "resource"
+
+
+# Arguments that select what a tool does; normalised (lower case, no `_` or `-`).
+SELECTORS = frozenset({"operation", "action", "command", "subcommand", "op", "verb", "cmd", "mode", "method"})
+# Arguments that name the kind of object a generic tool acts on.
+KINDS = frozenset({"resourcetype", "resource", "kind", "resourcekind", "objecttype", "type"})
+_MAX_CHOICES = 30
+_EXAMPLES = re.compile(r"\(e\.g\.,?([^)]*)\)", re.IGNORECASE)
+
+
+def operation_choices(tool: ToolSpec) -> list[Choice]:
+    """The operations a tool offers through a string enum argument named like a selector."""
+    props = tool.input_schema.get("properties")
+    if not isinstance(props, dict):
+        return []
+    found: list[Choice] = []
+    for param, prop in props.items():
+        key = re.sub(r"[_\-]", "", param).lower()
+        if not isinstance(prop, dict) or key not in SELECTORS | KINDS:
+            continue
+        selects = "operation" if key in SELECTORS else "resource"
+        values = prop.get("enum")
+        if isinstance(values, list) and 0 < len(values) <= _MAX_CHOICES:
+            found += [Choice(tool, param, v, selects) for v in values if isinstance(v, str) and v]
+        elif selects == "resource" and prop.get("type") == "string":
+            # A free-text kind whose description gives examples: "(e.g., pods, deployments, services)".
+            examples = _EXAMPLES.search(str(prop.get("description") or ""))
+            if examples:
+                named = [w.strip() for w in examples.group(1).split(",")]
+                found += [Choice(tool, param, w, selects) for w in named if re.fullmatch(r"[a-z]+", w)]
+    return found
 
 
 def accepts_undeclared(schema: dict[str, Any]) -> bool:

@@ -48,6 +48,8 @@ class Candidate(BaseModel):
     tool: str
     score: float
     reasons: list[str]
+    # An operation the tool offers through one argument, fixed for this job (`subCommand: undo`).
+    fixed: dict[str, Any] = Field(default_factory=dict)
 
 
 class Mapping(BaseModel):

@@ -55,13 +55,21 @@ class FilledArguments:
 
 
 def fill_arguments(
-    schema: dict[str, Any], templates: dict[str, Any], facts: dict[str, Any], overrides: dict[str, Any]
+    schema: dict[str, Any],
+    templates: dict[str, Any],
+    facts: dict[str, Any],
+    overrides: dict[str, Any],
+    *,
+    object_facts: dict[str, Any] | None = None,
+    defaults: bool = True,
 ) -> FilledArguments:
     """Arguments for one call: overrides > playbook templates > request facts by alias.
 
     Only declared arguments are sent, under the tool's own names: a playbook's argument the tool
     does not take is dropped (and reported), an override it does not take is a problem of the
-    plan."""
+    plan. `object_facts` fill parameters by name when the step acts on something else than the
+    application (a check of the service names the service). `defaults`: a required parameter
+    nothing else fills takes the default its schema states (off for partial fills merged later)."""
     props: dict[str, Any] = schema.get("properties") or {}
     open_schema = accepts_undeclared(schema)
     args: dict[str, Any] = {}
@@ -75,10 +83,12 @@ def fill_arguments(
     for name, target in given.placed.items():
         args[target] = overrides[name]
     # Facts only fill what is still empty; last, so a generic `name` sees every selector given.
-    inferred = _fill_from_facts(args, props, facts)
+    inferred = _fill_from_facts(args, props, facts if object_facts is None else object_facts)
     problems = [f"{name}: {why}" for name, why in given.unplaced.items()]
     problems += [f"{name}: not an argument of this tool ({_nearest(name, props)})" for name in given.unknown]
     args = {name: _coerce(value, props.get(name, {})) for name, value in args.items()}
+    if defaults:
+        inferred += schema_defaults(schema, args)
     required = [r for r in schema.get("required", []) if r not in args]
     problems += check(schema, args)
     return FilledArguments(
@@ -90,6 +100,18 @@ def fill_arguments(
         renamed=playbook.renamed + given.renamed,
         inferred=inferred,
     )
+
+
+def schema_defaults(schema: dict[str, Any], args: dict[str, Any]) -> list[str]:
+    """Fill required parameters still empty with the default their schema states: the value the
+    server itself means when it is left out; said as "param <- the schema's default"."""
+    props: dict[str, Any] = schema.get("properties") or {}
+    filled = []
+    for name in schema.get("required", []):
+        if name not in args and isinstance(props.get(name), dict) and "default" in props[name]:
+            args[name] = props[name]["default"]
+            filled.append(f"{name} <- the schema's default")
+    return filled
 
 
 def _fill_from_facts(args: dict[str, Any], props: dict[str, Any], facts: dict[str, Any]) -> list[str]:

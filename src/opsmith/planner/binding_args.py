@@ -14,7 +14,7 @@ from typing import Any
 import yaml
 
 from opsmith.domain.binding import Binding
-from opsmith.planner.arguments import FilledArguments, check, fill_arguments
+from opsmith.planner.arguments import FilledArguments, check, fill_arguments, schema_defaults
 from opsmith.planner.templates import Unfilled, render
 
 
@@ -28,9 +28,10 @@ def bound_arguments(
     known = {k: v for k, v in facts.items() if v is not None}  # an unknown fact stays unfilled
     playbook = _rendered({binding.rename.get(k, k): v for k, v in step_args.items()}, known)
     from_binding = _rendered(binding.args, {**known, "step_args": playbook})
-    given = fill_arguments(schema, playbook, {}, {})
-    templated = fill_arguments(schema, from_binding, {}, {})
-    asked = fill_arguments(schema, {}, {}, overrides)
+    # Partial fills, merged below; a schema default must never stand in for a value given later.
+    given = fill_arguments(schema, playbook, {}, {}, defaults=False)
+    templated = fill_arguments(schema, from_binding, {}, {}, defaults=False)
+    asked = fill_arguments(schema, {}, {}, overrides, defaults=False)
     problems = list(asked.problems)
     for name in sorted(set(asked.args) & set(binding.fixed)):
         problems.append(
@@ -38,6 +39,7 @@ def bound_arguments(
             f" {binding.tool} serve {binding.capability}); not changed by --set"
         )
     args = {**templated.args, **given.args, **asked.args, **binding.fixed}
+    inferred = schema_defaults(schema, args)
     problems += _documents(binding, args)
     problems += check(schema, args)
     # A template of the binding the request cannot fill is missing even where the tool would run
@@ -51,6 +53,7 @@ def bound_arguments(
         dropped=[*given.dropped, *templated.dropped],
         why_dropped={**templated.why_dropped, **given.why_dropped},
         renamed=[*given.renamed, *asked.renamed],
+        inferred=inferred,
     )
 
 

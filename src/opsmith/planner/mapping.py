@@ -12,7 +12,7 @@ from collections.abc import Mapping, Sequence
 
 from opsmith.domain.binding import BindingSet
 from opsmith.domain.capabilities import Capability
-from opsmith.domain.catalog import Catalog, ToolSpec, ToolWords
+from opsmith.domain.catalog import Catalog, Choice, ToolSpec, ToolWords, operation_choices, tool_words
 from opsmith.domain.plan import Candidate
 from opsmith.domain.plan import Mapping as ToolMapping
 
@@ -25,6 +25,8 @@ WRITE_ON_READ_ONLY = -8.0
 READ_ON_WRITER = -3.0
 READ_ONLY_BONUS = 1.0
 DEGRADED = -2.0
+STRUCTURED_READ = 0.5
+STRUCTURED_READS = frozenset({"get", "list"})
 DOMAIN_FIT = 3.0  # at most, for a server whose tools speak of every domain word's subject
 THRESHOLD = 4.0
 
@@ -39,8 +41,21 @@ def choose_tool(
     """The best tool for the capability with the runners-up, or None if no tool qualifies."""
     scored: list[tuple[float, str, int, str, Candidate]] = []
     order = {server: i for i, server in enumerate(catalog.servers())}
-    for tool in catalog.with_name_words(capability.name_words):
-        result = score(capability, tool, degraded=tool.server in degraded, words=catalog.words(tool))
+    fits = {server: _fit(capability, catalog.server_words(server)) for server in catalog.servers()}
+    options: list[tuple[ToolSpec, Choice | None]] = [
+        # A tool whose job depends on a selector argument serves only through one of its operations.
+        (t, None)
+        for t in catalog.with_name_words(capability.name_words)
+        if not any(c.selects == "operation" for c in operation_choices(t))
+    ]
+    options += [(c.tool, c) for c in catalog.with_choice_words(_forms(capability.name_words))]
+    for tool, choice in options:
+        if choice is None:
+            result = score(capability, tool, degraded=tool.server in degraded, words=catalog.words(tool))
+        else:
+            result = score_choice(
+                capability, choice, degraded=tool.server in degraded, words=catalog.words(tool)
+            )
         if result is None:
             continue
         points, reasons = result
@@ -49,13 +64,20 @@ def choose_tool(
             reasons.append(f"took {seconds:.1f}s on average before")
         if points < THRESHOLD:
             continue  # the domain ranks tools that qualify; it never makes a tool qualify
-        fit = _fit(capability, catalog.server_words(tool.server))
+        fit = fits[tool.server]
+        if fit == 0 and max(fits.values(), default=0) > 0:
+            continue  # a server that never speaks of the domain does not serve it while one that does runs
+        if capability.effect == "read" and catalog.words(tool).name & STRUCTURED_READS:
+            points += STRUCTURED_READ
+            reasons.append("reads the object itself (get/list), not a description of it")
         if fit:
             points += fit
             reasons.append(f"server fits the domain (+{fit:g})")
-        candidate = Candidate(tool=tool.qualified_name, score=round(points, 2), reasons=reasons)
+        fixed = {choice.param: choice.value} if choice else {}
+        candidate = Candidate(tool=tool.qualified_name, score=round(points, 2), reasons=reasons, fixed=fixed)
         # Ties: faster history first, then configuration order, then name.
-        scored.append((-points, f"{seconds or 0:012.3f}", order.get(tool.server, 0), tool.name, candidate))
+        label = f"{tool.name} {choice.value}" if choice else tool.name
+        scored.append((-points, f"{seconds or 0:012.3f}", order.get(tool.server, 0), label, candidate))
     qualified = sorted(scored, key=lambda s: (s[0], s[1], s[2], s[3]))
     if not qualified:
         return None
@@ -93,6 +115,66 @@ def score(
         points += DEGRADED
         reasons.append("server is degraded")
     return points, reasons
+
+
+def score_choice(
+    capability: Capability, choice: Choice, *, degraded: bool = False, words: ToolWords | None = None
+) -> tuple[float, list[str]] | None:
+    """Points for one operation of a tool (`kubectl_rollout` with `subCommand=undo` for a rollback):
+    its value must name the job; a check takes only an operation that reads."""
+    tool = choice.tool
+    # An operation reads if its value says so; for a kind of object, the tool's own hints decide.
+    reads = choice_reads(choice.value) if choice.selects == "operation" else bool(tool.hints.read_only)
+    if capability.effect == "read" and not reads:
+        return None  # a check never runs an operation that may change something
+    words = words or Catalog([tool]).words(tool)
+    said = set(tool_words(choice.value))
+    hits = sorted(w for w in said if _forms([w]) & set(capability.name_words))
+    if not hits:
+        return None
+    points = NAME_HIT * len(hits)
+    reasons = [f"{choice.param}={choice.value} ({', '.join(hits)})"]
+    named = sorted((words.name - said) & set(capability.name_words))
+    if named:
+        points += NAME_HIT * len(named)
+        reasons.append(f"name has {', '.join(named)}")
+    avoided = sorted((said | words.name) & set(capability.avoid))
+    if avoided:
+        points += AVOID_HIT * len(avoided)
+        reasons.append(f"{', '.join(avoided)} (another job)")
+    described = sorted(words.description & set(capability.keywords))[:DESCRIPTION_CAP]
+    if described:
+        points += DESCRIPTION_HIT * len(described)
+        reasons.append(f"description mentions {', '.join(described)}")
+    hints = tool.hints.model_copy(
+        update={"read_only": reads, "destructive": None if reads else tool.hints.destructive}
+    )
+    points, reasons = _effect(capability, tool.model_copy(update={"hints": hints}), points, reasons)
+    if degraded:
+        points += DEGRADED
+        reasons.append("server is degraded")
+    return points, reasons
+
+
+# Operation values that only read: a tool annotated destructive for its other operations is a check
+# with one of these fixed.
+READ_OPERATIONS = frozenset(
+    {"status", "history", "get", "list", "show", "describe", "view", "read", "logs", "log", "info"}
+    | {"inspect", "top", "events", "diff", "explain", "version", "check", "health", "search"}
+)
+
+
+def _forms(words: list[str] | frozenset[str] | set[str]) -> set[str]:
+    """Each word with its plural or singular (`pods` / `pod`, `services` / `service`)."""
+    found: set[str] = set()
+    for word in words:
+        found |= {word, word[:-1] if word.endswith("s") else word + "s"}
+    return found
+
+
+def choice_reads(value: str) -> bool:
+    words = tool_words(value)
+    return bool(words) and all(w in READ_OPERATIONS for w in words)
 
 
 def _effect(

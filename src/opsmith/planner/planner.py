@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -28,7 +29,7 @@ from opsmith.planner.compliance import attach_requirements
 from opsmith.planner.context import Moment, adjust, staging_steps
 from opsmith.planner.expand import Draft, drop, expand
 from opsmith.planner.given_image import with_given_image
-from opsmith.planner.mapping import choose_tool, rejections
+from opsmith.planner.mapping import choice_reads, choose_tool, rejections
 from opsmith.planner.playbooks import Coverage, refuse_unserved
 from opsmith.planner.policy import approval_rule, risk_rules
 from opsmith.planner.templates import RUNTIME_REF, Unfilled, render, render_text
@@ -311,7 +312,11 @@ class Planner:
         if binding is not None:
             filled = bound_arguments(binding, tool.input_schema, draft.args, facts, step_overrides)
         else:
-            filled = fill_arguments(tool.input_schema, draft.args, facts, step_overrides)
+            named = {**facts, "subject": facts.get(capability.object_fact)}
+            filled = fill_arguments(tool.input_schema, draft.args, facts, step_overrides, object_facts=named)
+            filled = _with_fixed(filled, mapping.chosen.fixed, step_overrides, tool)
+        if binding is None and mapping.chosen.fixed:
+            binding = _choice_binding(capability.name, tool, mapping.chosen.fixed)
         settle = _settle(draft, tool, binding, filled, facts)
         if settle is not None:
             filled.dropped.remove("wait_seconds")
@@ -391,6 +396,9 @@ class Planner:
                 filled = bound_arguments(binding, found.tool.input_schema, args, facts, {})
             else:
                 filled = fill_arguments(found.tool.input_schema, args, facts, {})
+                filled = _with_fixed(filled, found.mapping.chosen.fixed, {}, found.tool)
+                if found.mapping.chosen.fixed:
+                    binding = _choice_binding(capability.name, found.tool, found.mapping.chosen.fixed)
             picked = (found.tool, binding, filled)
         tool, binding, filled = picked
         warnings += _adapted(f"undo of {draft.id}", tool, filled)
@@ -509,6 +517,27 @@ def _bound_hints(tool: ToolSpec, binding: Binding | None) -> ToolHints:
     if binding.read_only:
         return tool.hints.model_copy(update={"read_only": True, "destructive": False})
     return tool.hints.model_copy(update={"read_only": False})
+
+
+def _with_fixed(
+    filled: FilledArguments, fixed: Mapping[str, Any], overrides: Mapping[str, Any], tool: ToolSpec
+) -> FilledArguments:
+    """The operation the mapping chose (`subCommand=undo`) is sent as chosen, whatever else says."""
+    if not fixed:
+        return filled
+    problems = list(filled.problems)
+    for name in sorted(set(overrides) & set(fixed)):
+        problems.append(f"{name}: fixed to {fixed[name]!r}, the operation of {tool.name} this step is")
+    args = {**filled.args, **fixed}
+    missing = [m for m in filled.missing if m not in fixed]
+    return dataclasses.replace(filled, args=args, missing=missing, problems=problems)
+
+
+def _choice_binding(capability: str, tool: ToolSpec, fixed: Mapping[str, Any]) -> Binding:
+    """What an operation chosen from a tool's schema amounts to: a binding with that value fixed,
+    read-only when the operation only reads."""
+    reads = all(choice_reads(str(v)) for v in fixed.values())
+    return Binding(capability=capability, tool=tool.name, fixed=dict(fixed), read_only=reads or None)
 
 
 def _settle(
