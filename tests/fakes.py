@@ -135,6 +135,7 @@ class FakeServers:
         self.off: set[str] = set()
         self.seen: dict[str, RecordedServer] = {}
         self.tools: dict[str, list[ToolSpec]] = {}
+        self.apps: dict[str, list[str]] = {}
         self.clock: Callable[[], datetime] = lambda: datetime.now(UTC)
 
     def disabled(self) -> set[str]:
@@ -162,6 +163,12 @@ class FakeServers:
     def known_tools(self, server: str | None = None) -> list[ToolSpec]:
         names = [server] if server else list(self.tools)
         return [t for n in names for t in self.tools.get(n, [])]
+
+    def record_applications(self, server: str, names: Sequence[str]) -> None:
+        self.apps[server] = sorted(set(names))
+
+    def applications(self) -> dict[str, list[str]]:
+        return {name: list(found) for name, found in self.apps.items()}
 
 
 Answer = Callable[[str, dict[str, Any]], dict[str, Any]]

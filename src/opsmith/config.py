@@ -159,6 +159,10 @@ class PlanningConfig(_Strict):
     bindings: list[BindingSet] = Field(
         default_factory=list, description="binding sets asked before the bundled ones (see README)"
     )
+    list_applications: bool = Field(
+        default=True, description="at discovery, ask servers whose bindings say how for what they run"
+    )
+    listing_timeout: float = Field(default=10.0, gt=0, le=300, description="seconds for one listing call")
     binding_dirs: list[Path] = Field(
         default_factory=list, description="directories of binding-set YAML files"
     )

@@ -182,6 +182,14 @@ class ServerRegistry(Protocol):
 
     def known_tools(self, server: str | None = None) -> list[ToolSpec]: ...
 
+    def record_applications(self, server: str, names: Sequence[str]) -> None:
+        """The applications a server's live listing named (its deployments, its CI jobs)."""
+        ...
+
+    def applications(self) -> dict[str, list[str]]:
+        """Per server, the applications its last listing named."""
+        ...
+
 
 class Clock(Protocol):
     def now(self) -> datetime:

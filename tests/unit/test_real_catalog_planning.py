@@ -167,7 +167,7 @@ def test_a_user_binding_replaces_the_bundled_one_for_the_server_it_fits() -> Non
             ],
         }
     )
-    planner = Planner(CONFIG, PLAYBOOKS, [custom, *Planner(CONFIG, PLAYBOOKS)._bindings])
+    planner = Planner(CONFIG, PLAYBOOKS, [custom, *Planner(CONFIG, PLAYBOOKS).bindings])
     result = planner.plan("Rollback production deployment", Situation(catalog=catalog(KUBERNETES), now=NOW))
     assert step(result, "rollback").args["toRevision"] == 3
     assert "binding my-kubernetes: our rollbacks go to the last known good revision" in (

@@ -58,6 +58,24 @@ class Binding(BaseModel):
         return self
 
 
+class Inventory(BaseModel):
+    """How a kind of server lists the applications it runs: one read-only call and the names
+    an expression reads from its output (see domain/extraction.py)."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    tool: str
+    fixed: dict[str, Any] = Field(default_factory=dict)
+    names: str
+
+    @model_validator(mode="after")
+    def _expression_compiles(self) -> Inventory:
+        problem = check_expression(self.names)
+        if problem:
+            raise ValueError(f"names: {problem} in {self.names!r}")
+        return self
+
+
 class BindingSet(BaseModel):
     """The bindings of one kind of server, recognised by the tools it offers."""
 
@@ -68,6 +86,9 @@ class BindingSet(BaseModel):
     requires: list[str] = Field(min_length=1, description="tools a server must offer to be of this kind")
     server: str | None = Field(default=None, description="only the configured server of this name")
     bindings: list[Binding] = Field(min_length=1)
+    applications: Inventory | None = Field(
+        default=None, description="the read-only call that lists what this kind of server runs"
+    )
 
     def fits(self, server: str, tools: set[str]) -> bool:
         if self.server is not None and self.server != server:
@@ -78,4 +99,4 @@ class BindingSet(BaseModel):
         return [b for b in self.bindings if b.capability == capability]
 
 
-__all__ = ["Binding", "BindingSet"]
+__all__ = ["Binding", "BindingSet", "Inventory"]

@@ -10,6 +10,7 @@
     │   ├── GraphError                            a step graph with a cycle, duplicate or unknown step
     │   ├── PlaybookError                         a playbook file that is malformed or inconsistent
     │   ├── PlanError                             a request that cannot become a plan (capability missing)
+    │   │   └── UnknownNameError                  a request naming an application no source knows
     │   ├── ApprovalError [domain.approval]       an approval that may not be given or used
     │   ├── UnknownPlanError [store.plans]        a plan id that is not in the store
     │   ├── UnknownRunError [store.runs]          a run id that is not in the store
@@ -59,6 +60,7 @@ __all__ = [
     "StoreError",
     "ToolArgumentsError",
     "ToolCallError",
+    "UnknownNameError",
     "UnknownServerError",
     "UnknownToolError",
     "UsageError",
@@ -116,6 +118,10 @@ class PlaybookError(UsageError):
 
 class PlanError(UsageError):
     """A request that was understood but cannot be turned into a plan here."""
+
+
+class UnknownNameError(PlanError):
+    """A request naming an application neither the configuration nor a live listing knows."""
 
 
 class OperationError(OpsmithError):

@@ -13,7 +13,7 @@ from opsmith.domain.approval_rule import approval_need
 from opsmith.domain.binding import Binding, BindingSet
 from opsmith.domain.capabilities import CAPABILITIES, Capability
 from opsmith.domain.catalog import Catalog, ToolHints, ToolSpec
-from opsmith.domain.errors import OpsmithError, PlanError, ServerUnavailableError
+from opsmith.domain.errors import OpsmithError, PlanError, ServerUnavailableError, UnknownNameError
 from opsmith.domain.graph import Node, estimate, format_duration_range, parallel_groups, validate
 from opsmith.domain.intent import Intent, Vocabulary, parse_intent, require_environment
 from opsmith.domain.plan import Candidate, Estimate, Plan, PlanStatus, Step, ToolCall
@@ -59,7 +59,11 @@ class Situation:
 
 class Planner:
     def __init__(
-        self, config: Config, playbooks: list[Playbook], bindings: Sequence[BindingSet] | None = None
+        self,
+        config: Config,
+        playbooks: list[Playbook],
+        bindings: Sequence[BindingSet] | None = None,
+        applications: Sequence[str] = (),
     ) -> None:
         self._config = config
         self._playbooks = playbooks
@@ -69,7 +73,8 @@ class Planner:
             else load_bindings(config.planning.bindings, config.planning.binding_dirs)
         )
         self.vocabulary = Vocabulary(
-            applications=list(config.applications),
+            # The configuration's applications, then those the live systems listed at discovery.
+            applications=list(dict.fromkeys([*config.applications, *applications])),
             groups=[],
             default_application=config.planning.default_application,
             default_environment=config.planning.default_environment,
@@ -77,6 +82,11 @@ class Planner:
         # Choices per (situation, capability): one plan asks for the same capability many times.
         self._picks: dict[tuple[int, str], Pick | None] = {}
         self._risk_rules = risk_rules(config)
+
+    @property
+    def bindings(self) -> list[BindingSet]:
+        """The binding sets consulted, in order: the user's, then the bundled ones."""
+        return list(self._bindings)
 
     def intent(self, request: str) -> Intent:
         return parse_intent(request, self.vocabulary)
@@ -145,7 +155,7 @@ class Planner:
             # In a compound request, which part it is in: "... and purge the cache" names no app.
             parts = [c.text for c in intent.clauses if first.name.lower() in c.text.lower()]
             where = f' in "{parts[0]}"' if len(intent.clauses) > 1 and parts else ""
-            raise PlanError(
+            raise UnknownNameError(
                 f"unknown {first.kind} {first.name!r}{where}{near}",
                 hint=f"known applications: {', '.join(self.vocabulary.applications) or 'none configured'}",
             )

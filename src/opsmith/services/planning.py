@@ -11,7 +11,7 @@ import yaml
 from opsmith.bootstrap import App
 from opsmith.domain.approval import plan_is_sealed
 from opsmith.domain.catalog import Catalog
-from opsmith.domain.errors import UsageError
+from opsmith.domain.errors import UnknownNameError, UsageError
 from opsmith.domain.identity import Action, Identity
 from opsmith.domain.plan import Plan, PlanStatus
 from opsmith.domain.servers import Health
@@ -23,7 +23,11 @@ _KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_-]*)?$")
 
 
 def planner_for(app: App) -> Planner:
-    return Planner(app.config, load_playbooks(app.config.planning.playbook_dirs))
+    from opsmith.services.applications import known_applications
+
+    return Planner(
+        app.config, load_playbooks(app.config.planning.playbook_dirs), applications=known_applications(app)
+    )
 
 
 def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
@@ -52,11 +56,12 @@ async def make_plan(
     """Plan a request as `identity` and store it. Plans from the recorded catalog while it is fresh
     (the run checks every tool again before calling it); otherwise starts the servers to discover."""
     require(app, identity, Action.PLAN, hint="ask an admin for a role that may plan")
-    return await _plan(app, request, overrides, plan_id=plan_id, requested_by=identity.user)
+    return await _plan(app, identity, request, overrides, plan_id=plan_id, requested_by=identity.user)
 
 
 async def _plan(
     app: App,
+    identity: Identity,
     request: str,
     overrides: dict[str, Any],
     *,
@@ -65,20 +70,28 @@ async def _plan(
     amended_by: list[str] | None = None,
     amended_from: str | None = None,
 ) -> Plan:
+    from opsmith.services.applications import discover_applications
     from opsmith.services.discovery import recorded_catalog, running_servers, statuses
 
-    planner_for(app).check(request)  # refuse bad requests before starting anything
     recorded = recorded_catalog(app)
+    planner = planner_for(app)
+    try:
+        planner.check(request)  # refuse bad requests before starting anything
+    except UnknownNameError:
+        if recorded is not None or not app.config.planning.list_applications:
+            raise  # the names recorded with a fresh catalog are as fresh: nothing more to learn
     down: frozenset[str] = frozenset()  # a recorded catalog is used only when every server answered
+    listing: list[str] = []
     if recorded is None:
         async with running_servers(app) as pool:
             seen = statuses(app, pool)
             degraded = frozenset(s.name for s in seen if s.health is Health.DEGRADED)
             down = frozenset(s.name for s in seen if s.health is Health.DOWN)
+            listing = await discover_applications(app, identity, pool, planner.bindings)
             # A copy: stopping the servers empties the pool's own catalog.
             recorded = Catalog(pool.catalog.tools()), degraded
     catalog, degraded = recorded
-    return plan_with(
+    plan = plan_with(
         app,
         catalog,
         degraded,
@@ -89,7 +102,9 @@ async def _plan(
         requested_by=requested_by,
         amended_by=amended_by,
         amended_from=amended_from,
+        notes=listing,
     )
+    return plan
 
 
 def plan_with(
@@ -104,8 +119,10 @@ def plan_with(
     requested_by: str = "",
     amended_by: list[str] | None = None,
     amended_from: str | None = None,
+    notes: Sequence[str] = (),
 ) -> Plan:
-    """Plan over a catalog, and store the plan. `down`: configured servers that did not answer."""
+    """Plan over a catalog, and store the plan. `down`: configured servers that did not answer;
+    `notes`: what discovery could not do (an application listing that failed), for the warnings."""
     planner = planner_for(app)
     intent = planner.check(request)
     repository = app.plans
@@ -125,8 +142,14 @@ def plan_with(
         recent_failures=failures,
         taken_ids=repository.ids_with_prefix(f"plan_{intent.action}_"),
     )
-    plan = planner.plan(request, situation, overrides).model_copy(
-        update={"requested_by": requested_by, "amended_by": amended_by or [], "amended_from": amended_from}
+    plan = planner.plan(request, situation, overrides)
+    plan = plan.model_copy(
+        update={
+            "requested_by": requested_by,
+            "amended_by": amended_by or [],
+            "amended_from": amended_from,
+            "warnings": [*plan.warnings, *notes],
+        }
     )
     if plan_id is not None:
         plan = plan.model_copy(update={"id": plan_id})
@@ -187,13 +210,25 @@ async def amend_plan(app: App, identity: Identity, plan_id: str, overrides: dict
     amenders = [*old.amended_by, *([identity.user] if identity.user not in old.requesters else [])]
     if old.status in AMENDABLE:
         plan = await _plan(
-            app, old.request, merged, plan_id=old.id, requested_by=old.requested_by, amended_by=amenders
+            app,
+            identity,
+            old.request,
+            merged,
+            plan_id=old.id,
+            requested_by=old.requested_by,
+            amended_by=amenders,
         )
     else:
         # A closed or running plan stays as it was: the amended version is a new plan that says
         # where it came from, and needs approvals of its own.
         plan = await _plan(
-            app, old.request, merged, requested_by=old.requested_by, amended_by=amenders, amended_from=old.id
+            app,
+            identity,
+            old.request,
+            merged,
+            requested_by=old.requested_by,
+            amended_by=amenders,
+            amended_from=old.id,
         )
     app.audit.append(
         identity.user,

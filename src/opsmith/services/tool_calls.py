@@ -69,9 +69,22 @@ async def call_tool(app: App, identity: Identity, request: CallRequest) -> ToolR
             # The pool names the nearest tools; its error is the one to show.
             await pool.call(request.server, request.tool, request.arguments, timeout=request.timeout)
             raise UsageError(f"{request.server} offers no tool {request.tool!r}")
-        found = assess_call(app, spec, request.arguments)
-        _authorise(app, identity, request, found)
-        return await _call_audited(app, identity, pool, request, found)
+        return await checked_call(app, identity, pool, request, spec)
+
+
+async def checked_call(
+    app: App,
+    identity: Identity,
+    pool: ToolProvider,
+    request: CallRequest,
+    spec: ToolSpec,
+    *,
+    via: str = "call",
+) -> ToolResult:
+    """The rules of a direct call, on servers already running: assess, authorise, call, audit."""
+    found = assess_call(app, spec, request.arguments)
+    _authorise(app, identity, request, found, via)
+    return await _call_audited(app, identity, pool, request, found, via)
 
 
 def assess_call(app: App, spec: ToolSpec, arguments: dict[str, Any]) -> Assessment:
@@ -99,7 +112,7 @@ def environment_of(arguments: dict[str, Any]) -> str | None:
     return None
 
 
-def _authorise(app: App, identity: Identity, request: CallRequest, found: Assessment) -> None:
+def _authorise(app: App, identity: Identity, request: CallRequest, found: Assessment, via: str) -> None:
     permission = permission_of(app.config, identity)
     qualified = f"{request.server}/{request.tool}"
     read_only = found.tool.hints.effective_read_only
@@ -120,7 +133,7 @@ def _authorise(app: App, identity: Identity, request: CallRequest, found: Assess
             risk=found.risk,
             tool=qualified,
         )
-    details = _details(request, found)
+    details = _details(request, found, via)
     if not decision.allowed:
         app.audit.append(identity.user, "tool.refused", qualified, {**details, "why": decision.reason})
         raise CallRefused(decision.reason, hint="ask someone whose role may call this tool")
@@ -134,12 +147,12 @@ def _authorise(app: App, identity: Identity, request: CallRequest, found: Assess
 
 
 async def _call_audited(
-    app: App, identity: Identity, pool: ToolProvider, request: CallRequest, found: Assessment
+    app: App, identity: Identity, pool: ToolProvider, request: CallRequest, found: Assessment, via: str
 ) -> ToolResult:
     from opsmith.engine.local import summarize
 
     qualified = f"{request.server}/{request.tool}"
-    details = _details(request, found)
+    details = _details(request, found, via)
     try:
         result = await pool.call(request.server, request.tool, request.arguments, timeout=request.timeout)
     except OpsmithError as error:
@@ -157,11 +170,11 @@ async def _call_audited(
     return result
 
 
-def _details(request: CallRequest, found: Assessment) -> dict[str, Any]:
+def _details(request: CallRequest, found: Assessment, via: str) -> dict[str, Any]:
     return {
         "tool": f"{request.server}/{request.tool}",
         "args": request.arguments,
         "risk": found.risk.value,
         "environment": found.environment,
-        "via": "call",
+        "via": via,
     }

@@ -26,6 +26,7 @@ class ServerRow(Base):
     last_error: Mapped[str | None] = mapped_column(Text, nullable=True)
     checked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     config_hash: Mapped[str | None] = mapped_column(String(80), nullable=True)
+    applications: Mapped[list[str] | None] = mapped_column(JSON, nullable=True)
 
 
 class ToolRow(Base):

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 
 from sqlalchemy import delete, select
@@ -93,6 +93,17 @@ class ServerRepository:
                 )
                 for row in session.scalars(query)
             ]
+
+    def record_applications(self, server: str, names: Sequence[str]) -> None:
+        with self._db.session() as session:
+            row = session.get(ServerRow, server) or ServerRow(name=server, enabled=True)
+            row.applications = sorted(set(names))
+            session.add(row)
+
+    def applications(self) -> dict[str, list[str]]:
+        with self._db.session() as session:
+            rows = session.scalars(select(ServerRow).where(ServerRow.applications.is_not(None)))
+            return {row.name: list(row.applications or []) for row in rows}
 
 
 def _aware(moment: datetime | None) -> datetime | None:
