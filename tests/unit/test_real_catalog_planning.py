@@ -318,3 +318,16 @@ def test_every_call_acts_on_the_requested_environment_never_on_a_schema_default(
         assert s.args.get("namespace") == environment, (s.id, s.args)
         if s.rollback is not None:
             assert s.rollback.args.get("namespace") == environment, (s.id, s.rollback.args)
+
+
+def test_a_request_for_logs_reads_the_logs_by_the_deployments_name() -> None:
+    result = plan("show me the logs of my-application in production", catalog(KUBERNETES))
+    assert result.playbook == "logs" and result.status.value == "approved"
+    assert calls(result)["logs"] == (
+        "k8s/kubectl_logs",
+        {"name": "my-application", "namespace": "production", "tail": 200, "resourceType": "deployment"},
+    )
+    assert any("label_selector (kubectl_logs does not use it for check_logs)" in w for w in result.warnings)
+    assert [c.path for c in step(result, "logs").expect] == ["errors"]
+    # Without "logs" in the request, a check is the status playbook.
+    assert plan("check my-application in production", catalog(KUBERNETES)).playbook == "status"

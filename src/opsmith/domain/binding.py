@@ -16,7 +16,9 @@ a capability to one of its tools with:
           undo, the first binding whose arguments can all be filled is taken (re-apply the manifest
           a backup step recorded, else roll the revision back);
   rename  a playbook's argument name -> this tool's parameter, where the name alone would mislead
-          (kubectl_rollout's `revision` is the undo target, its `toRevision` is for history).
+          (kubectl_rollout's `revision` is the undo target, its `toRevision` is for history);
+  ignore  playbook arguments that do not apply to this call (logs read by the deployment's name
+          take no label selector: kubectl refuses both), left out and said.
   Templates see the request's facts, `step_args` (the playbook step's own arguments) and
   `backup_step` (the id of a backup step this one waits for, if any).
 """
@@ -42,6 +44,7 @@ class Binding(BaseModel):
     read_only: bool | None = None
     role: Literal["step", "undo", "any"] = "any"
     rename: dict[str, str] = Field(default_factory=dict)
+    ignore: list[str] = Field(default_factory=list, description="playbook arguments this call does not use")
     why: str = ""
 
     @model_validator(mode="after")

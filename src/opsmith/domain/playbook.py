@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -52,6 +53,9 @@ class Match(_Strict):
     strategy: list[str] | None = Field(default=None, description="the subject's deployment strategy")
     min_subjects: int = 0
     max_subjects: int | None = None
+    words: list[str] | None = Field(
+        default=None, description="the request must say one of these (a check of the logs says 'logs')"
+    )
 
 
 class Playbook(_Strict):
@@ -73,6 +77,8 @@ class Playbook(_Strict):
         if m.urgency is not None and intent.urgency not in m.urgency:
             return False
         if m.strategy is not None and strategy not in m.strategy:
+            return False
+        if m.words is not None and not set(m.words) & set(re.findall(r"[a-z0-9]+", intent.request.lower())):
             return False
         count = len(intent.subjects)
         return count >= m.min_subjects and (m.max_subjects is None or count <= m.max_subjects)

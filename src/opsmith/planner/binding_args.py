@@ -26,7 +26,8 @@ def bound_arguments(
     overrides: dict[str, Any],
 ) -> FilledArguments:
     known = {k: v for k, v in facts.items() if v is not None}  # an unknown fact stays unfilled
-    playbook = _rendered({binding.rename.get(k, k): v for k, v in step_args.items()}, known)
+    used = {k: v for k, v in step_args.items() if k not in binding.ignore}
+    playbook = _rendered({binding.rename.get(k, k): v for k, v in used.items()}, known)
     from_binding = _rendered(binding.args, {**known, "step_args": playbook})
     # Partial fills, merged below; a schema default must never stand in for a value given later.
     given = fill_arguments(schema, playbook, {}, {}, defaults=False)
@@ -39,6 +40,7 @@ def bound_arguments(
             f" {binding.tool} serve {binding.capability}); not changed by --set"
         )
     args = {**templated.args, **given.args, **asked.args, **binding.fixed}
+    ignored = [k for k in step_args if k in binding.ignore]
     inferred = schema_defaults(schema, args)
     problems += _documents(binding, args)
     problems += check(schema, args)
@@ -50,8 +52,12 @@ def bound_arguments(
         args=args,
         missing=required,
         problems=sorted(set(problems)),
-        dropped=[*given.dropped, *templated.dropped],
-        why_dropped={**templated.why_dropped, **given.why_dropped},
+        dropped=[*given.dropped, *templated.dropped, *ignored],
+        why_dropped={
+            **templated.why_dropped,
+            **given.why_dropped,
+            **dict.fromkeys(ignored, f"{binding.tool} does not use it for {binding.capability}"),
+        },
         renamed=[*given.renamed, *asked.renamed],
         inferred=inferred,
     )
