@@ -38,6 +38,7 @@ FACTS: dict[str, Any] = {
     "branch": "main",
     "replicas": 3,
     "params": {"replicas": 3},
+    "backup_step": "backup",  # the undo that re-applies a backup needs one to re-apply
 }
 # The playbook arguments a binding's templates may use (`step_args.image`), as a deploy passes them.
 STEP_ARGS = {"image": "${steps.push_image.image}"}
