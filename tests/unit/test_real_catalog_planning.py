@@ -146,6 +146,9 @@ def test_deploy_over_kubernetes_and_jenkins_is_refused_naming_every_missing_capa
     for capability in ("test", "quality_scan", "security_scan", "push_image", "verify_image"):
         assert f"{capability} (step" in message
     assert "build (step" not in message and "deploy (step" not in message
+    # Jenkins runs: the refusal says none of its tools runs tests, not that a CI server is needed.
+    assert "test (step test): no tool of ci does it" in message and "needs a CI server" not in message
+    assert "push_image (step push_image): needs an image registry server" in message
     # Why each configured server was not taken, and no running server suggested as the one to add.
     assert "considered k8s:" in message and "ci:" in message
     assert "configure a server" in (refused.value.hint or "")

@@ -198,6 +198,11 @@ def _fit(capability: Capability, about: frozenset[str]) -> float:
     return round(DOMAIN_FIT * min(1.0, len(about & set(capability.domain)) / 3), 2)
 
 
+def server_fit(capability: Capability, catalog: Catalog, server: str) -> float:
+    """How well a server's tools speak of the capability's domain (0: not at all)."""
+    return _fit(capability, catalog.server_words(server))
+
+
 def rejections(capability: Capability, catalog: Catalog, sets: Sequence[BindingSet] = ()) -> dict[str, str]:
     """Per configured server, why none of its tools serves the capability: what a refusal shows."""
     why: dict[str, str] = {}

@@ -29,7 +29,7 @@ from opsmith.planner.compliance import attach_requirements
 from opsmith.planner.context import Moment, adjust, staging_steps
 from opsmith.planner.expand import Draft, drop, expand
 from opsmith.planner.given_image import with_given_image
-from opsmith.planner.mapping import choice_reads, choose_tool, rejections
+from opsmith.planner.mapping import DOMAIN_FIT, choice_reads, choose_tool, rejections, server_fit
 from opsmith.planner.playbooks import Coverage, refuse_unserved
 from opsmith.planner.policy import approval_rule, risk_rules
 from opsmith.planner.templates import RUNTIME_REF, Unfilled, render, render_text
@@ -243,9 +243,14 @@ class Planner:
             capability = CAPABILITIES[name]
             why = rejections(capability, situation.catalog, self._bindings)
             considered = "; ".join(f"{server}: {reason}" for server, reason in why.items()) or "no server"
-            lines.append(
-                f"{name} (step {', '.join(step_ids)}): needs {capability.provider}; considered {considered}"
-            )
+            # A server of the right kind is running: say that none of its tools does it, not "add one".
+            of_kind = [
+                s
+                for s in situation.catalog.servers()
+                if server_fit(capability, situation.catalog, s) >= DOMAIN_FIT
+            ]
+            need = f"no tool of {', '.join(of_kind)} does it" if of_kind else f"needs {capability.provider}"
+            lines.append(f"{name} (step {', '.join(step_ids)}): {need}; considered {considered}")
         summary = f"no tool for {len(missing)} capabilit{'y' if len(missing) == 1 else 'ies'}: " + " | ".join(
             lines
         )
