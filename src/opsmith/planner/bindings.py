@@ -10,13 +10,13 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
 from pydantic import ValidationError
 
 from opsmith.domain.binding import Binding, BindingSet
 from opsmith.domain.capabilities import CAPABILITIES
 from opsmith.domain.catalog import Catalog, ToolSpec
 from opsmith.domain.errors import PlaybookError
+from opsmith.planner.playbooks import read_yaml
 from opsmith.planner.templates import check_syntax
 
 BUNDLED = Path(__file__).resolve().parent.parent / "bundled" / "bindings"
@@ -47,12 +47,7 @@ def load_bindings(inline: Sequence[BindingSet] = (), directories: Iterable[Path]
 
 
 def load_binding_set(path: Path) -> BindingSet:
-    try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError) as exc:
-        raise PlaybookError(f"cannot read bindings {path}: {exc}") from exc
-    except yaml.YAMLError as exc:
-        raise PlaybookError(f"bindings {path} are not valid YAML: {exc}") from exc
+    data = read_yaml(path, "bindings")
     try:
         found = BindingSet.model_validate(data)
     except ValidationError as exc:

@@ -8,7 +8,7 @@ read-only tool); a degraded server and a slow history lose points.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from opsmith.domain.binding import BindingSet
 from opsmith.domain.capabilities import Capability
@@ -98,23 +98,11 @@ def score(
         return None
     points = NAME_HIT * len(hits)
     reasons = [f"name has {', '.join(hits)}"]
-    avoided = sorted(name & set(capability.avoid))
-    if avoided:
-        points += AVOID_HIT * len(avoided)
-        reasons.append(f"name has {', '.join(avoided)} (another job)")
-    title_hits = sorted(words.title & set(capability.keywords))
-    if title_hits:
-        points += TITLE_HIT * len(title_hits)
-        reasons.append(f"title mentions {', '.join(title_hits)}")
-    described = sorted(words.description & set(capability.keywords))[:DESCRIPTION_CAP]
-    if described:
-        points += DESCRIPTION_HIT * len(described)
-        reasons.append(f"description mentions {', '.join(described)}")
+    points += _hit(reasons, name & set(capability.avoid), AVOID_HIT, "name has {} (another job)")
+    points += _hit(reasons, words.title & set(capability.keywords), TITLE_HIT, "title mentions {}")
+    points += _described(capability, words, reasons)
     points, reasons = _effect(capability, tool, points, reasons)
-    if degraded:
-        points += DEGRADED
-        reasons.append("server is degraded")
-    return points, reasons
+    return _health(points, reasons, degraded)
 
 
 def score_choice(
@@ -134,25 +122,32 @@ def score_choice(
         return None
     points = NAME_HIT * len(hits)
     reasons = [f"{choice.param}={choice.value} ({', '.join(hits)})"]
-    named = sorted((words.name - said) & set(capability.name_words))
-    if named:
-        points += NAME_HIT * len(named)
-        reasons.append(f"name has {', '.join(named)}")
-    avoided = sorted((said | words.name) & set(capability.avoid))
-    if avoided:
-        points += AVOID_HIT * len(avoided)
-        reasons.append(f"{', '.join(avoided)} (another job)")
-    described = sorted(words.description & set(capability.keywords))[:DESCRIPTION_CAP]
-    if described:
-        points += DESCRIPTION_HIT * len(described)
-        reasons.append(f"description mentions {', '.join(described)}")
+    points += _hit(reasons, (words.name - said) & set(capability.name_words), NAME_HIT, "name has {}")
+    points += _hit(reasons, (said | words.name) & set(capability.avoid), AVOID_HIT, "{} (another job)")
+    points += _described(capability, words, reasons)
     hints = tool.hints.model_copy(
         update={"read_only": reads, "destructive": None if reads else tool.hints.destructive}
     )
     points, reasons = _effect(capability, tool.model_copy(update={"hints": hints}), points, reasons)
+    return _health(points, reasons, degraded)
+
+
+def _hit(reasons: list[str], found: Iterable[str], weight: float, said: str) -> float:
+    """Points for the words found (sorted, for stable reasons), and the reason, when there are any."""
+    words = sorted(found)
+    if words:
+        reasons.append(said.format(", ".join(words)))
+    return weight * len(words)
+
+
+def _described(capability: Capability, words: ToolWords, reasons: list[str]) -> float:
+    described = sorted(words.description & set(capability.keywords))[:DESCRIPTION_CAP]
+    return _hit(reasons, described, DESCRIPTION_HIT, "description mentions {}")
+
+
+def _health(points: float, reasons: list[str], degraded: bool) -> tuple[float, list[str]]:
     if degraded:
-        points += DEGRADED
-        reasons.append("server is degraded")
+        return points + DEGRADED, [*reasons, "server is degraded"]
     return points, reasons
 
 

@@ -54,15 +54,19 @@ def load_playbooks(directories: Iterable[Path] = ()) -> list[Playbook]:
 
 
 def load_playbook(path: Path) -> Playbook:
+    return parse_playbook(read_yaml(path, "playbook"), source=str(path))
+
+
+def read_yaml(path: Path, what: str) -> object:
+    """A playbook's or a binding set's file as data; one clear error, with the line, if it is not."""
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        return yaml.safe_load(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError) as exc:
-        raise PlaybookError(f"cannot read playbook {path}: {exc}") from exc
+        raise PlaybookError(f"cannot read {what} {path}: {exc}") from exc
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{path}:{mark.line + 1}" if mark else str(path)
         raise PlaybookError(f"{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from exc
-    return parse_playbook(data, source=str(path))
 
 
 def parse_playbook(data: object, *, source: str) -> Playbook:
