@@ -17,18 +17,19 @@ from opsmith.config import Config, parse_config
 from opsmith.domain.approval import Approval, seal_plan
 from opsmith.domain.audit import AuditEntry, Verification, new_entry, verify
 from opsmith.domain.catalog import Catalog, ToolSpec
-from opsmith.domain.journal import AuditNote, Lease
+from opsmith.domain.journal import AuditNote, Lease, RunSummary
 from opsmith.domain.plan import Plan, PlanStatus
 from opsmith.domain.redaction import redact
 from opsmith.domain.results import ToolResult
 from opsmith.domain.seal import Seal
 from opsmith.domain.servers import Health, RecordedServer, ServerStatus
+from opsmith.domain.tokens import TokenInfo
 from opsmith.engine.events import RunEvent
 from opsmith.engine.local import LocalExecutor
 from opsmith.engine.state import RunState, RunStatus
 from opsmith.errors import ToolCallError, UnknownToolError
 from opsmith.store.plans import UnknownPlanError
-from opsmith.store.runs import PLAN_FOLLOWS, LeaseLost, PlanTaken, UnknownRunError
+from opsmith.store.runs import PLAN_FOLLOWS, LeaseLost, PlanTaken, UnknownRunError, owner_is_gone
 
 
 class FakeClock:
@@ -58,9 +59,9 @@ class FakePlans:
         except KeyError as exc:
             raise UnknownPlanError(f"no plan {plan_id!r}") from exc
 
-    def list(self, status: PlanStatus | None = None, limit: int = 50) -> list[Plan]:
+    def list(self, status: PlanStatus | None = None, limit: int = 50, offset: int = 0) -> list[Plan]:
         found = [p for p in self.plans.values() if status is None or p.status is status]
-        return sorted(found, key=lambda p: p.created_at, reverse=True)[:limit]
+        return sorted(found, key=lambda p: p.created_at, reverse=True)[offset : offset + limit]
 
     def ids_with_prefix(self, prefix: str) -> frozenset[str]:
         return frozenset(i for i in self.plans if i.startswith(prefix))
@@ -91,6 +92,42 @@ class FakeRoles:
 
     def set(self, user: str, role: str, set_by: str) -> None:
         self.roles[user] = role
+
+
+class FakeTokens:
+    """Tokens in memory: `rows` maps an id to its info and the stored hash of its secret."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, tuple[TokenInfo, str]] = {}
+        self.touched: list[tuple[str, datetime]] = []
+
+    def add(self, info: TokenInfo, token_hash: str) -> None:
+        self.rows[info.id] = (info, token_hash)
+
+    def get(self, token_id: str) -> tuple[TokenInfo, str] | None:
+        return self.rows.get(token_id)
+
+    def revoke(self, token_id: str, at: datetime) -> TokenInfo | None:
+        found = self.rows.get(token_id)
+        if found is None:
+            return None
+        info, token_hash = found
+        if info.revoked_at is None:
+            info = info.model_copy(update={"revoked_at": at})
+            self.rows[token_id] = (info, token_hash)
+        return info
+
+    def touch(self, token_id: str, at: datetime) -> None:
+        self.touched.append((token_id, at))
+        found = self.rows.get(token_id)
+        if found is not None:
+            self.rows[token_id] = (found[0].model_copy(update={"last_used_at": at}), found[1])
+
+    def count_active(self) -> int:
+        return sum(1 for info, _ in self.rows.values() if info.active)
+
+    def list(self) -> list[TokenInfo]:
+        return sorted((info for info, _ in self.rows.values()), key=lambda i: (i.created_at, i.id))
 
 
 class FakeAudit:
@@ -224,6 +261,30 @@ class FakeTools:
             self.names = []
 
 
+class FakeServerHost:
+    """The servers of a long-lived process, over FakeTools: what is running is what was wanted."""
+
+    def __init__(self, tools: FakeTools) -> None:
+        self.tools = tools
+        self.running: set[str] = set()
+        self.closed = False
+
+    def open(self, names: Sequence[str]) -> AbstractAsyncContextManager[FakeTools]:
+        self.running |= set(names)
+        return self.tools.open(names)
+
+    async def reconcile(self, wanted: Iterable[str]) -> list[ServerStatus]:
+        self.running = set(wanted)
+        return self.statuses()
+
+    def statuses(self) -> list[ServerStatus]:
+        return self.tools.statuses()
+
+    async def close(self) -> None:
+        self.running = set()
+        self.closed = True
+
+
 class FakeJournal:
     """Runs in memory, fenced on the lease like the real journal; shared by every journal the
     factory hands out (as the database is)."""
@@ -234,6 +295,8 @@ class FakeJournal:
         self.runs: dict[str, RunState] = {}
         self.leases: dict[str, Lease] = {}
         self.event_log: dict[str, list[RunEvent]] = {}
+        self.starters: dict[str, str] = {}
+        self.created: dict[str, datetime] = {}
 
     def __call__(self) -> FakeJournal:
         return self
@@ -264,6 +327,9 @@ class FakeJournal:
             plan = self._plans.get(state.plan_id)
             self._plans.save(plan.model_copy(update={"status": follows}))
         self.runs[state.run_id] = state
+        if state.run_id not in self.created:
+            self.created[state.run_id] = datetime.now(UTC)
+            self.starters[state.run_id] = started_by
         requested = None if clear_request or lease is None else lease.requested
         self.leases[state.run_id] = Lease(owner, None, requested)
         log = self.event_log.setdefault(state.run_id, [])
@@ -275,7 +341,8 @@ class FakeJournal:
 
     def claim(self, run_id: str, owner: str, *, seconds: float = 30.0) -> bool:
         lease = self.lease(run_id)
-        if lease.owner not in (None, owner):
+        # As the real journal: a holder whose local process is gone counts as no holder.
+        if lease.owner not in (None, owner) and not owner_is_gone(lease.owner):
             return False
         self.leases[run_id] = Lease(owner, None, lease.requested)
         return True
@@ -313,8 +380,35 @@ class FakeJournal:
         found = [s for s in self.runs.values() if s.plan_id == plan_id]
         return found[-1] if found else None
 
-    def events(self, run_id: str, after: int = 0) -> list[RunEvent]:
-        return [e for e in self.event_log.get(run_id, []) if e.seq > after]
+    def summaries(
+        self, statuses: Iterable[RunStatus] | None = None, limit: int = 50, offset: int = 0
+    ) -> list[RunSummary]:
+        wanted = None if statuses is None else set(statuses)
+        found = [
+            RunSummary(
+                run_id=s.run_id,
+                plan_id=s.plan_id,
+                status=s.status.value,
+                started_by=self.starters.get(s.run_id, ""),
+                created_at=self.created[s.run_id],
+                updated_at=self.created[s.run_id],
+            )
+            for s in self.runs.values()
+            if wanted is None or s.status in wanted
+        ]
+        found.sort(key=lambda r: (r.created_at, r.run_id), reverse=True)
+        return found[offset : offset + limit]
+
+    def started_by(self, run_id: str) -> str:
+        return self.starters.get(run_id, "")
+
+    def last_seq(self, run_id: str) -> int:
+        log = self.event_log.get(run_id, [])
+        return log[-1].seq if log else 0
+
+    def events(self, run_id: str, after: int = 0, limit: int | None = None) -> list[RunEvent]:
+        found = [e for e in self.event_log.get(run_id, []) if e.seq > after]
+        return found if limit is None else found[:limit]
 
 
 @dataclass
@@ -329,6 +423,7 @@ class FakeWorld:
     servers: FakeServers
     journal: FakeJournal
     clock: FakeClock
+    tokens: FakeTokens
 
 
 def fake_app(config_text: str, tools: FakeTools) -> FakeWorld:
@@ -337,12 +432,14 @@ def fake_app(config_text: str, tools: FakeTools) -> FakeWorld:
     plans, approvals, audit, servers = FakePlans(), FakeApprovals(), FakeAudit(clock), FakeServers()
     servers.clock = clock.now
     journal = FakeJournal(plans, audit)
+    tokens = FakeTokens()
     app = App(
         config=config,
         environ={},
         plans=plans,
         approvals=approvals,
         roles=FakeRoles(),
+        tokens=tokens,
         audit=audit,
         servers=servers,
         journal=journal,
@@ -351,4 +448,4 @@ def fake_app(config_text: str, tools: FakeTools) -> FakeWorld:
         executors=LocalExecutor,
         seal=SEAL,
     )
-    return FakeWorld(app, tools, plans, approvals, audit, servers, journal, clock)
+    return FakeWorld(app, tools, plans, approvals, audit, servers, journal, clock, tokens)

@@ -30,7 +30,9 @@ if TYPE_CHECKING:
         PlanStore,
         RoleStore,
         RunJournal,
+        ServerHost,
         ServerRegistry,
+        TokenStore,
         ToolProvider,
         ToolSource,
     )
@@ -48,13 +50,14 @@ class App:
     plans: PlanStore
     approvals: ApprovalStore
     roles: RoleStore
+    tokens: TokenStore
     audit: AuditTrail
     servers: ServerRegistry
     journal: Callable[[], RunJournal]
     tools: ToolSource
     clock: Clock
     executors: ExecutorFactory
-    seal: Seal  # signs plans, approvals, roles and audit entries with the key outside the database
+    seal: Seal  # signs plans, approvals, roles, tokens and audit entries with the key outside the database
     database: Database | None = None  # only `opsmith db upgrade` needs it
 
 
@@ -127,6 +130,16 @@ def local_executor(
     )
 
 
+def serving(app: App) -> tuple[App, ServerHost]:
+    """The same App for a long-lived process: its servers stay up between uses."""
+    from dataclasses import replace
+
+    from opsmith.tools.mcp.warm import WarmServers
+
+    warm = WarmServers(app.config, app.environ)
+    return replace(app, tools=warm), warm
+
+
 def bootstrap(config_path: Path | None, environ: Mapping[str, str]) -> App:
     config = load_config(config_path, environ)
     return wire(config, environ)
@@ -140,6 +153,7 @@ def wire(config: Config, environ: Mapping[str, str]) -> App:
     from opsmith.store.keys import load_seal
     from opsmith.store.plans import PlanRepository
     from opsmith.store.servers import ServerRepository
+    from opsmith.store.tokens import TokenRepository
     from opsmith.store.witness import FileWitness
 
     seal = load_seal(config.signing_key_file, environ)
@@ -151,6 +165,7 @@ def wire(config: Config, environ: Mapping[str, str]) -> App:
         plans=PlanRepository(database, seal),
         approvals=ApprovalRepository(database, seal),
         roles=RoleRepository(database, seal),
+        tokens=TokenRepository(database, seal),
         audit=audit,
         servers=ServerRepository(database),
         journal=JournalFactory(database, audit, seal),

@@ -141,6 +141,27 @@ class ExecutionConfig(_Strict):
         )
 
 
+class ApiConfig(_Strict):
+    """`opsmith serve`: where it listens and how often its background duties run."""
+
+    host: str = Field(default="127.0.0.1", description="loopback by default; put a TLS proxy in front")
+    port: int = Field(default=8000, ge=0, le=65535, description="0 picks a free port")
+    sweep_seconds: float = Field(default=30.0, ge=0.1, le=3600, description="timed-out gates rolled back")
+    takeover_seconds: float = Field(
+        default=10.0, ge=0.1, le=3600, description="runs whose driver died looked for"
+    )
+    supervise_seconds: float = Field(default=10.0, ge=0.1, le=3600, description="servers kept as wanted")
+    event_poll_seconds: float = Field(
+        default=0.05, ge=0.005, le=5, description="how often watched runs are polled for new events"
+    )
+    cors_origins: list[str] = Field(default_factory=list, description="none: no CORS headers at all")
+    auth_failures: int = Field(default=5, ge=1, le=1000, description="failed logins per client per window")
+    auth_window_seconds: float = Field(default=60.0, gt=0, le=86400)
+    shutdown_grace_seconds: float = Field(
+        default=10.0, ge=0, le=600, description="runs asked to pause, then left to take-over"
+    )
+
+
 class ApplicationConfig(_Strict):
     """What opsmith knows about one application it deploys."""
 
@@ -236,6 +257,7 @@ class Config(_Strict):
     planning: PlanningConfig = Field(default_factory=PlanningConfig)
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
     rbac: RbacConfig | None = None
+    api: ApiConfig = Field(default_factory=ApiConfig)
     source: str = Field(default="<defaults>", exclude=True)
 
     @field_validator("mcp_servers", mode="before")
@@ -409,7 +431,12 @@ class _UnknownKey:
 def _nearest(key: str, allowed: Sequence[str]) -> list[str]:
     # Case-blind, so `MCPServers` or `Command` still find their key.
     by_lower = {name.lower(): name for name in allowed}
-    return [by_lower[n] for n in difflib.get_close_matches(key.lower(), by_lower, n=3, cutoff=0.6)]
+    close = difflib.get_close_matches(key.lower(), by_lower, n=3, cutoff=0.6)
+    if not close:
+        return []
+    # Only those about as near as the nearest: `mcpServer` means mcpServers, not also `serve`.
+    best = difflib.SequenceMatcher(None, key.lower(), close[0]).ratio()
+    return [by_lower[n] for n in close if difflib.SequenceMatcher(None, key.lower(), n).ratio() >= best - 0.1]
 
 
 def _either(names: Sequence[str]) -> str:

@@ -6,9 +6,11 @@ Each has one real adapter, named only in `opsmith.bootstrap`, and an in-memory f
     port           real adapter                          what it holds
     ToolProvider   tools.mcp.ServerPool                  tools discovered and called (MCP today)
     ToolSource     bootstrap.McpToolSource               opens a ToolProvider over the wanted servers
+    ServerHost     tools.mcp.warm.WarmServers            a ToolSource kept running (`opsmith serve`)
     PlanStore      store.plans.PlanRepository            plans
     ApprovalStore  store.access.ApprovalRepository       approvals pinned to plan hashes
     RoleStore      store.access.RoleRepository           role changes an admin made
+    TokenStore     store.tokens.TokenRepository          bearer tokens (hashes of their secrets), signed
     AuditTrail     store.audit.AuditLog                  the hash-chained audit trail
     RunJournal     store.runs.RunRepository              runs, their events, leases (one tx per change)
     ServerRegistry store.servers.ServerRepository        servers an operator stopped, the last catalog
@@ -27,10 +29,11 @@ from opsmith.domain.approval import Approval
 from opsmith.domain.audit import AuditEntry, Head, Verification
 from opsmith.domain.catalog import Catalog, ToolSpec
 from opsmith.domain.identity import Identity, Permission
-from opsmith.domain.journal import AuditNote, Lease
+from opsmith.domain.journal import AuditNote, Lease, RunSummary
 from opsmith.domain.plan import Plan, PlanStatus
 from opsmith.domain.results import ToolResult
 from opsmith.domain.servers import RecordedServer, ServerStatus
+from opsmith.domain.tokens import TokenInfo
 from opsmith.engine.events import RunEvent
 from opsmith.engine.settings import ExecutionSettings
 from opsmith.engine.state import RunState, RunStatus
@@ -59,6 +62,20 @@ class ToolSource(Protocol):
     def open(self, names: Sequence[str]) -> AbstractAsyncContextManager[ToolProvider]: ...
 
 
+class ServerHost(ToolSource, Protocol):
+    """A ToolSource whose servers stay up between uses (`opsmith serve`)."""
+
+    async def reconcile(self, wanted: Iterable[str]) -> list[ServerStatus]:
+        """Run exactly the `wanted` servers: start the missing ones, stop the others."""
+        ...
+
+    def statuses(self) -> list[ServerStatus]:
+        """Every configured server's status as it is now (nothing started for the answer)."""
+        ...
+
+    async def close(self) -> None: ...
+
+
 class PlanStore(Protocol):
     """Plans; `save` signs what it writes (id, hash, requester, status) with the store's seal."""
 
@@ -68,7 +85,9 @@ class PlanStore(Protocol):
         """The plan; UnknownPlanError when there is none."""
         ...
 
-    def list(self, status: PlanStatus | None = None, limit: int = 50) -> list[Plan]: ...
+    def list(self, status: PlanStatus | None = None, limit: int = 50, offset: int = 0) -> list[Plan]:
+        """Newest first."""
+        ...
 
     def ids_with_prefix(self, prefix: str) -> frozenset[str]: ...
 
@@ -89,6 +108,31 @@ class RoleStore(Protocol):
         ...
 
     def set(self, user: str, role: str, set_by: str) -> None: ...
+
+
+class TokenStore(Protocol):
+    """Bearer tokens, each row signed with the store's seal: a row whose signature does not verify
+    (written outside opsmith) is unknown to every method, so nobody plants a token by writing SQL."""
+
+    def add(self, info: TokenInfo, token_hash: str) -> None: ...
+
+    def get(self, token_id: str) -> tuple[TokenInfo, str] | None:
+        """The token and the stored hash of its secret; None when unknown."""
+        ...
+
+    def revoke(self, token_id: str, at: datetime) -> TokenInfo | None:
+        """Mark it revoked at `at` (a revoked one keeps its first time); None when unknown."""
+        ...
+
+    def touch(self, token_id: str, at: datetime) -> None:
+        """Record its last use: one cheap write, nothing read."""
+        ...
+
+    def count_active(self) -> int: ...
+
+    def list(self) -> list[TokenInfo]:
+        """Every known token, oldest first."""
+        ...
 
 
 class AuditTrail(Protocol):
@@ -164,7 +208,23 @@ class RunJournal(Protocol):
 
     def latest_for_plan(self, plan_id: str) -> RunState | None: ...
 
-    def events(self, run_id: str, after: int = 0) -> list[RunEvent]: ...
+    def summaries(
+        self, statuses: Iterable[RunStatus] | None = None, limit: int = 50, offset: int = 0
+    ) -> list[RunSummary]:
+        """Runs newest first, without their steps (all statuses when None)."""
+        ...
+
+    def started_by(self, run_id: str) -> str:
+        """Who started the run ("" when there is no such run)."""
+        ...
+
+    def last_seq(self, run_id: str) -> int:
+        """The sequence number of the run's newest event (0 when it has none)."""
+        ...
+
+    def events(self, run_id: str, after: int = 0, limit: int | None = None) -> list[RunEvent]:
+        """The run's events with a sequence number above `after`, in order, at most `limit`."""
+        ...
 
 
 class ServerRegistry(Protocol):

@@ -23,15 +23,9 @@ def approve_command(
 
     plan, tally = approve(state(ctx).app, state(ctx).identity, plan_id, comment)
     if as_json:
-        emit_json(
-            {
-                "plan": plan.id,
-                "status": plan.status.value,
-                "hash": plan.hash,
-                "approvers": tally.approvers,
-                "needed": tally.needed,
-            }
-        )
+        from opsmith.services.views import approval_report
+
+        emit_json(approval_report(plan, tally))
         return
     out.print(f"{state(ctx).identity.user} approved {plan.id} ({plan.hash[:19]}...)")
     if plan.status.value == "approved":

@@ -25,7 +25,9 @@ from opsmith.cli.runs import (
     status_command,
     sweep_command,
 )
+from opsmith.cli.serve import serve_command
 from opsmith.cli.servers import servers_app
+from opsmith.cli.tokens import token_app
 from opsmith.cli.tools import call_command, tools_command
 from opsmith.errors import OpsmithError
 
@@ -72,6 +74,7 @@ app.command("reject")(reject_command)
 app.command("cancel")(cancel_command)
 app.command("whoami")(whoami_command)
 app.add_typer(role_app, name="role")
+app.add_typer(token_app, name="token")
 app.command("run")(run_command)
 app.command("continue")(continue_command)
 app.command("resume")(resume_command)
@@ -80,6 +83,7 @@ app.command("sweep")(sweep_command)
 app.command("status")(status_command)
 app.command("logs")(logs_command)
 app.command("mcp")(mcp_command)
+app.command("serve")(serve_command)
 
 
 def main() -> None:

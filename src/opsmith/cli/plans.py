@@ -105,7 +105,9 @@ def plans_command(
 
     plans = list_plans(state(ctx).app, status)
     if as_json:
-        emit_json([_summary(p) for p in plans])
+        from opsmith.services.views import plan_summary
+
+        emit_json([plan_summary(p) for p in plans])
         return
     from rich.table import Table
 
@@ -119,19 +121,6 @@ def plans_command(
             p.id, p.status.value, risk_text(p.risk), str(len(p.steps)), p.estimated_duration.text, p.request
         )
     out.print(table)
-
-
-def _summary(plan: Plan) -> dict[str, object]:
-    return {
-        "id": plan.id,
-        "status": plan.status.value,
-        "risk": plan.risk.value,
-        "steps": len(plan.steps),
-        "estimated_duration": plan.estimated_duration.text,
-        "request": plan.request,
-        "hash": plan.hash,
-        "created_at": plan.created_at.isoformat(),
-    }
 
 
 def _show(plan: Plan, as_json: bool) -> None:

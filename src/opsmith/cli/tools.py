@@ -22,15 +22,9 @@ def tools_command(
     as_json: JsonOpt = False,
 ) -> None:
     """List every tool of the running servers: server, tool, risk hints, description."""
-    from opsmith.services.discovery import running_servers, statuses  # starts the MCP SDK: load on use
+    from opsmith.services.servers import tool_catalog  # starts the MCP SDK: load on use
 
-    app = state(ctx).app
-
-    async def discover() -> tuple[list[Any], list[Any]]:
-        async with running_servers(app, [server] if server else None) as pool:
-            return pool.catalog.tools(server), statuses(app, pool, [server] if server else None)
-
-    tools, health = run(discover())
+    tools, health = run(tool_catalog(state(ctx).app, server))
     if as_json:
         from opsmith.domain.catalog import mcp_tool_json
 

@@ -17,6 +17,10 @@ class ApprovalError(UsageError):
     """An approval that may not be given or used."""
 
 
+class PlanChanged(ApprovalError):
+    """The plan is no longer the one the approver was shown: its hash moved on."""
+
+
 class Approval(BaseModel):
     model_config = ConfigDict(frozen=True)
 

@@ -12,11 +12,13 @@
     │   ├── PlanError                             a request that cannot become a plan (capability missing)
     │   │   └── UnknownNameError                  a request naming an application no source knows
     │   ├── ApprovalError [domain.approval]       an approval that may not be given or used
+    │   │   └── PlanChanged [domain.approval]     the plan moved on from the hash its approver saw
     │   ├── UnknownPlanError [store.plans]        a plan id that is not in the store
     │   ├── UnknownRunError [store.runs]          a run id that is not in the store
     │   ├── PlanTaken [store.runs]                another run claimed the approved plan first
     │   ├── RunRefused [services.running]         a plan or run that may not run now, and why
     │   ├── AccessRefused [services.access]       an action the acting identity's role does not allow
+    │   ├── AuthenticationError                   a bearer token missing, malformed, unknown, revoked or stale
     │   ├── CallRefused [services.tool_calls]     a direct tool call this identity may not make
     │   │   └── ConfirmationNeeded [services.tool_calls]  a destructive tool called without confirming
     │   ├── IllegalTransition [engine.errors]     a status change the current status does not allow
@@ -43,9 +45,12 @@ thing may succeed if done again; `ServerUnavailableError.may_have_reached` says 
 may have reached its server (so repeating a call that is not idempotent could do its work twice).
 """
 
-from typing import Any
+from typing import Any, Literal
+
+AuthFailure = Literal["missing", "malformed", "unknown", "revoked", "role_changed"]
 
 __all__ = [
+    "AuthenticationError",
     "ConfigError",
     "ConnectionLostError",
     "GraphError",
@@ -122,6 +127,17 @@ class PlanError(UsageError):
 
 class UnknownNameError(PlanError):
     """A request naming an application neither the configuration nor a live listing knows."""
+
+
+class AuthenticationError(UsageError):
+    """A bearer token that is missing, malformed, unknown, revoked or no longer matches its user's
+    role. `reason` says which (None when the raiser did not say), for a face that answers
+    differently, never by the message; the message never contains the presented token nor any
+    part of its secret."""
+
+    def __init__(self, message: str, *, hint: str | None = None, reason: AuthFailure | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.reason: AuthFailure | None = reason
 
 
 class OperationError(OpsmithError):

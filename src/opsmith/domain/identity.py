@@ -53,7 +53,7 @@ class Identity(BaseModel):
 
     user: str
     role: str
-    source: str = Field(description="config | os-user | as-option | embedded-admin")
+    source: str = Field(description="config | os-user | as-option | embedded-admin | token")
 
 
 class Decision(BaseModel):

@@ -18,6 +18,18 @@ class AuditNote:
 
 
 @dataclass(frozen=True)
+class RunSummary:
+    """One line of a runs list: enough to find a run, without loading its steps."""
+
+    run_id: str
+    plan_id: str
+    status: str
+    started_by: str
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
 class Lease:
     """Who drives a run, until when, and what another process asked of it (pause, cancel...)."""
 

@@ -42,6 +42,14 @@ def require(
         raise AccessRefused(decision.reason, hint=hint)
 
 
+def users(app: App, identity: Identity) -> dict[str, str]:
+    """Every configured user and the role they have now (a stored change wins over the file)."""
+    require(app, identity, Action.ADMIN, hint="the list of users is for admins")
+    configured = dict(app.config.rbac.users) if app.config.rbac else {}
+    stored = app.roles.all()
+    return {user: stored.get(user, role) for user, role in sorted(configured.items())}
+
+
 def set_role(app: App, identity: Identity, user: str, role: str, *, via: str) -> RoleChange:
     """Give a configured user a role. Only an admin may, and nobody changes their own role."""
     require(app, identity, Action.ADMIN, hint="role changes are an admin action")

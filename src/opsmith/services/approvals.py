@@ -5,7 +5,14 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from opsmith.bootstrap import App
-from opsmith.domain.approval import Approval, ApprovalError, ApprovalState, check_approve, tally
+from opsmith.domain.approval import (
+    Approval,
+    ApprovalError,
+    ApprovalState,
+    PlanChanged,
+    check_approve,
+    tally,
+)
 from opsmith.domain.identity import Action, Identity, decide
 from opsmith.domain.plan import Plan, PlanStatus
 from opsmith.services.identity import permission_of
@@ -20,14 +27,28 @@ CLOSED = {
 
 
 def approve(
-    app: App, identity: Identity, plan_id: str, comment: str, now: datetime | None = None
+    app: App,
+    identity: Identity,
+    plan_id: str,
+    comment: str,
+    now: datetime | None = None,
+    *,
+    seen_hash: str | None = None,
 ) -> tuple[Plan, ApprovalState]:
-    """Record one approval; the plan becomes `approved` once enough valid approvals exist."""
+    """Record one approval; the plan becomes `approved` once enough valid approvals exist.
+    `seen_hash`: the hash of the plan as the approver was shown it (a page, an API client); an
+    approval of anything else is refused."""
     now = now or datetime.now(UTC)
     plans, approvals = app.plans, app.approvals
     plan = plans.get(plan_id)
     existing = approvals.for_plan(plan.id)
     try:
+        if seen_hash is not None and seen_hash != plan.hash:
+            raise PlanChanged(
+                f"plan {plan.id} is not the plan you reviewed: you saw {seen_hash[:19]}, it is now"
+                f" {plan.hash[:19]}",
+                hint="review the plan as it is now, then approve that",
+            )
         if plan.hash != plan.content_hash():
             raise ApprovalError(
                 f"plan {plan.id} was changed after it was made: its content no longer matches its hash",

@@ -20,11 +20,18 @@ def identify(app: App, os_user: str, as_user: str | None) -> Identity:
 def refreshed(app: App, identity: Identity) -> Identity:
     """The same person, with the role they have now (an admin may have changed it meanwhile):
     for a long-lived face that resolved its identity once, at start."""
-    rbac = app.config.rbac
-    if rbac is None or identity.source == "embedded-admin":
+    if app.config.rbac is None or identity.source == "embedded-admin":
         return identity
-    role = app.roles.all().get(identity.user) or rbac.users.get(identity.user) or "viewer"
-    return identity.model_copy(update={"role": role})
+    return identity.model_copy(update={"role": current_role(app, identity.user) or "viewer"})
+
+
+def current_role(app: App, user: str) -> str | None:
+    """A user's role now, as `resolve_identity` reads it: an admin's stored change wins over the
+    file. None without an rbac section, or for a user neither names."""
+    rbac = app.config.rbac
+    if rbac is None:
+        return None
+    return app.roles.all().get(user) or rbac.users.get(user)
 
 
 def resolve_identity(config: Config, os_user: str, as_user: str | None, stored: dict[str, str]) -> Identity:
@@ -59,7 +66,19 @@ def resolve_identity(config: Config, os_user: str, as_user: str | None, stored: 
     return Identity(user=os_user, role=own_role, source="config")
 
 
+def acting_as(app: App, user: str) -> Identity:
+    """A person a long-lived process acts for (the starter of a run it takes over), with the role
+    they have now; someone no longer configured is a viewer."""
+    rbac = app.config.rbac
+    if rbac is None:
+        return Identity(user=user, role="admin", source="embedded-admin")
+    role = app.roles.all().get(user) or rbac.users.get(user) or "viewer"
+    return Identity(user=user, role=role, source="run-starter")
+
+
 def permission_of(config: Config, identity: Identity) -> Permission:
+    """What the identity's role lets it do. Without an rbac section the roles are the defaults: the
+    local account is the embedded admin, and a server's token carries the role it was made with."""
     if config.rbac is None:
-        return DEFAULT_ROLES["admin"]
+        return DEFAULT_ROLES.get(identity.role, DEFAULT_ROLES["viewer"])
     return config.rbac.permission(identity.role)

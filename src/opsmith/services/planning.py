@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import yaml
@@ -48,6 +48,18 @@ def parse_overrides(items: Sequence[str]) -> dict[str, Any]:
             value = raw
         result[key.strip()] = value
     return result
+
+
+def checked_overrides(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Values given as a mapping (the API's `set`): the same names `--set` accepts, scalars only."""
+    for key, value in values.items():
+        if not _KEY.match(key):
+            raise UsageError(
+                f"{key!r} is not a value name", hint="e.g. replicas, image, or STEP.ARG like deploy.image"
+            )
+        if isinstance(value, dict | list) or value is None:
+            raise UsageError(f"{key}: give a single value, not {type(value).__name__}")
+    return dict(values)
 
 
 async def make_plan(

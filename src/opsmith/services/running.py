@@ -32,6 +32,7 @@ from opsmith.store.runs import PLAN_FOLLOWS, PlanTaken, new_owner, owner_is_gone
 FINAL = PLAN_FOLLOWS
 
 Outcome = tuple[Plan, RunState, str | None]
+Started = Callable[[RunState], None]
 
 
 @dataclass(frozen=True)
@@ -121,8 +122,10 @@ async def start_run(
     listener: Listener | None = None,
     approval_claimed: bool = False,
     via: str = "cli",
+    on_started: Started | None = None,
 ) -> Outcome:
-    """Start a run of an approved plan and drive it until it ends, pauses or waits at a gate."""
+    """Start a run of an approved plan and drive it until it ends, pauses or waits at a gate.
+    `on_started` hears of the run once it exists (a server answers its client then, and drives on)."""
     from opsmith.services.discovery import running_servers
 
     plan = app.plans.get(plan_id)
@@ -147,6 +150,8 @@ async def start_run(
             app.journal().commit(pending, owner=owner, audits=[note], started_by=identity.user, claim=plan)
         except PlanTaken as taken:
             raise RunRefused(taken.message, hint=taken.hint) from taken
+        if on_started is not None:
+            on_started(pending)
         executor = _executor(app, identity, plan, pool, auto_validate, listener, owner=owner)
         state = await executor.execute(pending)
         # Settled before the servers shut down (that takes a while): the plan follows its run.
@@ -161,6 +166,7 @@ async def continue_run(
     *,
     auto_validate: bool = False,
     listener: Listener | None = None,
+    on_started: Started | None = None,
 ) -> Outcome:
     """A person validated the gate the run waits at: carry on (or roll back if the gate timed out)."""
 
@@ -169,7 +175,14 @@ async def continue_run(
             raise RunRefused(f"run {run_id} is {state.status.value}, not waiting at a gate")
 
     return await _take_over(
-        app, identity, run_id, check, "gate.validated", auto_validate=auto_validate, listener=listener
+        app,
+        identity,
+        run_id,
+        check,
+        "gate.validated",
+        auto_validate=auto_validate,
+        listener=listener,
+        on_started=on_started,
     )
 
 
@@ -181,6 +194,7 @@ async def resume_run(
     decision: Decision | None = None,
     auto_validate: bool = False,
     listener: Listener | None = None,
+    on_started: Started | None = None,
 ) -> Outcome:
     """Go on with a run that is paused, needs attention, or whose driving process died.
 
@@ -204,6 +218,7 @@ async def resume_run(
         decision=decision,
         auto_validate=auto_validate,
         listener=listener,
+        on_started=on_started,
     )
 
 
@@ -217,6 +232,7 @@ async def _take_over(
     decision: Decision | None = None,
     auto_validate: bool = False,
     listener: Listener | None = None,
+    on_started: Started | None = None,
 ) -> Outcome:
     from opsmith.services.discovery import running_servers
 
@@ -247,6 +263,8 @@ async def _take_over(
                     f"run {run_id} failed and its rollback did not finish",
                     hint=f"check the failed undo, then: opsmith resume {run_id} --rollback",
                 )
+        if on_started is not None:
+            on_started(state)
         async with running_servers(app) as pool:
             executor = _executor(app, identity, plan, pool, auto_validate, listener, owner=owner)
             executor.state = state
@@ -457,12 +475,20 @@ async def sweep(app: App, identity: Identity, *, listener: Listener | None = Non
         if last is not None and last.status in FINAL_RUN_STATUSES:
             _settle(app, plan, last)
             done.append((last.run_id, f"plan {plan.id} marked {FINAL[last.status].value}, as its run ended"))
+    for run_id in driverless(runs):
+        done.append((run_id, f"its driver is gone: opsmith resume {run_id}"))
+    return done
+
+
+def driverless(runs: RunJournal) -> list[str]:
+    """Runs under way that nobody drives: no lease, an expired one, or a holder that is gone."""
+    found = []
     for run_id in runs.ids([RunStatus.PENDING, RunStatus.RUNNING, RunStatus.ROLLING_BACK]):
         lease = runs.lease(run_id)
         expired = lease.expires is not None and lease.expires < datetime.now(UTC)
         if lease.owner is None or expired or owner_is_gone(lease.owner):
-            done.append((run_id, f"its driver is gone: opsmith resume {run_id}"))
-    return done
+            found.append(run_id)
+    return found
 
 
 def _event(state: RunState, kind: EventType, step_id: str | None, message: str) -> RunEvent:

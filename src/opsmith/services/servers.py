@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from opsmith.bootstrap import App
+from opsmith.domain.catalog import ToolSpec
 from opsmith.domain.identity import Action, Identity
 from opsmith.domain.servers import ServerStatus
 from opsmith.services.access import require
@@ -13,6 +14,13 @@ async def server_statuses(app: App, names: list[str] | None = None) -> list[Serv
     """Start the enabled servers among `names` (all when None), report each one, stop them again."""
     async with running_servers(app, names) as pool:
         return statuses(app, pool, names)
+
+
+async def tool_catalog(app: App, server: str | None = None) -> tuple[list[ToolSpec], list[ServerStatus]]:
+    """The tools of the running servers (one server's when named), and those servers' health."""
+    names = [server] if server else None
+    async with running_servers(app, names) as pool:
+        return pool.catalog.tools(server), statuses(app, pool, names)
 
 
 async def set_servers_enabled(

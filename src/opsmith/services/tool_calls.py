@@ -53,7 +53,7 @@ class Assessment:
     destructive: bool
 
 
-async def call_tool(app: App, identity: Identity, request: CallRequest) -> ToolResult:
+async def call_tool(app: App, identity: Identity, request: CallRequest, *, via: str = "call") -> ToolResult:
     """Check, call and audit one tool call. Raises CallRefused (audited) before sending anything."""
     if request.timeout is not None and request.timeout <= 0:
         raise UsageError(f"--timeout must be positive, got {request.timeout:g}")
@@ -69,7 +69,7 @@ async def call_tool(app: App, identity: Identity, request: CallRequest) -> ToolR
             # The pool names the nearest tools; its error is the one to show.
             await pool.call(request.server, request.tool, request.arguments, timeout=request.timeout)
             raise UsageError(f"{request.server} offers no tool {request.tool!r}")
-        return await checked_call(app, identity, pool, request, spec)
+        return await checked_call(app, identity, pool, request, spec, via=via)
 
 
 async def checked_call(

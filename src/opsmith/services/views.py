@@ -7,6 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from opsmith.domain.approval import ApprovalState
 from opsmith.domain.plan import Plan
 from opsmith.engine.reflection import step_seconds
 from opsmith.engine.state import RunState, RunStatus, StepState, StepStatus
@@ -33,6 +34,33 @@ class RunReport(BaseModel):
     steps: list[StepRun]
     failure: str | None = None
     next: str = Field(description="what has to happen next, and who does it")
+
+
+def plan_summary(plan: Plan) -> dict[str, object]:
+    """A plan in a list: enough to choose it, without its steps."""
+    return {
+        "id": plan.id,
+        "status": plan.status.value,
+        "risk": plan.risk.value,
+        "steps": len(plan.steps),
+        "estimated_duration": plan.estimated_duration.text,
+        "request": plan.request,
+        "hash": plan.hash,
+        "created_at": plan.created_at.isoformat(),
+    }
+
+
+def approval_report(plan: Plan, tally: ApprovalState) -> dict[str, object]:
+    """A plan's approvals as they count now: who, how many are needed, and why others do not."""
+    return {
+        "plan": plan.id,
+        "status": plan.status.value,
+        "hash": plan.hash,
+        "approved": tally.approved,
+        "approvers": tally.approvers,
+        "needed": tally.needed,
+        "void": [{"approver": a.approver, "why": why} for a, why in tally.void],
+    }
 
 
 def run_report(plan: Plan, state: RunState, failure: str | None = None) -> RunReport:

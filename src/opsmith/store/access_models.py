@@ -1,4 +1,4 @@
-"""Tables of who may do what: approvals given to plans, and role changes made by admins."""
+"""Tables of who may do what: approvals given to plans, role changes made by admins, bearer tokens."""
 
 from __future__ import annotations
 
@@ -33,4 +33,21 @@ class RoleRow(Base):
     role: Mapped[str] = mapped_column(String(64))
     set_by: Mapped[str] = mapped_column(String(128))
     at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    seal: Mapped[str] = mapped_column(String(80), default="")
+
+
+class TokenRow(Base):
+    """A bearer token: the hash of its secret (never the secret), its user and role, its signature."""
+
+    __tablename__ = "tokens"
+
+    id: Mapped[str] = mapped_column(String(12), primary_key=True)
+    user: Mapped[str] = mapped_column(String(128))
+    role: Mapped[str] = mapped_column(String(64))
+    name: Mapped[str] = mapped_column(String(128), default="")
+    token_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True))
+    created_by: Mapped[str] = mapped_column(String(128))
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
     seal: Mapped[str] = mapped_column(String(80), default="")

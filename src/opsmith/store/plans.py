@@ -56,9 +56,14 @@ class PlanRepository:
                 )
             return Plan.model_validate(row.data)
 
-    def list(self, status: PlanStatus | None = None, limit: int = 50) -> list[Plan]:
+    def list(self, status: PlanStatus | None = None, limit: int = 50, offset: int = 0) -> list[Plan]:
         with self._db.session() as session:
-            query = select(PlanRow).order_by(PlanRow.created_at.desc(), PlanRow.id.desc()).limit(limit)
+            query = (
+                select(PlanRow)
+                .order_by(PlanRow.created_at.desc(), PlanRow.id.desc())
+                .limit(limit)
+                .offset(offset)
+            )
             if status is not None:
                 query = query.where(PlanRow.status == status.value)
             return [Plan.model_validate(row.data) for row in session.scalars(query)]

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from opsmith.domain.approval import seal_plan
 from opsmith.domain.audit import AuditEntry
 from opsmith.domain.errors import OperationError, UsageError
-from opsmith.domain.journal import AuditNote, Lease
+from opsmith.domain.journal import AuditNote, Lease, RunSummary
 from opsmith.domain.plan import Plan, PlanStatus, signed_fields
 from opsmith.domain.redaction import redact
 from opsmith.domain.seal import Seal
@@ -323,11 +323,38 @@ class RunRepository:
             row = session.get(RunRow, run_id)
             return row.started_by if row else ""
 
-    def events(self, run_id: str, after: int = 0) -> list[RunEvent]:
+    def summaries(
+        self, statuses: Iterable[RunStatus] | None = None, limit: int = 50, offset: int = 0
+    ) -> list[RunSummary]:
+        query = select(
+            RunRow.id, RunRow.plan_id, RunRow.status, RunRow.started_by, RunRow.created_at, RunRow.updated_at
+        )
+        if statuses is not None:
+            query = query.where(RunRow.status.in_([s.value for s in statuses]))
+        query = query.order_by(RunRow.created_at.desc(), RunRow.id.desc()).limit(limit).offset(offset)
         with self._db.session() as session:
-            rows = session.scalars(
-                select(EventRow).where(EventRow.run_id == run_id, EventRow.seq > after).order_by(EventRow.seq)
-            )
+            return [
+                RunSummary(
+                    run_id=r.id,
+                    plan_id=r.plan_id,
+                    status=r.status,
+                    started_by=r.started_by,
+                    created_at=_aware(r.created_at) or r.created_at,
+                    updated_at=_aware(r.updated_at) or r.updated_at,
+                )
+                for r in session.execute(query)
+            ]
+
+    def last_seq(self, run_id: str) -> int:
+        with self._db.session() as session:
+            return int(session.scalar(select(func.max(EventRow.seq)).where(EventRow.run_id == run_id)) or 0)
+
+    def events(self, run_id: str, after: int = 0, limit: int | None = None) -> list[RunEvent]:
+        query = select(EventRow).where(EventRow.run_id == run_id, EventRow.seq > after).order_by(EventRow.seq)
+        if limit is not None:
+            query = query.limit(limit)
+        with self._db.session() as session:
+            rows = session.scalars(query)
             return [
                 RunEvent(
                     run_id=r.run_id,

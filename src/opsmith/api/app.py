@@ -1,0 +1,82 @@
+"""The FastAPI application of `opsmith serve`, and the background duties it runs while it lives."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from opsmith.api import problems
+from opsmith.api.auth import FailureGate
+from opsmith.api.events import EventHub
+from opsmith.api.routes import admin, health, plans, runs
+from opsmith.services import hosting
+from opsmith.services.hosting import Host
+from opsmith.services.identity import acting_as
+
+_log = logging.getLogger(__name__)
+
+
+def create_api(host: Host, *, duties: bool = True) -> FastAPI:
+    """The API over `host`. `duties`: run the background duties (servers, sweep, take-over)."""
+    settings = host.app.config.api
+
+    @asynccontextmanager
+    async def lifespan(api: FastAPI) -> AsyncIterator[None]:
+        tasks: list[asyncio.Task[None]] = []
+        if duties:
+            await hosting.keep_servers(host)  # warm before the first request
+            tasks = [
+                asyncio.create_task(
+                    hosting.every(settings.supervise_seconds, lambda: hosting.keep_servers(host), "servers")
+                ),
+                asyncio.create_task(
+                    hosting.every(settings.sweep_seconds, lambda: hosting.sweep_gates(host), "sweep")
+                ),
+                asyncio.create_task(
+                    hosting.every(
+                        settings.takeover_seconds,
+                        lambda: hosting.take_over_orphans(host, lambda user: acting_as(host.app, user)),
+                        "take-over",
+                    )
+                ),
+            ]
+        try:
+            yield
+        finally:
+            for task in tasks:
+                task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await asyncio.gather(*tasks, return_exceptions=True)
+            await api.state.hub.close()
+            left = await host.drivers.stop(host.app, settings.shutdown_grace_seconds)
+            if left:
+                _log.warning("stopped while driving %s; a later take-over goes on with them", ", ".join(left))
+            await host.servers.close()
+
+    api = FastAPI(
+        title="opsmith",
+        summary="Plain-language operations requests, planned over MCP tools, approved, run and audited.",
+        version="1",
+        lifespan=lifespan,
+    )
+    api.state.host = host
+    api.state.hub = EventHub(host.app, settings.event_poll_seconds)
+    api.state.gate = FailureGate(limit=settings.auth_failures, window=settings.auth_window_seconds)
+    problems.install(api)
+    for module in (plans, runs, admin, health):
+        api.include_router(module.router)
+    if settings.cors_origins:
+        from fastapi.middleware.cors import CORSMiddleware
+
+        api.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["GET", "POST", "PUT", "DELETE"],
+            allow_headers=["Authorization", "Content-Type"],
+        )
+    return api

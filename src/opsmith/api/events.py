@@ -1,0 +1,120 @@
+"""Live run events for any number of watchers: one database cursor per watched run, fanned out.
+
+Events are committed by whoever drives the run: this process, or a CLI in another terminal. So the
+source of truth is the run journal, polled every `api.event_poll_seconds` with a cursor on the
+event's sequence number (an indexed range read that returns nothing most of the time). Polling
+was chosen over a notification because SQLite has none across processes; one poller per watched
+run, not per client, keeps a hundred watchers at the cost of one.
+
+A watcher says which sequence number it saw last. It joins the live feed first, then reads what it
+missed from the journal, and skips anything at or below what it has already sent: nothing lost,
+nothing twice. A watcher too slow to keep up is dropped; it reconnects with its last number.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncGenerator
+from dataclasses import dataclass, field
+
+from opsmith.bootstrap import App
+from opsmith.engine.events import RunEvent
+from opsmith.services.reads import last_seq, run_events, run_state
+
+_log = logging.getLogger(__name__)
+
+PAGE = 500
+QUEUE_LIMIT = 20_000
+
+
+class Dropped(Exception):
+    """The watcher fell too far behind; it should reconnect from its last sequence number."""
+
+
+@dataclass
+class _Watch:
+    last: int
+    queues: set[asyncio.Queue[RunEvent | None]] = field(default_factory=set)
+    task: asyncio.Task[None] | None = None
+
+
+class EventHub:
+    def __init__(self, app: App, poll_seconds: float) -> None:
+        self._app = app
+        self._poll = poll_seconds
+        self._watches: dict[str, _Watch] = {}
+
+    @property
+    def watched(self) -> int:
+        return sum(len(w.queues) for w in self._watches.values())
+
+    async def follow(self, run_id: str, after: int) -> AsyncGenerator[RunEvent, None]:
+        """Every event of the run after `after`, then each new one as it is committed, until the
+        caller stops. UnknownRunError first if there is no such run."""
+        run_state(self._app, run_id)
+        queue: asyncio.Queue[RunEvent | None] = asyncio.Queue(maxsize=QUEUE_LIMIT)
+        watch = self._watches.get(run_id)
+        if watch is None:
+            watch = self._watches[run_id] = _Watch(last=last_seq(self._app, run_id))
+            watch.task = asyncio.create_task(self._poller(run_id, watch), name=f"events-{run_id}")
+        watch.queues.add(queue)
+        joined_at = watch.last
+        sent = min(after, joined_at)  # a number past the newest event means nothing yet seen after it
+        try:
+            while sent < joined_at:  # what was committed before we joined, from the journal
+                missed = run_events(self._app, run_id, after=sent, limit=min(PAGE, joined_at - sent))
+                if not missed:
+                    break
+                for event in missed:
+                    yield event
+                    sent = event.seq
+            while True:
+                item = await queue.get()
+                if item is None:
+                    raise Dropped(f"fell behind on run {run_id}")
+                if item.seq > sent:
+                    yield item
+                    sent = item.seq
+        finally:
+            watch.queues.discard(queue)
+            if not watch.queues and self._watches.get(run_id) is watch:
+                del self._watches[run_id]
+                if watch.task is not None:
+                    watch.task.cancel()
+
+    async def _poller(self, run_id: str, watch: _Watch) -> None:
+        while True:
+            try:
+                fresh = run_events(self._app, run_id, after=watch.last, limit=PAGE)
+            except Exception:  # a busy or briefly unreadable database: the next poll tries again
+                _log.warning("could not read the events of run %s", run_id, exc_info=True)
+                fresh = []
+            for event in fresh:
+                watch.last = event.seq
+                for queue in list(watch.queues):
+                    try:
+                        queue.put_nowait(event)
+                    except asyncio.QueueFull:
+                        _drop(queue)
+            if len(fresh) < PAGE:
+                await asyncio.sleep(self._poll)
+
+    async def close(self) -> None:
+        tasks = [w.task for w in self._watches.values() if w.task is not None]
+        for watch in self._watches.values():
+            for queue in watch.queues:
+                _drop(queue)
+        for task in tasks:
+            task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.gather(*tasks, return_exceptions=True)
+        self._watches.clear()
+
+
+def _drop(queue: asyncio.Queue[RunEvent | None]) -> None:
+    # Emptied, then marked: the watcher reads the mark next and reconnects from its last number.
+    while not queue.empty():
+        queue.get_nowait()
+    queue.put_nowait(None)

@@ -1,0 +1,171 @@
+"""Errors as RFC 9457 problem details: the one mapping from opsmith's error types to HTTP.
+
+The status comes from the error's type, never from its text. The body carries the same message
+and hint the CLI prints, so a script reading either learns the same thing:
+
+    {"type": "urn:opsmith:problem:run-refused", "title": "Conflict", "status": 409,
+     "detail": "plan ... is pending_approval, not approved", "hint": "...", "instance": "/api/v1/..."}
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from http import HTTPStatus
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException
+
+from opsmith.domain.approval import ApprovalError, PlanChanged
+from opsmith.domain.errors import (
+    AuthenticationError,
+    OperationError,
+    OpsmithError,
+    ServerUnavailableError,
+    StoreBusyError,
+    ToolCallError,
+    UnknownServerError,
+    UnknownToolError,
+    UsageError,
+)
+from opsmith.engine.errors import IllegalTransition, UnknownStep
+from opsmith.services.access import AccessRefused
+from opsmith.services.running import RunRefused
+from opsmith.services.tool_calls import CallRefused, ConfirmationNeeded
+from opsmith.store.plans import UnknownPlanError
+from opsmith.store.runs import PlanTaken, UnknownRunError
+
+MEDIA_TYPE = "application/problem+json"
+
+_log = logging.getLogger(__name__)
+
+# Most specific first: the first class an error is an instance of decides.
+_STATUS: tuple[tuple[type[OpsmithError], int], ...] = (
+    (AuthenticationError, 401),
+    (UnknownPlanError, 404),
+    (UnknownRunError, 404),
+    (UnknownServerError, 404),
+    (UnknownToolError, 404),
+    (UnknownStep, 404),
+    (ConfirmationNeeded, 428),
+    (PlanChanged, 409),
+    (AccessRefused, 403),
+    (CallRefused, 403),
+    (ApprovalError, 403),
+    (RunRefused, 409),
+    (PlanTaken, 409),
+    (IllegalTransition, 409),
+    (UsageError, 422),
+    (StoreBusyError, 503),
+    (ServerUnavailableError, 503),
+    (ToolCallError, 502),
+    (OperationError, 500),
+)
+
+
+class TooManyFailures(Exception):
+    """A client that failed to authenticate too often, for a while."""
+
+    def __init__(self, retry_after: float) -> None:
+        super().__init__("too many failed attempts to authenticate")
+        self.retry_after = retry_after
+
+
+def status_of(error: OpsmithError) -> int:
+    return next((status for kind, status in _STATUS if isinstance(error, kind)), 500)
+
+
+def problem(
+    status: int,
+    detail: str,
+    *,
+    kind: str | None = None,
+    hint: str | None = None,
+    instance: str | None = None,
+    headers: dict[str, str] | None = None,
+    **extra: Any,
+) -> JSONResponse:
+    title = HTTPStatus(status).phrase
+    body: dict[str, Any] = {
+        "type": f"urn:opsmith:problem:{kind or _slug(title)}",
+        "title": title,
+        "status": status,
+        "detail": detail,
+    }
+    if hint:
+        body["hint"] = hint
+    if instance:
+        body["instance"] = instance
+    body.update(extra)
+    return JSONResponse(body, status_code=status, media_type=MEDIA_TYPE, headers=headers)
+
+
+def install(api: FastAPI) -> None:
+    """Every error the API can meet becomes a problem response."""
+
+    @api.exception_handler(OpsmithError)
+    async def _known(request: Request, error: OpsmithError) -> JSONResponse:
+        status = status_of(error)
+        headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+        if status == 503:
+            headers = {"Retry-After": "1"}
+        return problem(
+            status,
+            error.message,
+            kind=_slug(type(error).__name__),
+            hint=error.hint,
+            instance=request.url.path,
+            headers=headers,
+        )
+
+    @api.exception_handler(TooManyFailures)
+    async def _throttled(request: Request, error: TooManyFailures) -> JSONResponse:
+        seconds = max(1, int(error.retry_after + 0.999))
+        return problem(
+            429,
+            f"too many failed attempts to authenticate from this client; try again in {seconds} s",
+            kind="too-many-failures",
+            hint="check the token you send: Authorization: Bearer osm_...",
+            instance=request.url.path,
+            headers={"Retry-After": str(seconds)},
+        )
+
+    @api.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, error: RequestValidationError) -> JSONResponse:
+        errors = [
+            {"where": ".".join(str(p) for p in e.get("loc", ())), "problem": str(e.get("msg", ""))}
+            for e in error.errors()
+        ]
+        first = errors[0] if errors else {"where": "request", "problem": "invalid"}
+        return problem(
+            422,
+            f"{first['where']}: {first['problem']}",
+            kind="invalid-request",
+            hint="see the schema at /docs",
+            instance=request.url.path,
+            errors=errors,
+        )
+
+    @api.exception_handler(HTTPException)
+    async def _http(request: Request, error: HTTPException) -> JSONResponse:
+        detail = error.detail if isinstance(error.detail, str) else HTTPStatus(error.status_code).phrase
+        headers = dict(error.headers) if error.headers else None
+        return problem(error.status_code, detail, instance=request.url.path, headers=headers)
+
+    @api.exception_handler(Exception)
+    async def _unexpected(request: Request, error: Exception) -> JSONResponse:
+        # The cause goes to the log; the client learns only that it was ours, never internals.
+        _log.exception("unexpected error on %s %s", request.method, request.url.path)
+        return problem(
+            500,
+            "opsmith failed unexpectedly; the server's log has the details",
+            kind="internal",
+            instance=request.url.path,
+        )
+
+
+def _slug(name: str) -> str:
+    return re.sub(r"(?<!^)(?=[A-Z])", "-", name.replace(" ", "")).lower()

@@ -1,0 +1,82 @@
+"""Liveness, readiness and Prometheus metrics."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
+
+from opsmith.api.deps import Caller, HostDep
+from opsmith.domain.servers import Health
+from opsmith.errors import OpsmithError
+from opsmith.services import metrics, reads
+
+router = APIRouter(tags=["health"])
+
+BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
+
+
+@router.get("/healthz", summary="The process answers")
+async def healthz() -> dict[str, str]:
+    return {"status": "ok"}
+
+
+@router.get("/readyz", summary="The database answers and the servers are as wanted", response_model=None)
+async def readyz(host: HostDep) -> JSONResponse:
+    checks: dict[str, Any] = {}
+    ready = True
+    try:
+        reads.list_plans(host.app, limit=1)
+        checks["database"] = "ok"
+    except OpsmithError as failed:
+        checks["database"] = failed.message
+        ready = False
+    health = metrics.health(host.servers.statuses())
+    checks["servers"] = health
+    checks["runs_driven"] = len(host.drivers.tasks)
+    # A server that is down leaves opsmith ready (plans say what is missing); no database does not.
+    body = {"status": "ready" if ready else "not ready", "checks": checks}
+    return JSONResponse(body, status_code=200 if ready else 503)
+
+
+@router.get("/metrics", summary="Prometheus metrics (a token of any role)", response_class=Response)
+async def prometheus(host: HostDep, who: Caller) -> Response:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Collector(metrics.snapshot(host.app), host.servers.statuses()))
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+
+class _Collector:
+    def __init__(self, snap: metrics.Snapshot, statuses: list[Any]) -> None:
+        self._snap = snap
+        self._statuses = statuses
+
+    def collect(self) -> Any:
+        runs = GaugeMetricFamily("opsmith_runs", "Runs by status", labels=["status"])
+        for status, count in self._snap.runs.items():
+            runs.add_metric([status], count)
+        yield runs
+        yield GaugeMetricFamily(
+            "opsmith_approvals_waiting", "Plans waiting for approval", value=self._snap.approvals_waiting
+        )
+        calls = CounterMetricFamily(
+            "opsmith_tool_calls", "Tool calls in the newest audit entries", labels=["tool", "outcome"]
+        )
+        seconds = HistogramMetricFamily(
+            "opsmith_step_duration_seconds", "Durations of successful tool calls", labels=["tool"]
+        )
+        for tool, found in sorted(self._snap.tools.items()):
+            calls.add_metric([tool, "ok"], found.calls - found.errors)
+            calls.add_metric([tool, "error"], found.errors)
+            buckets = [(str(b), sum(1 for s in found.seconds if s <= b)) for b in BUCKETS]
+            buckets.append(("+Inf", len(found.seconds)))
+            seconds.add_metric([tool], buckets, sum_value=sum(found.seconds))
+        yield calls
+        yield seconds
+        up = GaugeMetricFamily("opsmith_server_up", "1 when the MCP server answers", labels=["server"])
+        for status in self._statuses:
+            up.add_metric([status.name], 1 if status.health in (Health.UP, Health.DEGRADED) else 0)
+        yield up
