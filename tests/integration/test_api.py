@@ -191,7 +191,17 @@ def test_a_plan_approved_and_run_through_the_api_succeeds_and_its_events_stream(
     assert types[0] == "run.started" and types[-1] == "run.finished"
     with client(served, tokens, "vic") as viewer:
         page = viewer.get(f"/api/v1/runs/{ended['run_id']}/events", params={"after": 2, "limit": 3}).json()
-    assert [e["seq"] for e in page["items"]] == [3, 4, 5] and page["next_after"] == 5
+        assert [e["seq"] for e in page["items"]] == [3, 4, 5] and page["next_after"] == 5
+        step = next(s for s in ended["steps"] if s["output"])
+        pieces, offset = [], 0
+        while offset is not None:
+            part = viewer.get(
+                f"/api/v1/runs/{ended['run_id']}/steps/{step['step_id']}/output",
+                params={"offset": offset, "limit": 100},
+            ).json()
+            pieces.append(part["text"])
+            offset = part["next_offset"]
+    assert json.loads("".join(pieces)) == step["output"], "the pages put together are the output"
 
 
 def test_a_run_started_by_the_cli_in_another_terminal_is_seen_live(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any
 
@@ -9,6 +10,7 @@ from pydantic import BaseModel, Field
 
 from opsmith.domain.approval import ApprovalState
 from opsmith.domain.plan import Plan
+from opsmith.engine.events import RunEvent
 from opsmith.engine.reflection import step_seconds
 from opsmith.engine.state import RunState, RunStatus, StepState, StepStatus
 
@@ -63,7 +65,44 @@ def approval_report(plan: Plan, tally: ApprovalState) -> dict[str, object]:
     }
 
 
-def run_report(plan: Plan, state: RunState, failure: str | None = None) -> RunReport:
+OUTPUT_LIMIT = 16_384  # characters of JSON a step output or event may take in a live view
+TAIL = 4_096
+
+
+def bounded(value: Any, limit: int | None) -> Any:
+    """`value`, or when its JSON is longer than `limit`, its tail and its size: a 50 MB log is
+    never sent whole to a page; the whole of it is paged from the step's output endpoint."""
+    if limit is None or value is None:
+        return value
+    text = json.dumps(value, default=str)
+    if len(text) <= limit:
+        return value
+    return {"truncated": True, "chars": len(text), "tail": text[-TAIL:]}
+
+
+def event_json(event: RunEvent, limit: int | None = OUTPUT_LIMIT) -> dict[str, Any]:
+    data = event.model_dump(mode="json")
+    data["data"] = {key: bounded(value, limit) for key, value in data["data"].items()}
+    return data
+
+
+def output_page(state: RunState, step_id: str, offset: int, limit: int) -> dict[str, Any]:
+    """One slice of a step's output as JSON text; a negative offset counts from the end (a tail)."""
+    text = json.dumps(state.step(step_id).output, default=str)
+    start = max(0, len(text) + offset) if offset < 0 else min(offset, len(text))
+    piece = text[start : start + limit]
+    return {
+        "step_id": step_id,
+        "chars": len(text),
+        "offset": start,
+        "text": piece,
+        "next_offset": start + len(piece) if start + len(piece) < len(text) else None,
+    }
+
+
+def run_report(
+    plan: Plan, state: RunState, failure: str | None = None, *, output_limit: int | None = None
+) -> RunReport:
     """The run as every face shows it: its status, each step's, the failure, and what comes next."""
     if failure is None:
         failure = next((s.error for s in state.steps.values() if s.status is StepStatus.FAILED), None)
@@ -73,13 +112,13 @@ def run_report(plan: Plan, state: RunState, failure: str | None = None) -> RunRe
         plan_hash=state.plan_hash,
         plan_status=plan.status.value,
         status=state.status.value,
-        steps=[step_run(s) for s in state.steps.values()],
+        steps=[step_run(s, output_limit) for s in state.steps.values()],
         failure=failure,
         next=run_next(plan, state),
     )
 
 
-def step_run(step: StepState) -> StepRun:
+def step_run(step: StepState, output_limit: int | None = None) -> StepRun:
     return StepRun(
         step_id=step.step_id,
         status=step.status.value,
@@ -87,7 +126,7 @@ def step_run(step: StepState) -> StepRun:
         started_at=step.started_at,
         finished_at=step.finished_at,
         duration_seconds=duration(step),
-        output=step.output,
+        output=bounded(step.output, output_limit),
         error=step.error,
         undo=step.undo.value if step.undo is not None else None,
     )

@@ -21,7 +21,7 @@ from opsmith.engine.recovery import Choice
 from opsmith.services import reads, running
 from opsmith.services.hosting import Host
 from opsmith.services.running import Decision, Outcome, Started
-from opsmith.services.views import run_report
+from opsmith.services.views import OUTPUT_LIMIT, event_json, output_page, run_report
 
 router = APIRouter(tags=["runs"])
 
@@ -38,7 +38,9 @@ async def start_run(plan_id: str, host: HostDep, who: Caller) -> dict[str, Any]:
         return running.start_run(app, who, plan_id, on_started=on_started, via="api")
 
     state = await host.drivers.launch(drive)
-    return run_report(reads.plan(app, state.plan_id), state).model_dump(mode="json")
+    return run_report(reads.plan(app, state.plan_id), state, output_limit=OUTPUT_LIMIT).model_dump(
+        mode="json"
+    )
 
 
 @router.get("/api/v1/runs", summary="List runs, newest first")
@@ -67,7 +69,22 @@ async def list_runs(
 @router.get("/api/v1/runs/{run_id}", summary="One run, as `opsmith status --json` prints it")
 async def get_run(run_id: str, app: AppDep, who: Caller) -> dict[str, Any]:
     state, plan = reads.run_with_plan(app, run_id)
-    return run_report(plan, state).model_dump(mode="json")
+    return run_report(plan, state, output_limit=OUTPUT_LIMIT).model_dump(mode="json")
+
+
+@router.get(
+    "/api/v1/runs/{run_id}/steps/{step_id}/output",
+    summary="A step's output as JSON text, one slice at a time (a negative offset reads its tail)",
+)
+async def step_output(
+    run_id: str,
+    step_id: str,
+    app: AppDep,
+    who: Caller,
+    offset: int = Query(0, ge=-10_000_000, le=10_000_000_000),
+    limit: int = Query(65_536, ge=1, le=1_048_576),
+) -> dict[str, Any]:
+    return output_page(reads.run_state(app, run_id), step_id, offset, limit)
 
 
 @router.get(
@@ -97,7 +114,7 @@ async def run_events(
         reads.run_state(app, run_id)
     last = events[-1].seq if events else after
     return {
-        "items": [e.model_dump(mode="json") for e in events],
+        "items": [event_json(e) for e in events],
         "after": after,
         "next_after": last if len(events) == limit else None,
     }
@@ -111,7 +128,7 @@ async def run_events_socket(websocket: WebSocket, run_id: str, after: int = 0) -
     follower = hub.follow(run_id, max(0, after))
     try:
         async for event in follower:
-            await websocket.send_text(event.model_dump_json())
+            await websocket.send_text(json.dumps(event_json(event)))
     except Dropped:
         await websocket.close(code=1013, reason="fell behind; reconnect with ?after=LAST_SEQ")
     except WebSocketDisconnect:
@@ -132,7 +149,7 @@ async def _sse(hub: EventHub, run_id: str, after: int) -> AsyncIterator[str]:
             except Dropped:
                 yield "event: dropped\ndata: {}\n\n"
                 return
-            data = json.dumps(event.model_dump(mode="json"))
+            data = json.dumps(event_json(event))
             yield f"id: {event.seq}\nevent: {event.type.value}\ndata: {data}\n\n"
     finally:
         await follower.aclose()
@@ -146,7 +163,9 @@ async def continue_run(run_id: str, host: HostDep, who: Caller) -> dict[str, Any
         return running.continue_run(app, who, run_id, on_started=on_started)
 
     state = await host.drivers.launch(drive)
-    return run_report(reads.plan(app, state.plan_id), state).model_dump(mode="json")
+    return run_report(reads.plan(app, state.plan_id), state, output_limit=OUTPUT_LIMIT).model_dump(
+        mode="json"
+    )
 
 
 @router.post("/api/v1/runs/{run_id}/resume", status_code=202, summary="Go on with a paused or orphaned run")
@@ -158,7 +177,9 @@ async def resume_run(run_id: str, body: ResumeBody, host: HostDep, who: Caller) 
         return running.resume_run(app, who, run_id, decision=decision, on_started=on_started)
 
     state = await host.drivers.launch(drive)
-    return run_report(reads.plan(app, state.plan_id), state).model_dump(mode="json")
+    return run_report(reads.plan(app, state.plan_id), state, output_limit=OUTPUT_LIMIT).model_dump(
+        mode="json"
+    )
 
 
 @router.post("/api/v1/runs/{run_id}/pause", status_code=202, summary="Pause after in-flight steps")
@@ -184,4 +205,5 @@ async def _stop(host: Host, who: Identity, run_id: str, what: str) -> dict[str, 
     else:
         state, said = done
     plan = reads.plan(app, state.plan_id)
-    return {**run_report(plan, state).model_dump(mode="json"), "result": said}
+    report = run_report(plan, state, output_limit=OUTPUT_LIMIT).model_dump(mode="json")
+    return {**report, "result": said}
