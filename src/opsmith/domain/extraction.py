@@ -21,12 +21,13 @@ import functools
 import json
 import re
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import yaml
-from jinja2 import ChainableUndefined, TemplateError, Undefined, meta
-from jinja2.sandbox import SandboxedEnvironment
 from pydantic import BaseModel, ConfigDict, Field
+
+if TYPE_CHECKING:
+    from jinja2.sandbox import SandboxedEnvironment
 
 
 class Each(BaseModel):
@@ -46,25 +47,36 @@ def _lines_matching(text: object, pattern: str) -> list[str]:
     return [line for line in str(text or "").splitlines() if found.search(line)]
 
 
-class _Missing(ChainableUndefined):
-    """What the output lacks: falsy, so `status.readyReplicas or 0` reads a default the binding
-    chose, but never counted, iterated or printed, so `pods | length` of unread pods is not 0."""
+@functools.cache
+def _env() -> SandboxedEnvironment:
+    # Built on first use: Jinja2 costs a tenth of a second to import, and most commands read a
+    # configuration with bindings without ever evaluating one.
+    from jinja2 import ChainableUndefined, Undefined
+    from jinja2.sandbox import SandboxedEnvironment
 
-    __iter__ = __len__ = __str__ = Undefined._fail_with_undefined_error
+    class _Missing(ChainableUndefined):
+        """What the output lacks: falsy, so `status.readyReplicas or 0` reads a default the binding
+        chose, but never counted, iterated or printed, so `pods | length` of unread pods is not 0."""
 
+        __iter__ = __len__ = __str__ = Undefined._fail_with_undefined_error
 
-_ENV = SandboxedEnvironment(undefined=_Missing, autoescape=False)
-_ENV.globals["lines_matching"] = _lines_matching
-_ENV.globals["from_yaml"] = lambda text: parsed(str(text or ""))
+    env = SandboxedEnvironment(undefined=_Missing, autoescape=False)
+    env.globals["lines_matching"] = _lines_matching
+    env.globals["from_yaml"] = lambda text: parsed(str(text or ""))
+    return env
 
 
 @functools.lru_cache(maxsize=1024)
 def _compiled(expression: str) -> Callable[..., Any]:
-    return _ENV.compile_expression(expression, undefined_to_none=True)
+    return _env().compile_expression(expression, undefined_to_none=True)
 
 
 def check_expression(expression: str) -> str | None:
-    """Why the expression cannot be compiled, or None; bindings are checked when they are loaded."""
+    """Why the expression cannot be compiled, or None; bindings are checked when they are loaded.
+
+    Only the syntax is checked here, with Jinja2's own parser, when it is loaded anyway."""
+    from jinja2 import TemplateError
+
     try:
         _compiled(expression)
     except TemplateError as exc:
@@ -117,10 +129,14 @@ def _names(field: FieldSpec) -> set[str]:
 
 @functools.lru_cache(maxsize=1024)
 def _variables(expression: str) -> frozenset[str]:
-    return frozenset(meta.find_undeclared_variables(_ENV.parse("{{ (" + expression + ") }}")))
+    from jinja2 import meta
+
+    return frozenset(meta.find_undeclared_variables(_env().parse("{{ (" + expression + ") }}")))
 
 
 def _read(field: FieldSpec, context: dict[str, Any]) -> Any:
+    from jinja2 import TemplateError
+
     try:
         if isinstance(field, str):
             return _plain(_compiled(field)(**context))
@@ -139,6 +155,8 @@ def _read(field: FieldSpec, context: dict[str, Any]) -> Any:
 
 def _plain(value: Any) -> Any:
     """Filters give generators and markup; what is stored and compared is plain JSON."""
+    from jinja2 import Undefined
+
     if isinstance(value, Undefined):
         return None
     if isinstance(value, str | int | float | bool) or value is None:
