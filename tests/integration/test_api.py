@@ -304,6 +304,64 @@ def test_a_websocket_watcher_that_drops_and_reconnects_misses_nothing(
         pass
 
 
+def approved_by_api(served: Served, tokens: dict[str, str], request: str) -> dict[str, Any]:
+    made = plan(served, tokens, "bob", request)
+    for approver in ("alice", "carol"):
+        if made["status"] != "pending_approval":
+            break
+        with client(served, tokens, approver) as c:
+            answer = c.post(f"/api/v1/plans/{made['id']}/approve", json={"hash": made["hash"]})
+        assert answer.is_success, answer.text
+        made = {**made, "status": answer.json()["status"]}
+    assert made["status"] == "approved", made
+    return made
+
+
+@pytest.mark.timeout(300)
+def test_a_run_at_its_validation_gate_is_continued_or_rolled_back_through_the_api(
+    served: Served, tokens: dict[str, str], project: Path
+) -> None:
+    from opsmith.sandbox.samples.apps import MY_APPLICATION_FIX_CONFIG, MY_APPLICATION_FIX_DOCKERFILE
+    from opsmith.sandbox.world import World
+
+    World(project / "state").commit_files(
+        "my-application",
+        {"config/production.json": MY_APPLICATION_FIX_CONFIG, "Dockerfile": MY_APPLICATION_FIX_DOCKERFILE},
+        "fix: add the production config",
+    )
+    made = approved_by_api(served, tokens, "Deploy the code to Kubernetes production")
+    waiting = run_to_end(served, tokens, "bob", made["id"])
+    assert waiting["status"] == "awaiting_validation", waiting
+    run_id = waiting["run_id"]
+    with client(served, tokens, "vic") as viewer:
+        problem_of(viewer.post(f"/api/v1/runs/{run_id}/continue"), 403)
+    with client(served, tokens, "bob") as deployer:
+        assert deployer.post(f"/api/v1/runs/{run_id}/continue").status_code == 202
+
+        def done() -> dict[str, Any] | None:
+            state: dict[str, Any] = deployer.get(f"/api/v1/runs/{run_id}").json()
+            return state if state["status"] in FINAL else None
+
+        ended = wait_for(done, timeout=120)
+        assert isinstance(ended, dict) and ended["status"] == "succeeded", ended
+        problem_of(deployer.post(f"/api/v1/runs/{run_id}/continue"), 409)
+
+    again = approved_by_api(served, tokens, "Deploy the code to Kubernetes production")
+    gate = run_to_end(served, tokens, "bob", again["id"])
+    assert gate["status"] == "awaiting_validation", gate
+    with client(served, tokens, "bob") as deployer:
+        answer = deployer.post(f"/api/v1/runs/{gate['run_id']}/rollback")
+        assert answer.status_code == 202, answer.text
+
+        def undone() -> dict[str, Any] | None:
+            state: dict[str, Any] = deployer.get(f"/api/v1/runs/{gate['run_id']}").json()
+            return state if state["status"] in FINAL else None
+
+        rolled = wait_for(undone, timeout=120)
+    assert isinstance(rolled, dict) and rolled["status"] == "rolled_back", rolled
+    assert any(s["undo"] for s in rolled["steps"]), "the undo of what ran is reported"
+
+
 def test_repeated_authentication_failures_are_refused_for_a_while(
     served: Served, tokens: dict[str, str]
 ) -> None:

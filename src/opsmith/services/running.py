@@ -25,6 +25,7 @@ from opsmith.engine.local import CANCEL, CANCEL_AND_ROLLBACK, PAUSE
 from opsmith.engine.recovery import Choice, recover, resolve, undecided
 from opsmith.engine.state import FINAL_RUN_STATUSES, RunState, RunStatus, new_run, with_run_status
 from opsmith.ports import Executor, Listener, RunJournal, ToolProvider
+from opsmith.services.access import AccessRefused
 from opsmith.services.approvals import state_of
 from opsmith.services.identity import permission_of
 from opsmith.store.runs import PLAN_FOLLOWS, PlanTaken, new_owner, owner_is_gone
@@ -110,7 +111,8 @@ def require_execute(app: App, identity: Identity, plan: Plan, action: Action = A
         risk=plan.risk,
     )
     if not decision.allowed:
-        raise RunRefused(decision.reason, hint="ask someone whose role may do this")
+        # A permission, not the run's state: the API answers 403, not 409.
+        raise AccessRefused(decision.reason, hint="ask someone whose role may do this")
 
 
 async def start_run(
@@ -463,7 +465,7 @@ async def sweep(app: App, identity: Identity, *, listener: Listener | None = Non
         if _gate_expired(runs.get(run_id)):
             try:
                 _, state, _ = await continue_run(app, identity, run_id, listener=listener)
-            except RunRefused as refused:
+            except (RunRefused, AccessRefused) as refused:
                 # One run that may not go on (its plan changed, its approvals do not verify) is
                 # reported, audited by the refusal itself, and the sweep goes on with the others.
                 done.append((run_id, f"refused: {refused.message}"))
