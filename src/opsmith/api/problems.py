@@ -19,7 +19,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException
 
-from opsmith.domain.approval import ApprovalError, PlanChanged
+from opsmith.domain.approval import ApprovalError, PlanChanged, PlanNotOpen
 from opsmith.domain.errors import (
     AuthenticationError,
     OperationError,
@@ -52,6 +52,7 @@ _STATUS: tuple[tuple[type[OpsmithError], int], ...] = (
     (UnknownStep, 404),
     (ConfirmationNeeded, 428),
     (PlanChanged, 409),
+    (PlanNotOpen, 409),
     (AccessRefused, 403),
     (CallRefused, 403),
     (ApprovalError, 403),

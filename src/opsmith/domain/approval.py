@@ -18,7 +18,12 @@ class ApprovalError(UsageError):
 
 
 class PlanChanged(ApprovalError):
-    """The plan is no longer the one the approver was shown: its hash moved on."""
+    """The plan is no longer the one the approver was shown: its hash moved on, or its content or
+    signature no longer matches it."""
+
+
+class PlanNotOpen(ApprovalError):
+    """The plan's status does not allow this now (it is incomplete, running, closed...)."""
 
 
 class Approval(BaseModel):
@@ -97,12 +102,12 @@ def check_approve(
 ) -> Decision:
     """Raise ApprovalError saying why `identity` may not approve `plan` now; else the RBAC decision."""
     if plan.hash != plan.content_hash():
-        raise ApprovalError(
+        raise PlanChanged(
             f"plan {plan.id} was changed after it was made (hash mismatch)",
             hint="plan the request again and approve the new plan",
         )
     if not plan_is_sealed(plan, seal):
-        raise ApprovalError(
+        raise PlanChanged(
             f"plan {plan.id} was changed outside opsmith: its signature does not verify",
             hint="plan the request again and approve the new plan",
         )
@@ -110,12 +115,12 @@ def check_approve(
         missing = "; ".join(f"{k}: {', '.join(v)}" for k, v in plan.missing.items()) or ", ".join(
             r.name for r in plan.unmet
         )
-        raise ApprovalError(
+        raise PlanNotOpen(
             f"plan {plan.id} is incomplete and cannot be approved ({missing})",
             hint=f"fill it first: opsmith plan amend {plan.id} --set STEP.ARG=VALUE",
         )
     if plan.status is not PlanStatus.PENDING_APPROVAL:
-        raise ApprovalError(f"plan {plan.id} is {plan.status.value}, not waiting for approval")
+        raise PlanNotOpen(f"plan {plan.id} is {plan.status.value}, not waiting for approval")
     decision = decide(
         identity, permission, Action.APPROVE, environment=plan.intent.environment, risk=plan.risk
     )

@@ -12,7 +12,8 @@
     │   ├── PlanError                             a request that cannot become a plan (capability missing)
     │   │   └── UnknownNameError                  a request naming an application no source knows
     │   ├── ApprovalError [domain.approval]       an approval that may not be given or used
-    │   │   └── PlanChanged [domain.approval]     the plan moved on from the hash its approver saw
+    │   │   ├── PlanChanged [domain.approval]     the plan moved on from the hash its approver saw
+    │   │   └── PlanNotOpen [domain.approval]     its status does not allow this now (incomplete, closed)
     │   ├── UnknownPlanError [store.plans]        a plan id that is not in the store
     │   ├── UnknownRunError [store.runs]          a run id that is not in the store
     │   ├── PlanTaken [store.runs]                another run claimed the approved plan first

@@ -10,6 +10,7 @@ from opsmith.domain.approval import (
     ApprovalError,
     ApprovalState,
     PlanChanged,
+    PlanNotOpen,
     check_approve,
     tally,
 )
@@ -50,7 +51,7 @@ def approve(
                 hint="review the plan as it is now, then approve that",
             )
         if plan.hash != plan.content_hash():
-            raise ApprovalError(
+            raise PlanChanged(
                 f"plan {plan.id} was changed after it was made: its content no longer matches its hash",
                 hint="plan the request again",
             )
@@ -93,7 +94,7 @@ def reject(app: App, identity: Identity, plan_id: str, comment: str) -> Plan:
     if not decision.allowed:
         raise ApprovalError(decision.reason, hint="only someone who may approve it may reject it")
     if plan.status in CLOSED or plan.status is PlanStatus.RUNNING:
-        raise ApprovalError(f"plan {plan.id} is {plan.status.value}; it cannot be rejected now")
+        raise PlanNotOpen(f"plan {plan.id} is {plan.status.value}; it cannot be rejected now")
     plan = plan.model_copy(update={"status": PlanStatus.REJECTED})
     plans.save(plan)
     record_audit(app, identity, "plan.rejected", plan.id, {"hash": plan.hash, "comment": comment})
@@ -109,7 +110,7 @@ def cancel(app: App, identity: Identity, plan_id: str) -> Plan:
     if not decision.allowed and identity.user != plan.requested_by:
         raise ApprovalError(decision.reason, hint="the requester or someone who may cancel can cancel it")
     if plan.status in CLOSED or plan.status is PlanStatus.RUNNING:
-        raise ApprovalError(f"plan {plan.id} is {plan.status.value}; it cannot be cancelled now")
+        raise PlanNotOpen(f"plan {plan.id} is {plan.status.value}; it cannot be cancelled now")
     plan = plan.model_copy(update={"status": PlanStatus.CANCELLED})
     plans.save(plan)
     record_audit(app, identity, "plan.cancelled", plan.id, {"hash": plan.hash})
