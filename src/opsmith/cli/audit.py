@@ -6,10 +6,8 @@ import json
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.markup import escape
-from rich.table import Table
 
-from opsmith.cli.context import emit_json, err, out, state
+from opsmith.cli.context import emit_json, err, escape, out, state
 
 if TYPE_CHECKING:
     from opsmith.domain.audit import AuditEntry
@@ -41,6 +39,8 @@ def audit_command(
     if not entries:
         out.print("no audit entries" + (f" about {escape(subject)}" if subject else ""))
         return
+    from rich.table import Table
+
     table = Table(title=f"{len(entries)} audit entries", title_justify="left")
     # Seq, time and action stay on one line each: they are what people scan down the table.
     for column in ("seq", "at", "actor", "action", "subject", "details"):

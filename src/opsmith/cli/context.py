@@ -8,20 +8,38 @@ import os
 from collections.abc import Coroutine
 from logging.handlers import RotatingFileHandler
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 import typer
-from rich.console import Console
 
 if TYPE_CHECKING:
+    from rich.console import Console
+
     from opsmith.bootstrap import App
     from opsmith.domain.identity import Identity
 
 
 T = TypeVar("T")
 
-out = Console(highlight=False, soft_wrap=False)
-err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+class _LazyConsole:
+    """A Rich console made on first use: Rich costs tens of milliseconds to import, and `--help`,
+    a JSON answer or a parse error never print through it."""
+
+    def __init__(self, **options: Any) -> None:
+        self._options = options
+        self._console: Console | None = None
+
+    def __getattr__(self, name: str) -> Any:
+        if self._console is None:
+            from rich.console import Console
+
+            self._console = Console(**self._options)
+        return getattr(self._console, name)
+
+
+out = cast("Console", _LazyConsole(highlight=False, soft_wrap=False))
+err = cast("Console", _LazyConsole(stderr=True, highlight=False, soft_wrap=True))
 
 
 class State:
@@ -76,6 +94,13 @@ def run(coro: Coroutine[Any, Any, T]) -> T:
     import asyncio  # costs ~30 ms: commands that need no event loop do not pay for it
 
     return asyncio.run(coro)
+
+
+def escape(text: str) -> str:
+    """Text shown as itself in Rich markup (a name with [brackets] is not a style)."""
+    from rich.markup import escape as rich_escape  # Rich is loaded only by what prints through it
+
+    return rich_escape(text)
 
 
 def emit_json(data: Any) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 import typer
 from typer.core import TyperGroup
 
-from opsmith.cli.context import emit_json, err
+from opsmith.cli.context import emit_json, err, escape
 from opsmith.errors import OpsmithError
 
 JSON_FLAG = "--json"
@@ -81,13 +81,7 @@ def _parsed_json_flag(command: Any, args: list[str]) -> bool:
 def _report(message: str, hint: str | None, exit_code: int, *, as_json: bool) -> int:
     if as_json:
         emit_json({"error": message, "hint": hint, "exit_code": exit_code})
-    err.print(f"[bold red]error:[/] {_escape(message)}")
+    err.print(f"[bold red]error:[/] {escape(message)}")
     if hint:
-        err.print(f"[dim]hint:[/] {_escape(hint)}")
+        err.print(f"[dim]hint:[/] {escape(hint)}")
     return exit_code
-
-
-def _escape(text: str) -> str:
-    from rich.markup import escape
-
-    return escape(text)

@@ -5,12 +5,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.table import Table
 
 from opsmith.cli.context import emit_json, err, out, run, state
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Coroutine
+
+    from rich.table import Table
 
     from opsmith.domain.plan import Plan
     from opsmith.engine.events import RunEvent
@@ -320,6 +321,8 @@ STATUS_ICON = {
 
 
 def _steps_table(plan: Plan, current: RunState) -> Table:
+    from rich.table import Table
+
     from opsmith.services.views import duration
 
     table = Table.grid(padding=(0, 1))

@@ -6,9 +6,8 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.markup import escape
 
-from opsmith.cli.context import emit_json, out, state
+from opsmith.cli.context import emit_json, escape, out, state
 
 if TYPE_CHECKING:
     from rich.table import Table

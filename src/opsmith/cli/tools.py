@@ -8,9 +8,8 @@ from dataclasses import replace
 from typing import Annotated, Any
 
 import typer
-from rich.markup import escape
 
-from opsmith.cli.context import emit_json, err, out, run, state
+from opsmith.cli.context import emit_json, err, escape, out, run, state
 from opsmith.errors import ToolArgumentsError
 
 JsonOpt = Annotated[bool, typer.Option("--json", help="machine-readable output")]
