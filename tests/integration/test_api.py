@@ -374,3 +374,10 @@ def test_repeated_authentication_failures_are_refused_for_a_while(
     with served.client(tokens["vic"]) as viewer:
         throttled = viewer.get("/api/v1/plans")
     assert throttled.status_code == 429 and int(throttled.headers["retry-after"]) >= 1
+
+
+def test_a_forwarded_address_does_not_escape_the_throttle(served: Served) -> None:
+    # Runs after the throttling test: this address is refused; a header naming another is ignored.
+    with served.client("osm_000000000000_" + "y" * 43) as wrong:
+        answer = wrong.get("/api/v1/plans", headers={"X-Forwarded-For": "203.0.113.7"})
+    assert answer.status_code == 429

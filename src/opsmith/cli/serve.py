@@ -58,7 +58,12 @@ async def _serve(api: FastAPI, host: str, port: int) -> None:
 
     import uvicorn
 
-    server = uvicorn.Server(uvicorn.Config(api, host=host, port=port, log_level="warning", lifespan="on"))
+    # proxy_headers off: uvicorn trusts X-Forwarded-For from 127.0.0.1 by default, and every local
+    # process is 127.0.0.1, so anyone on the machine could pick the address the login throttle sees.
+    config = uvicorn.Config(
+        api, host=host, port=port, log_level="warning", lifespan="on", proxy_headers=False
+    )
+    server = uvicorn.Server(config)
     serving = asyncio.create_task(server.serve())
     while not server.started:  # the port is known only once uvicorn bound it (port 0: any free one)
         if serving.done():
