@@ -48,7 +48,8 @@ class FailureGate:
 
     def _recent(self, client: str, now: float) -> deque[float]:
         recent = self.failures.setdefault(client, deque())
-        while recent and recent[0] <= now - self.window:
+        # The same sum as the retry time in `check`, so a kept failure always has time left.
+        while recent and recent[0] + self.window <= now:
             recent.popleft()
         if not recent:
             # Bounded memory under a flood of clients: a client with nothing recent is forgotten.
