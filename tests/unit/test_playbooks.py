@@ -116,3 +116,20 @@ def test_any_set_values_parse_or_give_one_usage_error(items: list[str]) -> None:
         assert error.message.startswith("--set")
     else:
         assert len(result) <= len(items)
+
+
+def test_a_file_is_parsed_again_only_when_it_changed(tmp_path: Path) -> None:
+    from opsmith.planner.playbooks import cached_by_stat
+
+    path = tmp_path / "one.yaml"
+    path.write_text("a: 1\n")
+    reads: list[str] = []
+
+    def load(p: Path) -> str:
+        reads.append(p.read_text())
+        return p.read_text()
+
+    assert cached_by_stat(path, load) == "a: 1\n"
+    assert cached_by_stat(path, load) == "a: 1\n" and len(reads) == 1, "unchanged: not read again"
+    path.write_text("a: 22\n")
+    assert cached_by_stat(path, load) == "a: 22\n" and len(reads) == 2, "edited: read again at once"

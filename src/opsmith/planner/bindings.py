@@ -16,7 +16,7 @@ from opsmith.domain.binding import Binding, BindingSet
 from opsmith.domain.capabilities import CAPABILITIES
 from opsmith.domain.catalog import Catalog, ToolSpec
 from opsmith.domain.errors import PlaybookError
-from opsmith.planner.playbooks import read_yaml
+from opsmith.planner.playbooks import cached_by_stat, read_yaml
 from opsmith.planner.templates import check_syntax
 
 BUNDLED = Path(__file__).resolve().parent.parent / "bundled" / "bindings"
@@ -47,6 +47,10 @@ def load_bindings(inline: Sequence[BindingSet] = (), directories: Iterable[Path]
 
 
 def load_binding_set(path: Path) -> BindingSet:
+    return cached_by_stat(path, _load_binding_set)
+
+
+def _load_binding_set(path: Path) -> BindingSet:
     data = read_yaml(path, "bindings")
     try:
         found = BindingSet.model_validate(data)

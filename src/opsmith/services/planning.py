@@ -94,6 +94,7 @@ async def _plan(
             raise  # the names recorded with a fresh catalog are as fresh: nothing more to learn
     down: frozenset[str] = frozenset()  # a recorded catalog is used only when every server answered
     listing: list[str] = []
+    reusable = recorded is not None  # a discovery may list applications the planner must know
     if recorded is None:
         async with running_servers(app) as pool:
             seen = statuses(app, pool)
@@ -115,6 +116,7 @@ async def _plan(
         amended_by=amended_by,
         amended_from=amended_from,
         notes=listing,
+        planner=planner if reusable else None,
     )
     return plan
 
@@ -132,10 +134,12 @@ def plan_with(
     amended_by: list[str] | None = None,
     amended_from: str | None = None,
     notes: Sequence[str] = (),
+    planner: Planner | None = None,
 ) -> Plan:
     """Plan over a catalog, and store the plan. `down`: configured servers that did not answer;
-    `notes`: what discovery could not do (an application listing that failed), for the warnings."""
-    planner = planner_for(app)
+    `notes`: what discovery could not do (an application listing that failed), for the warnings;
+    `planner`: one already made, when nothing it knows (the applications) changed since."""
+    planner = planner or planner_for(app)
     intent = planner.check(request)
     repository = app.plans
     now = app.clock.now().astimezone()
