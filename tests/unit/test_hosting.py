@@ -221,3 +221,15 @@ def test_many_watchers_of_one_run_share_one_poll(world: FakeWorld) -> None:
     assert all(r == [1, 2, 3, 4, 5] for r in results)
     # One poller read the five new events for all fifty watchers; idle polls read nothing new.
     assert reads.count(0) <= 1
+
+
+def test_a_run_row_for_a_plan_that_is_not_running_is_never_driven(world: FakeWorld) -> None:
+    run_id = orphan(world, approved(world))
+    plan = world.plans.get(world.journal.get(run_id).plan_id)
+    world.plans.save(plan.model_copy(update={"status": PlanStatus.ROLLED_BACK}))  # finished, signed
+    host = host_of(world)
+    before = len(world.tools.calls)
+    assert asyncio.run(take_over_orphans(host, lambda user: acting_as(world.app, user))) == []
+    assert len(world.tools.calls) == before, "nothing was called"
+    assert host.refused == {run_id: "pending"}
+    assert ("bob", "run.refused", run_id) in world.audit.actions()

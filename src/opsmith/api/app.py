@@ -9,9 +9,11 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.staticfiles import StaticFiles
 
 from opsmith.api import problems
 from opsmith.api.auth import FailureGate
+from opsmith.api.console import routes as console
 from opsmith.api.events import EventHub
 from opsmith.api.routes import admin, health, plans, runs
 from opsmith.services import hosting
@@ -68,8 +70,11 @@ def create_api(host: Host, *, duties: bool = True) -> FastAPI:
     api.state.hub = EventHub(host.app, settings.event_poll_seconds)
     api.state.gate = FailureGate(limit=settings.auth_failures, window=settings.auth_window_seconds)
     problems.install(api)
-    for module in (plans, runs, admin, health):
-        api.include_router(module.router)
+    for module in (plans, runs, admin):
+        api.include_router(module.router, responses=problems.RESPONSES)
+    api.include_router(health.router)
+    api.include_router(console.router)
+    api.mount("/static", StaticFiles(directory=console.STATIC), name="static")
     if settings.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
 

@@ -9,6 +9,8 @@ from pydantic import BaseModel, ConfigDict, Field
 T = TypeVar("T")
 
 Scalar = str | int | float | bool
+# The largest number the store can compare with (SQLite's INTEGER): a larger offset is a 422, not a 500.
+MAX_INT = 2**63 - 1
 
 
 class _Body(BaseModel):

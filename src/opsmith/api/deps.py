@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from opsmith.api.auth import FailureGate, identify
 from opsmith.api.events import EventHub
@@ -23,7 +24,14 @@ async def hub(request: Request) -> EventHub:
     return found
 
 
-async def caller(request: Request) -> Identity:
+# Declared for the OpenAPI schema only (auto_error off): `identify` reads and checks the header
+# itself, the same way for every route, and also takes the console's cookie.
+_bearer = HTTPBearer(auto_error=False, description="a token from `opsmith token create`: osm_...")
+
+
+async def caller(
+    request: Request, _declared: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
+) -> Identity:
     gate: FailureGate = request.app.state.gate
     found: Host = request.app.state.host
     return identify(found.app, gate, request)

@@ -17,6 +17,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException
 
 from opsmith.domain.approval import ApprovalError, PlanChanged, PlanNotOpen
@@ -65,6 +66,30 @@ _STATUS: tuple[tuple[type[OpsmithError], int], ...] = (
     (ToolCallError, 502),
     (OperationError, 500),
 )
+
+
+class Problem(BaseModel):
+    """The body of every error answer, as the OpenAPI schema documents it."""
+
+    model_config = ConfigDict(extra="allow")  # a problem may say more: "errors" of a 422
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    hint: str | None = None
+    instance: str | None = None
+
+
+# For `responses=`: the problem answers an /api/v1 operation may give, in their own media type
+# (FastAPI would otherwise document its own 422 body, as application/json).
+RESPONSES: dict[int | str, dict[str, Any]] = {
+    status: {
+        "description": HTTPStatus(status).phrase,
+        "content": {MEDIA_TYPE: {"schema": Problem.model_json_schema()}},
+    }
+    for status in (400, 401, 403, 404, 409, 422, 428, 429, 502, 503)
+}
 
 
 class TooManyFailures(Exception):

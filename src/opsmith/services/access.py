@@ -5,9 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from opsmith.bootstrap import App
+from opsmith.domain.approval import ApprovalError, check_approve
 from opsmith.domain.errors import UsageError
 from opsmith.domain.identity import DEFAULT_ROLES, Action, Identity, Permission, decide
+from opsmith.domain.plan import Plan, PlanStatus
 from opsmith.domain.risk import Risk
+from opsmith.services.approvals import CLOSED
 from opsmith.services.identity import permission_of
 
 
@@ -40,6 +43,41 @@ def require(
     decision = decide(identity, permission, action, environment=environment, risk=risk)
     if not decision.allowed:
         raise AccessRefused(decision.reason, hint=hint)
+
+
+def plan_actions(app: App, identity: Identity, plan: Plan) -> dict[str, bool]:
+    """Which of approve, reject, run and cancel `identity` may take on `plan` now: what a face
+    offers. Each service checks again when the action is taken; this only decides what is shown.
+    A requester is never offered their own plan to approve or reject, even where one approval of
+    their own would count."""
+    permission = permission_of(app.config, identity)
+    environment = plan.intent.environment
+
+    def may(action: Action, risk: Risk | None = plan.risk) -> bool:
+        return decide(identity, permission, action, environment=environment, risk=risk).allowed
+
+    judges = (
+        plan.status is PlanStatus.PENDING_APPROVAL
+        and identity.user not in plan.requesters
+        and may(Action.APPROVE)
+    )
+    open_ = plan.status not in CLOSED and plan.status is not PlanStatus.RUNNING
+    return {
+        "approve": judges and _may_approve(app, identity, permission, plan),
+        "reject": judges,
+        "run": plan.status is PlanStatus.APPROVED and may(Action.EXECUTE),
+        "cancel": open_ and (may(Action.CANCEL, None) or identity.user == plan.requested_by),
+    }
+
+
+def _may_approve(app: App, identity: Identity, permission: Permission, plan: Plan) -> bool:
+    # The domain's own check, so the button is offered exactly when an approval would be taken
+    # (not twice by one person, not for a plan whose seal fails).
+    try:
+        check_approve(plan, identity, permission, app.approvals.for_plan(plan.id), app.clock.now(), app.seal)
+    except ApprovalError:
+        return False
+    return True
 
 
 def users(app: App, identity: Identity) -> dict[str, str]:

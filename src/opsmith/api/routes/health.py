@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 
+from opsmith.api import problems
 from opsmith.api.deps import Caller, HostDep
 from opsmith.domain.servers import Health
 from opsmith.errors import OpsmithError
@@ -24,7 +25,12 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="The database answers and the servers are as wanted", response_model=None)
+@router.get(
+    "/readyz",
+    summary="The database answers and the servers are as wanted",
+    response_model=None,
+    responses={503: {"description": "the database does not answer"}},
+)
 async def readyz(host: HostDep) -> JSONResponse:
     checks: dict[str, Any] = {}
     ready = True
@@ -42,7 +48,12 @@ async def readyz(host: HostDep) -> JSONResponse:
     return JSONResponse(body, status_code=200 if ready else 503)
 
 
-@router.get("/metrics", summary="Prometheus metrics (a token of any role)", response_class=Response)
+@router.get(
+    "/metrics",
+    summary="Prometheus metrics (a token of any role)",
+    response_class=Response,
+    responses={status: problems.RESPONSES[status] for status in (401, 429)},
+)
 async def prometheus(host: HostDep, who: Caller) -> Response:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(_Collector(metrics.snapshot(host.app), host.servers.statuses()))

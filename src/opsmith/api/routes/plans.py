@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter, Query
 
-from opsmith.api.bodies import Amendment, ApprovalBody, Comment, Page, PlanRequest, page
+from opsmith.api.bodies import MAX_INT, Amendment, ApprovalBody, Comment, Page, PlanRequest, page
 from opsmith.api.deps import AppDep, Caller
 from opsmith.services import approvals, planning, reads
 from opsmith.services.views import approval_report, plan_summary
@@ -14,7 +14,7 @@ from opsmith.services.views import approval_report, plan_summary
 router = APIRouter(prefix="/api/v1/plans", tags=["plans"])
 
 Limit = Query(50, ge=1, le=500)
-Offset = Query(0, ge=0)
+Offset = Query(0, ge=0, le=MAX_INT)
 
 
 @router.post("", status_code=201, summary="Plan a request")

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Header, Query, Request, WebSocket, WebSocketDisco
 from fastapi.responses import StreamingResponse
 
 from opsmith.api.auth import identify_socket
-from opsmith.api.bodies import CancelBody, Page, ResumeBody, page
+from opsmith.api.bodies import MAX_INT, CancelBody, Page, ResumeBody, page
 from opsmith.api.deps import AppDep, Caller, HostDep, HubDep
 from opsmith.api.events import Dropped, EventHub
 from opsmith.domain.identity import Identity
@@ -49,7 +49,7 @@ async def list_runs(
     who: Caller,
     status: str | None = None,
     limit: int = Query(50, ge=1, le=500),
-    offset: int = Query(0, ge=0),
+    offset: int = Query(0, ge=0, le=MAX_INT),
 ) -> Page[dict[str, Any]]:
     found = reads.list_runs(app, status, limit=limit, offset=offset)
     items = [
@@ -98,7 +98,7 @@ async def run_events(
     app: AppDep,
     hub: HubDep,
     who: Caller,
-    after: int = Query(0, ge=0),
+    after: int = Query(0, ge=0, le=MAX_INT),
     limit: int = Query(500, ge=1, le=5000),
     last_event_id: str | None = Header(default=None),
 ) -> dict[str, Any] | StreamingResponse:
@@ -126,14 +126,29 @@ async def run_events_socket(websocket: WebSocket, run_id: str, after: int = 0) -
     await identify_socket(websocket)
     await websocket.accept()
     follower = hub.follow(run_id, max(0, after))
-    try:
+
+    async def forward() -> None:
         async for event in follower:
             await websocket.send_text(json.dumps(event_json(event)))
+
+    async def until_gone() -> None:
+        # The client sends nothing; a receive returns when it leaves or the server shuts down.
+        while (await websocket.receive())["type"] != "websocket.disconnect":
+            pass
+
+    sending, leaving = asyncio.create_task(forward()), asyncio.create_task(until_gone())
+    try:
+        await asyncio.wait({sending, leaving}, return_when=asyncio.FIRST_COMPLETED)
+        if sending.done():
+            sending.result()  # Dropped, or a send to a client that left
     except Dropped:
         await websocket.close(code=1013, reason="fell behind; reconnect with ?after=LAST_SEQ")
     except WebSocketDisconnect:
         pass
     finally:
+        for task in (sending, leaving):
+            task.cancel()
+        await asyncio.gather(sending, leaving, return_exceptions=True)
         await follower.aclose()
 
 

@@ -1,0 +1,148 @@
+"""The console's pages: each reads through `pages` and renders one template. Changes go through
+the REST API from the page's script, so nothing here writes anything but the session cookies."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from http import HTTPStatus
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+from jinja2 import Environment, PackageLoader, select_autoescape
+
+from opsmith.api.auth import CSRF_COOKIE
+from opsmith.api.console import pages, session
+from opsmith.api.console.session import LoginFailed
+from opsmith.api.deps import AppDep, HostDep
+from opsmith.api.problems import problem, status_of
+from opsmith.domain.identity import Identity
+from opsmith.errors import OpsmithError
+from opsmith.services import reads
+
+STATIC = Path(__file__).parent / "static"
+
+templates = Jinja2Templates(
+    env=Environment(
+        loader=PackageLoader("opsmith.api.console", "templates"),
+        autoescape=select_autoescape(default=True, default_for_string=True),
+    )
+)
+
+# No inline script or style anywhere, so the policy can forbid them: an injected tag does nothing.
+_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+        "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+
+router = APIRouter(include_in_schema=False)
+Visitor = Annotated[Identity, Depends(session.visitor)]
+
+
+def render(
+    request: Request, name: str, context: dict[str, Any], *, who: Identity | None, status: int = 200
+) -> HTMLResponse:
+    response = templates.TemplateResponse(
+        request, name, {**context, "who": who}, status_code=status, headers=_HEADERS
+    )
+    if who is not None and CSRF_COOKIE not in request.cookies:
+        session.give_csrf(request, response)  # a session whose CSRF cookie went missing gets one
+    return response
+
+
+def page(
+    request: Request, name: str, who: Identity, build: Callable[[], dict[str, Any]], nav: str = ""
+) -> HTMLResponse:
+    """`name` filled from `build()`; an error a person can act on is shown as a page, not JSON."""
+    try:
+        context = build()
+    except OpsmithError as error:
+        status = status_of(error)
+        title = HTTPStatus(status).phrase
+        failed = {"title": title, "detail": error.message, "hint": error.hint, "nav": nav}
+        return render(request, "error.html", failed, who=who, status=status)
+    return render(request, name, {**context, "nav": nav}, who=who)
+
+
+@router.get("/login", response_class=HTMLResponse)
+async def login_form(request: Request, next: str = "/") -> HTMLResponse:
+    return render(request, "login.html", {"next": session.safe_next(next), "error": ""}, who=None)
+
+
+@router.post("/login", response_model=None)
+async def login(request: Request) -> Response:
+    try:
+        _, token, wanted = await session.log_in(request)
+    except LoginFailed as failed:
+        context = {"next": "/", "error": failed.message}
+        return render(request, "login.html", context, who=None, status=failed.status)
+    response = RedirectResponse(wanted, status_code=303)
+    session.start_session(request, response, token)
+    return response
+
+
+@router.post("/logout", response_model=None)
+async def logout(request: Request) -> Response:
+    if not session.csrf_matches(request):
+        return problem(
+            403,
+            "this logout came without the console's CSRF token",
+            kind="access-refused",
+            hint="use the console's Log out button",
+            instance=request.url.path,
+        )
+    response = RedirectResponse("/login", status_code=303)
+    session.end_session(request, response)
+    return response
+
+
+@router.get("/", response_class=HTMLResponse)
+async def dashboard(request: Request, host: HostDep, who: Visitor) -> HTMLResponse:
+    return page(
+        request,
+        "dashboard.html",
+        who,
+        lambda: pages.dashboard(host.app, host.servers.statuses(), who),
+        "dashboard",
+    )
+
+
+@router.get("/plans/{plan_id}", response_class=HTMLResponse)
+async def plan_view(plan_id: str, request: Request, app: AppDep, who: Visitor) -> HTMLResponse:
+    return page(request, "plan.html", who, lambda: pages.plan_page(app, who, plan_id))
+
+
+@router.get("/runs", response_class=HTMLResponse)
+async def runs_view(
+    request: Request, app: AppDep, who: Visitor, status: str | None = None, offset: int = Query(0, ge=0)
+) -> HTMLResponse:
+    return page(request, "runs.html", who, lambda: pages.runs_page(app, status or None, offset), "runs")
+
+
+@router.get("/runs/{run_id}", response_class=HTMLResponse)
+async def run_monitor(run_id: str, request: Request, app: AppDep, who: Visitor) -> HTMLResponse:
+    return page(request, "run.html", who, lambda: pages.run_page(app, run_id), "runs")
+
+
+@router.get("/runs/{run_id}/progress")
+async def run_progress(run_id: str, app: AppDep, who: Visitor) -> JSONResponse:
+    """The monitor's figures as JSON, for its script to refresh from as events arrive."""
+    state, plan = reads.run_with_plan(app, run_id)
+    return JSONResponse(pages.run_progress(app, plan, state), headers={"Cache-Control": "no-store"})
+
+
+@router.get("/audit", response_class=HTMLResponse)
+async def audit_view(request: Request, app: AppDep, who: Visitor, subject: str | None = None) -> HTMLResponse:
+    return page(request, "audit.html", who, lambda: pages.audit_page(app, subject), "audit")
+
+
+@router.get("/servers", response_class=HTMLResponse)
+async def servers_view(request: Request, host: HostDep, who: Visitor) -> HTMLResponse:
+    return page(request, "servers.html", who, lambda: {"servers": host.servers.statuses()}, "servers")

@@ -1,0 +1,408 @@
+// opsmith console: the few changes a person makes go to the REST API with the session cookie
+// and the CSRF header; the run monitor follows a run over EventSource. No framework, no build.
+(function () {
+  "use strict";
+
+  var LOG_LIMIT = 500; // lines kept in the DOM; older ones are dropped and can be paged back in
+  var PAGE = 200; // events fetched per "show earlier"
+  var REFRESH_MS = 300; // at most one progress refresh this often while events pour in
+  var FRAME_MS = 100; // at most one log redraw this often
+
+  function csrf() {
+    var found = document.cookie.split("; ").filter(function (c) { return c.indexOf("opsmith_csrf=") === 0; })[0];
+    return found ? decodeURIComponent(found.slice("opsmith_csrf=".length)) : "";
+  }
+
+  // One call of the API: {ok, status, body}; a problem's body has detail and hint.
+  function api(method, path, body) {
+    var options = { method: method, credentials: "same-origin", headers: { Accept: "application/json" } };
+    if (method !== "GET") {
+      options.headers["X-CSRF-Token"] = csrf();
+      options.headers["Content-Type"] = "application/json";
+      options.body = JSON.stringify(body || {});
+    }
+    return fetch(path, options).then(function (response) {
+      var type = response.headers.get("content-type") || "";
+      var parsed = type.indexOf("json") >= 0 ? response.json() : Promise.resolve(null);
+      return parsed.then(function (data) {
+        if (data === null && !response.ok) {
+          data = { detail: "the server answered " + response.status, hint: "reload the page and try again" };
+        }
+        return { ok: response.ok, status: response.status, body: data };
+      });
+    }, function () {
+      return { ok: false, status: 0, body: { detail: "the server could not be reached", hint: "check that opsmith serve runs, then try again" } };
+    });
+  }
+
+  function showProblem(id, problem) {
+    var box = document.getElementById(id);
+    if (!box) { return; }
+    box.querySelector(".detail").textContent = (problem && problem.detail) || "that did not work";
+    box.querySelector(".hint").textContent = (problem && problem.hint) || "";
+    box.hidden = false;
+  }
+
+  function hideProblem(id) {
+    var box = document.getElementById(id);
+    if (box) { box.hidden = true; }
+  }
+
+  function setText(id, text) {
+    var el = document.getElementById(id);
+    if (el && el.textContent !== text) { el.textContent = text; }
+  }
+
+  function statusBadge(value) {
+    var span = document.createElement("span");
+    span.className = "status status-" + value;
+    span.dataset.status = value;
+    span.textContent = value.replace(/_/g, " ");
+    return span;
+  }
+
+  function setStatus(cell, value) {
+    if (!cell) { return; }
+    var current = cell.querySelector(".status");
+    if (value === "" || value === null || value === undefined) {
+      if (current) { cell.textContent = ""; }
+      return;
+    }
+    if (current && current.dataset.status === value) { return; }
+    cell.textContent = "";
+    cell.appendChild(statusBadge(value));
+  }
+
+  // -- every page: log out -----------------------------------------------------------------
+
+  function initLogout() {
+    var form = document.querySelector("form[data-logout]");
+    if (!form) { return; }
+    form.addEventListener("submit", function (event) {
+      event.preventDefault();
+      fetch("/logout", { method: "POST", credentials: "same-origin", headers: { "X-CSRF-Token": csrf() } })
+        .then(function (answer) {
+          // Refused (no CSRF cookie any more): the reload gives this page a fresh one.
+          if (answer.ok) { window.location.assign("/login"); } else { window.location.reload(); }
+        });
+    });
+  }
+
+  // -- dashboard: the request box ----------------------------------------------------------
+
+  function initDashboard() {
+    var form = document.getElementById("request-form");
+    var text = document.getElementById("request");
+    var send = document.getElementById("send");
+    form.addEventListener("submit", function (event) {
+      event.preventDefault();
+      var request = text.value.trim();
+      if (!request) { return; }
+      hideProblem("request-problem");
+      send.disabled = true;
+      setText("request-state", "planning…");
+      api("POST", "/api/v1/plans", { request: request }).then(function (answer) {
+        if (answer.ok && answer.body && answer.body.id) {
+          setText("request-state", "planned: opening it…");
+          window.location.assign("/plans/" + encodeURIComponent(answer.body.id));
+          return;
+        }
+        send.disabled = false;
+        setText("request-state", "");
+        showProblem("request-problem", answer.body);
+      });
+    });
+    text.addEventListener("keydown", function (event) {
+      if (event.key === "Enter" && (event.ctrlKey || event.metaKey)) { form.requestSubmit(); }
+    });
+  }
+
+  // -- plan: approve, reject, cancel, run --------------------------------------------------
+
+  function initPlan() {
+    var body = document.body;
+    var planId = body.dataset.planId;
+    var seenHash = body.dataset.planHash; // the hash this page shows: the pin of an approval
+    var base = "/api/v1/plans/" + encodeURIComponent(planId);
+    var comment = document.getElementById("comment");
+    var buttons = document.querySelectorAll("#plan-actions button[data-action]");
+
+    function busy(on) {
+      buttons.forEach(function (b) { b.disabled = on; });
+    }
+
+    function act(action) {
+      var note = comment ? comment.value : "";
+      if (action === "approve") { return api("POST", base + "/approve", { hash: seenHash, comment: note }); }
+      if (action === "reject") { return api("POST", base + "/reject", { comment: note }); }
+      if (action === "cancel") { return api("POST", base + "/cancel"); }
+      return api("POST", base + "/runs");
+    }
+
+    buttons.forEach(function (button) {
+      button.addEventListener("click", function () {
+        var action = button.dataset.action;
+        hideProblem("action-problem");
+        busy(true);
+        setText("action-state", action === "run" ? "starting…" : "sending…");
+        act(action).then(function (answer) {
+          if (!answer.ok) {
+            busy(false);
+            setText("action-state", "");
+            showProblem("action-problem", answer.body);
+            return;
+          }
+          if (action === "run" && answer.body && answer.body.run_id) {
+            window.location.assign("/runs/" + encodeURIComponent(answer.body.run_id));
+            return;
+          }
+          window.location.reload();
+        });
+      });
+    });
+  }
+
+  // -- run monitor -------------------------------------------------------------------------
+
+  var STEP_STATUS = {
+    "step.started": "running",
+    "step.succeeded": "succeeded",
+    "step.failed": "failed",
+    "step.denied": "failed",
+    "step.retrying": "retry_wait",
+    "step.skipped": "skipped"
+  };
+
+  function logLine(event) {
+    var li = document.createElement("li");
+    li.dataset.seq = String(event.seq);
+    li.className = "ev ev-" + String(event.type).replace(/\./g, "-");
+    var parts = [["t", String(event.at || "").slice(11, 19)], ["ty", event.type]];
+    if (event.step_id) { parts.push(["sp", "[" + event.step_id + "]"]); }
+    parts.push(["m", String(event.message || "").slice(0, 500)]);
+    parts.forEach(function (part, index) {
+      if (index > 0) { li.appendChild(document.createTextNode(" ")); }
+      var span = document.createElement("span");
+      span.className = part[0];
+      span.textContent = part[1];
+      li.appendChild(span);
+    });
+    return li;
+  }
+
+  function initRun() {
+    var body = document.body;
+    var runId = body.dataset.runId;
+    var log = document.getElementById("log");
+    var earlier = document.getElementById("earlier");
+    var firstSeq = Number(body.dataset.firstSeq);
+    var lastSeq = Number(body.dataset.lastSeq);
+    var limit = LOG_LIMIT;
+    var queue = []; // events not yet drawn, oldest first
+    var stepChanges = {}; // step id -> status, since the last frame
+    var undoChanges = {};
+    var scheduled = false;
+    var lastFlush = 0;
+    var source = null;
+    var refreshing = false;
+    var refreshAgain = false;
+    var lastRefresh = 0;
+    var finished = body.dataset.final === "true";
+    var stopAt = null; // the last event of a run that has ended
+
+    function row(stepId) {
+      return document.querySelector('#steps tr[data-step="' + CSS.escape(stepId) + '"]');
+    }
+
+    function schedule() {
+      if (scheduled) { return; }
+      scheduled = true;
+      // At most one redraw per FRAME_MS: under a flood of events, a few larger batches cost far
+      // less layout than one small batch every frame, and still read as live. A hidden tab gets
+      // no animation frames; the timer makes sure the queue still drains there.
+      var wait = Math.max(0, lastFlush + FRAME_MS - Date.now());
+      setTimeout(function () {
+        var fallback = setTimeout(flush, 250);
+        requestAnimationFrame(function () { clearTimeout(fallback); flush(); });
+      }, wait);
+    }
+
+    function flush() {
+      if (!scheduled) { return; }
+      scheduled = false;
+      lastFlush = Date.now();
+      if (queue.length) {
+        // Lines that would be dropped at once are never built.
+        var drawn = queue.length > limit ? queue.slice(queue.length - limit) : queue;
+        queue = [];
+        var stick = log.scrollTop + log.clientHeight >= log.scrollHeight - 24;
+        var fragment = document.createDocumentFragment();
+        drawn.forEach(function (event) { fragment.appendChild(logLine(event)); });
+        log.appendChild(fragment);
+        var extra = log.childElementCount - limit;
+        while (extra > 0) {
+          log.firstElementChild.remove();
+          extra -= 1;
+        }
+        if (log.firstElementChild) {
+          firstSeq = Number(log.firstElementChild.dataset.seq);
+          earlier.hidden = firstSeq <= 1;
+        }
+        if (stick) { log.scrollTop = log.scrollHeight; }
+      }
+      Object.keys(stepChanges).forEach(function (stepId) {
+        var tr = row(stepId);
+        if (tr) { setStatus(tr.querySelector(".st"), stepChanges[stepId]); }
+      });
+      Object.keys(undoChanges).forEach(function (stepId) {
+        var tr = row(stepId);
+        if (tr) { setStatus(tr.querySelector(".undo"), undoChanges[stepId]); }
+        var item = document.querySelector('#undo-list li[data-undo="' + CSS.escape(stepId) + '"]');
+        if (item) {
+          setStatus(item.querySelector(".undo-state"), undoChanges[stepId]);
+          item.hidden = false;
+        }
+        document.getElementById("rollback").hidden = false;
+      });
+      stepChanges = {};
+      undoChanges = {};
+    }
+
+    function receive(event) {
+      if (event.seq <= lastSeq) { return; } // already shown: a reconnect replays nothing twice
+      lastSeq = event.seq;
+      queue.push(event);
+      if (queue.length > limit * 4) { queue = queue.slice(queue.length - limit); }
+      if (event.step_id && STEP_STATUS[event.type]) { stepChanges[event.step_id] = STEP_STATUS[event.type]; }
+      if (event.type === "rollback.calling" && event.step_id) { undoChanges[event.step_id] = "calling"; }
+      if (event.type === "rollback.action" && event.step_id) {
+        undoChanges[event.step_id] = event.data && event.data.ok === false ? "failed" : "done";
+      }
+      schedule();
+      if (stopAt !== null && lastSeq >= stopAt) { stop("finished"); return; }
+      if (event.type.indexOf("step.") === 0 || event.type.indexOf("run.") === 0 ||
+          event.type.indexOf("rollback.") === 0 || event.type.indexOf("gate.") === 0) {
+        refresh();
+      }
+    }
+
+    // The server's figures (step count, ETA, statuses, undo) are the truth; events only hurry them.
+    function refresh() {
+      if (refreshing) { refreshAgain = true; return; }
+      var wait = Math.max(0, lastRefresh + REFRESH_MS - Date.now());
+      refreshing = true;
+      setTimeout(function () {
+        lastRefresh = Date.now();
+        api("GET", "/runs/" + encodeURIComponent(runId) + "/progress").then(function (answer) {
+          refreshing = false;
+          if (answer.ok && answer.body) { apply(answer.body); }
+          if (refreshAgain) { refreshAgain = false; refresh(); }
+        });
+      }, wait);
+    }
+
+    function apply(state) {
+      setText("step-text", state.step_text);
+      var bar = document.getElementById("step-bar");
+      if (bar && Number(bar.value) !== state.percent) { bar.value = state.percent; bar.textContent = state.percent + "%"; }
+      setText("eta", state.eta);
+      setText("next", state.next);
+      var failure = document.getElementById("failure");
+      failure.textContent = state.failure;
+      failure.hidden = !state.failure;
+      setStatus(document.getElementById("run-status"), state.status);
+      var undoList = document.getElementById("undo-list");
+      state.steps.forEach(function (step) {
+        var tr = row(step.id);
+        if (!tr) { return; }
+        setStatus(tr.querySelector(".st"), step.status);
+        setStatus(tr.querySelector(".undo"), step.undo);
+        var cells = { ".att": String(step.attempts), ".dur": step.duration };
+        Object.keys(cells).forEach(function (selector) {
+          var cell = tr.querySelector(selector);
+          if (cell.textContent !== cells[selector]) { cell.textContent = cells[selector]; }
+        });
+        var error = tr.querySelector(".step-error");
+        if (error.textContent !== step.error) { error.textContent = step.error; }
+        error.hidden = !step.error;
+        var item = undoList.querySelector('li[data-undo="' + CSS.escape(step.id) + '"]');
+        if (item) {
+          setStatus(item.querySelector(".undo-state"), step.undo);
+          item.hidden = !step.undo;
+        }
+      });
+      document.getElementById("rollback").hidden = !state.rolling_back;
+      if (state.final) {
+        // The stream may still carry the last events: stop once they are in.
+        stopAt = state.last_seq;
+        if (lastSeq >= stopAt) { stop("finished"); }
+      }
+    }
+
+    function stop(said) {
+      finished = true;
+      setText("live-state", said);
+      if (source) { source.close(); source = null; }
+    }
+
+    function follow() {
+      var url = "/api/v1/runs/" + encodeURIComponent(runId) + "/events?after=" + lastSeq;
+      source = new EventSource(url);
+      var handler = function (message) {
+        var event;
+        try { event = JSON.parse(message.data); } catch (ignored) { return; }
+        receive(event);
+      };
+      (body.dataset.eventTypes || "").split(" ").forEach(function (type) {
+        if (type) { source.addEventListener(type, handler); }
+      });
+      source.addEventListener("open", function () { if (!finished) { setText("live-state", "following"); } });
+      // The browser reconnects by itself with Last-Event-ID; "dropped" is the server saying we fell
+      // behind, and the reconnect picks up from the last id we saw.
+      source.addEventListener("error", function () { if (!finished) { setText("live-state", "reconnecting…"); } });
+      source.addEventListener("dropped", function () { setText("live-state", "catching up…"); });
+    }
+
+    earlier.addEventListener("click", function () {
+      var before = firstSeq;
+      var count = Math.min(PAGE, before - 1);
+      if (count <= 0) { earlier.hidden = true; return; }
+      earlier.disabled = true;
+      var path = "/api/v1/runs/" + encodeURIComponent(runId) + "/events?after=" + (before - 1 - count) + "&limit=" + count;
+      api("GET", path).then(function (answer) {
+        earlier.disabled = false;
+        if (!answer.ok || !answer.body) { return; }
+        var older = answer.body.items.filter(function (e) { return e.seq < before; });
+        if (!older.length) { earlier.hidden = true; return; }
+        var fragment = document.createDocumentFragment();
+        older.forEach(function (event) { fragment.appendChild(logLine(event)); });
+        var height = log.scrollHeight;
+        log.insertBefore(fragment, log.firstChild);
+        log.scrollTop += log.scrollHeight - height; // the lines read before stay where they were
+        limit += older.length; // asked for: kept until the page is left
+        firstSeq = older[0].seq;
+        earlier.hidden = firstSeq <= 1;
+      });
+    });
+
+    log.scrollTop = log.scrollHeight;
+    if (!finished) {
+      follow();
+      refresh();
+    }
+  }
+
+  var PAGES = { dashboard: initDashboard, plan: initPlan, run: initRun };
+
+  function start() {
+    initLogout();
+    var init = PAGES[document.body.dataset.page];
+    if (init) { init(); }
+  }
+
+  if (document.readyState === "loading") {
+    document.addEventListener("DOMContentLoaded", start);
+  } else {
+    start();
+  }
+})();

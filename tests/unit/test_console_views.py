@@ -1,0 +1,402 @@
+"""The console's pure parts (the graph's layout, run progress and ETA, runs per day) and what a
+plan page offers to whom (`services.access.plan_actions`, through the fakes)."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from datetime import UTC, date, datetime, timedelta
+from itertools import combinations
+from typing import Any
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from starlette.testclient import TestClient
+
+from opsmith.api.app import create_api
+from opsmith.api.console.layout import Placed, Sizes, layout
+from opsmith.api.console.views import (
+    StepTiming,
+    chart,
+    eta_text,
+    progress,
+    remaining,
+    runs_per_day,
+    shorten,
+)
+from opsmith.domain.graph import Node, parallel_groups
+from opsmith.domain.identity import Identity
+from opsmith.domain.plan import Plan, PlanStatus
+from opsmith.engine.state import RunStatus, StepStatus
+from opsmith.services.access import plan_actions
+from opsmith.services.approvals import approve, cancel
+from opsmith.services.hosting import Host
+from opsmith.services.planning import make_plan
+from opsmith.services.tokens import create_token
+from tests.fakes import FakeServerHost, FakeTools, FakeWorld, fake_app
+from tests.unit.test_services import CONFIG, SCALE, SPECS, answers
+
+# The deploy of seed 001: one chain, two parallel pairs.
+DEPLOY = [
+    Node("build"),
+    Node("test", ("build",)),
+    Node("quality", ("test",)),
+    Node("security", ("test",)),
+    Node("push", ("quality", "security")),
+    Node("deploy", ("push",)),
+    Node("pods", ("deploy",)),
+    Node("logs", ("deploy",)),
+    Node("service", ("pods", "logs")),
+]
+
+
+# -- the graph's layout ---------------------------------------------------------------------------
+
+
+def overlap(a: Placed, b: Placed) -> bool:
+    return a.x < b.x + b.width and b.x < a.x + a.width and a.y < b.y + b.height and b.y < a.y + a.height
+
+
+def test_every_dependency_is_drawn_and_parallel_steps_share_a_row() -> None:
+    drawn = layout(DEPLOY)
+    assert {(link.source, link.target) for link in drawn.links} == {
+        (dep, node.id) for node in DEPLOY for dep in node.depends_on
+    }
+    assert drawn.box("quality").y == drawn.box("security").y
+    assert drawn.box("pods").y == drawn.box("logs").y
+    assert drawn.box("quality").x != drawn.box("security").x
+    rows = sorted({box.y for box in drawn.boxes})
+    assert len(rows) == len(parallel_groups(DEPLOY)) == 7
+    assert [drawn.box(step).level for step in ("build", "test", "push", "service")] == [0, 1, 3, 6]
+
+
+def test_an_arrow_leaves_the_bottom_of_a_step_and_enters_the_top_of_the_one_that_waits() -> None:
+    drawn = layout([Node("a"), Node("b", ("a",))])
+    (link,) = drawn.links
+    a, b = drawn.box("a"), drawn.box("b")
+    assert link.path.startswith(f"M{a.center_x:g} {a.bottom:g} ")
+    assert link.path.endswith(f" {b.center_x:g} {b.y:g}")
+
+
+def test_the_picture_is_as_wide_as_its_widest_row_and_rows_are_centred() -> None:
+    size = Sizes(box_width=100, box_height=40, gap_x=10, gap_y=20, margin=5)
+    drawn = layout([Node("a"), Node("b", ("a",)), Node("c", ("a",)), Node("d", ("a",))], size)
+    assert drawn.width == 2 * 5 + 3 * 100 + 2 * 10
+    assert drawn.height == 2 * 5 + 2 * 40 + 20
+    assert drawn.box("a").center_x == drawn.width / 2
+    assert drawn.box("c").center_x == drawn.width / 2
+
+
+def test_an_empty_plan_draws_nothing() -> None:
+    drawn = layout([])
+    assert drawn.boxes == () and drawn.links == ()
+
+
+def test_a_row_is_ordered_by_where_its_parents_are() -> None:
+    # y waits for the right-hand parent, x for the left one: they are placed to match, not by input.
+    nodes = [Node("left"), Node("right"), Node("y", ("right",)), Node("x", ("left",))]
+    drawn = layout(nodes)
+    assert drawn.box("x").x < drawn.box("y").x
+
+
+@st.composite
+def dags(draw: st.DrawFn, max_size: int = 14) -> list[Node]:
+    """A DAG: node i depends only on nodes before it; then the input order is shuffled."""
+    size = draw(st.integers(0, max_size))
+    nodes = []
+    for index in range(size):
+        deps = draw(st.lists(st.integers(0, index - 1), unique=True, max_size=4)) if index else []
+        nodes.append(Node(f"s{index}", tuple(f"s{d}" for d in deps)))
+    return draw(st.permutations(nodes))
+
+
+@settings(max_examples=200, deadline=None)
+@given(dags())
+def test_boxes_never_overlap_and_every_dependency_has_its_arrow(nodes: list[Node]) -> None:
+    drawn = layout(nodes)
+    assert {b.id for b in drawn.boxes} == {n.id for n in nodes}
+    for a, b in combinations(drawn.boxes, 2):
+        assert not overlap(a, b), (a, b)
+    assert sorted((link.source, link.target) for link in drawn.links) == sorted(
+        (dep, node.id) for node in nodes for dep in node.depends_on
+    )
+    for box in drawn.boxes:
+        assert box.x >= 0 and box.x + box.width <= drawn.width
+        assert box.y >= 0 and box.bottom <= drawn.height
+    by_id = {n.id: n for n in nodes}
+    for link in drawn.links:
+        # An arrow always points down: a step sits below everything it waits for.
+        assert drawn.box(link.source).bottom < drawn.box(link.target).y, by_id[link.target]
+    for level, group in enumerate(parallel_groups(nodes)):
+        assert {drawn.box(step).level for step in group} == {level}
+        assert len({drawn.box(step).y for step in group}) == 1
+
+
+# -- run progress and the ETA ---------------------------------------------------------------------
+
+
+def test_step_n_of_m_counts_finished_steps_and_the_running_ones() -> None:
+    s = StepStatus
+    counted = progress([s.SUCCEEDED, s.FAILED, s.RUNNING, s.RETRY_WAIT, s.PENDING, s.PENDING])
+    assert counted.text == "Step 4 of 6" and counted.percent == 33
+    assert progress([]).text == "Step 0 of 0" and progress([]).percent == 100
+    assert progress([s.ROLLED_BACK, s.SKIPPED, s.CANCELLED]).text == "Step 3 of 3"
+
+
+NOW = datetime(2026, 12, 1, 12, tzinfo=UTC)
+
+
+def test_the_eta_is_the_critical_path_of_what_is_left_less_the_time_already_spent() -> None:
+    steps = [
+        StepTiming("build", (), (60.0, 120.0), StepStatus.SUCCEEDED),
+        StepTiming("deploy", ("build",), (120.0, 300.0), StepStatus.RUNNING, NOW - timedelta(seconds=100)),
+        StepTiming("pods", ("deploy",), (10.0, 60.0), StepStatus.PENDING),
+        StepTiming("logs", ("deploy",), (60.0, 120.0), StepStatus.PENDING),
+    ]
+    assert remaining(steps, NOW) == (20.0 + 60.0, 200.0 + 120.0)
+    assert eta_text(RunStatus.RUNNING, remaining(steps, NOW)) == "about 1-6 min left"
+
+
+def test_a_step_past_its_estimate_counts_for_nothing_and_the_monitor_says_so() -> None:
+    late = [StepTiming("deploy", (), (10.0, 30.0), StepStatus.RUNNING, NOW - timedelta(minutes=5))]
+    assert remaining(late, NOW) == (0.0, 0.0)
+    assert eta_text(RunStatus.RUNNING, (0.0, 0.0)) == "taking longer than estimated"
+
+
+def test_a_finished_or_stopped_run_has_no_eta() -> None:
+    for status in (RunStatus.SUCCEEDED, RunStatus.ROLLED_BACK, RunStatus.PAUSED, RunStatus.FAILED):
+        assert eta_text(status, (10.0, 20.0)) == ""
+    assert "rolling back" in eta_text(RunStatus.ROLLING_BACK, (10.0, 20.0))
+    assert eta_text(RunStatus.PENDING, (10.0, 20.0)) == "about < 1 min left"
+
+
+# -- the dashboard's chart ------------------------------------------------------------------------
+
+
+def test_runs_per_day_counts_the_last_fourteen_days_with_empty_days_too() -> None:
+    today = date(2026, 12, 14)
+    created = [
+        datetime(2026, 12, 14, 9, tzinfo=UTC),
+        datetime(2026, 12, 14, 23, tzinfo=UTC),
+        datetime(2026, 12, 1, 0, 5, tzinfo=UTC),
+        datetime(2026, 11, 30, 23, tzinfo=UTC),  # fifteen days ago: outside the window
+    ]
+    counts = runs_per_day(created, today)
+    assert len(counts) == 14 and counts[0] == (date(2026, 12, 1), 1) and counts[-1] == (today, 2)
+    assert sum(n for _, n in counts) == 3
+
+
+def test_the_chart_scales_the_busiest_day_to_full_height_and_keeps_empty_slots() -> None:
+    drawn = chart(
+        [(date(2026, 12, 1), 0), (date(2026, 12, 2), 4), (date(2026, 12, 3), 2)], width=300, height=100
+    )
+    empty, busiest, half = drawn.bars
+    assert busiest.height == 98 and busiest.y == 2 and half.height == 49
+    assert empty.height == 1 and empty.count == 0
+    assert [b.x for b in drawn.bars] == [1, 101, 201]
+    assert busiest.label == "Wed 02 Dec: 4 runs" and half.label.endswith("2 runs")
+    assert chart([]).bars == ()
+
+
+def test_shorten_marks_a_cut() -> None:
+    assert shorten("abc", 3) == "abc"
+    assert shorten("abcdef", 4) == "abc…"
+
+
+# -- what a plan page offers, decided by the access service ---------------------------------------
+
+
+def who(user: str, role: str) -> Identity:
+    return Identity(user=user, role=role, source="token")
+
+
+def world_with(extra: str = "") -> FakeWorld:
+    return fake_app(CONFIG + extra, FakeTools(specs=list(SPECS), answers=answers()))
+
+
+def planned(world: FakeWorld, user: str = "bob", role: str = "deployer", request: str = SCALE) -> Plan:
+    made = asyncio.run(make_plan(world.app, who(user, role), request, {}))
+    return stored(world, made.id)
+
+
+def stored(world: FakeWorld, plan_id: str) -> Plan:
+    # As a page reads it: signed by the store (a plan a service returns may not carry its new seal).
+    return world.plans.get(plan_id)
+
+
+NONE = {"approve": False, "reject": False, "run": False, "cancel": False}
+
+
+def test_a_pending_plan_offers_approval_to_approvers_only_and_cancel_to_its_requester() -> None:
+    world = world_with()
+    plan = planned(world)
+    assert plan.status is PlanStatus.PENDING_APPROVAL
+    app = world.app
+    assert plan_actions(app, who("alice", "approver"), plan) == {
+        "approve": True,
+        "reject": True,
+        "run": False,
+        "cancel": True,
+    }
+    assert plan_actions(app, who("bob", "deployer"), plan) == {**NONE, "cancel": True}
+    assert plan_actions(app, who("vic", "viewer"), plan) == NONE
+    # An operator may neither touch production nor cancel someone else's plan there.
+    assert plan_actions(app, who("olga", "operator"), plan) == NONE
+
+
+def test_an_approved_plan_offers_run_to_those_who_may_execute_it() -> None:
+    world = world_with()
+    plan = stored(world, approve(world.app, who("alice", "approver"), planned(world).id, "ok")[0].id)
+    assert plan.status is PlanStatus.APPROVED
+    assert plan_actions(world.app, who("bob", "deployer"), plan) == {**NONE, "run": True, "cancel": True}
+    assert plan_actions(world.app, who("alice", "approver"), plan) == {**NONE, "cancel": True}
+    assert plan_actions(world.app, who("ada", "admin"), plan) == {**NONE, "run": True, "cancel": True}
+
+
+def test_a_requester_is_never_offered_their_own_plan_to_approve() -> None:
+    world = world_with()
+    plan = planned(world, "ada", "admin")
+    assert plan_actions(world.app, who("ada", "admin"), plan) == {**NONE, "cancel": True}
+    assert plan_actions(world.app, who("alice", "approver"), plan)["approve"]
+
+
+def test_under_four_eyes_one_approver_is_not_offered_a_second_approval() -> None:
+    world = world_with("policy: {approval: {four_eyes_risk: HIGH}}\n")
+    plan = planned(world)
+    assert plan.approvals_needed == 2
+    _, tally = approve(world.app, who("alice", "approver"), plan.id, "one")
+    plan = stored(world, plan.id)
+    assert plan.status is PlanStatus.PENDING_APPROVAL and len(tally.valid) == 1
+    assert plan_actions(world.app, who("alice", "approver"), plan) == {
+        "approve": False,
+        "reject": True,
+        "run": False,
+        "cancel": True,
+    }
+    assert plan_actions(world.app, who("carol", "approver"), plan)["approve"]
+
+
+def test_a_closed_plan_offers_nothing() -> None:
+    world = world_with()
+    plan = stored(world, cancel(world.app, who("bob", "deployer"), planned(world).id).id)
+    for person in (who("bob", "deployer"), who("alice", "approver"), who("ada", "admin")):
+        assert plan_actions(world.app, person, plan) == NONE
+
+
+@pytest.mark.parametrize("status", [PlanStatus.RUNNING, PlanStatus.SUCCEEDED, PlanStatus.ROLLED_BACK])
+def test_a_running_or_finished_plan_cannot_be_cancelled_from_its_page(status: PlanStatus) -> None:
+    world = world_with()
+    plan = planned(world).model_copy(update={"status": status})
+    assert plan_actions(world.app, who("ada", "admin"), plan) == NONE
+
+
+# -- the login and the pages, in process over the fakes -------------------------------------------
+
+
+@pytest.fixture
+def site() -> Iterator[tuple[TestClient, FakeWorld]]:
+    world = world_with()
+    host = Host(app=world.app, servers=FakeServerHost(world.tools), owner=who("ada", "admin"))
+    with TestClient(create_api(host, duties=False), follow_redirects=False) as client:
+        yield client, world
+
+
+def token_for(world: FakeWorld, user: str, role: str) -> str:
+    _, text = create_token(world.app, who("ada", "admin"), user, role, via="test")
+    return text
+
+
+def cookie_headers(answer: Any) -> dict[str, str]:
+    return {line.split("=", 1)[0]: line for line in answer.headers.get_list("set-cookie")}
+
+
+def test_a_page_without_a_session_sends_the_browser_to_login_and_counts_for_nothing(
+    site: tuple[TestClient, FakeWorld],
+) -> None:
+    client, _ = site
+    answer = client.get("/runs?status=failed")
+    assert answer.status_code == 303 and answer.headers["location"] == "/login?next=/runs%3Fstatus%3Dfailed"
+    assert client.app.state.gate.failures == {}  # type: ignore[attr-defined]
+    assert client.get("/login?next=//elsewhere.example").text.count('value="/"') == 1
+
+
+def test_login_sets_an_http_only_strict_session_and_a_readable_csrf_cookie(
+    site: tuple[TestClient, FakeWorld],
+) -> None:
+    client, world = site
+    token = token_for(world, "bob", "deployer")
+    answer = client.post("/login", data={"token": token, "next": "/runs"})
+    assert answer.status_code == 303 and answer.headers["location"] == "/runs"
+    cookies = cookie_headers(answer)
+    session, csrf = cookies["opsmith_session"].lower(), cookies["opsmith_csrf"].lower()
+    assert "httponly" in session and "samesite=strict" in session and "path=/" in session
+    assert "secure" not in session, "plain http: a Secure cookie would never come back"
+    assert "httponly" not in csrf and "samesite=strict" in csrf
+    page = client.get("/")
+    assert page.status_code == 200 and "bob" in page.text
+    assert token not in page.text and token.rsplit("_", 1)[-1] not in page.text
+    assert "script-src 'self'" in page.headers["content-security-policy"]
+
+
+def test_over_https_the_cookies_are_secure(site: tuple[TestClient, FakeWorld]) -> None:
+    client, world = site
+    answer = client.post("https://testserver/login", data={"token": token_for(world, "bob", "deployer")})
+    assert all("secure" in line.lower() for line in cookie_headers(answer).values())
+
+
+def test_failed_logins_show_why_never_the_token_and_are_throttled_like_the_api(
+    site: tuple[TestClient, FakeWorld],
+) -> None:
+    client, world = site
+    guess = f"osm_{'1' * 12}_{'g' * 43}"
+    for _ in range(world.app.config.api.auth_failures):
+        answer = client.post("/login", data={"token": guess})
+        assert answer.status_code == 401 and "unknown" in answer.text
+        assert guess not in answer.text and "g" * 43 not in answer.text
+        assert "set-cookie" not in answer.headers
+    throttled = client.post("/login", data={"token": token_for(world, "bob", "deployer")})
+    assert throttled.status_code == 429 and "too many failed attempts" in throttled.text
+    assert client.get("/api/v1/whoami", headers={"Authorization": f"Bearer {guess}"}).status_code == 429
+
+
+def test_a_login_form_posted_from_another_site_is_refused(site: tuple[TestClient, FakeWorld]) -> None:
+    client, world = site
+    answer = client.post(
+        "/login",
+        data={"token": token_for(world, "bob", "deployer")},
+        headers={"Origin": "https://evil.example"},
+    )
+    assert answer.status_code == 403 and "set-cookie" not in answer.headers
+
+
+def test_logout_needs_the_csrf_header_and_then_clears_both_cookies(
+    site: tuple[TestClient, FakeWorld],
+) -> None:
+    client, world = site
+    client.post("/login", data={"token": token_for(world, "bob", "deployer")})
+    assert client.post("/logout").status_code == 403
+    csrf = client.cookies["opsmith_csrf"]
+    answer = client.post("/logout", headers={"X-CSRF-Token": csrf})
+    assert answer.status_code == 303 and answer.headers["location"] == "/login"
+    cleared = cookie_headers(answer)
+    assert {"opsmith_session", "opsmith_csrf"} <= set(cleared)
+    assert all("max-age=0" in line.lower() for line in cleared.values())
+
+
+def test_the_plan_page_draws_the_graph_and_offers_only_what_the_service_allows(
+    site: tuple[TestClient, FakeWorld],
+) -> None:
+    client, world = site
+    plan = planned(world)
+    client.post("/login", data={"token": token_for(world, "vic", "viewer")})
+    page = client.get(f"/plans/{plan.id}").text
+    assert page.count('class="node"') == len(plan.steps)
+    assert page.count('class="edge"') == sum(len(s.depends_on) for s in plan.steps)
+    assert 'data-action="' not in page and "0 of 1 approval" in page
+    client.post("/login", data={"token": token_for(world, "alice", "approver")})
+    page = client.get(f"/plans/{plan.id}").text
+    assert 'data-action="approve"' in page and 'data-action="run"' not in page
+    assert f'data-plan-hash="{plan.hash}"' in page
+    missing = client.get("/plans/plan_that_is_not_there")
+    assert missing.status_code == 404 and "plan_that_is_not_there" in missing.text
