@@ -153,19 +153,21 @@ async def run_events_socket(websocket: WebSocket, run_id: str, after: int = 0) -
 
 
 async def _sse(hub: EventHub, run_id: str, after: int) -> AsyncIterator[str]:
-    follower = hub.follow(run_id, after)
+    follower = hub.batches(run_id, after)
     try:
         while True:
             try:
-                event = await asyncio.wait_for(anext(follower), timeout=SSE_HEARTBEAT)
+                batch = await asyncio.wait_for(anext(follower), timeout=SSE_HEARTBEAT)
             except TimeoutError:
                 yield ": keep-alive\n\n"
                 continue
             except Dropped:
                 yield "event: dropped\ndata: {}\n\n"
                 return
-            data = json.dumps(event_json(event))
-            yield f"id: {event.seq}\nevent: {event.type.value}\ndata: {data}\n\n"
+            # One chunk per batch: a watcher catching up gets hundreds of events per write.
+            yield "".join(
+                f"id: {e.seq}\nevent: {e.type.value}\ndata: {json.dumps(event_json(e))}\n\n" for e in batch
+            )
     finally:
         await follower.aclose()
 
