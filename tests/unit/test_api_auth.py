@@ -27,7 +27,7 @@ def test_no_more_than_limit_failures_are_looked_at_within_any_window(
         try:
             gate.check("10.0.0.1", now)
         except TooManyFailures as refused:
-            assert 0 < refused.retry_after <= window
+            assert 0 < refused.retry_after <= window + 1e-9  # a sum of floats may round up a little
             continue
         looked_at.append(now)
         gate.failed("10.0.0.1", now)

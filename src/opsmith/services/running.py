@@ -296,9 +296,10 @@ def _still_as_approved(app: App, identity: Identity, plan: Plan, state: RunState
         why = f"plan {plan.id} changed since run {state.run_id} started from it"
     elif not plan_is_sealed(plan, app.seal):
         why = f"plan {plan.id} was changed outside opsmith: its signature does not verify"
-    elif plan.status is not PlanStatus.RUNNING:
-        # A run under way holds its plan at `running` (signed); a run row for a plan that finished,
-        # or was never claimed, was not made by opsmith: a plan runs once.
+    elif plan.status not in (PlanStatus.RUNNING, PlanStatus.FAILED):
+        # A run under way holds its plan at `running` (signed), or at `failed` while it needs
+        # attention or rolls back; a run row for a plan that succeeded, was rolled back, cancelled
+        # or never claimed was not made by opsmith: a plan runs once.
         why = f"plan {plan.id} is {plan.status.value}, so run {state.run_id} cannot be driven from it"
     elif plan.requires_approval:
         tally = state_of(app, plan, expired_count=True)
