@@ -6,6 +6,9 @@ console error: a test that expects a refused call (a 409 it provokes) names that
 
 The sandbox's `scale_deployment` is held until a file exists, so a test decides when the scale
 step ends and sees the monitor's "Step N of M" move, without sleeping or racing a timer.
+
+The tests share one sandbox world and run in order: the failing deploy comes before the one that
+commits my-application's fix.
 """
 
 from __future__ import annotations
@@ -23,7 +26,7 @@ from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, expect, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, Route, expect, sync_playwright
 
 from opsmith.engine.events import EventType, RunEvent
 from opsmith.engine.state import RunStatus, new_run, with_run_status
@@ -78,7 +81,8 @@ def served(project: Path) -> Iterator[Served]:
 def tokens(served: Served) -> dict[str, str]:
     made = {}
     with served.client(served.token) as admin:
-        for user, role in {"alice": "approver", "bob": "deployer", "vic": "viewer"}.items():
+        people = {"alice": "approver", "carol": "approver", "bob": "deployer", "vic": "viewer"}
+        for user, role in people.items():
             answer = admin.post("/api/v1/tokens", json={"user": user, "role": role, "name": "browser"})
             assert answer.status_code == 201, answer.text
             made[user] = answer.json()["token"]
@@ -295,6 +299,83 @@ def test_a_failing_deploy_shows_its_rollback_in_the_monitor(
     run_id = page.url.rsplit("/", 1)[-1]
     report = api(served, tokens["bob"], "GET", f"/api/v1/runs/{run_id}").json()
     assert report["status"] == "rolled_back"
+
+
+def approved(served: Served, tokens: dict[str, str], request: str) -> dict[str, Any]:
+    """A plan of bob's, approved by as many approvers as it needs (a recent failure asks for two)."""
+    plan = made_plan(served, tokens["bob"], request)
+    for approver in ("alice", "carol"):
+        if plan["status"] != "pending_approval":
+            break
+        path = f"/api/v1/plans/{plan['id']}/approve"
+        answer = api(served, tokens[approver], "POST", path, hash=plan["hash"])
+        assert answer.status_code == 200, answer.text
+        plan = {**plan, "status": answer.json()["status"]}
+    assert plan["status"] == "approved", plan
+    return plan
+
+
+def test_a_deploy_at_its_validation_gate_is_continued_from_the_monitor_by_a_deployer_only(
+    browser: Browser, served: Served, tokens: dict[str, str], project: Path
+) -> None:
+    from opsmith.sandbox.samples.apps import MY_APPLICATION_FIX_CONFIG, MY_APPLICATION_FIX_DOCKERFILE
+    from opsmith.sandbox.world import World
+
+    # After the failing deploy above: with the fix committed, the rollout is healthy and the run
+    # stops at its gate(s) (a recent failure in production adds a staging one before).
+    World(project / "state").commit_files(
+        "my-application",
+        {"config/production.json": MY_APPLICATION_FIX_CONFIG, "Dockerfile": MY_APPLICATION_FIX_DOCKERFILE},
+        "fix: add the production config",
+    )
+    plan = approved(served, tokens, DEPLOY)
+    started = api(served, tokens["bob"], "POST", f"/api/v1/plans/{plan['id']}/runs")
+    assert started.status_code == 202, started.text
+    run_id = started.json()["run_id"]
+    gates = sum(1 for step in plan["steps"] if step["requires_validation"])
+    assert gates >= 1, "the deploy playbook validates its rollout"
+    with console(browser, served, tokens["vic"]) as vic, console(browser, served, tokens["bob"]) as bob:
+        bob.allowed = {403}  # the forged click below, refused by the API
+        watcher = vic.go(f"/runs/{run_id}")
+        page = bob.go(f"/runs/{run_id}")
+        waits = page.locator("#log li.ev-gate-waiting")
+        expect(waits.first).to_be_visible(timeout=60_000)
+        expect(watcher.locator("#run-status")).to_have_text("awaiting validation")
+        expect(watcher.get_by_role("button", name="Continue")).to_have_count(0)
+        expect(watcher.locator("#run-actions")).to_be_hidden()
+        keep_on = page.get_by_role("button", name="Continue")
+        problem = page.locator("#run-problem")
+
+        # A click the API refuses (its CSRF header altered on the way) says why, and may be retried.
+        def forged(route: Route) -> None:
+            route.continue_(headers={**route.request.headers, "x-csrf-token": "forged"})
+
+        page.route("**/api/v1/runs/*/continue", forged)
+        keep_on.click()
+        expect(problem.locator(".detail")).to_contain_text("without the console's CSRF token")
+        expect(problem.locator(".hint")).to_contain_text("reload the console page")
+        expect(keep_on).to_be_enabled()
+        page.unroute("**/api/v1/runs/*/continue", forged)
+
+        ended = page.locator('#run-status .status[data-status="succeeded"]')
+        for passed in range(gates):
+            expect(waits).to_have_count(passed + 1)
+            expect(page.locator("#run-status")).to_have_text("awaiting validation")
+            expect(page.get_by_role("button", name="Roll back")).to_be_visible()
+            expect(page.get_by_role("button", name="Pause")).to_have_count(0)
+            keep_on.click()
+            expect(problem).to_be_hidden()
+            # On to the next gate, or to the end.
+            expect(ended.or_(waits.nth(passed + 1))).to_be_visible(timeout=60_000)
+            if ended.is_visible():
+                break
+        expect(ended).to_be_visible()
+        expect(page.locator("#live-state")).to_have_text("finished")
+        expect(page.locator("#run-actions")).to_be_hidden()
+        expect(watcher.locator("#run-status")).to_have_text("succeeded")
+    report = api(served, tokens["bob"], "GET", f"/api/v1/runs/{run_id}").json()
+    assert report["status"] == "succeeded", report
+    assert all(step["status"] == "succeeded" for step in report["steps"]), report["steps"]
 
 
 def test_an_approval_of_a_plan_amended_meanwhile_is_refused_on_the_page(

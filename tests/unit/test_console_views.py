@@ -1,9 +1,11 @@
 """The console's pure parts (the graph's layout, run progress and ETA, runs per day) and what a
-plan page offers to whom (`services.access.plan_actions`, through the fakes)."""
+plan page and a run monitor offer to whom (`services.access.plan_actions` and `run_actions`,
+through the fakes)."""
 
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from itertools import combinations
@@ -28,8 +30,8 @@ from opsmith.api.console.views import (
 from opsmith.domain.graph import Node, parallel_groups
 from opsmith.domain.identity import Identity
 from opsmith.domain.plan import Plan, PlanStatus
-from opsmith.engine.state import RunStatus, StepStatus
-from opsmith.services.access import plan_actions
+from opsmith.engine.state import FINAL_RUN_STATUSES, RunState, RunStatus, StepStatus, new_run
+from opsmith.services.access import plan_actions, run_actions
 from opsmith.services.approvals import approve, cancel
 from opsmith.services.hosting import Host
 from opsmith.services.planning import make_plan
@@ -291,6 +293,61 @@ def test_a_running_or_finished_plan_cannot_be_cancelled_from_its_page(status: Pl
     assert plan_actions(world.app, who("ada", "admin"), plan) == NONE
 
 
+# -- what a run monitor offers, decided by the access service -------------------------------------
+
+
+RUN_NONE = {"continue": False, "pause": False, "resume": False, "cancel": False, "rollback": False}
+
+
+def run_of(plan: Plan, status: RunStatus, run_id: str = "run_console_test") -> RunState:
+    # Any status, as a page may find it in the journal: the access service only reads it.
+    return new_run(plan, run_id=run_id).model_copy(update={"status": status})
+
+
+def test_a_viewer_is_offered_no_run_control_whatever_the_run_does() -> None:
+    world = world_with()
+    plan = planned(world)
+    for status in RunStatus:
+        assert run_actions(world.app, who("vic", "viewer"), plan, run_of(plan, status)) == RUN_NONE
+
+
+def test_a_run_at_its_gate_offers_continue_and_rollback_to_a_deployer() -> None:
+    world = world_with()
+    plan = planned(world)
+    gate = run_of(plan, RunStatus.AWAITING_VALIDATION)
+    stop = {"cancel": True, "rollback": True}
+    bob = who("bob", "deployer")
+    assert run_actions(world.app, bob, plan, gate) == {**RUN_NONE, "continue": True, **stop}
+    # An approver may stop a production run but not drive it on; an operator may not touch production.
+    assert run_actions(world.app, who("alice", "approver"), plan, gate) == {**RUN_NONE, **stop}
+    assert run_actions(world.app, who("olga", "operator"), plan, gate) == RUN_NONE
+
+
+@pytest.mark.parametrize(
+    ("status", "offered"),
+    [
+        (RunStatus.PENDING, {"pause"}),
+        (RunStatus.RUNNING, {"pause"}),
+        (RunStatus.PAUSED, {"resume"}),
+        (RunStatus.NEEDS_ATTENTION, {"resume"}),
+        (RunStatus.ROLLING_BACK, set()),
+    ],
+)
+def test_a_run_under_way_offers_what_its_status_allows(status: RunStatus, offered: set[str]) -> None:
+    world = world_with()
+    plan = planned(world)
+    found = run_actions(world.app, who("ada", "admin"), plan, run_of(plan, status))
+    assert found == {**RUN_NONE, **dict.fromkeys(offered, True), "cancel": True, "rollback": True}
+
+
+def test_a_finished_run_offers_nothing() -> None:
+    world = world_with()
+    plan = planned(world)
+    for status in FINAL_RUN_STATUSES:
+        for person in (who("bob", "deployer"), who("ada", "admin")):
+            assert run_actions(world.app, person, plan, run_of(plan, status)) == RUN_NONE
+
+
 # -- the login and the pages, in process over the fakes -------------------------------------------
 
 
@@ -400,3 +457,28 @@ def test_the_plan_page_draws_the_graph_and_offers_only_what_the_service_allows(
     assert f'data-plan-hash="{plan.hash}"' in page
     missing = client.get("/plans/plan_that_is_not_there")
     assert missing.status_code == 404 and "plan_that_is_not_there" in missing.text
+
+
+def shown_controls(page: str) -> dict[str, bool]:
+    """The run monitor's control buttons, each with whether it is shown (not hidden)."""
+    found = re.findall(r'(<button [^>]*data-run-action="(\w+)"[^>]*>)', page)
+    assert len(found) == len(RUN_NONE), "every control is in the page, for the script"
+    return {name: " hidden" not in tag for tag, name in found}
+
+
+def test_the_run_monitor_and_its_progress_offer_only_what_the_service_allows(
+    site: tuple[TestClient, FakeWorld],
+) -> None:
+    client, world = site
+    plan = planned(world)
+    gate = run_of(plan, RunStatus.AWAITING_VALIDATION, "run_console_gate")
+    world.journal.commit(gate, owner="test", started_by="bob")
+    client.post("/login", data={"token": token_for(world, "vic", "viewer")})
+    page = client.get(f"/runs/{gate.run_id}").text
+    assert shown_controls(page) == RUN_NONE and '<div class="actions" id="run-actions" hidden>' in page
+    assert client.get(f"/runs/{gate.run_id}/progress").json()["actions"] == RUN_NONE
+    client.post("/login", data={"token": token_for(world, "bob", "deployer")})
+    page = client.get(f"/runs/{gate.run_id}").text
+    at_gate = {**RUN_NONE, "continue": True, "cancel": True, "rollback": True}
+    assert shown_controls(page) == at_gate and '<div class="actions" id="run-actions">' in page
+    assert client.get(f"/runs/{gate.run_id}/progress").json()["actions"] == at_gate

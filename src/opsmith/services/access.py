@@ -10,6 +10,7 @@ from opsmith.domain.errors import UsageError
 from opsmith.domain.identity import DEFAULT_ROLES, Action, Identity, Permission, decide
 from opsmith.domain.plan import Plan, PlanStatus
 from opsmith.domain.risk import Risk
+from opsmith.engine.state import FINAL_RUN_STATUSES, RunState, RunStatus
 from opsmith.services.approvals import CLOSED
 from opsmith.services.identity import permission_of
 
@@ -67,6 +68,36 @@ def plan_actions(app: App, identity: Identity, plan: Plan) -> dict[str, bool]:
         "reject": judges,
         "run": plan.status is PlanStatus.APPROVED and may(Action.EXECUTE),
         "cancel": open_ and (may(Action.CANCEL, None) or identity.user == plan.requested_by),
+    }
+
+
+_STARTED = frozenset({RunStatus.PENDING, RunStatus.RUNNING})
+_STOPPED = frozenset({RunStatus.PAUSED, RunStatus.NEEDS_ATTENTION})
+
+
+def run_actions(app: App, identity: Identity, plan: Plan, state: RunState) -> dict[str, bool]:
+    """Which of continue, pause, resume, cancel and rollback `identity` may take on the run
+    `state` of `plan` now: what a face offers. Each is the check services.running makes when the
+    action is taken (the plan's environment, up to its risk: EXECUTE to drive the run, CANCEL to
+    stop it), for the run states a person acts on: continue at a gate, pause what is under way,
+    resume what is paused or needs attention, cancel or roll back anything not finished. Each
+    service checks again when the action is taken; this only decides what is shown."""
+    permission = permission_of(app.config, identity)
+
+    def may(action: Action) -> bool:
+        decision = decide(identity, permission, action, environment=plan.intent.environment, risk=plan.risk)
+        return decision.allowed
+
+    status = state.status
+    executes, cancels = may(Action.EXECUTE), may(Action.CANCEL)
+    under_way = status not in FINAL_RUN_STATUSES
+    return {
+        "continue": status is RunStatus.AWAITING_VALIDATION and executes,
+        "pause": status in _STARTED and executes,
+        "resume": status in _STOPPED and executes,
+        # request_stop takes any run not yet finished, with or without its undo.
+        "cancel": under_way and cancels,
+        "rollback": under_way and cancels,
     }
 
 

@@ -1,7 +1,8 @@
 """What each console page shows, read through the services: plain dicts for the templates.
 
 Only reads happen here, and only through the services the API and the CLI use; what an identity
-may do on a plan is `services.access.plan_actions`'s to say, never a template's.
+may do on a plan or a run is `services.access.plan_actions`'s or `run_actions`'s to say, never a
+template's.
 """
 
 from __future__ import annotations
@@ -154,14 +155,14 @@ def runs_page(app: App, status: str | None, offset: int) -> dict[str, Any]:
     }
 
 
-def run_page(app: App, run_id: str) -> dict[str, Any]:
+def run_page(app: App, who: Identity, run_id: str) -> dict[str, Any]:
     state, plan = reads.run_with_plan(app, run_id)
     last = reads.last_seq(app, run_id)
     tail = reads.run_events(app, run_id, after=max(0, last - LOG_TAIL))
     return {
         "plan": plan,
         "names": {s.id: s.name for s in plan.steps},
-        "progress": run_progress(app, plan, state),
+        "progress": run_progress(app, who, plan, state),
         "events": [log_line(e) for e in tail],
         "first_seq": tail[0].seq if tail else last + 1,
         "last_seq": last,
@@ -169,8 +170,9 @@ def run_page(app: App, run_id: str) -> dict[str, Any]:
     }
 
 
-def run_progress(app: App, plan: Plan, state: RunState) -> dict[str, Any]:
-    """The monitor's figures; the same dict is the JSON the live page refreshes itself from."""
+def run_progress(app: App, who: Identity, plan: Plan, state: RunState) -> dict[str, Any]:
+    """The monitor's figures and the controls `who` is offered; the same dict is the JSON the live
+    page refreshes itself from."""
     report = run_report(plan, state)
     counted = progress(s.status for s in state.steps.values())
     timings = [
@@ -188,6 +190,7 @@ def run_progress(app: App, plan: Plan, state: RunState) -> dict[str, Any]:
         "run_id": state.run_id,
         "status": state.status.value,
         "final": state.status in FINAL_RUN_STATUSES,
+        "actions": access.run_actions(app, who, plan, state),
         "last_seq": reads.last_seq(app, state.run_id),
         "step_text": counted.text,
         "percent": counted.percent,

@@ -128,14 +128,14 @@ async def runs_view(
 
 @router.get("/runs/{run_id}", response_class=HTMLResponse)
 async def run_monitor(run_id: str, request: Request, app: AppDep, who: Visitor) -> HTMLResponse:
-    return page(request, "run.html", who, lambda: pages.run_page(app, run_id), "runs")
+    return page(request, "run.html", who, lambda: pages.run_page(app, who, run_id), "runs")
 
 
 @router.get("/runs/{run_id}/progress")
 async def run_progress(run_id: str, app: AppDep, who: Visitor) -> JSONResponse:
-    """The monitor's figures as JSON, for its script to refresh from as events arrive."""
+    """The monitor's figures and controls as JSON, for its script to refresh from as events arrive."""
     state, plan = reads.run_with_plan(app, run_id)
-    return JSONResponse(pages.run_progress(app, plan, state), headers={"Cache-Control": "no-store"})
+    return JSONResponse(pages.run_progress(app, who, plan, state), headers={"Cache-Control": "no-store"})
 
 
 @router.get("/audit", response_class=HTMLResponse)

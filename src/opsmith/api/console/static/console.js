@@ -7,6 +7,7 @@
   var PAGE = 200; // events fetched per "show earlier"
   var REFRESH_MS = 300; // at most one progress refresh this often while events pour in
   var FRAME_MS = 100; // at most one log redraw this often
+  var SETTLE_MS = 10000; // after a run control is accepted, its buttons wait this long at most for the run to move
 
   function csrf() {
     var found = document.cookie.split("; ").filter(function (c) { return c.indexOf("opsmith_csrf=") === 0; })[0];
@@ -190,6 +191,15 @@
     return li;
   }
 
+  // The run controls: each posts to the API; which are offered is the server's to say.
+  var RUN_CALLS = {
+    "continue": { path: "/continue", sending: "continuing…", done: "continued" },
+    "resume": { path: "/resume", sending: "resuming…", done: "resumed" },
+    "pause": { path: "/pause", sending: "pausing…", done: "paused" },
+    "cancel": { path: "/cancel", body: { rollback: false }, sending: "cancelling…", done: "cancelled" },
+    "rollback": { path: "/rollback", sending: "rolling back…", done: "rolling back" }
+  };
+
   function initRun() {
     var body = document.body;
     var runId = body.dataset.runId;
@@ -209,6 +219,12 @@
     var lastRefresh = 0;
     var finished = body.dataset.final === "true";
     var stopAt = null; // the last event of a run that has ended
+    var controls = document.getElementById("run-actions");
+    var controlButtons = controls.querySelectorAll("button[data-run-action]");
+    var shown = document.querySelector("#run-status .status");
+    var runStatus = shown ? shown.dataset.status : "";
+    var serverSeq = lastSeq; // the run's last event, as the server last said
+    var settling = null; // a control the API accepted: {from: status, seq, until} until the run moves
 
     function row(stepId) {
       return document.querySelector('#steps tr[data-step="' + CSS.escape(stepId) + '"]');
@@ -332,12 +348,59 @@
         }
       });
       document.getElementById("rollback").hidden = !state.rolling_back;
+      runStatus = state.status;
+      serverSeq = state.last_seq;
+      offer(state);
       if (state.final) {
         // The stream may still carry the last events: stop once they are in.
         stopAt = state.last_seq;
         if (lastSeq >= stopAt) { stop("finished"); }
       }
     }
+
+    // The buttons the server offers now. Right after a control was accepted the run may not have
+    // moved yet: its buttons stay disabled until it has (or SETTLE_MS), so nothing is sent twice.
+    function offer(state) {
+      if (settling && !state.final && state.status === settling.from && state.last_seq <= settling.seq &&
+          Date.now() < settling.until) {
+        refresh();
+        return;
+      }
+      settling = null;
+      if (state.final) { setText("run-action-state", ""); } // the status says how it ended
+      var any = false;
+      controlButtons.forEach(function (button) {
+        var on = Boolean(state.actions && state.actions[button.dataset.runAction]);
+        button.hidden = !on;
+        button.disabled = false;
+        any = any || on;
+      });
+      controls.hidden = !any && !document.getElementById("run-action-state").textContent;
+    }
+
+    controlButtons.forEach(function (button) {
+      button.addEventListener("click", function () {
+        var call = RUN_CALLS[button.dataset.runAction];
+        if (!call) { return; }
+        hideProblem("run-problem");
+        controlButtons.forEach(function (b) { b.disabled = true; });
+        setText("run-action-state", call.sending);
+        var from = runStatus;
+        var seq = serverSeq;
+        api("POST", "/api/v1/runs/" + encodeURIComponent(runId) + call.path, call.body).then(function (answer) {
+          if (!answer.ok) {
+            setText("run-action-state", "");
+            showProblem("run-problem", answer.body);
+            controlButtons.forEach(function (b) { b.disabled = false; });
+            refresh(); // what may be done may have changed meanwhile: the server says
+            return;
+          }
+          setText("run-action-state", (answer.body && answer.body.result) || call.done);
+          settling = { from: from, seq: seq, until: Date.now() + SETTLE_MS };
+          refresh();
+        });
+      });
+    });
 
     function stop(said) {
       finished = true;
