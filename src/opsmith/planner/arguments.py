@@ -9,6 +9,8 @@ time: they count as present, and their type is checked when the engine fills the
 
 from __future__ import annotations
 
+import functools
+import json
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -170,7 +172,10 @@ def check(schema: dict[str, Any], args: dict[str, Any]) -> list[str]:
     """Schema violations of the plan-time arguments; runtime references are checked later."""
     deferred = {name for name, value in args.items() if _is_deferred(value)}
     instance = {name: value for name, value in args.items() if name not in deferred}
-    validator = validators.validator_for(schema)(schema)
+    try:
+        validator = _validator(json.dumps(schema, sort_keys=True))
+    except TypeError:  # not JSON (a schema written in YAML may hold dates): not worth caching
+        validator = validators.validator_for(schema)(schema)
     problems = []
     for error in validator.iter_errors(instance):
         path = [str(p) for p in error.absolute_path]
@@ -179,6 +184,14 @@ def check(schema: dict[str, Any], args: dict[str, Any]) -> list[str]:
         where = ".".join(path) or "arguments"
         problems.append(f"{where}: {error.message}")
     return sorted(problems)
+
+
+@functools.lru_cache(maxsize=512)
+def _validator(schema_text: str) -> Any:
+    # Building a validator resolves the schema's references from scratch: it cost more than the
+    # rest of the check, and a plan checks the same few tools' schemas every time.
+    schema = json.loads(schema_text)
+    return validators.validator_for(schema)(schema)
 
 
 def _is_deferred(value: Any) -> bool:

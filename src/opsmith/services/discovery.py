@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator, Iterable
 from contextlib import asynccontextmanager
 
 from opsmith.bootstrap import App
-from opsmith.domain.catalog import Catalog
+from opsmith.domain.catalog import Catalog, ToolSpec
 from opsmith.domain.servers import Health, ServerStatus
 from opsmith.ports import ToolProvider
 
@@ -72,7 +72,8 @@ def recorded_catalog(app: App) -> tuple[Catalog, frozenset[str]] | None:
     max_age = app.config.planning.catalog_max_age
     if max_age <= 0:
         return None
-    wanted = [n for n in app.config.mcp_servers if n not in off_names(app)]
+    off = off_names(app)
+    wanted = [n for n in app.config.mcp_servers if n not in off]
     seen = {r.name: r for r in app.servers.recorded()}
     now = app.clock.now()
     for name in wanted:
@@ -85,8 +86,12 @@ def recorded_catalog(app: App) -> tuple[Catalog, frozenset[str]] | None:
             or found.config_hash != config_hash(app, name)
         ):
             return None
+    known: dict[str, list[ToolSpec]] = {name: [] for name in app.config.mcp_servers}
+    for tool in app.servers.known_tools():  # one query for every server's tools
+        if tool.server in wanted:
+            known[tool.server].append(tool)
     catalog = Catalog()
-    for name in app.config.mcp_servers:
-        catalog.replace_server(name, app.servers.known_tools(name) if name in wanted else [])
+    for name, tools in known.items():
+        catalog.replace_server(name, tools)
     degraded = frozenset(n for n in wanted if seen[n].health is Health.DEGRADED)
     return catalog, degraded

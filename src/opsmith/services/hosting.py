@@ -123,7 +123,8 @@ async def keep_servers(host: Host) -> None:
     """Run exactly the servers operators want (configured, not stopped), and record what they
     offer, so plans made anywhere (a CLI in another terminal too) find the catalog fresh."""
     app = host.app
-    wanted = [n for n in app.config.mcp_servers if n not in off_names(app)]
+    off = off_names(app)
+    wanted = [n for n in app.config.mcp_servers if n not in off]
     async with running_servers(app, wanted):
         pass  # opening records health and tools
     await host.servers.reconcile(wanted)

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, func, select
+from sqlalchemy.orm import Session
 
 from opsmith.domain.catalog import ToolHints, ToolSpec
 from opsmith.domain.servers import Health, RecordedServer, ServerStatus
@@ -16,6 +17,10 @@ from opsmith.store.models import ServerRow, ToolRow
 class ServerRepository:
     def __init__(self, database: Database) -> None:
         self._db = database
+        # The last catalog read, by what identifies its version (per server: newest discovery and
+        # row count). A long-lived process (`opsmith serve`) plans from it on every request;
+        # rebuilding ToolSpecs from rows cost more than the planner itself.
+        self._tools: tuple[tuple[tuple[str, datetime | None, int], ...], list[ToolSpec]] | None = None
 
     def disabled(self) -> set[str]:
         with self._db.session() as session:
@@ -78,21 +83,34 @@ class ServerRepository:
 
     def known_tools(self, server: str | None = None) -> list[ToolSpec]:
         with self._db.session() as session:
-            query = select(ToolRow).order_by(ToolRow.server, ToolRow.name)
-            if server is not None:
-                query = query.where(ToolRow.server == server)
-            return [
-                ToolSpec(
-                    server=row.server,
-                    name=row.name,
-                    title=row.title,
-                    description=row.description,
-                    input_schema=row.input_schema,
-                    output_schema=row.output_schema,
-                    hints=ToolHints.model_validate(row.hints),
+            version = tuple(
+                (name, newest, count)
+                for name, newest, count in session.execute(
+                    select(ToolRow.server, func.max(ToolRow.discovered_at), func.count())
+                    .group_by(ToolRow.server)
+                    .order_by(ToolRow.server)
                 )
-                for row in session.scalars(query)
-            ]
+            )
+            if self._tools is None or self._tools[0] != version:
+                self._tools = version, self._read_tools(session)
+            tools = self._tools[1]
+        return list(tools) if server is None else [t for t in tools if t.server == server]
+
+    @staticmethod
+    def _read_tools(session: Session) -> list[ToolSpec]:
+        query = select(ToolRow).order_by(ToolRow.server, ToolRow.name)
+        return [
+            ToolSpec(
+                server=row.server,
+                name=row.name,
+                title=row.title,
+                description=row.description,
+                input_schema=row.input_schema,
+                output_schema=row.output_schema,
+                hints=ToolHints.model_validate(row.hints),
+            )
+            for row in session.scalars(query)
+        ]
 
     def record_applications(self, server: str, names: Sequence[str]) -> None:
         with self._db.session() as session:
