@@ -345,6 +345,9 @@ def test_a_deploy_at_its_validation_gate_is_continued_from_the_monitor_by_a_depl
         expect(watcher.locator("#run-actions")).to_be_hidden()
         keep_on = page.get_by_role("button", name="Continue")
         problem = page.locator("#run-problem")
+        asked: list[str] = []
+        sent: list[str] = []
+        page.on("request", lambda request: sent.append(request.url))
 
         # A click the API refuses (its CSRF header altered on the way) says why, and may be retried.
         def forged(route: Route) -> None:
@@ -363,6 +366,12 @@ def test_a_deploy_at_its_validation_gate_is_continued_from_the_monitor_by_a_depl
             expect(page.locator("#run-status")).to_have_text("awaiting validation")
             expect(page.get_by_role("button", name="Roll back")).to_be_visible()
             expect(page.get_by_role("button", name="Pause")).to_have_count(0)
+            if passed == 0:
+                # Roll back asks first; dismissed, nothing is sent (the run ends succeeded below,
+                # and no request for a rollback ever left the page).
+                page.once("dialog", lambda dialog: (asked.append(dialog.message), dialog.dismiss()))
+                page.get_by_role("button", name="Roll back").click()
+                assert asked and "Roll back this run?" in asked[0], asked
             keep_on.click()
             expect(problem).to_be_hidden()
             # On to the next gate, or to the end.
@@ -373,6 +382,7 @@ def test_a_deploy_at_its_validation_gate_is_continued_from_the_monitor_by_a_depl
         expect(page.locator("#live-state")).to_have_text("finished")
         expect(page.locator("#run-actions")).to_be_hidden()
         expect(watcher.locator("#run-status")).to_have_text("succeeded")
+    assert not [url for url in sent if url.endswith("/rollback")], sent
     report = api(served, tokens["bob"], "GET", f"/api/v1/runs/{run_id}").json()
     assert report["status"] == "succeeded", report
     assert all(step["status"] == "succeeded" for step in report["steps"]), report["steps"]

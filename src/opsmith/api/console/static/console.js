@@ -140,9 +140,15 @@
       return api("POST", base + "/runs");
     }
 
+    var CONFIRM = {
+      "reject": "Reject this plan? It can no longer be approved or run.",
+      "cancel": "Cancel this plan? It can no longer be approved or run."
+    };
+
     buttons.forEach(function (button) {
       button.addEventListener("click", function () {
         var action = button.dataset.action;
+        if (CONFIRM[action] && !window.confirm(CONFIRM[action])) { return; }
         hideProblem("action-problem");
         busy(true);
         setText("action-state", action === "run" ? "starting…" : "sending…");
@@ -196,8 +202,14 @@
     "continue": { path: "/continue", sending: "continuing…", done: "continued" },
     "resume": { path: "/resume", sending: "resuming…", done: "resumed" },
     "pause": { path: "/pause", sending: "pausing…", done: "paused" },
-    "cancel": { path: "/cancel", body: { rollback: false }, sending: "cancelling…", done: "cancelled" },
-    "rollback": { path: "/rollback", sending: "rolling back…", done: "rolling back" }
+    "cancel": {
+      path: "/cancel", body: { rollback: false }, sending: "cancelling…", done: "cancelled",
+      confirm: "Cancel this run? The steps not yet started will not run; what ran stays as it is."
+    },
+    "rollback": {
+      path: "/rollback", sending: "rolling back…", done: "rolling back",
+      confirm: "Roll back this run? Every step that changed something is undone, newest first."
+    }
   };
 
   function initRun() {
@@ -382,6 +394,8 @@
       button.addEventListener("click", function () {
         var call = RUN_CALLS[button.dataset.runAction];
         if (!call) { return; }
+        // What cannot be taken back is asked once more: a stray click must not stop a rollout.
+        if (call.confirm && !window.confirm(call.confirm)) { return; }
         hideProblem("run-problem");
         controlButtons.forEach(function (b) { b.disabled = true; });
         setText("run-action-state", call.sending);
