@@ -31,7 +31,7 @@ from opsmith.domain.graph import Node, parallel_groups
 from opsmith.domain.identity import Identity
 from opsmith.domain.plan import Plan, PlanStatus
 from opsmith.engine.state import FINAL_RUN_STATUSES, RunState, RunStatus, StepStatus, new_run
-from opsmith.services.access import plan_actions, run_actions
+from opsmith.services.access import plan_actions, run_actions, run_decisions
 from opsmith.services.approvals import approve, cancel
 from opsmith.services.hosting import Host
 from opsmith.services.planning import make_plan
@@ -338,6 +338,30 @@ def test_a_run_under_way_offers_what_its_status_allows(status: RunStatus, offere
     plan = planned(world)
     found = run_actions(world.app, who("ada", "admin"), plan, run_of(plan, status))
     assert found == {**RUN_NONE, **dict.fromkeys(offered, True), "cancel": True, "rollback": True}
+
+
+def test_a_step_interrupted_mid_call_is_offered_for_a_choice_to_those_who_may_resume_only() -> None:
+    world = world_with()
+    plan = planned(world)
+    first = plan.steps[0].id
+    base = run_of(plan, RunStatus.NEEDS_ATTENTION)
+    interrupted = base.model_copy(
+        update={
+            "steps": {
+                **base.steps,
+                first: base.steps[first].model_copy(update={"status": StepStatus.RUNNING}),
+            }
+        }
+    )
+    assert run_decisions(world.app, who("ada", "admin"), plan, interrupted) == [first]
+    assert run_decisions(world.app, who("bob", "deployer"), plan, interrupted) == [first]
+    assert run_decisions(world.app, who("alice", "approver"), plan, interrupted) == []  # may stop, not drive
+    assert run_decisions(world.app, who("vic", "viewer"), plan, interrupted) == []
+    assert run_decisions(world.app, who("ada", "admin"), plan, base) == []  # nothing was interrupted
+    paused = interrupted.model_copy(update={"status": RunStatus.PAUSED})
+    assert (
+        run_decisions(world.app, who("ada", "admin"), plan, paused) == []
+    )  # only a run that needs attention
 
 
 def test_a_finished_run_offers_nothing() -> None:

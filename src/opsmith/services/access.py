@@ -101,6 +101,16 @@ def run_actions(app: App, identity: Identity, plan: Plan, state: RunState) -> di
     }
 
 
+def run_decisions(app: App, identity: Identity, plan: Plan, state: RunState) -> list[str]:
+    """The steps of a run that needs attention that wait for a person's choice (run again, count as
+    done) and that `identity` may decide: a resume with that choice is what they may take."""
+    from opsmith.engine.recovery import undecided
+
+    if not run_actions(app, identity, plan, state)["resume"]:
+        return []
+    return undecided(state)
+
+
 def _may_approve(app: App, identity: Identity, permission: Permission, plan: Plan) -> bool:
     # The domain's own check, so the button is offered exactly when an approval would be taken
     # (not twice by one person, not for a plan whose seal fails).

@@ -186,6 +186,7 @@ def run_progress(app: App, who: Identity, plan: Plan, state: RunState) -> dict[s
         for s in plan.steps
     ]
     rows = {r.step_id: r for r in report.steps}
+    decisions = set(access.run_decisions(app, who, plan, state))
     return {
         "run_id": state.run_id,
         "status": state.status.value,
@@ -210,6 +211,7 @@ def run_progress(app: App, who: Identity, plan: Plan, state: RunState) -> dict[s
                 "undo": rows[s.id].undo or "",
                 "undo_tool": f"{s.rollback.server}/{s.rollback.tool}" if s.rollback else "",
                 "error": shorten(rows[s.id].error or "", 300),
+                "decide": s.id in decisions,
             }
             for s in plan.steps
         ],

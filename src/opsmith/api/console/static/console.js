@@ -353,6 +353,7 @@
         var error = tr.querySelector(".step-error");
         if (error.textContent !== step.error) { error.textContent = step.error; }
         error.hidden = !step.error;
+        tr.querySelector(".decide").hidden = !step.decide;
         var item = undoList.querySelector('li[data-undo="' + CSS.escape(step.id) + '"]');
         if (item) {
           setStatus(item.querySelector(".undo-state"), step.undo);
@@ -413,6 +414,33 @@
           settling = { from: from, seq: seq, until: Date.now() + SETTLE_MS };
           refresh();
         });
+      });
+    });
+
+    // A step a crash interrupted mid-call, not idempotent: its person decides, one step at a time.
+    var CHOICES = {
+      "retry": "Run this step again? It may have done its work already, and would do it twice.",
+      "skip": "Count this step as done? Only if you checked that its work was done."
+    };
+    document.getElementById("steps").addEventListener("click", function (event) {
+      var button = event.target.closest("button[data-choice]");
+      if (!button) { return; }
+      var choice = button.dataset.choice;
+      var stepId = button.closest("tr").dataset.step;
+      if (!window.confirm(CHOICES[choice] + " (" + stepId + ")")) { return; }
+      hideProblem("run-problem");
+      button.closest(".decide").querySelectorAll("button").forEach(function (b) { b.disabled = true; });
+      setText("run-action-state", "resuming…");
+      var body = { choice: choice, step: stepId };
+      api("POST", "/api/v1/runs/" + encodeURIComponent(runId) + "/resume", body).then(function (answer) {
+        button.closest(".decide").querySelectorAll("button").forEach(function (b) { b.disabled = false; });
+        if (!answer.ok) {
+          setText("run-action-state", "");
+          showProblem("run-problem", answer.body);
+        } else {
+          setText("run-action-state", (answer.body && answer.body.result) || "resumed");
+        }
+        refresh();
       });
     });
 
