@@ -137,7 +137,13 @@ class NoopTools:
         return []
 
     async def call(
-        self, server: str, tool: str, arguments: dict[str, Any], *, timeout: float | None = None
+        self,
+        server: str,
+        tool: str,
+        arguments: dict[str, Any],
+        *,
+        timeout: float | None = None,
+        progress: Any = None,
     ) -> ToolResult:
         return ToolResult(server=server, tool=tool, structured={"ok": True})
 

@@ -16,6 +16,7 @@ import pytest
 if TYPE_CHECKING:
     from opsmith.store.plans import PlanRepository
     from opsmith.store.runs import RunRepository
+    from tests.fleet.sshd import SshdFleet
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURE_SERVERS = Path(__file__).parent / "fixtures" / "servers"
@@ -38,6 +39,16 @@ def seeded_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     state = tmp_path_factory.mktemp("sandbox-template") / "state"
     World(state).ensure_seeded()
     return state
+
+
+@pytest.fixture(scope="session")
+def sshd_fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshdFleet]:
+    """20 real sshd on loopback and the special hosts fleet tests need (tests/fleet/sshd.py), started
+    once per test session and stopped, with every process they forked, at its end."""
+    from tests.fleet.sshd import SshdFleet
+
+    with SshdFleet(tmp_path_factory.mktemp("sshd-fleet")) as fleet:
+        yield fleet
 
 
 @pytest.fixture

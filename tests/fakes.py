@@ -17,6 +17,8 @@ from opsmith.config import Config, parse_config
 from opsmith.domain.approval import Approval, seal_plan
 from opsmith.domain.audit import AuditEntry, Verification, new_entry, verify
 from opsmith.domain.catalog import Catalog, ToolSpec
+from opsmith.domain.hosts import Credential, CredentialKind
+from opsmith.domain.inventory import Inventory, InventorySource
 from opsmith.domain.journal import AuditNote, Lease, RunSummary
 from opsmith.domain.plan import Plan, PlanStatus
 from opsmith.domain.redaction import redact
@@ -24,10 +26,12 @@ from opsmith.domain.results import ToolResult
 from opsmith.domain.seal import Seal
 from opsmith.domain.servers import Health, RecordedServer, ServerStatus
 from opsmith.domain.tokens import TokenInfo
+from opsmith.domain.vault import KeyRotation, SecretInfo, unknown_secret
 from opsmith.engine.events import RunEvent
 from opsmith.engine.local import LocalExecutor
 from opsmith.engine.state import RunState, RunStatus
 from opsmith.errors import ToolCallError, UnknownToolError
+from opsmith.ports import Progress
 from opsmith.store.plans import UnknownPlanError
 from opsmith.store.runs import PLAN_FOLLOWS, LeaseLost, PlanTaken, UnknownRunError, owner_is_gone
 
@@ -128,6 +132,92 @@ class FakeTokens:
 
     def list(self) -> list[TokenInfo]:
         return sorted((info for info, _ in self.rows.values()), key=lambda i: (i.created_at, i.id))
+
+
+class FakeVault:
+    """Secrets in memory, encrypted by nothing: `rows` maps a name to its info and its credential.
+    Every row is under the fake key `key_id`; a rotation moves them all to the next one."""
+
+    def __init__(self, clock: FakeClock) -> None:
+        self._clock = clock
+        self.rows: dict[str, tuple[SecretInfo, Credential]] = {}
+        self.key_id = "fake-key-0001"
+
+    def put(
+        self,
+        name: str,
+        kind: CredentialKind,
+        username: str | None,
+        secret: str,
+        passphrase: str | None,
+        by: str,
+    ) -> SecretInfo:
+        now = self._clock.now()
+        old = self.rows.get(name)
+        info = SecretInfo(
+            name=name,
+            kind=kind,
+            username=username,
+            created_at=old[0].created_at if old else now,
+            updated_at=now,
+            updated_by=by,
+            key_id=self.key_id,
+        )
+        credential = Credential.model_validate(
+            {"name": name, "kind": kind, "username": username, "secret": secret, "passphrase": passphrase}
+        )
+        self.rows[name] = (info, credential)
+        return info
+
+    def list(self) -> list[SecretInfo]:
+        return [self.rows[name][0] for name in sorted(self.rows)]
+
+    def get(self, name: str) -> Credential:
+        if name not in self.rows:
+            raise unknown_secret(name, self.rows)
+        return self.rows[name][1]
+
+    def delete(self, name: str) -> SecretInfo:
+        if name not in self.rows:
+            raise unknown_secret(name, self.rows)
+        return self.rows.pop(name)[0]
+
+    def rotate(self) -> KeyRotation:
+        before = sorted({info.key_id for info, _ in self.rows.values()})
+        self.key_id = f"fake-key-{int(self.key_id.rsplit('-', 1)[1]) + 1:04d}"
+        for name, (info, credential) in self.rows.items():
+            self.rows[name] = (info.model_copy(update={"key_id": self.key_id}), credential)
+        names = sorted(self.rows)
+        return KeyRotation(count=len(names), names=names, from_key_ids=before, to_key_id=self.key_id)
+
+
+class FakeInventoryStore:
+    """The inventory in memory, as last replaced; `forged` plays a row written outside opsmith
+    (its signature does not verify), which the real store treats as unknown."""
+
+    def __init__(self) -> None:
+        self.stored: tuple[Inventory, InventorySource] | None = None
+        self.replaced: list[InventorySource] = []
+        self.forged = False
+
+    def replace(self, inventory: Inventory, *, source: str, by: str, at: datetime) -> InventorySource:
+        record = InventorySource(
+            source=source,
+            hash=inventory.content_hash(),
+            imported_at=at,
+            imported_by=by,
+            groups=inventory.group_count,
+            hosts=inventory.host_count,
+        )
+        self.stored, self.forged = (inventory, record), False
+        self.replaced.append(record)
+        return record
+
+    def load(self) -> Inventory | None:
+        return None if self.stored is None or self.forged else self.stored[0]
+
+    def source(self) -> InventorySource | None:
+        return None if self.stored is None or self.forged else self.stored[1]
 
 
 class FakeAudit:
@@ -238,7 +328,13 @@ class FakeTools:
         ]
 
     async def call(
-        self, server: str, tool: str, arguments: dict[str, Any], *, timeout: float | None = None
+        self,
+        server: str,
+        tool: str,
+        arguments: dict[str, Any],
+        *,
+        timeout: float | None = None,
+        progress: Progress | None = None,
     ) -> ToolResult:
         if self.catalog.get(server, tool) is None:
             raise UnknownToolError(f"server {server!r} has no tool {tool!r}")
@@ -424,6 +520,8 @@ class FakeWorld:
     journal: FakeJournal
     clock: FakeClock
     tokens: FakeTokens
+    vault: FakeVault
+    inventory: FakeInventoryStore = field(default_factory=FakeInventoryStore)
 
 
 def fake_app(config_text: str, tools: FakeTools) -> FakeWorld:
@@ -433,6 +531,8 @@ def fake_app(config_text: str, tools: FakeTools) -> FakeWorld:
     servers.clock = clock.now
     journal = FakeJournal(plans, audit)
     tokens = FakeTokens()
+    vault = FakeVault(clock)
+    inventory = FakeInventoryStore()
     app = App(
         config=config,
         environ={},
@@ -440,12 +540,16 @@ def fake_app(config_text: str, tools: FakeTools) -> FakeWorld:
         approvals=approvals,
         roles=FakeRoles(),
         tokens=tokens,
+        vault=vault,
         audit=audit,
         servers=servers,
+        inventory=inventory,
         journal=journal,
         tools=tools,
         clock=clock,
         executors=LocalExecutor,
         seal=SEAL,
     )
-    return FakeWorld(app, tools, plans, approvals, audit, servers, journal, clock, tokens)
+    return FakeWorld(
+        app, tools, plans, approvals, audit, servers, journal, clock, tokens, vault=vault, inventory=inventory
+    )

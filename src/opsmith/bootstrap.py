@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -26,10 +26,12 @@ if TYPE_CHECKING:
         Clock,
         Executor,
         ExecutorFactory,
+        InventoryStore,
         Listener,
         PlanStore,
         RoleStore,
         RunJournal,
+        SecretVault,
         ServerHost,
         ServerRegistry,
         TokenStore,
@@ -51,8 +53,10 @@ class App:
     approvals: ApprovalStore
     roles: RoleStore
     tokens: TokenStore
+    vault: SecretVault  # credentials hosts are logged in with, encrypted under a key of its own
     audit: AuditTrail
     servers: ServerRegistry
+    inventory: InventoryStore  # the fleet's groups and hosts, as last imported
     journal: Callable[[], RunJournal]
     tools: ToolSource
     clock: Clock
@@ -102,6 +106,45 @@ class McpToolSource:
             await pool.stop()
 
 
+class WithHosts:
+    """A ToolSource that adds the fleet's server `hosts` to what `inner` opens, whenever the
+    inventory in effect has hosts (read at each open: an import shows at the next command)."""
+
+    def __init__(self, inner: ToolSource, app: App) -> None:
+        self._inner = inner
+        self._app = app
+
+    def open(self, names: Sequence[str]) -> AbstractAsyncContextManager[ToolProvider]:
+        return self._open(names)
+
+    @asynccontextmanager
+    async def _open(self, names: Sequence[str]) -> AsyncIterator[ToolProvider]:
+        from opsmith.services.inventory import current, fleet_in_use
+
+        wanted = [n for n in names if n != "hosts"]
+        async with self._inner.open(wanted) as pool:
+            if not fleet_in_use(self._app):
+                yield pool
+                return
+            from opsmith.services.secrets import credential
+            from opsmith.tools.combined import Combined
+            from opsmith.tools.hosts.provider import FleetPolicy, HostTools
+            from opsmith.tools.hosts.shells import Shells
+
+            app, fleet = self._app, self._app.config.fleet
+            inventory = current(app)
+            hosts = HostTools(
+                inventory=lambda: inventory,
+                credential=lambda name: credential(app, name),
+                shell=Shells(app.config),
+                policy=FleetPolicy(fleet.max_failed_percent, fleet.host_retries, fleet.command_timeout),
+            )
+            try:
+                yield Combined(pool, [hosts])
+            finally:
+                await hosts.close()
+
+
 def local_executor(
     plan: Plan,
     *,
@@ -132,12 +175,11 @@ def local_executor(
 
 def serving(app: App) -> tuple[App, ServerHost]:
     """The same App for a long-lived process: its servers stay up between uses."""
-    from dataclasses import replace
 
     from opsmith.tools.mcp.warm import WarmServers
 
     warm = WarmServers(app.config, app.environ)
-    return replace(app, tools=warm), warm
+    return replace(app, tools=WithHosts(warm, app)), warm
 
 
 def bootstrap(config_path: Path | None, environ: Mapping[str, str]) -> App:
@@ -150,24 +192,33 @@ def wire(config: Config, environ: Mapping[str, str]) -> App:
     from opsmith.store.access import ApprovalRepository, RoleRepository
     from opsmith.store.audit import AuditLog
     from opsmith.store.database import Database
+    from opsmith.store.inventory import InventoryRepository
     from opsmith.store.keys import load_seal
     from opsmith.store.plans import PlanRepository
     from opsmith.store.servers import ServerRepository
     from opsmith.store.tokens import TokenRepository
+    from opsmith.store.vault import SecretRepository
+    from opsmith.store.vault_keys import key_source
     from opsmith.store.witness import FileWitness
 
     seal = load_seal(config.signing_key_file, environ)
     database = Database(config.database, sqlite_synchronous=config.sqlite_synchronous)
     audit = AuditLog(database, seal=seal, witness=FileWitness(config.audit_witness_file))
-    return App(
+    app = App(
         config=config,
         environ=dict(environ),
         plans=PlanRepository(database, seal),
         approvals=ApprovalRepository(database, seal),
         roles=RoleRepository(database, seal),
         tokens=TokenRepository(database, seal),
+        # The vault's key is read at its first use: a command that touches no secret needs none.
+        vault=SecretRepository(
+            database,
+            lambda: key_source(config.vault_key_file, environ, signing_key_file=config.signing_key_file),
+        ),
         audit=audit,
         servers=ServerRepository(database),
+        inventory=InventoryRepository(database, seal),
         journal=JournalFactory(database, audit, seal),
         tools=McpToolSource(config, environ),
         clock=SystemClock(),
@@ -175,3 +226,5 @@ def wire(config: Config, environ: Mapping[str, str]) -> App:
         seal=seal,
         database=database,
     )
+    # The fleet's hosts join the MCP servers as one more provider; `inventory` and `vault` are in it.
+    return replace(app, tools=WithHosts(app.tools, app))

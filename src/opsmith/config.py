@@ -13,7 +13,7 @@ import types
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal, Union, get_args, get_origin
+from typing import TYPE_CHECKING, Annotated, Any, Literal, Union, get_args, get_origin
 
 import yaml
 from pydantic import (
@@ -26,11 +26,16 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import PydanticCustomError
 
 from opsmith.domain.binding import BindingSet
 from opsmith.domain.identity import DEFAULT_ROLES, Permission
 from opsmith.engine.settings import ExecutionSettings
-from opsmith.errors import ConfigError
+from opsmith.errors import ConfigError, InventoryError
+
+if TYPE_CHECKING:
+    from opsmith.domain.inventory import Inventory
+from opsmith.tools.hosts.ssh_settings import DEFAULT_HANDSHAKES, SshSettings
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 _SERVER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
@@ -162,6 +167,103 @@ class ApiConfig(_Strict):
     )
 
 
+class WinrmConfig(_Strict):
+    """How Windows hosts are reached over WinRM (opsmith.tools.hosts.winrm). A host's Ansible vars
+    `ansible_winrm_transport` and `ansible_winrm_scheme` override `transport` and `scheme`."""
+
+    transport: Literal["ntlm", "negotiate", "kerberos", "credssp", "basic"] = Field(
+        default="ntlm", description="kerberos needs the gssapi package, credssp requests-credssp"
+    )
+    scheme: Literal["https", "http"] = Field(
+        default="https", description="http only where configured so; Basic is never sent over it"
+    )
+    path: str = Field(default="wsman", pattern=r"^[A-Za-z0-9_./-]+$")
+    cert_validation: bool = Field(default=True, description="verify the hosts' TLS certificates")
+    ca_bundle: Path | None = Field(
+        default=None, description="PEM file of the CA(s) that sign the hosts' certificates (default: certifi)"
+    )
+    proxy: str | None = Field(default=None, description="HTTP proxy URL; none: connect directly")
+    connect_timeout: float = Field(default=10.0, gt=0, le=300, description="seconds to open a connection")
+    operation_timeout: float = Field(
+        default=20.0, ge=1, le=3600, description="seconds one WS-Management request may take on the host"
+    )
+    deadline: float = Field(
+        default=300.0, gt=0, le=24 * 3600, description="hard seconds per host; its result is TIMED_OUT then"
+    )
+    max_threads: int = Field(default=20, ge=1, le=1000, description="hosts worked on at once")
+
+    @model_validator(mode="after")
+    def _basic_only_over_verified_tls(self) -> WinrmConfig:
+        if self.transport == "basic" and self.scheme != "https":
+            raise ValueError("transport 'basic' sends the password as it is: it needs scheme 'https'")
+        if self.transport == "basic" and not self.cert_validation:
+            raise ValueError("transport 'basic' needs cert_validation: without it anyone between can read it")
+        if self.ca_bundle is not None and not self.cert_validation:
+            raise ValueError("ca_bundle is set but cert_validation is false; keep one of them")
+        return self
+
+
+class FleetConfig(_Strict):
+    """How Linux hosts are reached over SSH (opsmith.tools.hosts.ssh)."""
+
+    forks: int = Field(default=100, ge=1, le=10000, description="hosts worked on at once, like Ansible's -f")
+    handshakes: int | None = Field(
+        default=None,
+        ge=1,
+        le=10000,
+        description=f"of those, at once in key exchange and login (default: {DEFAULT_HANDSHAKES} or forks)",
+    )
+    connect_timeout: float = Field(
+        default=10.0, gt=0, le=600, description="seconds for TCP, key exchange and login"
+    )
+    command_timeout: float = Field(
+        default=300.0, gt=0, le=7 * 24 * 3600, description="seconds a command may run unless its caller says"
+    )
+    known_hosts: Path | None = Field(
+        default=None, description="the recorded host keys, OpenSSH format (default: STATE_DIR/known_hosts)"
+    )
+    trust_on_first_use: bool = Field(
+        default=False,
+        description="record the key of a host with none recorded, and connect; a changed key is refused",
+    )
+    keepalive_interval: float = Field(
+        default=15.0, ge=0, le=3600, description="seconds between keepalives on a kept connection; 0: none"
+    )
+    max_failed_percent: float = Field(
+        default=0.0,
+        ge=0,
+        le=100,
+        description="a step on many hosts fails when more than this share of them failed (0: any host)",
+    )
+    host_retries: int = Field(
+        default=1,
+        ge=0,
+        le=10,
+        description="tries more for a host that could not be reached (or, for an idempotent operation, any"
+        " host whose command did not finish)",
+    )
+
+    @model_validator(mode="after")
+    def _handshakes_within_forks(self) -> FleetConfig:
+        if self.handshakes is not None and self.handshakes > self.forks:
+            raise ValueError(
+                f"handshakes ({self.handshakes}) must be at most forks ({self.forks}): each holds a fork"
+            )
+        return self
+
+    def ssh_settings(self, known_hosts: Path) -> SshSettings:
+        """The SSH adapter's settings; `known_hosts` is `Config.known_hosts_file`."""
+        return SshSettings(
+            known_hosts=known_hosts,
+            forks=self.forks,
+            handshakes=self.handshakes or min(DEFAULT_HANDSHAKES, self.forks),
+            connect_timeout=self.connect_timeout,
+            command_timeout=self.command_timeout,
+            trust_on_first_use=self.trust_on_first_use,
+            keepalive_interval=self.keepalive_interval,
+        )
+
+
 class ApplicationConfig(_Strict):
     """What opsmith knows about one application it deploys."""
 
@@ -236,6 +338,101 @@ class RbacConfig(_Strict):
         return self.roles.get(role) or DEFAULT_ROLES.get(role) or DEFAULT_ROLES["viewer"]
 
 
+class InventoryHostConfig(_Strict):
+    """One host of the inline inventory. A field left out is derived from the vars, as in an Ansible
+    inventory (ansible_host, ansible_port, ...; see opsmith.domain.inventory)."""
+
+    address: str | None = Field(default=None, min_length=1, description="default: ansible_host, or the name")
+    port: int | None = Field(default=None, ge=1, le=65535)
+    os: Literal["linux", "windows"] | None = None
+    connection: Literal["ssh", "winrm", "psrp"] | None = None
+    user: str | None = Field(default=None, min_length=1)
+    credential: str | None = Field(default=None, min_length=1, description="name of a secret in the vault")
+    vars: dict[str, Any] = Field(default_factory=dict)
+
+
+class InventoryGroupConfig(_Strict):
+    """One group of the inline inventory: hosts (name: fields, or a list of names; `web[01:20]`
+    ranges allowed), child groups and vars."""
+
+    hosts: dict[str, InventoryHostConfig] = Field(default_factory=dict)
+    children: list[str] = Field(default_factory=list)
+    vars: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("hosts", mode="before")
+    @classmethod
+    def _names_or_mapping(cls, hosts: Any) -> Any:
+        if isinstance(hosts, list) and all(isinstance(name, str) for name in hosts):
+            return {name: {} for name in hosts}
+        if isinstance(hosts, dict):
+            return {name: {} if spec is None else spec for name, spec in hosts.items()}
+        return hosts
+
+
+class InventoryConfig(_Strict):
+    """`inventory:` is a path to an Ansible INI or YAML inventory (relative to the directory of the
+    config file), or inline `groups:`. The path is read when the inventory is used, so a broken
+    inventory file stops only what needs the inventory; the inline groups are checked here."""
+
+    path: Path | None = None
+    groups: dict[str, InventoryGroupConfig] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _a_path_alone(cls, value: Any) -> Any:
+        if isinstance(value, (str, Path)):
+            return {"path": value}
+        if not isinstance(value, dict):
+            raise _inventory_problem(
+                f"expected a path to an inventory file or a mapping of groups, got {type(value).__name__}",
+                "e.g. `inventory: hosts.ini`, or `inventory: {groups: {web: {hosts: [web1]}}}`",
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _valid(self) -> InventoryConfig:
+        if self.path is not None and self.groups:
+            raise _inventory_problem(
+                "has both a path and inline groups", "give one: a path to a file, or the groups"
+            )
+        try:
+            self.inline()
+        except InventoryError as exc:
+            raise _inventory_problem(exc.reason, exc.hint) from exc
+        return self
+
+    def inline(self, source: str | None = None) -> Inventory | None:
+        """The inline groups as an Inventory (None when `inventory` is a path)."""
+        # Imported here: a config without an inventory (most commands) does not pay for it.
+        from opsmith.domain.inventory import InventoryBuilder
+
+        if self.path is not None:
+            return None
+        builder = InventoryBuilder(source)
+        for name, group in self.groups.items():
+            builder.group(name)
+            for child in group.children:
+                if child not in self.groups:
+                    # Ansible would make an empty group of it; here it is far more likely a typo.
+                    nearest = difflib.get_close_matches(child, list(self.groups), n=3)
+                    raise builder.error(
+                        f"group {name!r} has child {child!r}, which is not one of the groups",
+                        hint=f"did you mean {_either(nearest)}?" if nearest else f"declare group {child!r}",
+                    )
+                builder.child(name, child)
+            for key, value in group.vars.items():
+                builder.var(name, key, value)
+            for pattern, host in group.hosts.items():
+                fields = host.model_dump(exclude={"vars"}, exclude_none=True)
+                builder.hosts(name, pattern, host.vars, fields=fields)
+        return builder.build()
+
+
+def _inventory_problem(reason: str, hint: str | None) -> PydanticCustomError:
+    # A custom error keeps the reason as written (no "Value error, ") and carries the hint along.
+    return PydanticCustomError("inventory", "{reason}", {"reason": reason, "hint": hint})
+
+
 class Config(_Strict):
     """Everything opsmith is configured with. Built once by `load_config`."""
 
@@ -251,6 +448,11 @@ class Config(_Strict):
         description="the key that signs plans, approvals, roles and the audit trail"
         " (default: STATE_DIR/integrity.key); OPSMITH_AUDIT_KEY overrides it",
     )
+    secret_key_file: Path | None = Field(
+        default=None,
+        description="the key that encrypts the credential vault, never the same as key_file"
+        " (default: STATE_DIR/secret.key); OPSMITH_SECRET_KEY overrides it",
+    )
     supervision: SupervisionConfig = Field(default_factory=SupervisionConfig)
     execution: ExecutionConfig = Field(default_factory=ExecutionConfig)
     applications: dict[str, ApplicationConfig] = Field(default_factory=dict)
@@ -258,6 +460,11 @@ class Config(_Strict):
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
     rbac: RbacConfig | None = None
     api: ApiConfig = Field(default_factory=ApiConfig)
+    inventory: InventoryConfig | None = Field(
+        default=None, description="a path to an Ansible INI/YAML inventory, or inline groups"
+    )
+    winrm: WinrmConfig = Field(default_factory=WinrmConfig)
+    fleet: FleetConfig = Field(default_factory=FleetConfig)
     source: str = Field(default="<defaults>", exclude=True)
 
     @field_validator("mcp_servers", mode="before")
@@ -275,6 +482,9 @@ class Config(_Strict):
         for name in servers:
             if not _SERVER_NAME.match(name):
                 raise ValueError(f"server name {name!r} must be letters, digits, '.', '_' or '-'")
+            if name == "hosts":
+                # The fleet's operations are the tools of the server `hosts`: one name, one door.
+                raise ValueError("the server name 'hosts' is the fleet's (the inventory's hosts); rename it")
         return servers
 
     @property
@@ -288,6 +498,14 @@ class Config(_Strict):
     @property
     def signing_key_file(self) -> Path:
         return self.key_file or self.state_dir / "integrity.key"
+
+    @property
+    def known_hosts_file(self) -> Path:
+        return self.fleet.known_hosts or self.state_dir / "known_hosts"
+
+    @property
+    def vault_key_file(self) -> Path:
+        return self.secret_key_file or self.state_dir / "secret.key"
 
     @property
     def audit_witness_file(self) -> Path:
@@ -352,7 +570,17 @@ def load_config(path: Path | None, environ: Mapping[str, str], *, cwd: Path | No
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"cannot read config file {path}: {exc}") from exc
-    return parse_config(text, source=str(path))
+    return _inventory_beside(parse_config(text, source=str(path)), path.absolute().parent)
+
+
+def _inventory_beside(config: Config, directory: Path) -> Config:
+    # A relative inventory path is read from the config file's directory (as Ansible reads
+    # `inventory =` in ansible.cfg), so the file names the same inventory from wherever opsmith runs.
+    inventory = config.inventory
+    if inventory is None or inventory.path is None or inventory.path.is_absolute():
+        return config
+    beside = inventory.model_copy(update={"path": directory / inventory.path})
+    return config.model_copy(update={"inventory": beside})
 
 
 def parse_config(text: str, *, source: str) -> Config:
@@ -588,4 +816,6 @@ def _describe(exc: ValidationError) -> str:
 def _hint(exc: ValidationError) -> str:
     if exc.errors()[0]["type"] == "server_kind":
         return "e.g. {command: npx, args: [...]} or {url: 'http://127.0.0.1:8000/mcp'}"
+    if exc.errors()[0]["type"] == "inventory" and exc.errors()[0].get("ctx", {}).get("hint"):
+        return str(exc.errors()[0]["ctx"]["hint"])
     return "correct that value; README.md shows a complete example"

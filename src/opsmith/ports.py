@@ -4,13 +4,16 @@ Each has one real adapter, named only in `opsmith.bootstrap`, and an in-memory f
 `tests/fakes.py` that the unit tests of the services use:
 
     port           real adapter                          what it holds
-    ToolProvider   tools.mcp.ServerPool                  tools discovered and called (MCP today)
+    ToolProvider   tools.mcp.ServerPool, tools.hosts      tools discovered and called (MCP, and the fleet)
     ToolSource     bootstrap.McpToolSource               opens a ToolProvider over the wanted servers
+    HostShell      tools.hosts.shells.Shells             one script on one host (SSH or WinRM)
     ServerHost     tools.mcp.warm.WarmServers            a ToolSource kept running (`opsmith serve`)
     PlanStore      store.plans.PlanRepository            plans
     ApprovalStore  store.access.ApprovalRepository       approvals pinned to plan hashes
     RoleStore      store.access.RoleRepository           role changes an admin made
     TokenStore     store.tokens.TokenRepository          bearer tokens (hashes of their secrets), signed
+    InventoryStore store.inventory.InventoryRepository   the fleet's groups and hosts as last imported, signed
+    SecretVault    store.vault.SecretRepository          credentials for hosts, encrypted (AES-256-GCM)
     AuditTrail     store.audit.AuditLog                  the hash-chained audit trail
     RunJournal     store.runs.RunRepository              runs, their events, leases (one tx per change)
     ServerRegistry store.servers.ServerRepository        servers an operator stopped, the last catalog
@@ -28,17 +31,24 @@ from typing import Any, Protocol
 from opsmith.domain.approval import Approval
 from opsmith.domain.audit import AuditEntry, Head, Verification
 from opsmith.domain.catalog import Catalog, ToolSpec
+from opsmith.domain.hosts import Credential, CredentialKind, Host, HostResult
 from opsmith.domain.identity import Identity, Permission
+from opsmith.domain.inventory import Inventory, InventorySource
 from opsmith.domain.journal import AuditNote, Lease, RunSummary
 from opsmith.domain.plan import Plan, PlanStatus
 from opsmith.domain.results import ToolResult
+from opsmith.domain.scripts import Script
 from opsmith.domain.servers import RecordedServer, ServerStatus
 from opsmith.domain.tokens import TokenInfo
+from opsmith.domain.vault import KeyRotation, SecretInfo
 from opsmith.engine.events import RunEvent
 from opsmith.engine.settings import ExecutionSettings
 from opsmith.engine.state import RunState, RunStatus
 
 Listener = Callable[[RunEvent], None]
+# How far a call that fans out (one command on every host of a group) has got: its counts
+# (total, completed, failed, pending) and the host last finished. Called often; it must not block.
+Progress = Callable[[Mapping[str, Any]], None]
 
 
 class ToolProvider(Protocol):
@@ -50,10 +60,32 @@ class ToolProvider(Protocol):
     def statuses(self) -> list[ServerStatus]: ...
 
     async def call(
-        self, server: str, tool: str, arguments: dict[str, Any], *, timeout: float | None = None
+        self,
+        server: str,
+        tool: str,
+        arguments: dict[str, Any],
+        *,
+        timeout: float | None = None,
+        progress: Progress | None = None,
     ) -> ToolResult:
-        """Call one tool; raises ToolCallError / ServerUnavailableError / ToolArgumentsError."""
+        """Call one tool; raises ToolCallError / ServerUnavailableError / ToolArgumentsError.
+        `progress` hears how far a call that fans out over hosts has got (others never call it)."""
         ...
+
+
+class HostShell(Protocol):
+    """Runs one script on one host and puts files there, over the host's own connection (SSH for
+    Linux, WinRM for Windows). Failures come back as a HostResult's `failure`, never raised."""
+
+    async def run_script(
+        self, host: Host, credential: Credential, script: Script, *, timeout: float
+    ) -> HostResult: ...
+
+    async def upload(
+        self, host: Host, credential: Credential, data: bytes, remote_path: str, *, timeout: float
+    ) -> HostResult: ...
+
+    async def close(self) -> None: ...
 
 
 class ToolSource(Protocol):
@@ -132,6 +164,56 @@ class TokenStore(Protocol):
 
     def list(self) -> list[TokenInfo]:
         """Every known token, oldest first."""
+        ...
+
+
+class SecretVault(Protocol):
+    """Credentials the executors log in with, encrypted at rest under a key kept outside the
+    database. Only `get` returns a value; everything else is metadata (`SecretInfo`)."""
+
+    def put(
+        self,
+        name: str,
+        kind: CredentialKind,
+        username: str | None,
+        secret: str,
+        passphrase: str | None,
+        by: str,
+    ) -> SecretInfo:
+        """Store (or replace) the secret `name`, encrypted."""
+        ...
+
+    def list(self) -> list[SecretInfo]:
+        """Every secret's metadata, by name; never a value."""
+        ...
+
+    def get(self, name: str) -> Credential:
+        """The secret decrypted, for an adapter that logs in; UnknownSecretError naming the nearest
+        names when there is none, VaultKeyError when it is under another key, VaultError when its
+        row was changed outside opsmith."""
+        ...
+
+    def delete(self, name: str) -> SecretInfo:
+        """Remove it (no key needed); UnknownSecretError when there is none."""
+        ...
+
+    def rotate(self) -> KeyRotation:
+        """Re-encrypt every secret under a new key, in one transaction; the new key comes from
+        where the current one does (a new key file, or OPSMITH_SECRET_KEY_NEW)."""
+        ...
+
+
+class InventoryStore(Protocol):
+    """The inventory as last imported. An import is the source of truth: `replace` swaps the whole
+    inventory in one transaction. A stored inventory whose signature does not verify (written
+    outside opsmith) is unknown: `load` and `source` answer None for it."""
+
+    def replace(self, inventory: Inventory, *, source: str, by: str, at: datetime) -> InventorySource: ...
+
+    def load(self) -> Inventory | None: ...
+
+    def source(self) -> InventorySource | None:
+        """Where the stored inventory came from, its content hash, when and by whom it was imported."""
         ...
 
 

@@ -47,10 +47,18 @@ class Tools:
         return []
 
     async def call(
-        self, server: str, tool: str, arguments: dict[str, Any], *, timeout: float | None = None
+        self,
+        server: str,
+        tool: str,
+        arguments: dict[str, Any],
+        *,
+        timeout: float | None = None,
+        progress: Any = None,
     ) -> ToolResult:
         self.calls.append(tool)
         behaviour = self.behaviours.get(tool)
+        if behaviour is not None and progress is not None:
+            arguments = {**arguments, "__progress__": progress}  # for a behaviour that fans out
         output = await behaviour(arguments) if behaviour else {"ok": True, "tool": tool}
         return ToolResult(server=server, tool=tool, structured=output)
 
@@ -282,3 +290,29 @@ async def test_a_check_that_never_holds_fails_when_its_time_is_up_and_the_run_ro
     assert "expected ready == True" in (final.step("verify").error or "")
     # Asked again while time was left (how often is settle_pause's, tested on its own), then given up.
     assert tools.calls.count("do_verify") >= 2 and tools.calls[-1] == "undo_deploy"
+
+
+async def test_a_call_that_fans_out_commits_throttled_progress_and_always_its_last_count(
+    database: Database,
+) -> None:
+    async def restart_everywhere(arguments: dict[str, Any]) -> dict[str, Any]:
+        report = arguments["__progress__"]
+        hosts = [f"web{n:02d}" for n in range(1, 41)]
+        for done, host in enumerate(hosts, start=1):
+            report({"total": 40, "completed": done, "failed": done // 10, "pending": 40 - done, "host": host})
+            await asyncio.sleep(0.01)  # 40 hosts over about 0.4 s: a few events, not 40
+        return {"ok": True}
+
+    plan = plan_of(step("restart"))
+    final = await executor(plan, Tools({"do_restart": restart_everywhere}), database).execute(
+        new_run(plan, run_id="r1")
+    )
+    assert final.status is RunStatus.SUCCEEDED
+    progress = [e for e in RunRepository(database).events("r1") if e.type.value == "step.progress"]
+    assert 2 <= len(progress) < 40, len(progress)
+    assert all(e.step_id == "restart" for e in progress)
+    assert progress[0].data["completed"] == 1  # the first is never held back
+    assert progress[-1].data == {"total": 40, "completed": 40, "failed": 4, "pending": 0, "host": "web40"}
+    assert progress[-1].message == "40/40 hosts done, 4 failed (last: web40)"
+    counts = [e.data["completed"] for e in progress]
+    assert counts == sorted(counts)

@@ -5,7 +5,6 @@ database."""
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +14,7 @@ import pytest
 from mcp import Client, StdioServerParameters
 from mcp.client.stdio import stdio_client
 
+from tests.canary import child_env, everything_stored
 from tests.conftest import fixture_server
 from tests.integration.test_cli import OPSMITH
 
@@ -30,15 +30,9 @@ steps:
 """
 
 
-def child_env() -> dict[str, str]:
-    keep = ("HOME", "PATH", "LANG", "LC_ALL", "TMPDIR", "VIRTUAL_ENV")
-    return {**{k: os.environ[k] for k in keep if k in os.environ}, "CANARY": CANARY}
-
-
 def run(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [OPSMITH, *args], cwd=project, env=child_env(), capture_output=True, text=True, timeout=120
-    )
+    env = child_env(CANARY=CANARY)
+    return subprocess.run([OPSMITH, *args], cwd=project, env=env, capture_output=True, text=True, timeout=120)
 
 
 @pytest.fixture
@@ -47,12 +41,6 @@ def project(tmp_path: Path) -> Path:
     (tmp_path / "opsmith.yaml").write_text(f"mcpServers:\n  leaky: {server}\n")
     (tmp_path / "plan.yaml").write_text(PLAN)
     return tmp_path
-
-
-def everything_stored(project: Path) -> bytes:
-    """Every byte opsmith wrote under its state directory: the database (and its WAL) and logs."""
-    state = project / ".opsmith"
-    return b"".join(p.read_bytes() for p in sorted(state.rglob("*")) if p.is_file())
 
 
 @pytest.fixture
@@ -96,7 +84,7 @@ async def test_the_canary_appears_nowhere(project: Path, errlog: TextIO) -> None
     ok("audit")
     ok("tools", "--json")
 
-    params = StdioServerParameters(command=OPSMITH, args=["mcp"], cwd=project, env=child_env())
+    params = StdioServerParameters(command=OPSMITH, args=["mcp"], cwd=project, env=child_env(CANARY=CANARY))
     async with Client(stdio_client(params, errlog=errlog)) as client:
         report = await client.call_tool("get_run_status", {"run_id": run_id})
         outputs.append(json.dumps(report.structured_content))

@@ -84,7 +84,13 @@ class Recorder(Tools):
         self.args: dict[str, list[dict[str, Any]]] = {}
 
     async def call(
-        self, server: str, tool: str, arguments: dict[str, Any], *, timeout: float | None = None
+        self,
+        server: str,
+        tool: str,
+        arguments: dict[str, Any],
+        *,
+        timeout: float | None = None,
+        progress: Any = None,
     ) -> Any:
         self.args.setdefault(tool, []).append(dict(arguments))
         return await super().call(server, tool, arguments, timeout=timeout)

@@ -14,6 +14,7 @@ from opsmith.cli.context import State
 from opsmith.cli.db import db_app
 from opsmith.cli.demo import demo_command
 from opsmith.cli.errors import asks_for_json, report, report_parse_error
+from opsmith.cli.inventory import inventory_app
 from opsmith.cli.mcp import mcp_command
 from opsmith.cli.plans import intent_command, plan_command, plans_command, show_command
 from opsmith.cli.runs import (
@@ -25,6 +26,7 @@ from opsmith.cli.runs import (
     status_command,
     sweep_command,
 )
+from opsmith.cli.secrets import secrets_app
 from opsmith.cli.serve import serve_command
 from opsmith.cli.servers import servers_app
 from opsmith.cli.tokens import token_app
@@ -62,6 +64,7 @@ def root(
 app.add_typer(servers_app, name="servers")
 app.add_typer(db_app, name="db")
 app.add_typer(audit_app, name="audit")
+app.add_typer(inventory_app, name="inventory")
 app.command("tools")(tools_command)
 app.command("call")(call_command)
 app.command("demo")(demo_command)
@@ -75,6 +78,7 @@ app.command("cancel")(cancel_command)
 app.command("whoami")(whoami_command)
 app.add_typer(role_app, name="role")
 app.add_typer(token_app, name="token")
+app.add_typer(secrets_app, name="secrets")
 app.command("run")(run_command)
 app.command("continue")(continue_command)
 app.command("resume")(resume_command)

@@ -52,6 +52,18 @@ class LiveProgress:
         )
         if event.type is EventType.STEP_STARTED and event.step_id:
             self._running[event.step_id] = self._progress.add_task(f"  {event.step_id}", total=None, eta="")
+        if event.type is EventType.STEP_PROGRESS and event.step_id in self._running:
+            # A step on many hosts: its spinner line becomes a second bar of hosts done.
+            data = event.data
+            failed = data.get("failed", 0)
+            self._progress.update(
+                self._running[event.step_id],
+                total=data.get("total"),
+                completed=data.get("completed", 0),
+                eta=f"{failed} failed, {data.get('pending', 0)} pending"
+                if failed
+                else f"{data.get('pending', 0)} pending",
+            )
         if event.type in _DONE and event.step_id:
             self._finished.add(event.step_id)
             task = self._running.pop(event.step_id, None)

@@ -61,6 +61,40 @@ CLUSTER_DOMAIN = [
 ]
 
 
+HOSTS = "an inventory of hosts reached over SSH or WinRM (`inventory:` in opsmith.yaml)"
+HOSTS_DOMAIN = ["host", "hosts", "inventory", "ssh", "winrm", "linux", "windows", "bash", "powershell"]
+
+
+# What the hosts said, read from every one of them (no host failed): the state the undo of a
+# change restores (`running_hosts`) before the change, and the state after it once it is done.
+_EVERY_HOST_ANSWERED = [[_c("failed", "==", 0)]]
+
+
+def _host(
+    name: str,
+    words: list[str],
+    *,
+    effect: Effect,
+    avoid: list[str] | None = None,
+    duration: tuple[float, float] = (10.0, 60.0),
+    changes: bool | None = None,
+    evidence: tuple[str, ...] = (),
+) -> Capability:
+    """An operation on every host of a group: the server `hosts` offers each as a tool."""
+    return Capability(
+        name=name,
+        name_words=words,
+        keywords=[*words, "hosts", "service"],
+        avoid=avoid or [],
+        effect=effect,
+        changes_target=effect == "write" if changes is None else changes,
+        provider=HOSTS,
+        domain=HOSTS_DOMAIN,
+        evidence=dict.fromkeys(evidence, _EVERY_HOST_ANSWERED),
+        default_duration=duration,
+    )
+
+
 CAPABILITIES: dict[str, Capability] = {
     c.name: c
     for c in [
@@ -272,6 +306,29 @@ CAPABILITIES: dict[str, Capability] = {
             effect="write",
             provider="a notification server (e.g. Slack or email)",
             default_duration=(1, 10),
+        ),
+        _host(
+            "host_service_status",
+            ["status"],
+            effect="read",
+            duration=(2, 15),
+            evidence=("backup_verified", "monitoring_enabled"),
+        ),
+        _host("host_service_start", ["start"], effect="write", avoid=["restart"], duration=(5, 60)),
+        _host("host_service_stop", ["stop"], effect="write", duration=(5, 60)),
+        # A restart interrupts clients but leaves nothing changed to undo: the same service, as configured.
+        _host("host_service_restart", ["restart"], effect="write", changes=False, duration=(5, 90)),
+        _host(
+            "host_process_check", ["process"], effect="read", duration=(2, 15), evidence=("backup_verified",)
+        ),
+        _host("host_install_file", ["file"], effect="write", avoid=["package"], duration=(5, 60)),
+        _host("host_package_update", ["update", "upgrade"], effect="write", duration=(30, 300)),
+        _host(
+            "host_wait_healthy",
+            ["healthy", "wait"],
+            effect="read",
+            duration=(5, 120),
+            evidence=("monitoring_enabled",),
         ),
     ]
 }

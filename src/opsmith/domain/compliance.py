@@ -54,13 +54,14 @@ REQUIREMENTS: dict[str, RequirementSpec] = {
             name="backup_verified",
             description="the running state was backed up before it is changed",
             kind="evidence",
-            capabilities=["backup"],
+            # On hosts: the state of every host read before the change (what its undo restores).
+            capabilities=["backup", "host_service_status", "host_process_check"],
         ),
         RequirementSpec(
             name="monitoring_enabled",
             description="the new version is watched after the change (logs checked for errors)",
             kind="evidence",
-            capabilities=["check_logs", "verify_pods"],
+            capabilities=["check_logs", "verify_pods", "host_service_status", "host_wait_healthy"],
         ),
         RequirementSpec(
             name="approval_required",

@@ -3,12 +3,16 @@
     OpsmithError                                  every error a user can see; .hint says what to do next
     ├── UsageError                                bad input from the user (CLI exit 2, API 4xx)
     │   ├── ConfigError                           opsmith.yaml is missing, malformed or inconsistent
+    │   │   └── VaultKeyError [domain.vault]      the vault's secrets are under another key than the given one
     │   ├── UnknownServerError                    a server name that is not configured
     │   ├── UnknownToolError                      a tool name the server does not offer
     │   ├── ToolArgumentsError                    arguments that break the tool's input schema
     │   ├── IntentError                           a request opsmith cannot understand or must refuse
     │   ├── GraphError                            a step graph with a cycle, duplicate or unknown step
     │   ├── PlaybookError                         a playbook file that is malformed or inconsistent
+    │   ├── ScriptInputError                      a value refused for a fleet script (name, path, url, argv)
+    │   ├── InventoryError                        an inventory malformed, unsupported or holding a secret
+    │   ├── UnknownGroupError                     a host group the inventory does not have
     │   ├── PlanError                             a request that cannot become a plan (capability missing)
     │   │   └── UnknownNameError                  a request naming an application no source knows
     │   ├── ApprovalError [domain.approval]       an approval that may not be given or used
@@ -20,6 +24,7 @@
     │   ├── RunRefused [services.running]         a plan or run that may not run now, and why
     │   ├── AccessRefused [services.access]       an action the acting identity's role does not allow
     │   ├── AuthenticationError                   a bearer token missing, malformed, unknown, revoked or stale
+    │   ├── UnknownSecretError [domain.vault]     a secret name the vault does not hold
     │   ├── CallRefused [services.tool_calls]     a direct tool call this identity may not make
     │   │   └── ConfirmationNeeded [services.tool_calls]  a destructive tool called without confirming
     │   ├── IllegalTransition [engine.errors]     a status change the current status does not allow
@@ -35,6 +40,7 @@
         ├── ToolCallError                         a tool call failed (is_error result or protocol error)
         ├── StepTimedOut [engine.local]           one attempt outlived the step's timeout; it may have run
         ├── LeaseLost [store.runs]                another process took over the run: stop driving it
+        ├── VaultError [domain.vault]             a stored secret does not decrypt: its row was changed
         ├── UnresolvedReference [engine.errors]   a `${steps.ID.path}` argument with no value at run time
         └── EvidenceUnmet [engine.errors]         a compliance requirement guarding a step is not proven
 
@@ -56,16 +62,19 @@ __all__ = [
     "ConnectionLostError",
     "GraphError",
     "IntentError",
+    "InventoryError",
     "OperationError",
     "OpsmithError",
     "PlanError",
     "PlaybookError",
+    "ScriptInputError",
     "ServerUnavailableError",
     "StoreBusyError",
     "StoreConflictError",
     "StoreError",
     "ToolArgumentsError",
     "ToolCallError",
+    "UnknownGroupError",
     "UnknownNameError",
     "UnknownServerError",
     "UnknownToolError",
@@ -120,6 +129,31 @@ class GraphError(UsageError):
 
 class PlaybookError(UsageError):
     """A playbook file that is malformed or inconsistent."""
+
+
+class ScriptInputError(UsageError):
+    """A value refused for a fleet script (a service, package or process name, a path, a URL, a
+    command line, an operation's parameters): the message names the value and what was wrong, the
+    hint what is allowed."""
+
+
+class InventoryError(UsageError):
+    """An inventory (Ansible INI/YAML, or opsmith.yaml's own) that is malformed, uses something
+    opsmith does not support, or holds a secret. `source` and `line` say where, when known; the
+    message starts with them (`hosts.ini:12: ...`), and `reason` is the rest."""
+
+    def __init__(
+        self, reason: str, *, hint: str | None = None, source: str | None = None, line: int | None = None
+    ) -> None:
+        where = source if line is None or source is None else f"{source}:{line}"
+        super().__init__(f"{where}: {reason}" if where else reason, hint=hint)
+        self.reason = reason
+        self.source = source
+        self.line = line
+
+
+class UnknownGroupError(UsageError):
+    """A host group the inventory does not have; the message names the nearest known ones."""
 
 
 class PlanError(UsageError):

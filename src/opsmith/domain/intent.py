@@ -117,7 +117,8 @@ class Intent(BaseModel):
     actions: list[str] = Field(default_factory=list)
     subjects: list[str] = Field(default_factory=list)
     environment: Environment | None = None
-    environment_source: Literal["request", "default"] | None = None
+    # "inventory": the `environment` variable of the hosts the request names.
+    environment_source: Literal["request", "default", "inventory"] | None = None
     platform: Platform | None = None
     urgency: Urgency = "normal"
     targets: Targets = Field(default_factory=Targets)

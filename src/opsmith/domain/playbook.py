@@ -56,6 +56,13 @@ class Match(_Strict):
     words: list[str] | None = Field(
         default=None, description="the request must say one of these (a check of the logs says 'logs')"
     )
+    targets: bool = Field(
+        default=False,
+        description="for requests about hosts of the inventory (a group or host names); the others never are",
+    )
+    params: list[str] = Field(
+        default_factory=list, description="what the request must name, e.g. [services] for a service to stop"
+    )
 
 
 class Playbook(_Strict):
@@ -79,6 +86,11 @@ class Playbook(_Strict):
         if m.strategy is not None and strategy not in m.strategy:
             return False
         if m.words is not None and not set(m.words) & set(re.findall(r"[a-z0-9]+", intent.request.lower())):
+            return False
+        # A request about hosts is served by a fleet playbook only, and a fleet playbook serves nothing else.
+        if bool(intent.targets.group or intent.targets.hosts) != m.targets:
+            return False
+        if any(not intent.params.get(name) for name in m.params):
             return False
         count = len(intent.subjects)
         return count >= m.min_subjects and (m.max_subjects is None or count <= m.max_subjects)

@@ -22,6 +22,7 @@ class EventType(StrEnum):
     STEP_SKIPPED = "step.skipped"
     STEP_INTERRUPTED = "step.interrupted"
     STEP_DECIDED = "step.decided"
+    STEP_PROGRESS = "step.progress"  # a step fanned out over hosts: how many are done, failed, pending
     GATE_WAITING = "gate.waiting"
     GATE_PASSED = "gate.passed"
     ROLLBACK_STARTED = "rollback.started"

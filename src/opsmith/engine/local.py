@@ -16,7 +16,7 @@ import asyncio
 import dataclasses
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -53,6 +53,7 @@ Listener = Callable[[RunEvent], None]
 PAUSE = "pause"
 CANCEL = "cancel"
 CANCEL_AND_ROLLBACK = "cancel+rollback"
+PROGRESS_EVERY = 0.25  # seconds between two progress events of one step
 
 
 class StepFailed(Exception):
@@ -376,15 +377,19 @@ class LocalExecutor:
         )
 
     async def _call(self, step: Step, args: dict[str, Any]) -> ToolResult | OpsmithError:
+        progress = _ProgressEvents(self, step.id)
         try:
             # A timeout scope, not wait_for: wait_for wraps the call in a task of its own, one more
             # trip through the event loop for every step.
             async with asyncio.timeout(self._timeout(step)):
-                return await self._tools.call(step.server, step.tool, args)
+                result = await self._tools.call(step.server, step.tool, args, progress=progress)
         except TimeoutError:
             return StepTimedOut(f"{step.server}/{step.tool} did not answer within {self._timeout(step):g}s")
         except OpsmithError as failure:
             return failure
+        if progress.lost is not None:
+            raise progress.lost  # another process drives the run now: stop, as any commit would
+        return result
 
     def _prepare(self, step: Step, current: RunState) -> dict[str, Any]:
         qualified = f"{step.server}/{step.tool}"
@@ -704,6 +709,40 @@ def summarize(output: dict[str, Any] | None) -> str:
                 value = value["status"]
             parts.append(f"{key}={value}")
     return ", ".join(parts[:5]) or ", ".join(f"{k}" for k in list(output)[:4])
+
+
+class _ProgressEvents:
+    """A step's `step.progress` events while its call fans out over hosts. At most one every
+    PROGRESS_EVERY seconds (500 hosts finishing would otherwise be 500 commits), and always the
+    last, when nothing is pending. A commit refused because the lease was lost is kept for the
+    engine to raise once the call returns: the provider calling this must not be the one to stop."""
+
+    def __init__(self, engine: LocalExecutor, step_id: str) -> None:
+        self._engine = engine
+        self._step = step_id
+        self._last = float("-inf")
+        self.lost: LeaseLost | None = None
+
+    def __call__(self, counts: Mapping[str, Any]) -> None:
+        if self.lost is not None:
+            return
+        now = time.monotonic()
+        finished = counts.get("pending") == 0
+        if not finished and now - self._last < PROGRESS_EVERY:
+            return
+        self._last = now
+        data = {k: counts[k] for k in ("total", "completed", "failed", "pending", "host") if k in counts}
+        message = (
+            f"{data.get('completed', 0)}/{data.get('total', 0)} hosts done, {data.get('failed', 0)} failed"
+        )
+        if data.get("host"):
+            message += f" (last: {data['host']})"
+        engine = self._engine
+        event = engine._event(EventType.STEP_PROGRESS, self._step, message, data)
+        try:
+            engine._commit(engine._current, [event], changed=[])
+        except LeaseLost as lost:
+            self.lost = lost
 
 
 def _now() -> datetime:

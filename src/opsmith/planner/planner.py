@@ -13,13 +13,22 @@ from opsmith.domain.approval_rule import approval_need
 from opsmith.domain.binding import Binding, BindingSet
 from opsmith.domain.capabilities import CAPABILITIES, Capability
 from opsmith.domain.catalog import Catalog, ToolHints, ToolSpec
-from opsmith.domain.errors import OpsmithError, PlanError, ServerUnavailableError, UnknownNameError
+from opsmith.domain.errors import (
+    IntentError,
+    OpsmithError,
+    PlanError,
+    ServerUnavailableError,
+    UnknownNameError,
+)
 from opsmith.domain.graph import Node, estimate, format_duration_range, parallel_groups, validate
 from opsmith.domain.intent import Intent, Vocabulary, parse_intent, require_environment
+from opsmith.domain.intent_words import ENVIRONMENTS
+from opsmith.domain.inventory import Inventory
 from opsmith.domain.plan import Candidate, Estimate, Plan, PlanStatus, Step, ToolCall
 from opsmith.domain.plan import Mapping as ToolMapping
 from opsmith.domain.playbook import Playbook, PlaybookStep, choose
 from opsmith.domain.risk import assess, highest
+from opsmith.domain.scripts import package_name, process_name, service_name
 from opsmith.planner import describe
 from opsmith.planner.argnames import match
 from opsmith.planner.arguments import ALIASES, FilledArguments, fill_arguments
@@ -64,9 +73,11 @@ class Planner:
         playbooks: list[Playbook],
         bindings: Sequence[BindingSet] | None = None,
         applications: Sequence[str] = (),
+        inventory: Inventory | None = None,
     ) -> None:
         self._config = config
         self._playbooks = playbooks
+        self._inventory = inventory if inventory is not None and inventory.host_count else None
         self._bindings = (
             list(bindings)
             if bindings is not None
@@ -75,6 +86,7 @@ class Planner:
         self.vocabulary = Vocabulary(
             # The configuration's applications, then those the live systems listed at discovery.
             applications=list(dict.fromkeys([*config.applications, *applications])),
+            # The reader takes a group as written; `_on_hosts` finds it in the inventory, loosely.
             groups=[],
             default_application=config.planning.default_application,
             default_environment=config.planning.default_environment,
@@ -93,19 +105,53 @@ class Planner:
 
     def check(self, request: str) -> Intent:
         """What can be refused before any server is asked: the request itself."""
-        intent = self.intent(request)
+        intent = self._on_hosts(self.intent(request))
         # Before unknown names: in "... and purge the cache" the part, not the name, is the problem.
         playbook = self._playbook(intent)
         if playbook is not None:
             refuse_unserved(intent, Coverage.of_playbook(playbook), self._playbooks)
         self._refuse_unknown(intent)
         require_environment(intent)
-        if intent.targets.group or intent.targets.hosts:
-            where = intent.targets.group or ", ".join(intent.targets.hosts)
+        return intent
+
+    def _on_hosts(self, intent: Intent) -> Intent:
+        """A request about hosts, checked against the inventory: its group by the name it has there
+        ('Production Web' is production_web), UnknownGroupError naming the nearest ones otherwise;
+        and, when the request names no environment, the one its hosts' `environment` variable says."""
+        targets = intent.targets
+        if not (targets.group or targets.hosts):
+            return intent
+        where = targets.group or ", ".join(targets.hosts)
+        if self._inventory is None:
             raise PlanError(
-                f"host operations on {where} need an inventory and SSH/WinRM tools, which are not configured",
-                hint="this version plans over MCP servers; try e.g. 'Deploy microservice-one to staging'",
+                f"'{intent.request}' is about hosts ({where}), and no inventory of hosts is configured",
+                hint="declare `inventory:` in opsmith.yaml (inline, or an Ansible inventory file),"
+                " or run `opsmith inventory import FILE`",
             )
+        if targets.group:
+            group = self._inventory.find_group(targets.group).name
+            hosts = self._inventory.hosts_of(group)
+            if not hosts:
+                raise PlanError(
+                    f"the group {group!r} has no hosts", hint=f"see `opsmith inventory show {group}`"
+                )
+            intent = intent.model_copy(update={"targets": targets.model_copy(update={"group": group})})
+        else:
+            hosts = [self._inventory.host(name) for name in targets.hosts]
+        _refuse_unsafe_names(intent, {h.os for h in hosts})
+        if intent.environment_source == "request":
+            return intent
+        said = sorted({str(h.vars["environment"]) for h in hosts if h.vars.get("environment")})
+        known = sorted({ENVIRONMENTS.get(word.lower(), "?") for word in said})
+        if len(known) > 1 or known == ["?"]:
+            raise IntentError(
+                f"the `environment` variable of the hosts of {where} says {', '.join(said)}:"
+                " not one of production, staging or development",
+                hint=f'name it in the request, e.g. "{intent.request.rstrip(".!? ")} in staging",'
+                " or set the group's `environment` variable",
+            )
+        if known:
+            return intent.model_copy(update={"environment": known[0], "environment_source": "inventory"})
         return intent
 
     def plan(self, request: str, situation: Situation, overrides: Mapping[str, Any] | None = None) -> Plan:
@@ -172,8 +218,10 @@ class Planner:
         return app.strategy if app else "rolling"
 
     def _no_playbook(self, intent: Intent, strategy: str) -> PlanError:
-        serving = sorted({a for p in self._playbooks for a in p.match.actions})
-        for_action = [p for p in self._playbooks if intent.action in p.match.actions]
+        on_hosts = bool(intent.targets.group or intent.targets.hosts)
+        kind = [p for p in self._playbooks if p.match.targets == on_hosts]
+        serving = sorted({a for p in kind for a in p.match.actions})
+        for_action = [p for p in kind if intent.action in p.match.actions]
         if not intent.subjects and for_action and all(p.match.min_subjects >= 1 for p in for_action):
             known = list(self.vocabulary.applications)
             example = f"{intent.action} {known[0] if known else 'APP'} in {intent.environment or 'staging'}"
@@ -434,7 +482,18 @@ class Planner:
         app = self._config.applications.get(subject or "")
         repository = app.image_repository if app and app.image_repository else planning.image_repository
         params = dict(intent.params)
+        targets = intent.targets
         return {
+            # A fleet request's: the hosts it is about, and the names it gave for them.
+            "targets": targets.group or (list(targets.hosts) or None),
+            "group": targets.group,
+            # No service named: the one of the package (nginx) or of the program (stationcontroller.exe);
+            # the plan shows it, and `--set service=NAME` says otherwise.
+            "service": _first_of(params, "services")
+            or _first_of(params, "packages")
+            or _program(_first_of(params, "processes")),
+            "package": _first_of(params, "packages"),
+            "process": _first_of(params, "processes"),
             "subject": subject,
             "subjects": intent.subjects,
             "app": subject,
@@ -702,3 +761,28 @@ def _insert_before_change(steps: list[PlaybookStep], extra: list[PlaybookStep]) 
 
 
 __all__ = ["Planner", "Situation"]
+
+
+def _first_of(params: Mapping[str, Any], name: str) -> Any:
+    found = params.get(name)
+    return found[0] if isinstance(found, list) and found else None
+
+
+def _program(process: str | None) -> str | None:
+    if not process:
+        return None
+    return process[:-4] if process.lower().endswith(".exe") else process
+
+
+def _refuse_unsafe_names(intent: Intent, systems: set[str]) -> None:
+    """ScriptInputError before anything is planned for a name no script may carry (`nginx; rm -rf /`):
+    each service, package and program the request names, by the rules of each OS its hosts run."""
+    params = intent.params
+    for os in sorted(systems):
+        for name in params.get("services") or []:
+            service_name(name, os="windows" if os == "windows" else "linux")
+        for name in params.get("processes") or []:
+            process_name(name)
+        if os == "linux":
+            for name in params.get("packages") or []:
+                package_name(name)

@@ -202,6 +202,8 @@ def refuse_unserved(
     without a word; acting on what another part only mentions ("... and check the status of b"
     must not deploy b) would do more. Refusing the whole request says what to do instead.
     """
+    # What else could serve a part: playbooks of the same kind (about hosts, or not).
+    playbooks = [p for p in playbooks if p.match.targets == coverage.playbook.match.targets]
     actions = coverage.playbook.match.actions
     chosen = [c for c in intent.clauses if c.action in actions]
     scope = {s for c in chosen for s in c.subjects}
@@ -210,7 +212,14 @@ def refuse_unserved(
     for clause in intent.clauses:
         others = [s for s in clause.subjects if s not in scope]
         if clause in chosen:
-            if several and not clause.subjects and clause.action not in APP_ACTIONS | READ_ONLY_ACTIONS:
+            # An application action naming no application does nothing; on hosts, the hosts are the object.
+            on_hosts = coverage.playbook.match.targets
+            if (
+                several
+                and not clause.subjects
+                and not on_hosts
+                and clause.action not in APP_ACTIONS | READ_ONLY_ACTIONS
+            ):
                 problems.append((clause, "nothing", []))
         elif not coverage.does(clause):
             problems.append((clause, "undone", []))

@@ -39,7 +39,8 @@ def statuses(app: App, pool: ToolProvider, names: Iterable[str] | None = None) -
     for status in pool.statuses():
         if names is not None and status.name not in names:
             continue
-        if app.config.mcp_servers[status.name].disabled:
+        spec = app.config.mcp_servers.get(status.name)  # None: the fleet's `hosts`, not an MCP server
+        if spec is not None and spec.disabled:
             status = status.model_copy(update={"health": Health.STOPPED, "reason": CONFIG_DISABLED_REASON})
         elif status.name in operator_off:
             reason = DISABLED_REASON.format(name=status.name)
@@ -50,7 +51,8 @@ def statuses(app: App, pool: ToolProvider, names: Iterable[str] | None = None) -
 
 def record(app: App, pool: ToolProvider) -> None:
     """Keep the store's view current: health, the configuration, the tools of servers that answered."""
-    seen = statuses(app, pool)
+    # MCP servers only: the fleet's tools are the script library's, known without discovery.
+    seen = [s for s in statuses(app, pool) if s.name in app.config.mcp_servers]
     answered = {s.name for s in seen if s.health in (Health.UP, Health.DEGRADED)}
     hashes = {name: config_hash(app, name) for name in answered}
     app.servers.record(seen, hashes)
@@ -93,5 +95,11 @@ def recorded_catalog(app: App) -> tuple[Catalog, frozenset[str]] | None:
     catalog = Catalog()
     for name, tools in known.items():
         catalog.replace_server(name, tools)
+    from opsmith.services.inventory import fleet_in_use
+
+    if fleet_in_use(app):  # the fleet's tools are the script library's: never discovered, always known
+        from opsmith.domain.host_tools import HOSTS_SERVER, host_tools
+
+        catalog.replace_server(HOSTS_SERVER, host_tools())
     degraded = frozenset(n for n in wanted if seen[n].health is Health.DEGRADED)
     return catalog, degraded

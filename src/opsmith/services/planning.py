@@ -24,9 +24,13 @@ _KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_-]*)?$")
 
 def planner_for(app: App) -> Planner:
     from opsmith.services.applications import known_applications
+    from opsmith.services.inventory import current, fleet_in_use
 
     return Planner(
-        app.config, load_playbooks(app.config.planning.playbook_dirs), applications=known_applications(app)
+        app.config,
+        load_playbooks(app.config.planning.playbook_dirs),
+        applications=known_applications(app),
+        inventory=current(app) if fleet_in_use(app) else None,
     )
 
 

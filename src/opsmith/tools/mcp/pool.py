@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import difflib
 from collections.abc import Iterable, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opsmith.config import Config
 from opsmith.domain.catalog import Catalog, ToolSpec
@@ -14,6 +14,9 @@ from opsmith.domain.servers import Health, ServerStatus
 from opsmith.errors import ServerUnavailableError, UnknownToolError
 from opsmith.tools.arguments import check_arguments
 from opsmith.tools.mcp.connection import ServerConnection
+
+if TYPE_CHECKING:
+    from opsmith.ports import Progress
 
 
 class ServerPool:
@@ -93,8 +96,15 @@ class ServerPool:
         return spec
 
     async def call(
-        self, server: str, tool: str, arguments: dict[str, Any], *, timeout: float | None = None
+        self,
+        server: str,
+        tool: str,
+        arguments: dict[str, Any],
+        *,
+        timeout: float | None = None,
+        progress: Progress | None = None,
     ) -> ToolResult:
+        # `progress` is for calls that fan out over hosts; an MCP tool call is one call.
         spec = self.tool(server, tool)
         check_arguments(spec, arguments)
         return await self._connections[server].call(tool, arguments, timeout=timeout)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from opsmith.config import Config
 from opsmith.domain.catalog import Catalog
@@ -19,6 +19,9 @@ from opsmith.domain.results import ToolResult
 from opsmith.domain.servers import Health, ServerStatus
 from opsmith.errors import ServerUnavailableError
 from opsmith.tools.mcp.pool import ServerPool
+
+if TYPE_CHECKING:
+    from opsmith.ports import Progress
 
 _RUNNING = (Health.UP, Health.DEGRADED, Health.STARTING)
 
@@ -94,7 +97,13 @@ class _View:
         return self._pool.statuses()
 
     async def call(
-        self, server: str, tool: str, arguments: dict[str, Any], *, timeout: float | None = None
+        self,
+        server: str,
+        tool: str,
+        arguments: dict[str, Any],
+        *,
+        timeout: float | None = None,
+        progress: Progress | None = None,
     ) -> ToolResult:
         self._pool.connection(server)  # an unknown name is refused as such, listing the known ones
         if server not in self._names:
@@ -102,4 +111,4 @@ class _View:
                 f"server {server!r} is not in use here: an operator stopped it, or it is disabled",
                 hint=f"see `opsmith servers status {server}`",
             )
-        return await self._pool.call(server, tool, arguments, timeout=timeout)
+        return await self._pool.call(server, tool, arguments, timeout=timeout, progress=progress)

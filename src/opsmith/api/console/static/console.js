@@ -223,6 +223,7 @@
     var queue = []; // events not yet drawn, oldest first
     var stepChanges = {}; // step id -> status, since the last frame
     var undoChanges = {};
+    var hostCounts = {}; // step id -> the latest host counts of a step on many hosts
     var scheduled = false;
     var lastFlush = 0;
     var source = null;
@@ -282,6 +283,16 @@
         var tr = row(stepId);
         if (tr) { setStatus(tr.querySelector(".st"), stepChanges[stepId]); }
       });
+      Object.keys(hostCounts).forEach(function (stepId) {
+        var tr = row(stepId);
+        var line = tr && tr.querySelector(".hosts");
+        if (!line) { return; }
+        var c = hostCounts[stepId];
+        line.textContent = c.completed + "/" + c.total + " hosts done · " + c.failed + " failed · " +
+          c.pending + " pending" + (c.host ? " · last: " + c.host : "");
+        line.hidden = false;
+      });
+      hostCounts = {};
       Object.keys(undoChanges).forEach(function (stepId) {
         var tr = row(stepId);
         if (tr) { setStatus(tr.querySelector(".undo"), undoChanges[stepId]); }
@@ -303,6 +314,13 @@
       if (queue.length > limit * 4) { queue = queue.slice(queue.length - limit); }
       if (event.step_id && STEP_STATUS[event.type]) { stepChanges[event.step_id] = STEP_STATUS[event.type]; }
       if (event.type === "rollback.calling" && event.step_id) { undoChanges[event.step_id] = "calling"; }
+      if (event.type === "step.progress" && event.step_id && event.data) {
+        hostCounts[event.step_id] = {
+          total: Number(event.data.total) || 0, completed: Number(event.data.completed) || 0,
+          failed: Number(event.data.failed) || 0, pending: Number(event.data.pending) || 0,
+          host: String(event.data.host || "")
+        };
+      }
       if (event.type === "rollback.action" && event.step_id) {
         undoChanges[event.step_id] = event.data && event.data.ok === false ? "failed" : "done";
       }

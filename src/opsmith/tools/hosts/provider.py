@@ -1,0 +1,392 @@
+"""`HostTools`: the server `hosts`, a ToolProvider whose tools are the fleet operations, each run on
+every host of its targets at once.
+
+One call of `hosts/service_stop` with `targets: "Data Processing"`:
+1. resolves the targets through the inventory (a group, loosely named, and the groups nested in it;
+   or host names), and refuses an unknown group before anything runs;
+2. renders each host's script for its OS (bash or PowerShell) and refuses bad values (a service
+   named `nginx; rm -rf /`) before anything runs, on any host;
+3. takes each host's credential out of the vault (a host without one, or with an unknown one, fails
+   alone, with its reason);
+4. runs every host at once (the executors bound how many: `fleet.forks`), retrying a host that could
+   not be reached, reporting progress as hosts finish;
+5. answers with every host's result; when more than `max_failed_percent` of the hosts failed, the
+   call fails (a ToolCallError carrying the same results, for the run's record and its rollback).
+
+A host's failure never stops the others. What a host printed is kept as bounded tails; the vault's
+values never reach a result (the executors redact them from what they report).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import math
+import secrets
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from opsmith.domain.catalog import Catalog
+from opsmith.domain.errors import (
+    OpsmithError,
+    ToolArgumentsError,
+    ToolCallError,
+    UnknownToolError,
+    UsageError,
+)
+from opsmith.domain.host_tools import (
+    EXPECT,
+    FLEET_ARGUMENTS,
+    HOSTS_SERVER,
+    MAX_FAILED,
+    SOURCE,
+    TARGETS,
+    host_tools,
+)
+from opsmith.domain.hosts import Credential, Host, HostFailure, HostResult, tail
+from opsmith.domain.inventory import Inventory
+from opsmith.domain.results import ToolResult
+from opsmith.domain.script_catalog import OPERATIONS, render
+from opsmith.domain.scripts import Script, parse_result
+from opsmith.domain.servers import Health, ServerStatus
+from opsmith.ports import HostShell, Progress
+from opsmith.tools.arguments import check_arguments
+
+# What a call's answer keeps of each host's output: the whole answer of a 500-host call stays small.
+OUTPUT_TAIL = 1000
+RETRY_PAUSE = 0.5  # seconds before a host is tried again
+_SUDO_VARS = ("opsmith_sudo", "ansible_become")
+
+
+@dataclass(frozen=True)
+class FleetPolicy:
+    max_failed_percent: float = 0.0
+    host_retries: int = 1
+    command_timeout: float = 300.0
+
+
+class HostTools:
+    """The ToolProvider of the server `hosts` (see the module docstring)."""
+
+    def __init__(
+        self,
+        *,
+        inventory: Callable[[], Inventory],
+        credential: Callable[[str], Credential],
+        shell: HostShell,
+        policy: FleetPolicy,
+    ) -> None:
+        self._inventory = inventory
+        self._credential = credential
+        self._shell = shell
+        self._policy = policy
+        self._catalog = Catalog(host_tools())
+        self._started = time.time()
+
+    @property
+    def catalog(self) -> Catalog:
+        return self._catalog
+
+    def statuses(self) -> list[ServerStatus]:
+        return [
+            ServerStatus(
+                name=HOSTS_SERVER,
+                transport="ssh/winrm",
+                health=Health.UP,
+                tool_count=len(self._catalog.tools()),
+                title="the fleet of the inventory",
+            )
+        ]
+
+    async def close(self) -> None:
+        await self._shell.close()
+
+    async def call(
+        self,
+        server: str,
+        tool: str,
+        arguments: dict[str, Any],
+        *,
+        timeout: float | None = None,
+        progress: Progress | None = None,
+    ) -> ToolResult:
+        spec = self._catalog.get(server, tool)
+        if spec is None or server != HOSTS_SERVER:
+            known = ", ".join(sorted(OPERATIONS))
+            raise UnknownToolError(
+                f"the server {HOSTS_SERVER!r} has no tool {tool!r}", hint=f"known: {known}"
+            )
+        check_arguments(spec, arguments)
+        began = time.perf_counter()
+        hosts = self._targets(arguments[TARGETS])
+        limit = _percent(arguments.get(MAX_FAILED, self._policy.max_failed_percent))
+        params = {k: v for k, v in arguments.items() if k not in FLEET_ARGUMENTS}
+        upload = _read_source(arguments[SOURCE]) if tool == "install_file" else None
+        scripts = self._scripts(tool, hosts, params, upload)
+        deadline = timeout if timeout is not None else self._policy.command_timeout
+        results = await self._fan_out(tool, hosts, scripts, upload, deadline, progress)
+        answer = _answer(tool, arguments[TARGETS], hosts, results, limit, arguments.get(EXPECT) or {})
+        answer["duration_ms"] = round((time.perf_counter() - began) * 1000, 1)
+        text = _summary(answer)
+        if answer["failed_percent"] > limit:
+            raise ToolCallError(
+                f"{HOSTS_SERVER}/{tool}: {text}",
+                hint="see each host's reason in the step's output (`opsmith status RUN --json`)",
+                output=answer,
+            )
+        return ToolResult(server=HOSTS_SERVER, tool=tool, structured=answer, text=text)
+
+    # -- before anything runs
+
+    def _targets(self, targets: str | Sequence[str]) -> list[Host]:
+        if not targets:
+            return []
+        inventory = self._inventory()
+        if isinstance(targets, str):
+            hosts = inventory.hosts_of(inventory.find_group(targets).name)
+            if not hosts:
+                raise UsageError(
+                    f"the group {targets!r} has no hosts", hint="`opsmith inventory show GROUP` lists them"
+                )
+            return hosts
+        seen: dict[str, Host] = {}
+        for name in targets:
+            seen.setdefault(name, inventory.host(name))
+        return list(seen.values())
+
+    def _scripts(
+        self, tool: str, hosts: Sequence[Host], params: Mapping[str, Any], upload: _Upload | None
+    ) -> dict[str, Script]:
+        """Each host's script, all rendered before any runs: a value one host's OS refuses stops the
+        whole call while nothing has happened yet."""
+        by_kind: dict[tuple[str, bool], Script] = {}
+        scripts: dict[str, Script] = {}
+        for host in hosts:
+            sudo = host.os == "linux" and any(_truthy(host.vars.get(v)) for v in _SUDO_VARS)
+            kind = (host.os, sudo)
+            if kind not in by_kind:
+                values = dict(params)
+                if upload is not None:
+                    values |= {"temp_path": upload.path_for(host.os), "sha256": upload.sha256}
+                by_kind[kind] = render(tool, host.os, values, sudo=sudo)
+            scripts[host.name] = by_kind[kind]
+        return scripts
+
+    # -- on every host at once
+
+    async def _fan_out(
+        self,
+        tool: str,
+        hosts: Sequence[Host],
+        scripts: Mapping[str, Script],
+        upload: _Upload | None,
+        deadline: float,
+        progress: Progress | None,
+    ) -> list[_HostOutcome]:
+        total = len(hosts)
+        done = {"completed": 0, "failed": 0}
+        idempotent = OPERATIONS[tool].idempotent
+
+        def finished(outcome: _HostOutcome) -> None:
+            done["completed"] += 1
+            done["failed"] += 0 if outcome.result.ok else 1
+            if progress is not None:
+                progress(
+                    {
+                        "total": total,
+                        "completed": done["completed"],
+                        "failed": done["failed"],
+                        "pending": total - done["completed"],
+                        "host": outcome.result.host,
+                    }
+                )
+
+        async def one(host: Host) -> _HostOutcome:
+            outcome = await self._on_host(host, scripts[host.name], upload, deadline, idempotent)
+            finished(outcome)
+            return outcome
+
+        if progress is not None:
+            progress({"total": total, "completed": 0, "failed": 0, "pending": total, "host": ""})
+        return list(await asyncio.gather(*(one(host) for host in hosts)))
+
+    async def _on_host(
+        self, host: Host, script: Script, upload: _Upload | None, deadline: float, idempotent: bool
+    ) -> _HostOutcome:
+        try:
+            credential = self._login(host)
+        except OpsmithError as refused:
+            return _HostOutcome(_refused(host, refused.message), attempts=0)
+        attempts = 0
+        while True:
+            attempts += 1
+            result = await self._attempt(host, credential, script, upload, deadline)
+            if not _retry(result, idempotent) or attempts > self._policy.host_retries:
+                return _HostOutcome(result, attempts)
+            await asyncio.sleep(RETRY_PAUSE)
+
+    def _login(self, host: Host) -> Credential:
+        if not host.credential:
+            raise UsageError(
+                f"host {host.name!r} has no credential: set opsmith_credential (a vault secret's name)"
+                " for it or its group, nothing was sent"
+            )
+        return self._credential(host.credential)
+
+    async def _attempt(
+        self, host: Host, credential: Credential, script: Script, upload: _Upload | None, deadline: float
+    ) -> HostResult:
+        if upload is not None:
+            sent = await self._shell.upload(
+                host, credential, upload.data, upload.path_for(host.os), timeout=deadline
+            )
+            if not sent.ok:
+                return sent
+        # The script bounds itself (its waits and polls); the call waits a little longer than it.
+        limit = max(deadline, script.max_seconds + 30) if script.max_seconds else deadline
+        return await self._shell.run_script(host, credential, script, timeout=limit)
+
+
+@dataclass(frozen=True)
+class _HostOutcome:
+    result: HostResult
+    attempts: int
+
+
+@dataclass(frozen=True)
+class _Upload:
+    data: bytes
+    sha256: str
+    name: str  # one per call: two calls never write each other's upload
+
+    def path_for(self, os: str) -> str:
+        if os == "windows":
+            return f"C:\\Windows\\Temp\\{self.name}"
+        return f"/tmp/{self.name}"
+
+
+def _read_source(source: str) -> _Upload:
+    path = Path(source)
+    if not path.is_absolute():
+        raise ToolArgumentsError(
+            f"source {source!r} is not an absolute path", hint="give the file's full path on this machine"
+        )
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise ToolArgumentsError(
+            f"cannot read source {source}: {exc.strerror or exc}", hint="check the path and its permissions"
+        ) from exc
+    return _Upload(data, hashlib.sha256(data).hexdigest(), f"opsmith-upload-{secrets.token_hex(8)}")
+
+
+def _retry(result: HostResult, idempotent: bool) -> bool:
+    """Try a host again when its command never started, or when it may have but running it again
+    is harmless. A command that ran to an exit code said what it had to say."""
+    if result.failure is None or result.failure in (HostFailure.REFUSED, HostFailure.AUTH_REJECTED):
+        return False
+    if result.failure in (HostFailure.HOST_KEY_UNKNOWN, HostFailure.HOST_KEY_CHANGED):
+        return False  # a decision for a person, never for a retry
+    return idempotent or not result.failure.may_have_run
+
+
+def _refused(host: Host, reason: str) -> HostResult:
+    return HostResult(host=host.name, failure=HostFailure.REFUSED, reason=reason)
+
+
+def _truthy(value: object) -> bool:
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "true", "yes", "on")
+    return value is True
+
+
+def _percent(value: object) -> float:
+    number = float(value)  # type: ignore[arg-type]  # the schema checked it is a number
+    if not math.isfinite(number) or not 0 <= number <= 100:
+        raise ToolArgumentsError(f"{MAX_FAILED} must be from 0 to 100, got {value!r}")
+    return number
+
+
+def _answer(
+    tool: str,
+    targets: object,
+    hosts: Sequence[Host],
+    outcomes: Sequence[_HostOutcome],
+    limit: float,
+    expect: Mapping[str, Any],
+) -> dict[str, Any]:
+    rows = [_expected(_row(host, outcome), expect) for host, outcome in zip(hosts, outcomes, strict=True)]
+    failed = [row["host"] for row in rows if not row["ok"]]
+    total = len(rows)
+    return {
+        "operation": tool,
+        "targets": targets,
+        "total": total,
+        "succeeded": total - len(failed),
+        "failed": len(failed),
+        "failed_percent": round(100 * len(failed) / total, 2) if total else 0.0,
+        "max_failed_percent": limit,
+        "failed_hosts": failed,
+        # Where the service (or process) runs now, as each host said: what a later step acts on
+        # ("stop it where it runs") and what an undo puts back.
+        "running_hosts": [row["host"] for row in rows if _runs(row.get("result"))],
+        "stopped_hosts": [row["host"] for row in rows if _stopped(row.get("result"))],
+        "hosts": rows,
+    }
+
+
+def _runs(result: object) -> bool:
+    if not isinstance(result, dict):
+        return False
+    return result.get("state") == "running" or result.get("running") is True
+
+
+def _stopped(result: object) -> bool:
+    if not isinstance(result, dict):
+        return False
+    return result.get("state") in ("stopped", "failed") or result.get("running") is False
+
+
+def _expected(row: dict[str, Any], expect: Mapping[str, Any]) -> dict[str, Any]:
+    """The row failed when the host's result does not say what `expect` asks."""
+    if not expect or not row["ok"]:
+        return row
+    result = row["result"] if isinstance(row["result"], dict) else {}
+    wrong = [
+        f"{key}={result.get(key)!r}, expected {value!r}"
+        for key, value in expect.items()
+        if result.get(key) != value
+    ]
+    if not wrong:
+        return row
+    return {**row, "ok": False, "failure": "unexpected", "reason": "; ".join(wrong)}
+
+
+def _row(host: Host, outcome: _HostOutcome) -> dict[str, Any]:
+    result = outcome.result
+    return {
+        "host": result.host,
+        "address": host.address,
+        "os": host.os,
+        "ok": result.ok,
+        "exit_code": result.exit_code,
+        "failure": result.failure.value if result.failure else None,
+        "reason": result.reason,
+        "result": parse_result(result.stdout) if result.exit_code is not None else None,
+        "stdout": tail(result.stdout, OUTPUT_TAIL),
+        "stderr": tail(result.stderr, OUTPUT_TAIL),
+        "duration_ms": round(result.duration_ms, 1),
+        "attempts": outcome.attempts,
+    }
+
+
+def _summary(answer: Mapping[str, Any]) -> str:
+    text = f"{answer['succeeded']} of {answer['total']} hosts succeeded"
+    if answer["failed"]:
+        shown = ", ".join(answer["failed_hosts"][:5]) + ("…" if answer["failed"] > 5 else "")
+        share = f"{answer['failed_percent']:g}%; allowed {answer['max_failed_percent']:g}%"
+        text += f", {answer['failed']} failed ({share}): {shown}"
+    return text

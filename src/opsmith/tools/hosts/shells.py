@@ -1,0 +1,69 @@
+"""`Shells`, the HostShell adapter: a script goes to each host over its own connection, bash over
+SSH to Linux hosts and PowerShell over WinRM to Windows ones. The executors are made at their first
+use, so a fleet of Linux hosts never loads pypsrp."""
+
+from __future__ import annotations
+
+from opsmith.config import Config
+from opsmith.domain.hosts import Credential, Host, HostFailure, HostResult
+from opsmith.domain.scripts import Script
+from opsmith.tools.hosts.ssh import SshExecutor
+from opsmith.tools.hosts.winrm import WinrmExecutor
+
+
+class Shells:
+    def __init__(self, config: Config) -> None:
+        self._config = config
+        self._ssh: SshExecutor | None = None
+        self._winrm: WinrmExecutor | None = None
+
+    async def run_script(
+        self, host: Host, credential: Credential, script: Script, *, timeout: float
+    ) -> HostResult:
+        refused = _mismatch(host, script)
+        if refused is not None:
+            return refused
+        if script.shell == "bash":
+            # The script on stdin of `bash -s`: nothing of it is ever a word of a command line.
+            return await self._ssh_executor().run(
+                host, credential, "bash -s", stdin=script.text, timeout=timeout
+            )
+        return await self._winrm_executor().run(host, credential, script.text, timeout=timeout)
+
+    async def upload(
+        self, host: Host, credential: Credential, data: bytes, remote_path: str, *, timeout: float
+    ) -> HostResult:
+        if host.connection == "ssh":
+            return await self._ssh_executor().put_file(
+                host, credential, data, remote_path, 0o600, timeout=timeout
+            )
+        return await self._winrm_executor().put_file(host, credential, data, remote_path, timeout=timeout)
+
+    async def close(self) -> None:
+        if self._ssh is not None:
+            await self._ssh.close()
+        if self._winrm is not None:
+            await self._winrm.close()
+
+    def _ssh_executor(self) -> SshExecutor:
+        if self._ssh is None:
+            self._ssh = SshExecutor(self._config.fleet.ssh_settings(self._config.known_hosts_file))
+        return self._ssh
+
+    def _winrm_executor(self) -> WinrmExecutor:
+        if self._winrm is None:
+            self._winrm = WinrmExecutor(self._config.winrm)
+        return self._winrm
+
+
+def _mismatch(host: Host, script: Script) -> HostResult | None:
+    wanted = "bash" if host.connection == "ssh" else "powershell"
+    if script.shell == wanted:
+        return None
+    how = "SSH" if host.connection == "ssh" else host.connection.upper()
+    return HostResult(
+        host=host.name,
+        failure=HostFailure.REFUSED,
+        reason=f"a {script.shell} script cannot run over {how} on this {host.os} host; nothing was sent"
+        " (set the host's os and connection in the inventory: Linux over ssh, Windows over winrm or psrp)",
+    )
