@@ -145,13 +145,27 @@ class SshdFleet:
     def server(self, name: str) -> Sshd:
         return self._servers[name]
 
-    def declare_units(self, *units: str, hosts: list[Host] | None = None) -> None:
-        """Make `units` known to the stand-in systemctl of `hosts` (all by default), stopped."""
+    def declare_units(self, *units: str, hosts: list[Host] | None = None, settings: str = "") -> None:
+        """Make `units` known to the stand-in systemctl of `hosts` (all by default), stopped;
+        `settings`: lines of the unit's file, e.g. `fail_stop=1`."""
         for server in self._servers.values() if hosts is None else [self._servers[h.name] for h in hosts]:
             directory = server.stub_state / "units"
             directory.mkdir(parents=True, exist_ok=True)
             for unit in units:
-                (directory / unit).touch()
+                (directory / unit).write_text(settings)
+
+    def start_unit(self, host: Host, unit: str) -> bool:
+        """Start `unit` on `host` as its own systemctl would; whether it runs then."""
+        return self._systemctl(host, "start", unit).returncode == 0 and self.unit_running(host, unit)
+
+    def _systemctl(self, host: Host, *args: str) -> subprocess.CompletedProcess[bytes]:
+        return subprocess.run(
+            [str(STUB_BIN / "systemctl"), *args],
+            env={**os.environ, "OPSMITH_STUB_STATE": str(self._servers[host.name].stub_state)},
+            capture_output=True,
+            timeout=10,
+            check=False,
+        )
 
     def stop_units(self) -> None:
         """Stop whatever the stand-in systemctl started on any host (its processes outlive the
@@ -173,15 +187,7 @@ class SshdFleet:
 
     def unit_running(self, host: Host, unit: str) -> bool:
         """What the host's stand-in systemctl says of `unit`: is it active?"""
-        server = self._servers[host.name]
-        done = subprocess.run(
-            [str(STUB_BIN / "systemctl"), "is-active", unit],
-            env={**os.environ, "OPSMITH_STUB_STATE": str(server.stub_state)},
-            capture_output=True,
-            timeout=10,
-            check=False,
-        )
-        return done.returncode == 0
+        return self._systemctl(host, "is-active", unit).returncode == 0
 
     def sessions(self, name: str) -> list[psutil.Process]:
         """The processes the host's sshd forked for its open connections."""

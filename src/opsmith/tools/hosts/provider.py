@@ -330,6 +330,10 @@ def _answer(
         "failed_percent": round(100 * len(failed) / total, 2) if total else 0.0,
         "max_failed_percent": limit,
         "failed_hosts": failed,
+        "succeeded_hosts": [row["host"] for row in rows if row["ok"]],
+        # Where the call changed something: what its undo takes back, also when the call failed
+        # on other hosts (the output of a failed call is kept for its undo).
+        "changed_hosts": [row["host"] for row in rows if _changed(row.get("result"))],
         # Where the service (or process) runs now, as each host said: what a later step acts on
         # ("stop it where it runs") and what an undo puts back.
         "running_hosts": [row["host"] for row in rows if _runs(row.get("result"))],
@@ -342,6 +346,10 @@ def _runs(result: object) -> bool:
     if not isinstance(result, dict):
         return False
     return result.get("state") == "running" or result.get("running") is True
+
+
+def _changed(result: object) -> bool:
+    return isinstance(result, dict) and result.get("changed") is True
 
 
 def _stopped(result: object) -> bool:
