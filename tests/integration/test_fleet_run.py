@@ -167,3 +167,22 @@ def test_a_stop_that_fails_on_one_host_is_undone_where_it_succeeded(
         assert stop["status"] == "failed" and stop["undo"] == "done", stop
     finally:
         sshd_fleet.stop_units()
+
+
+def test_a_direct_call_on_hosts_is_checked_like_any_tool(tmp_path: Path, sshd_fleet: SshdFleet) -> None:
+    hosts = sshd_fleet.good[13:15]
+    sshd_fleet.declare_units(UNIT, hosts=hosts)
+    project = project_with(tmp_path, sshd_fleet, hosts)
+    key = (sshd_fleet.root / "client").read_text()
+    assert run(project, "ada", "secrets", "set", KEY_CREDENTIAL, "--kind", "ssh_key", stdin=key)[0] == 0
+    args = json.dumps({"targets": "Data Processing", "service": UNIT})
+    code, _, err = run(project, "vic", "call", "hosts", "service_status", "--args", args)
+    assert code == 2 and "vic (viewer)" in err, err
+    code, out, err = run(project, "ada", "call", "hosts", "service_status", "--args", args, "--json")
+    assert code == 0, err
+    answer = json.loads(out)["structured"]
+    assert answer["succeeded"] == 2 and answer["stopped_hosts"] == sorted(h.name for h in hosts)
+    code, out, _ = run(project, "ada", "tools", "--server", "hosts", "--json")
+    assert code == 0 and "service_stop" in {t["name"] for t in json.loads(out)}
+    audit = json.loads(run(project, "ada", "audit", "--json", "--limit", "50")[1])
+    assert {("vic", "tool.refused"), ("ada", "tool.called")} <= {(e["actor"], e["action"]) for e in audit}

@@ -20,11 +20,22 @@ async def running_servers(app: App, names: Iterable[str] | None = None) -> Async
     """A provider with the wanted servers started; all of them stopped again on exit."""
     wanted = list(names) if names is not None else list(app.config.mcp_servers)
     for name in wanted:
-        app.config.server(name)  # unknown names fail before anything starts
+        known_server(app, name)  # unknown names fail before anything starts
     off = off_names(app)
     async with app.tools.open([n for n in wanted if n not in off]) as pool:
         record(app, pool)
         yield pool
+
+
+def known_server(app: App, name: str) -> None:
+    """UnknownServerError unless `name` is a configured MCP server, or the fleet's `hosts` while
+    the inventory has hosts."""
+    if name == "hosts":
+        from opsmith.services.inventory import fleet_in_use
+
+        if fleet_in_use(app):
+            return
+    app.config.server(name)
 
 
 def off_names(app: App) -> set[str]:

@@ -19,7 +19,7 @@ from opsmith.domain.results import ToolResult
 from opsmith.domain.risk import Risk, assess
 from opsmith.planner.policy import risk_rules
 from opsmith.ports import ToolProvider
-from opsmith.services.discovery import off_names, running_servers
+from opsmith.services.discovery import known_server, off_names, running_servers
 from opsmith.services.identity import permission_of
 
 ENVIRONMENTS = ("production", "staging", "development")
@@ -57,7 +57,7 @@ async def call_tool(app: App, identity: Identity, request: CallRequest, *, via: 
     """Check, call and audit one tool call. Raises CallRefused (audited) before sending anything."""
     if request.timeout is not None and request.timeout <= 0:
         raise UsageError(f"--timeout must be positive, got {request.timeout:g}")
-    app.config.server(request.server)  # an unknown server is named before anything starts
+    known_server(app, request.server)  # an unknown server is named before anything starts
     if request.server in off_names(app):
         raise UsageError(
             f"server {request.server!r} is stopped by an operator",

@@ -133,8 +133,8 @@ class HostTools:
         text = _summary(answer)
         if answer["failed_percent"] > limit:
             raise ToolCallError(
-                f"{HOSTS_SERVER}/{tool}: {text}",
-                hint="see each host's reason in the step's output (`opsmith status RUN --json`)",
+                f"{HOSTS_SERVER}/{tool}: {text}; {_reasons(answer)}",
+                hint="every host's result is in the output (in a run: `opsmith status RUN --json`)",
                 output=answer,
             )
         return ToolResult(server=HOSTS_SERVER, tool=tool, structured=answer, text=text)
@@ -389,6 +389,17 @@ def _row(host: Host, outcome: _HostOutcome) -> dict[str, Any]:
         "duration_ms": round(result.duration_ms, 1),
         "attempts": outcome.attempts,
     }
+
+
+def _reasons(answer: Mapping[str, Any], shown: int = 3) -> str:
+    """Why the first few hosts failed, one clause each."""
+    failed = [row for row in answer["hosts"] if not row["ok"]]
+    parts = []
+    for row in failed[:shown]:
+        why = row["reason"] or (row["stderr"].strip().splitlines() or [f"exit code {row['exit_code']}"])[-1]
+        parts.append(f"{row['host']}: {row['failure'] or 'failed'}: {why}"[:300])
+    more = f"; and {len(failed) - shown} more" if len(failed) > shown else ""
+    return "; ".join(parts) + more
 
 
 def _summary(answer: Mapping[str, Any]) -> str:
