@@ -10,8 +10,9 @@ each sshd sets SHLVL=1 for its sessions (SetEnv), so that bash reads no ~/.bashr
 sshd's own CPU (key exchange, login, a forked session: about 30 ms a connection) shares the cores
 with the client measured, as it would not in a real fleet.
 
-What is timed, for each size, --runs times each, in turn (run 1 of every tool, then run 2, ..., so
-drift in the machine's load hits all alike):
+What is timed, for each size, --runs times each (one count for all sizes, or one a size), in turn
+(run 1 of every tool, then run 2, ..., so drift in the machine's load hits all alike; ansible, the
+slowest, last in each round):
 
   opsmith HostTools    the fleet path of a run's step: HostTools.call("hosts", "run_command",
                        {"targets": "bench", "argv": ["uname", "-r"], "max_failed_percent": 100}),
@@ -33,10 +34,10 @@ drift in the machine's load hits all alike):
                        ControlPersist (a fresh control directory each run; its masters ended after),
                        no pipelining, interpreter_python set (no discovery), no cowsay. A host
                        answered when it printed `NAME | CHANGED | rc=0 >>` and then the release.
-  pyinfra              `pyinfra -y --parallel 100 INVENTORY.py exec -- uname -r` from bench/peers
-                       too (paramiko), the inventory giving each host's ssh_hostname, ssh_port,
-                       ssh_user, ssh_key and ssh_known_hosts_file, strict checking, no agent and no
-                       key search. A host answered when it printed `[NAME] RELEASE`.
+  pyinfra              `pyinfra -y --parallel 100 INVENTORY.py exec -- uname -r` (100: --forks),
+                       from bench/peers too (paramiko), the inventory giving each host's ssh_hostname,
+                       ssh_port, ssh_user, ssh_key and ssh_known_hosts_file, strict checking, no agent
+                       and no key search. A host answered when it printed `[NAME] RELEASE`.
 
 Cold is a fresh process's first call. The three in-process rows run in a child process of their
 own for each run (`fanout.py --child TOOL --spec FILE`, which prints one JSON line), so every
@@ -59,7 +60,7 @@ measurement starts after --budget seconds (the table says how many runs each row
 cannot start is reported and the next size goes on, and each fleet is stopped in a finally. The
 soft RLIMIT_NOFILE is raised to the hard limit first (500 sshd, and as many client sockets).
 
-    uv run --frozen python bench/fanout.py [--sizes 50,200,500] [--runs 3] [--budget 1200]
+    uv run --frozen python bench/fanout.py [--sizes 50,200,500] [--runs 3 | --runs 3,3,1] [--budget 1200]
 """
 
 from __future__ import annotations
@@ -97,7 +98,8 @@ CREDENTIAL = "fleet-key"  # tests.fleet.sshd.KEY_CREDENTIAL, named here so child
 HANDSHAKES = 20
 ANSIBLE_FORKS = 50
 IN_PROCESS = ("opsmith", "executor", "asyncssh")
-TOOLS = (*IN_PROCESS, "ansible", "pyinfra")
+# The slowest last: when the budget runs out, what is cut is one ansible run.
+TOOLS = (*IN_PROCESS, "pyinfra", "ansible")
 LABELS = {
     "opsmith": "opsmith HostTools",
     "executor": "opsmith SshExecutor",
@@ -118,7 +120,7 @@ def child_timeout(size: int) -> float:
 
 
 def ansible_timeout(size: int) -> float:
-    return 120 + 1.0 * size  # about 0.36 s a host measured at -f 50: a bound, far past it
+    return 120 + 1.0 * size  # about 0.55 s a host measured here at -f 50: a bound, well past it
 
 
 def pyinfra_timeout(size: int) -> float:
@@ -204,7 +206,7 @@ def child_main(tool: str, spec_file: Path) -> None:
 
 
 def since_created() -> float:
-    return round(time.time() - psutil.Process().create_time(), 2)
+    return round(time.time() - float(psutil.Process().create_time()), 2)
 
 
 async def timed(call: Callable[[], Awaitable[T]]) -> tuple[T, float, float]:
@@ -262,7 +264,10 @@ async def opsmith_calls(given: Given) -> Sample:
         cold, sample.cold, sample.cpu = await timed(call)
         sample.answered, bad = answered(cold)
         sample.retried = sum(1 for r in cold.structured["hosts"] if r["attempts"] > 1)
-        sample.problem = _reasons([f"{r['failure']}: {r['reason']}" for r in bad])
+        retried = f"{sample.retried} hosts tried again" if sample.retried else ""
+        sample.problem = "; ".join(
+            filter(None, [_reasons([f"{r['failure']}: {r['reason']}" for r in bad]), retried])
+        )
         warm, sample.warm, _ = await timed(call)
         sample.answered_warm, _ = answered(warm)
     finally:
@@ -829,7 +834,7 @@ def print_report(
     load: tuple[float, float, float],
 ) -> None:
     sizes = [n.size for n in notes if not n.problem]
-    print(f"\nFan-out of `uname -r` over loopback sshd: medians of up to {args.runs} runs\n")
+    print("\nFan-out of `uname -r` over loopback sshd: medians of the runs (cold s and warm s)\n")
     print_table(rows, sizes, args.forks)
     print("Ratios of the medians (cold unless said):")
     print_ratios(rows, sizes)
@@ -876,6 +881,18 @@ def print_report(
     print(f"{budget.used():.0f} s of the {args.budget:.0f} s budget used")
 
 
+def runs_arg(text: str) -> list[int]:
+    try:
+        runs = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"--runs wants a number, or numbers separated by commas, got {text!r}"
+        ) from None
+    if not runs or min(runs) < 1:
+        raise argparse.ArgumentTypeError(f"--runs wants counts of at least 1, got {text!r}")
+    return runs
+
+
 def sizes_arg(text: str) -> list[int]:
     try:
         sizes = [int(part) for part in text.split(",") if part.strip()]
@@ -891,7 +908,12 @@ def main() -> None:
     parser.add_argument(
         "--sizes", type=sizes_arg, default=[50, 200, 500], help="fleet sizes, e.g. 50,200,500"
     )
-    parser.add_argument("--runs", type=int, default=3, help="runs of each tool at each size (medians)")
+    parser.add_argument(
+        "--runs",
+        type=runs_arg,
+        default=[3],
+        help="runs of each tool at each size (medians): 3, or one a size: 3,3,1",
+    )
     parser.add_argument("--budget", type=float, default=1200.0, help="seconds; no measurement starts past it")
     parser.add_argument(
         "--forks", type=int, default=100, help="hosts at once: opsmith, bare asyncssh, pyinfra"
@@ -908,8 +930,15 @@ def main() -> None:
     tools = [t for t in args.tools.split(",") if t]
     if unknown := sorted(set(tools) - set(TOOLS)):
         parser.error(f"unknown tools {unknown}: choose from {','.join(TOOLS)}")
-    if args.runs < 1 or args.forks < 1:
-        parser.error("--runs and --forks must be at least 1")
+    if len(args.runs) not in (1, len(args.sizes)):
+        parser.error(
+            f"--runs gives {len(args.runs)} counts for {len(args.sizes)} sizes: give one, or one a size"
+        )
+    if args.forks < 1:
+        parser.error("--forks must be at least 1")
+    runs = dict(
+        zip(args.sizes, args.runs * len(args.sizes) if len(args.runs) == 1 else args.runs, strict=True)
+    )
     load = os.getloadavg()
     budget = Budget(args.budget)
     raise_nofile()
@@ -926,7 +955,7 @@ def main() -> None:
             continue
         print(f"starting a fleet of {size} sshd", file=sys.stderr, flush=True)
         notes.append(
-            bench_size(size, runs=args.runs, forks=args.forks, tools=tools, budget=budget, rows=rows)
+            bench_size(size, runs=runs[size], forks=args.forks, tools=tools, budget=budget, rows=rows)
         )
     print_report(rows, notes, peers, args, budget, load)
 

@@ -4,11 +4,15 @@ use, so a fleet of Linux hosts never loads pypsrp."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from opsmith.config import Config
 from opsmith.domain.hosts import Credential, Host, HostFailure, HostResult
 from opsmith.domain.scripts import Script
 from opsmith.tools.hosts.ssh import SshExecutor
-from opsmith.tools.hosts.winrm import WinrmExecutor
+
+if TYPE_CHECKING:
+    from opsmith.tools.hosts.winrm import WinrmExecutor
 
 
 class Shells:
@@ -52,6 +56,8 @@ class Shells:
 
     def _winrm_executor(self) -> WinrmExecutor:
         if self._winrm is None:
+            from opsmith.tools.hosts.winrm import WinrmExecutor  # pypsrp and requests: Windows only
+
             self._winrm = WinrmExecutor(self._config.winrm)
         return self._winrm
 
