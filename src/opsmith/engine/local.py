@@ -698,8 +698,8 @@ def summarize(output: dict[str, Any] | None) -> str:
     # The fields that say what happened, in the order a person reads them; "message" last.
     keys = (
         "status", "number", "passed", "succeeded", "failed", "coverage_percent", "quality_gate", "counts",
-        "image", "verified", "replicas", "backup_id", "running", "ready", "crash_looping", "health", "healthy",
-        "ready_endpoints", "active_color", "message",
+        "image", "verified", "replicas", "backup_id", "running", "ready", "crash_looping", "health",
+        "healthy", "ready_endpoints", "active_color", "message",
     )  # fmt: skip
     parts = []
     for key in keys:
