@@ -72,7 +72,9 @@ def test_stopping_a_service_reads_it_everywhere_stops_it_where_it_runs_and_check
     assert made.intent.targets.group == "data_processing"  # 'Data Processing', as the inventory names it
     assert (made.intent.environment, made.intent.environment_source) == ("production", "inventory")
     steps = {s.id: s for s in made.steps}
-    assert steps["status"].args == {"targets": "data_processing", "service": "dataprocessor"}
+    # The group's hosts as they are now, written into the plan (and its hash): what runs is what was approved.
+    assert steps["status"].args == {"targets": ["dp-linux", "dp-windows"], "service": "dataprocessor"}
+    assert all(s.targets == ["dp-linux", "dp-windows"] for s in made.steps)
     assert steps["stop"].args["targets"] == "${steps.status.running_hosts}"
     assert steps["stop"].rollback is not None and steps["stop"].rollback.tool == "service_start"
     assert steps["stop"].rollback.args["targets"] == "${steps.stop.changed_hosts}"
@@ -89,7 +91,7 @@ def test_an_update_backs_up_the_configuration_and_restarts_the_service() -> None
         ("verify", "hosts/wait_healthy"),
     ]
     update = {s.id: s for s in made.steps}["update"]
-    assert update.args == {"targets": "production_web", "package": "nginx", "backup": "/etc/nginx"}
+    assert update.args == {"targets": ["web01", "web02"], "package": "nginx", "backup": "/etc/nginx"}
     assert made.intent.environment == "production"  # the group says "prod"
     # A package manager does not downgrade safely: production's policy wants every change undoable.
     unmet = [r for r in made.compliance if r.unmet]
@@ -150,3 +152,18 @@ def test_a_request_about_hosts_never_takes_an_application_playbook_and_the_rever
     with pytest.raises(PlanError) as caught:
         plan("restart 'nginx' service in production")
     assert "no playbook for restart" in caught.value.message
+
+
+def test_a_host_added_to_the_group_after_planning_changes_the_plan_hash() -> None:
+    before = plan(STOP)
+    grown = parse_yaml(
+        INVENTORY.replace(
+            "dp-linux: {ansible_host: 10.0.0.1}",
+            "dp-linux: {ansible_host: 10.0.0.1}\n        dp-new: {ansible_host: 10.0.0.9}",
+        ),
+        "test",
+    )
+    after = plan(STOP, grown)
+    assert "dp-new" in after.steps[0].args["targets"] and "dp-new" not in before.steps[0].args["targets"]
+    assert plan(STOP).hash == before.hash  # the same inventory plans the same content
+    assert after.hash != before.hash  # an approval of the first plan is no approval of the second

@@ -13,9 +13,10 @@ from __future__ import annotations
 from typing import Any
 
 from opsmith.domain.catalog import ToolHints, ToolSpec
+from opsmith.domain.hosts import HOSTS_SERVER
 from opsmith.domain.script_catalog import OPERATIONS, Operation
 
-HOSTS_SERVER = "hosts"
+__all__ = ["HOSTS_SERVER", "host_tools"]
 
 # Arguments of every host tool that are not the script's: they say where and how it runs.
 TARGETS = "targets"

@@ -16,6 +16,8 @@ OsFamily = Literal["linux", "windows"]
 Connection = Literal["ssh", "winrm", "psrp"]
 CredentialKind = Literal["password", "ssh_key", "token", "certificate"]
 
+HOSTS_SERVER = "hosts"  # the tool server of the fleet: its tools are the fleet operations
+
 # How much of a host's stdout and stderr a result keeps: enough to see what went wrong, bounded so a
 # chatty command on 500 hosts does not fill the journal.
 TAIL_CHARS = 4096

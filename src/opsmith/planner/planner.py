@@ -21,6 +21,7 @@ from opsmith.domain.errors import (
     UnknownNameError,
 )
 from opsmith.domain.graph import Node, estimate, format_duration_range, parallel_groups, validate
+from opsmith.domain.hosts import HOSTS_SERVER
 from opsmith.domain.intent import Intent, Vocabulary, parse_intent, require_environment
 from opsmith.domain.intent_words import ENVIRONMENTS
 from opsmith.domain.inventory import Inventory
@@ -113,6 +114,14 @@ class Planner:
         self._refuse_unknown(intent)
         require_environment(intent)
         return intent
+
+    def _target_hosts(self, intent: Intent) -> list[str] | None:
+        targets = intent.targets
+        if self._inventory is None or not (targets.group or targets.hosts):
+            return None
+        if targets.group:
+            return self._inventory.host_names_of(self._inventory.find_group(targets.group).name)
+        return list(dict.fromkeys(targets.hosts))
 
     def _on_hosts(self, intent: Intent) -> Intent:
         """A request about hosts, checked against the inventory: its group by the name it has there
@@ -380,6 +389,13 @@ class Planner:
             filled = _with_fixed(filled, mapping.chosen.fixed, step_overrides, tool)
         if binding is None and mapping.chosen.fixed:
             binding = _choice_binding(capability.name, tool, mapping.chosen.fixed)
+        hosts = facts.get("target_hosts")
+        if tool.server == HOSTS_SERVER and hosts:
+            # What runs is what was approved: the hosts the group has now are written into the plan
+            # (and its hash), so a host added to the group later is not acted on by this plan.
+            given = filled.args.get("targets")
+            if given is None or given == facts.get("targets"):
+                filled.args["targets"] = list(hosts)
         settle = _settle(draft, tool, binding, filled, facts)
         if settle is not None:
             filled.dropped.remove("wait_seconds")
@@ -417,6 +433,7 @@ class Planner:
             if source.idempotent is not None
             else bool(hints.idempotent or hints.read_only),
             changes_target=changes,
+            targets=list(hosts) if tool.server == HOSTS_SERVER and hosts else [],
             estimated_duration=(float(duration[0]), float(duration[1])),
             missing_args=filled.missing + [f"invalid: {p}" for p in filled.problems],
             expect=list(source.expect),
@@ -487,6 +504,7 @@ class Planner:
             # A fleet request's: the hosts it is about, and the names it gave for them.
             "targets": targets.group or (list(targets.hosts) or None),
             "group": targets.group,
+            "target_hosts": self._target_hosts(intent),
             # No service named: the one of the package (nginx) or of the program (stationcontroller.exe);
             # the plan shows it, and `--set service=NAME` says otherwise.
             "service": _first_of(params, "services")
