@@ -250,6 +250,16 @@ class FakeAudit:
         found = [e for e in self.chain if subject is None or e.subject == subject]
         return found[-limit:] if limit else found
 
+    def call_durations(self, window: int) -> dict[str, float]:
+        totals: dict[str, list[float]] = {}
+        for entry in self.chain[-window:]:
+            details = entry.details
+            ms, tool = details.get("ms"), details.get("tool")
+            called = entry.action == "tool.called" and details.get("ok") is True
+            if called and isinstance(ms, int | float) and isinstance(tool, str):
+                totals.setdefault(tool, []).append(float(ms) / 1000)
+        return {tool: sum(values) / len(values) for tool, values in totals.items()}
+
     def verify(self) -> Verification:
         return verify(self.chain, SEAL)
 

@@ -232,6 +232,10 @@ class AuditTrail(Protocol):
 
     def entries(self, subject: str | None = None, limit: int | None = None) -> list[AuditEntry]: ...
 
+    def call_durations(self, window: int) -> dict[str, float]:
+        """Average seconds of each tool's successful calls among the newest `window` entries."""
+        ...
+
     def verify(self) -> Verification:
         """The chain, every signature, and the head recorded by the witness outside the store."""
         ...

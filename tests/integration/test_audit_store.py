@@ -13,6 +13,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from opsmith.domain.audit import GENESIS
 from opsmith.errors import StoreError
@@ -20,6 +22,7 @@ from opsmith.store import Database
 from opsmith.store.audit import AuditLog
 from opsmith.store.keys import load_seal
 from opsmith.store.witness import FileWitness
+from tests.fakes import FakeAudit, FakeClock
 
 pytestmark = pytest.mark.integration
 
@@ -222,3 +225,40 @@ def test_a_run_that_remembers_a_stale_chain_head_chains_after_what_others_append
     entries = AuditLog(database).entries()
     assert [(e.seq, e.actor) for e in entries] == [(1, "ana"), (2, "bob"), (3, "ana")]
     assert AuditLog(database).verify().ok
+
+
+_CALL_DETAILS = st.fixed_dictionaries(
+    {},
+    optional={
+        "tool": st.sampled_from(["kubernetes.apply", "jenkins.build", "hosts.service_stop"]),
+        "ok": st.sampled_from([True, True, False]),
+        "ms": st.one_of(st.integers(0, 600_000), st.floats(0, 600_000, allow_nan=False)),
+    },
+)
+
+
+@st.composite
+def _entries_and_window(draw: st.DrawFn) -> tuple[list[tuple[str, dict[str, object]]], int]:
+    actions = st.sampled_from(["tool.called", "tool.called", "tool.refused", "plan.created"])
+    entries = draw(st.lists(st.tuples(actions, _CALL_DETAILS), min_size=1, max_size=30))
+    return entries, draw(st.integers(1, len(entries) + 2))  # mostly inside the trail, at times past it
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(case=_entries_and_window())
+def test_call_durations_averages_what_the_newest_entries_say(
+    tmp_path_factory: pytest.TempPathFactory, case: tuple[list[tuple[str, dict[str, object]]], int]
+) -> None:
+    """The database's average (what planning reads) agrees with the entries read one by one: only
+    successful `tool.called` entries with a duration, only within the newest `window`."""
+    entries, window = case
+    log = AuditLog(Database(f"sqlite:///{tmp_path_factory.mktemp('durations') / 'o.db'}"))
+    reference = FakeAudit(FakeClock())
+    for action, details in entries:
+        log.append("alice", action, "plan_x", details)
+        reference.append("alice", action, "plan_x", details)
+    found = log.call_durations(window)
+    expected = reference.call_durations(window)
+    assert found.keys() == expected.keys()
+    for tool, seconds in expected.items():
+        assert found[tool] == pytest.approx(seconds, rel=1e-9, abs=1e-9)

@@ -94,6 +94,7 @@ class Planner:
         )
         # Choices per (situation, capability): one plan asks for the same capability many times.
         self._picks: dict[tuple[int, str], Pick | None] = {}
+        self._checked: tuple[str, Intent] | None = None
         self._risk_rules = risk_rules(config)
 
     @property
@@ -106,6 +107,9 @@ class Planner:
 
     def check(self, request: str) -> Intent:
         """What can be refused before any server is asked: the request itself."""
+        # A use case checks before it plans and then plans: the same text, the same answer.
+        if self._checked is not None and self._checked[0] == request:
+            return self._checked[1]
         intent = self._on_hosts(self.intent(request))
         # Before unknown names: in "... and purge the cache" the part, not the name, is the problem.
         playbook = self._playbook(intent)
@@ -113,6 +117,7 @@ class Planner:
             refuse_unserved(intent, Coverage.of_playbook(playbook), self._playbooks)
         self._refuse_unknown(intent)
         require_environment(intent)
+        self._checked = (request, intent)
         return intent
 
     def _target_hosts(self, intent: Intent) -> list[str] | None:

@@ -78,10 +78,11 @@ def config_hash(app: App, name: str) -> str:
     return "sha256:" + hashlib.sha256(spec.model_dump_json().encode()).hexdigest()
 
 
-def recorded_catalog(app: App) -> tuple[Catalog, frozenset[str]] | None:
+def recorded_catalog(app: App, *, fleet: bool | None = None) -> tuple[Catalog, frozenset[str]] | None:
     """The catalog the last discovery recorded, with the servers that were degraded, if it may be
     planned from: every wanted server answered under today's configuration within
-    `planning.catalog_max_age` seconds. None means: discover."""
+    `planning.catalog_max_age` seconds. None means: discover. `fleet`: whether the fleet is in use,
+    when the caller knows (else it is read)."""
     max_age = app.config.planning.catalog_max_age
     if max_age <= 0:
         return None
@@ -106,9 +107,11 @@ def recorded_catalog(app: App) -> tuple[Catalog, frozenset[str]] | None:
     catalog = Catalog()
     for name, tools in known.items():
         catalog.replace_server(name, tools)
-    from opsmith.services.inventory import fleet_in_use
+    if fleet is None:
+        from opsmith.services.inventory import fleet_in_use
 
-    if fleet_in_use(app):  # the fleet's tools are the script library's: never discovered, always known
+        fleet = fleet_in_use(app)
+    if fleet:  # the fleet's tools are the script library's: never discovered, always known
         from opsmith.domain.host_tools import HOSTS_SERVER, host_tools
 
         catalog.replace_server(HOSTS_SERVER, host_tools())

@@ -220,8 +220,15 @@ def _view(inventory: Inventory, host: Host) -> HostView:
 def fleet_in_use(app: App) -> bool:
     """Whether the server `hosts` is there: the inventory in effect has hosts, and the fleet's
     adapters are installed (the `fleet` extra: asyncssh, pypsrp)."""
+    return fleet_inventory(app) is not None
+
+
+def fleet_inventory(app: App) -> Inventory | None:
+    """The inventory in effect when the fleet is in use (see `fleet_in_use`), else None: one read
+    for a use case that needs both the answer and the hosts."""
     import importlib.util
 
     if importlib.util.find_spec("asyncssh") is None:
-        return False
-    return current(app).host_count > 0
+        return None
+    inventory = current(app)
+    return inventory if inventory.host_count > 0 else None

@@ -13,6 +13,7 @@ from opsmith.domain.approval import plan_is_sealed
 from opsmith.domain.catalog import Catalog
 from opsmith.domain.errors import UnknownNameError, UsageError
 from opsmith.domain.identity import Action, Identity
+from opsmith.domain.inventory import Inventory
 from opsmith.domain.plan import Plan, PlanStatus
 from opsmith.domain.servers import Health
 from opsmith.planner.planner import Planner, Situation
@@ -22,15 +23,20 @@ from opsmith.services.access import require
 _KEY = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_-]*)?$")
 
 
-def planner_for(app: App) -> Planner:
+_UNREAD: Any = object()  # planner_for's inventory not given: read it
+
+
+def planner_for(app: App, inventory: Inventory | None = _UNREAD) -> Planner:
+    """A planner over the playbooks, the known applications and the fleet's inventory (`inventory`:
+    `fleet_inventory(app)` when the caller read it already)."""
     from opsmith.services.applications import known_applications
-    from opsmith.services.inventory import current, fleet_in_use
+    from opsmith.services.inventory import fleet_inventory
 
     return Planner(
         app.config,
         load_playbooks(app.config.planning.playbook_dirs),
         applications=known_applications(app),
-        inventory=current(app) if fleet_in_use(app) else None,
+        inventory=fleet_inventory(app) if inventory is _UNREAD else inventory,
     )
 
 
@@ -88,9 +94,11 @@ async def _plan(
 ) -> Plan:
     from opsmith.services.applications import discover_applications
     from opsmith.services.discovery import recorded_catalog, running_servers, statuses
+    from opsmith.services.inventory import fleet_inventory
 
-    recorded = recorded_catalog(app)
-    planner = planner_for(app)
+    inventory = fleet_inventory(app)  # read once: the planner and the catalog both need it
+    recorded = recorded_catalog(app, fleet=inventory is not None)
+    planner = planner_for(app, inventory)
     try:
         planner.check(request)  # refuse bad requests before starting anything
     except UnknownNameError:
@@ -267,10 +275,4 @@ async def amend_plan(app: App, identity: Identity, plan_id: str, overrides: dict
 
 def past_durations(app: App, window: int = 2000) -> dict[str, float]:
     """Average seconds of each tool's successful calls among the newest audit entries."""
-
-    totals: dict[str, list[float]] = {}
-    for entry in app.audit.entries(limit=window):
-        details = entry.details
-        if entry.action == "tool.called" and details.get("ok") and isinstance(details.get("ms"), int | float):
-            totals.setdefault(str(details.get("tool")), []).append(float(details["ms"]) / 1000)
-    return {tool: sum(values) / len(values) for tool, values in totals.items()}
+    return app.audit.call_durations(window)

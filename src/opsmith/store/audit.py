@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from pydantic import ValidationError
-from sqlalchemy import Connection, String, Text, insert, select, text, type_coerce
+from sqlalchemy import Connection, String, Text, func, insert, select, text, true, type_coerce
 from sqlalchemy.orm import Session
 
 from opsmith.domain.audit import AuditEntry, Head, Link, Verification, new_entry, verify, verify_with_witness
@@ -158,6 +158,27 @@ class AuditLog:
                 f"an audit entry cannot be read: {_first_line(exc)}",
                 hint="run `opsmith audit verify` to find the entry that was altered",
             ) from exc
+
+    def call_durations(self, window: int) -> dict[str, float]:
+        """Average seconds of each tool's successful calls (`tool.called` entries with `ok` and `ms`)
+        among the newest `window` entries, averaged by the database: a plan asks for this, and
+        reading thousands of entries for it would cost more than the planning."""
+        tool = AuditRow.details["tool"].as_string()
+        ms = AuditRow.details["ms"].as_float()
+        newest = select(func.max(AuditRow.seq)).scalar_subquery()
+        query = (
+            select(tool, func.avg(ms))
+            .where(
+                AuditRow.seq > newest - window,  # seqs are contiguous: each entry is the last + 1
+                AuditRow.action == "tool.called",
+                AuditRow.details["ok"].as_boolean() == true(),
+                ms.is_not(None),
+                tool.is_not(None),
+            )
+            .group_by(tool)
+        )
+        with self._db.session() as session:
+            return {str(name): float(avg) / 1000 for name, avg in session.execute(query) if avg is not None}
 
     def verify(self) -> Verification:
         """Check the whole chain. A row edited into something unreadable is reported, not raised."""
