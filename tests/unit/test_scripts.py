@@ -317,7 +317,13 @@ def read_ps_single_quoted(text: str, start: int = 0) -> tuple[str, int]:
 TEXT = st.text(alphabet=st.characters(blacklist_characters="\0") | st.sampled_from(PS_QUOTES + '$`"\n'))
 
 
-@given(TEXT, st.text(max_size=10))
+# What may follow a quoted value: anything but a quote, which would join the closing quote into an
+# escaped one: an empty value and a quote after it read as one unterminated string, in PowerShell
+# as in the reference. The scripts put a space, a bracket, a comma or a line end after a value.
+AFTER = st.text(alphabet=st.characters(blacklist_characters=PS_QUOTES), max_size=10)
+
+
+@given(TEXT, AFTER)
 def test_ps_quote_round_trips_through_the_reference_tokenizer(text: str, after: str) -> None:
     quoted = ps_quote(text)
     # Whatever follows in the script, the string ends exactly where the quoting ends.
