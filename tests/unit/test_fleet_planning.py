@@ -93,9 +93,10 @@ def test_an_update_backs_up_the_configuration_and_restarts_the_service() -> None
     update = {s.id: s for s in made.steps}["update"]
     assert update.args == {"targets": ["web01", "web02"], "package": "nginx", "backup": "/etc/nginx"}
     assert made.intent.environment == "production"  # the group says "prod"
-    # A package manager does not downgrade safely: production's policy wants every change undoable.
-    unmet = [r for r in made.compliance if r.unmet]
-    assert [r.name for r in unmet] == ["rollback_plan_ready"] and "update" in unmet[0].reason
+    # Production's policy wants every change undoable: the undo puts each host's previous version back.
+    assert [r.name for r in made.compliance if r.unmet] == [] and made.status.value == "pending_approval"
+    assert update.rollback is not None and update.rollback.tool == "package_install"
+    assert update.rollback.args == {"version": "${steps.update.previous_versions}", "package": "nginx"}
 
 
 def test_the_cis_request_checks_stops_where_running_copies_starts_and_verifies_its_startup() -> None:

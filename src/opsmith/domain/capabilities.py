@@ -323,6 +323,14 @@ CAPABILITIES: dict[str, Capability] = {
         ),
         _host("host_install_file", ["file"], effect="write", avoid=["package"], duration=(5, 60)),
         _host("host_package_update", ["update", "upgrade"], effect="write", duration=(30, 300)),
+        # A pinned version per host: the undo of an update puts each host's previous version back.
+        _host(
+            "host_package_install",
+            ["install"],
+            effect="write",
+            avoid=["file", "update", "upgrade"],
+            duration=(30, 300),
+        ),
         _host(
             "host_wait_healthy",
             ["healthy", "wait"],

@@ -235,11 +235,17 @@ OPERATIONS: dict[str, Operation] = {
         Operation(
             name="package_install",
             description="Install a package if missing (or not at the pinned version) with the host's"
-            " package manager: apt-get, dnf, yum or zypper.",
+            " package manager: apt-get, dnf, yum or zypper; a pinned version older than the installed"
+            " one is a downgrade. Each host says its version before and after.",
             os=("linux",),
             params=(
                 Param(name="package", kind="package", required=True, description="the package's name"),
-                Param(name="version", kind="version", description="the version to install (a pin)"),
+                Param(
+                    name="version",
+                    kind="version",
+                    description="the version to install on every host (a pin; older than the installed"
+                    " one: a downgrade)",
+                ),
                 _BACKUP,
                 _timeout(600, "seconds the package manager may take"),
             ),
@@ -249,7 +255,8 @@ OPERATIONS: dict[str, Operation] = {
         Operation(
             name="package_update",
             description="Upgrade a package to the newest version its repositories offer (installing"
-            " it if missing), after an optional config backup.",
+            " it if missing), after an optional config backup. Each host says its version before and"
+            " after.",
             os=("linux",),
             params=(
                 Param(name="package", kind="package", required=True, description="the package's name"),

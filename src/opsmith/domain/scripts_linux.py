@@ -324,6 +324,9 @@ expected $sha; $target was not touched" actual n:"$have" changed r:false
 """
 
 # apt-get, dnf, yum, zypper, in that order (dnf before yum: where both exist, yum is dnf's alias).
+# A pinned version older than the installed one is a downgrade: apt-get --allow-downgrades,
+# zypper --oldpackage, and for dnf/yum `downgrade` when `install` left it where it was (dnf's install
+# goes down to a pinned version itself; the yum of EL7 does not).
 _PACKAGES = r"""
 _pm_find() {
   for pm in apt-get dnf yum zypper; do
@@ -339,7 +342,7 @@ _pm_version() {
   fi
 }
 _pm_run() {
-  local want=$pkg
+  local want=$pkg got
   case $pm in
     apt-get)
       [ -n "$version" ] && want="$pkg=$version"
@@ -352,6 +355,12 @@ _pm_run() {
         _bounded @P@"$pm" -y upgrade "$want" >&2
       else
         _bounded @P@"$pm" -y install "$want" >&2
+        got=$?
+        if [ "$got" -ne 124 ] && [ -n "$version" ] && [ -n "$before" ] && ! _pm_pinned "$(_pm_version)"; then
+          _bounded @P@"$pm" -y downgrade "$want" >&2
+          return
+        fi
+        return "$got"
       fi ;;
     zypper)
       if [ -n "$version" ]; then
@@ -662,7 +671,9 @@ def package_install(
     sudo: bool = False,
 ) -> Script:
     """Install a package if it is missing (or not at the pinned `version`), with the host's own
-    package manager (apt-get, dnf, yum or zypper, found in that order), non-interactively.
+    package manager (apt-get, dnf, yum or zypper, found in that order), non-interactively; a pinned
+    version older than the installed one is installed as a downgrade. The result says the version
+    before (`previous`) and after (`version`), as dpkg-query or rpm read them.
     `backup`: a config file or directory copied to `PATH.bak-TIMESTAMP` first."""
     return _package("package_install", _PACKAGE_INSTALL, package, version, backup, timeout, sudo)
 
@@ -671,7 +682,8 @@ def package_update(
     package: str, *, backup: str | None = None, timeout: int = 600, sudo: bool = False
 ) -> Script:
     """Upgrade a package to the newest version its repositories offer (installing it if missing),
-    after copying `backup` (e.g. /etc/nginx) to `PATH.bak-TIMESTAMP`.
+    after copying `backup` (e.g. /etc/nginx) to `PATH.bak-TIMESTAMP`. The result says the version
+    before (`previous`, null where it was absent) and after (`version`): what an undo puts back.
 
     Idempotent: run again, it finds the package current and changes nothing."""
     return _package("package_update", _PACKAGE_UPDATE, package, None, backup, timeout, sudo)

@@ -13,6 +13,10 @@ One call of `hosts/service_stop` with `targets: "Data Processing"`:
 5. answers with every host's result; when more than `max_failed_percent` of the hosts failed, the
    call fails (a ToolCallError carrying the same results, for the run's record and its rollback).
 
+`package_install` with a version per host ({host: version}) runs on those hosts, each with its own;
+the package operations' answers hold each host's version before and after (`previous_versions`,
+`current_versions`, `installed_hosts`), which is what the undo of an update puts back.
+
 A host's failure never stops the others. What a host printed is kept as bounded tails; the vault's
 values never reach a result (the executors redact them from what they report).
 """
@@ -42,9 +46,12 @@ from opsmith.domain.host_tools import (
     FLEET_ARGUMENTS,
     HOSTS_SERVER,
     MAX_FAILED,
+    PACKAGE_OPERATIONS,
+    PER_HOST_VERSION,
     SOURCE,
     TARGETS,
     host_tools,
+    host_versions,
 )
 from opsmith.domain.hosts import Credential, Host, HostFailure, HostResult, tail
 from opsmith.domain.inventory import Inventory
@@ -119,16 +126,21 @@ class HostTools:
             raise UnknownToolError(
                 f"the server {HOSTS_SERVER!r} has no tool {tool!r}", hint=f"known: {known}"
             )
+        # Before the schema: its words for a bad host name or version are a regex, ours say what is allowed.
+        versions = _per_host(tool, arguments)
         check_arguments(spec, arguments)
         began = time.perf_counter()
-        hosts = self._targets(arguments[TARGETS])
+        hosts = self._hosts(tool, arguments, versions)
         limit = _percent(arguments.get(MAX_FAILED, self._policy.max_failed_percent))
         params = {k: v for k, v in arguments.items() if k not in FLEET_ARGUMENTS}
+        if versions is not None:
+            del params["version"]  # each host's own goes into its script
         upload = _read_source(arguments[SOURCE]) if tool == "install_file" else None
-        scripts = self._scripts(tool, hosts, params, upload)
+        scripts = self._scripts(tool, hosts, params, upload, versions)
         deadline = timeout if timeout is not None else self._policy.command_timeout
         results = await self._fan_out(tool, hosts, scripts, upload, deadline, progress)
-        answer = _answer(tool, arguments[TARGETS], hosts, results, limit, arguments.get(EXPECT) or {})
+        targets = arguments[TARGETS] if TARGETS in arguments else [h.name for h in hosts]
+        answer = _answer(tool, targets, hosts, results, limit, arguments.get(EXPECT) or {})
         answer["duration_ms"] = round((time.perf_counter() - began) * 1000, 1)
         text = _summary(answer)
         if answer["failed_percent"] > limit:
@@ -140,6 +152,42 @@ class HostTools:
         return ToolResult(server=HOSTS_SERVER, tool=tool, structured=answer, text=text)
 
     # -- before anything runs
+
+    def _hosts(
+        self, tool: str, arguments: Mapping[str, Any], versions: Mapping[str, str] | None
+    ) -> list[Host]:
+        """Where the call runs: its targets, or the hosts of a version per host (which `targets`,
+        when also given, must name exactly)."""
+        if versions is None:
+            if TARGETS not in arguments:
+                raise ToolArgumentsError(
+                    f"{HOSTS_SERVER}/{tool} needs targets, or a version per host",
+                    hint='give targets (a group or host names), or version as {"web01": "1.24.0-1"}',
+                )
+            return self._targets(arguments[TARGETS])
+        inventory = self._inventory()
+        hosts = [inventory.host(name) for name in versions]
+        windows = [h.name for h in hosts if h.os != "linux"]
+        if windows:
+            raise ToolArgumentsError(
+                f"{HOSTS_SERVER}/{tool}: version names Windows hosts ({', '.join(windows[:5])}), and a"
+                " version per host is for Linux hosts only",
+                hint="leave the Windows hosts out of it; nothing was run on any host",
+            )
+        if TARGETS not in arguments:
+            return hosts
+        named = self._targets(arguments[TARGETS])
+        extra = [h.name for h in named if h.name not in versions]
+        unnamed = [name for name in versions if name not in {h.name for h in named}]
+        if extra or unnamed:
+            said = [f"targets has {', '.join(extra[:5])} without a version"] if extra else []
+            said += [f"version has {', '.join(unnamed[:5])}, which targets does not name"] if unnamed else []
+            raise ToolArgumentsError(
+                f"{HOSTS_SERVER}/{tool}: targets and the version per host name different hosts:"
+                f" {'; '.join(said)}",
+                hint="leave targets out (the version's hosts are where it runs), or name the same hosts",
+            )
+        return named
 
     def _targets(self, targets: str | Sequence[str]) -> list[Host]:
         if not targets:
@@ -158,19 +206,27 @@ class HostTools:
         return list(seen.values())
 
     def _scripts(
-        self, tool: str, hosts: Sequence[Host], params: Mapping[str, Any], upload: _Upload | None
+        self,
+        tool: str,
+        hosts: Sequence[Host],
+        params: Mapping[str, Any],
+        upload: _Upload | None,
+        versions: Mapping[str, str] | None,
     ) -> dict[str, Script]:
         """Each host's script, all rendered before any runs: a value one host's OS refuses stops the
         whole call while nothing has happened yet."""
-        by_kind: dict[tuple[str, bool], Script] = {}
+        by_kind: dict[tuple[str, bool, str | None], Script] = {}
         scripts: dict[str, Script] = {}
         for host in hosts:
             sudo = host.os == "linux" and any(_truthy(host.vars.get(v)) for v in _SUDO_VARS)
-            kind = (host.os, sudo)
+            version = versions[host.name] if versions is not None else None
+            kind = (host.os, sudo, version)
             if kind not in by_kind:
                 values = dict(params)
                 if upload is not None:
                     values |= {"temp_path": upload.path_for(host.os), "sha256": upload.sha256}
+                if version is not None:
+                    values["version"] = version
                 by_kind[kind] = render(tool, host.os, values, sudo=sudo)
             scripts[host.name] = by_kind[kind]
         return scripts
@@ -283,6 +339,14 @@ def _read_source(source: str) -> _Upload:
     return _Upload(data, hashlib.sha256(data).hexdigest(), f"opsmith-upload-{secrets.token_hex(8)}")
 
 
+def _per_host(tool: str, arguments: Mapping[str, Any]) -> dict[str, str] | None:
+    """The version per host of a call that gives one, checked; None for one version or none."""
+    version = arguments.get("version")
+    if tool not in PER_HOST_VERSION or not isinstance(version, Mapping):
+        return None
+    return host_versions(version)
+
+
 def _retry(result: HostResult, idempotent: bool) -> bool:
     """Try a host again when its command never started, or when it may have but running it again
     is harmless. A command that ran to an exit code said what it had to say."""
@@ -321,7 +385,7 @@ def _answer(
     rows = [_expected(_row(host, outcome), expect) for host, outcome in zip(hosts, outcomes, strict=True)]
     failed = [row["host"] for row in rows if not row["ok"]]
     total = len(rows)
-    return {
+    answer = {
         "operation": tool,
         "targets": targets,
         "total": total,
@@ -340,6 +404,30 @@ def _answer(
         "stopped_hosts": [row["host"] for row in rows if _stopped(row.get("result"))],
         "hosts": rows,
     }
+    if tool in PACKAGE_OPERATIONS:
+        answer |= _package_versions(rows)
+    return answer
+
+
+def _package_versions(rows: Sequence[Mapping[str, Any]]) -> dict[str, Any]:
+    """Each host's package version now, and before where the call changed it: what an undo puts
+    back (`previous_versions` is a `version` per host for package_install). From every host that
+    reported, failed ones too: a package manager that failed may have changed the version first."""
+    now: dict[str, str | None] = {}
+    previous: dict[str, str] = {}
+    installed: list[str] = []
+    for row in rows:
+        result = row.get("result")
+        if not isinstance(result, dict) or "previous" not in result:
+            continue
+        before, after = result.get("previous"), result.get("version")
+        now[row["host"]] = after if isinstance(after, str) else None
+        if isinstance(before, str) and before != after:
+            previous[row["host"]] = before
+        elif before is None and isinstance(after, str):
+            # Absent before: an undo leaves it (removing a package can remove what depends on it).
+            installed.append(row["host"])
+    return {"current_versions": now, "previous_versions": previous, "installed_hosts": installed}
 
 
 def _runs(result: object) -> bool:
