@@ -5,12 +5,17 @@ and hint the CLI prints, so a script reading either learns the same thing:
 
     {"type": "urn:opsmith:problem:run-refused", "title": "Conflict", "status": 409,
      "detail": "plan ... is pending_approval, not approved", "hint": "...", "instance": "/api/v1/..."}
+
+Every unknown thing is a 404: an id or name no plan, run, step, server, tool, group, secret, token
+or user has (a NotFoundError, mapped once), and a path no route has. A 405 names in `Allow` every
+method its path takes, as RFC 9110 requires.
 """
 
 from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Sequence
 from http import HTTPStatus
 from typing import Any
 
@@ -19,38 +24,36 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException
+from starlette.routing import BaseRoute, Match, Mount
+from starlette.types import Scope
 
 from opsmith.domain.approval import ApprovalError, PlanChanged, PlanNotOpen
 from opsmith.domain.errors import (
     AuthenticationError,
+    NotFoundError,
     OperationError,
     OpsmithError,
     ServerUnavailableError,
     StoreBusyError,
     ToolCallError,
-    UnknownServerError,
-    UnknownToolError,
     UsageError,
 )
-from opsmith.engine.errors import IllegalTransition, UnknownStep
+from opsmith.engine.errors import IllegalTransition
 from opsmith.services.access import AccessRefused
 from opsmith.services.running import RunRefused
 from opsmith.services.tool_calls import CallRefused, ConfirmationNeeded
-from opsmith.store.plans import UnknownPlanError
-from opsmith.store.runs import PlanTaken, UnknownRunError
+from opsmith.store.runs import PlanTaken
 
 MEDIA_TYPE = "application/problem+json"
+# The methods a 405's Allow may name, in the order it names them.
+_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
 
 _log = logging.getLogger(__name__)
 
 # Most specific first: the first class an error is an instance of decides.
 _STATUS: tuple[tuple[type[OpsmithError], int], ...] = (
     (AuthenticationError, 401),
-    (UnknownPlanError, 404),
-    (UnknownRunError, 404),
-    (UnknownServerError, 404),
-    (UnknownToolError, 404),
-    (UnknownStep, 404),
+    (NotFoundError, 404),  # every unknown plan, run, step, server, tool, group, secret, token, user
     (ConfirmationNeeded, 428),
     (PlanChanged, 409),
     (PlanNotOpen, 409),
@@ -177,8 +180,24 @@ def install(api: FastAPI) -> None:
 
     @api.exception_handler(HTTPException)
     async def _http(request: Request, error: HTTPException) -> JSONResponse:
-        detail = error.detail if isinstance(error.detail, str) else HTTPStatus(error.status_code).phrase
+        phrase = HTTPStatus(error.status_code).phrase
+        detail = error.detail if isinstance(error.detail, str) else phrase
         headers = dict(error.headers) if error.headers else None
+        if error.status_code == 405:
+            allow = allowed_methods(api.router.routes, request.scope, (headers or {}).get("Allow", ""))
+            return problem(
+                405,
+                f"{request.method} is not a method this path takes",
+                hint=f"it takes {', '.join(allow)}" if allow else "see the API's paths at /docs",
+                instance=request.url.path,
+                headers={**(headers or {}), "Allow": ", ".join(allow)},
+            )
+        if error.status_code == 404 and detail == phrase:
+            # The router's own 404: no route has this path (an unknown id on a known path is a
+            # NotFoundError, which says what it looked for).
+            return problem(
+                404, "nothing is at this path", hint="see the API's paths at /docs", instance=request.url.path
+            )
         return problem(error.status_code, detail, instance=request.url.path, headers=headers)
 
     @api.exception_handler(Exception)
@@ -191,6 +210,29 @@ def install(api: FastAPI) -> None:
             kind="internal",
             instance=request.url.path,
         )
+
+
+def allowed_methods(routes: Sequence[BaseRoute], scope: Scope, refused_by: str = "") -> list[str]:
+    """Every method some route takes at the path of `scope`, for a 405's Allow header (RFC 9110
+    section 10.2.1). Starlette names only the methods of the first route that matched the path, and
+    there is one route per method. `refused_by`: the Allow the refusing route sent (a mount, which
+    takes any method to its app, knows its own)."""
+    probe = {
+        "type": "http",
+        "path": scope["path"],
+        # A mount that matched rewrote root_path; the app's own is kept in app_root_path.
+        "root_path": scope.get("app_root_path", scope.get("root_path", "")),
+        "headers": [],
+        "query_string": b"",
+    }
+    found = {m.strip().upper() for m in refused_by.split(",") if m.strip()}
+    for route in routes:
+        if isinstance(route, Mount):
+            continue
+        for method in _METHODS:
+            if method not in found and route.matches({**probe, "method": method})[0] is Match.FULL:
+                found.add(method)
+    return sorted(found, key=lambda m: (_METHODS.index(m) if m in _METHODS else len(_METHODS), m))
 
 
 def _slug(name: str) -> str:

@@ -98,18 +98,17 @@ def delete_command(ctx: typer.Context, name: NameArg, as_json: JsonOpt = False) 
 @secrets_app.command("rotate")
 def rotate_command(ctx: typer.Context, as_json: JsonOpt = False) -> None:
     """Re-encrypt every secret under a new key, in one transaction."""
-    from opsmith.services.secrets import rotate_key
-    from opsmith.store.vault_keys import ENV_KEY, ENV_NEW_KEY
+    from opsmith.services.secrets import rotate_key, rotation_report
 
     rotation = rotate_key(state(ctx).app, state(ctx).identity, via="cli")
-    swap = f"now set {ENV_KEY} to the value of {ENV_NEW_KEY}, then unset {ENV_NEW_KEY}"
+    report = rotation_report(rotation)
     if as_json:
-        emit_json({**rotation.model_dump(mode="json"), "next": swap if rotation.swap_variables else None})
+        emit_json(report)
         return
     was = ", ".join(rotation.from_key_ids) or "none"
     out.print(f"re-encrypted {rotation.count} secrets under key {rotation.to_key_id} (was {was})")
-    if rotation.swap_variables:
-        out.print(swap)
+    if report["next"]:
+        out.print(report["next"])
 
 
 def _value(name: str, kind: str, from_file: Path | None) -> str:

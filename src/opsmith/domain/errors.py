@@ -4,31 +4,34 @@
     ├── UsageError                                bad input from the user (CLI exit 2, API 4xx)
     │   ├── ConfigError                           opsmith.yaml is missing, malformed or inconsistent
     │   │   └── VaultKeyError [domain.vault]      the vault's secrets are under another key than the given one
-    │   ├── UnknownServerError                    a server name that is not configured
-    │   ├── UnknownToolError                      a tool name the server does not offer
+    │   ├── NotFoundError                         a name or id that names nothing opsmith has (API 404)
+    │   │   ├── UnknownServerError                a server name that is not configured
+    │   │   ├── UnknownToolError                  a tool name the server does not offer
+    │   │   ├── UnknownGroupError                 a host group the inventory does not have
+    │   │   ├── UnknownPlanError [store.plans]    a plan id that is not in the store
+    │   │   ├── UnknownRunError [store.runs]      a run id that is not in the store
+    │   │   ├── UnknownStep [engine.errors]       a step id that the plan or the run does not have
+    │   │   ├── UnknownSecretError [domain.vault] a secret name the vault does not hold
+    │   │   ├── UnknownTokenError                 a token id that names no token
+    │   │   └── UnknownUserError                  a user name the configuration does not have
     │   ├── ToolArgumentsError                    arguments that break the tool's input schema
     │   ├── IntentError                           a request opsmith cannot understand or must refuse
     │   ├── GraphError                            a step graph with a cycle, duplicate or unknown step
     │   ├── PlaybookError                         a playbook file that is malformed or inconsistent
     │   ├── ScriptInputError                      a value refused for a fleet script (name, path, url, argv)
     │   ├── InventoryError                        an inventory malformed, unsupported or holding a secret
-    │   ├── UnknownGroupError                     a host group the inventory does not have
     │   ├── PlanError                             a request that cannot become a plan (capability missing)
     │   │   └── UnknownNameError                  a request naming an application no source knows
     │   ├── ApprovalError [domain.approval]       an approval that may not be given or used
     │   │   ├── PlanChanged [domain.approval]     the plan moved on from the hash its approver saw
     │   │   └── PlanNotOpen [domain.approval]     its status does not allow this now (incomplete, closed)
-    │   ├── UnknownPlanError [store.plans]        a plan id that is not in the store
-    │   ├── UnknownRunError [store.runs]          a run id that is not in the store
     │   ├── PlanTaken [store.runs]                another run claimed the approved plan first
     │   ├── RunRefused [services.running]         a plan or run that may not run now, and why
     │   ├── AccessRefused [services.access]       an action the acting identity's role does not allow
     │   ├── AuthenticationError                   a bearer token missing, malformed, unknown, revoked or stale
-    │   ├── UnknownSecretError [domain.vault]     a secret name the vault does not hold
     │   ├── CallRefused [services.tool_calls]     a direct tool call this identity may not make
     │   │   └── ConfirmationNeeded [services.tool_calls]  a destructive tool called without confirming
     │   ├── IllegalTransition [engine.errors]     a status change the current status does not allow
-    │   ├── UnknownStep [engine.errors]           a step id that the plan or the run does not have
     │   ├── InvalidSetting [engine.errors]        an engine setting out of range (retry policy, limits)
     │   └── NoRollback [engine.errors]            undo asked of a step whose plan gives it no rollback
     └── OperationError                            something we tried failed (CLI exit 1)
@@ -50,6 +53,11 @@ A class without [module] lives here (`opsmith.errors` re-exports them); the othe
 Retry semantics live on the error, never in message matching: `retryable` says whether the same
 thing may succeed if done again; `ServerUnavailableError.may_have_reached` says whether a tool call
 may have reached its server (so repeating a call that is not idempotent could do its work twice).
+
+Whatever names something opsmith does not have raises a NotFoundError, so every face answers it
+the same way (the API with 404, the CLI with exit 2) without knowing each kind. UnknownNameError is
+a PlanError instead: the request was understood, and what it names is missing from the sources it
+plans over, not from opsmith.
 """
 
 from typing import Any, Literal
@@ -63,6 +71,7 @@ __all__ = [
     "GraphError",
     "IntentError",
     "InventoryError",
+    "NotFoundError",
     "OperationError",
     "OpsmithError",
     "PlanError",
@@ -77,7 +86,9 @@ __all__ = [
     "UnknownGroupError",
     "UnknownNameError",
     "UnknownServerError",
+    "UnknownTokenError",
     "UnknownToolError",
+    "UnknownUserError",
     "UsageError",
 ]
 
@@ -107,12 +118,25 @@ class ConfigError(UsageError):
     """The configuration file is missing, malformed or inconsistent."""
 
 
-class UnknownServerError(UsageError):
+class NotFoundError(UsageError):
+    """A name or id that names nothing opsmith has (a plan, run, step, server, tool, group, secret,
+    token, user): the base every face maps once (the API's 404), never kind by kind."""
+
+
+class UnknownServerError(NotFoundError):
     """A server name that the configuration does not define."""
 
 
-class UnknownToolError(UsageError):
+class UnknownToolError(NotFoundError):
     """A tool name the named server does not offer."""
+
+
+class UnknownTokenError(NotFoundError):
+    """A token id that names no token, revoked or not."""
+
+
+class UnknownUserError(NotFoundError):
+    """A user name that is not among the configuration's users (rbac.users)."""
 
 
 class ToolArgumentsError(UsageError):
@@ -152,7 +176,7 @@ class InventoryError(UsageError):
         self.line = line
 
 
-class UnknownGroupError(UsageError):
+class UnknownGroupError(NotFoundError):
     """A host group the inventory does not have; the message names the nearest known ones."""
 
 

@@ -19,7 +19,7 @@ from typing import get_args
 
 from pydantic import BaseModel, ConfigDict
 
-from opsmith.domain.errors import ConfigError, OperationError, UsageError
+from opsmith.domain.errors import ConfigError, NotFoundError, OperationError, UsageError
 from opsmith.domain.hosts import CredentialKind
 
 __all__ = [
@@ -48,7 +48,7 @@ _NAME_HINT = "a secret's name is 1 to 128 letters, digits, '.', '_' or '-', star
 _KEY_ID_LABEL = b"opsmith-vault-key-id"
 
 
-class UnknownSecretError(UsageError):
+class UnknownSecretError(NotFoundError):
     """A secret name the vault does not hold."""
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from opsmith.domain.errors import OperationError, UsageError
+from opsmith.domain.errors import NotFoundError, OperationError, UsageError
 
 __all__ = [
     "EvidenceUnmet",
@@ -18,7 +18,7 @@ class IllegalTransition(UsageError):
     """A run or step asked to move to a status its current one does not allow (e.g. cancel a finished run)."""
 
 
-class UnknownStep(UsageError):
+class UnknownStep(NotFoundError):
     """A step id that the plan or the run does not have."""
 
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 from opsmith.bootstrap import App
 from opsmith.domain.approval import ApprovalError, check_approve
-from opsmith.domain.errors import UsageError
+from opsmith.domain.errors import UnknownUserError, UsageError
 from opsmith.domain.identity import DEFAULT_ROLES, Action, Identity, Permission, decide
 from opsmith.domain.plan import Plan, PlanStatus
 from opsmith.domain.risk import Risk
@@ -138,7 +138,7 @@ def set_role(app: App, identity: Identity, user: str, role: str, *, via: str) ->
     if user == identity.user:
         raise UsageError("nobody can change their own role", hint="ask another admin")
     if app.config.rbac is None or user not in app.config.rbac.users:
-        raise UsageError(f"{user!r} is not a configured user", hint="add them under rbac.users first")
+        raise UnknownUserError(f"{user!r} is not a configured user", hint="add them under rbac.users first")
     app.roles.set(user, role, identity.user)
     app.audit.append(identity.user, "role.changed", user, {"role": role, "via": via})
     return RoleChange(user=user, role=role, set_by=identity.user)

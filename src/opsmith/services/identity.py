@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from opsmith.config import Config
-from opsmith.domain.errors import UsageError
+from opsmith.domain.errors import UnknownUserError, UsageError
 from opsmith.domain.identity import DEFAULT_ROLES, Identity, Permission
 
 if TYPE_CHECKING:
@@ -56,7 +56,7 @@ def resolve_identity(config: Config, os_user: str, as_user: str | None, stored: 
             )
         role = stored.get(as_user) or rbac.users.get(as_user)
         if role is None:
-            raise UsageError(
+            raise UnknownUserError(
                 f"--as {as_user}: no such user in {config.source}",
                 hint=f"configured users: {', '.join(sorted(rbac.users)) or 'none'}",
             )

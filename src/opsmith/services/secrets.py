@@ -7,6 +7,8 @@ audit trail records names, kinds and key ids, and is given the values to redact 
 
 from __future__ import annotations
 
+from typing import Any
+
 from opsmith.bootstrap import App
 from opsmith.domain.errors import UsageError
 from opsmith.domain.hosts import Credential, CredentialKind
@@ -110,6 +112,15 @@ def rotate_key(app: App, identity: Identity, *, via: str = "cli") -> KeyRotation
         },
     )
     return rotation
+
+
+def rotation_report(rotation: KeyRotation) -> dict[str, Any]:
+    """A rotation as every face shows it (`opsmith secrets rotate --json`, the API): what was done,
+    and under `next` what the person must do now (None when nothing)."""
+    from opsmith.store.vault_keys import ENV_KEY, ENV_NEW_KEY
+
+    swap = f"now set {ENV_KEY} to the value of {ENV_NEW_KEY}, then unset {ENV_NEW_KEY}"
+    return {**rotation.model_dump(mode="json"), "next": swap if rotation.swap_variables else None}
 
 
 def credential(app: App, name: str) -> Credential:

@@ -11,7 +11,7 @@ from datetime import timedelta
 from typing import Any
 
 from opsmith.bootstrap import App
-from opsmith.domain.errors import AuthenticationError, UsageError
+from opsmith.domain.errors import AuthenticationError, UnknownTokenError, UnknownUserError, UsageError
 from opsmith.domain.identity import DEFAULT_ROLES, Action, Identity
 from opsmith.domain.tokens import ID_PATTERN, TokenInfo, hash_secret, parse_token, secret_matches, token_text
 from opsmith.services.access import require
@@ -52,12 +52,12 @@ def revoke_token(app: App, identity: Identity, token_id: str, *, via: str) -> To
         raise UsageError("that is not a token id (12 hex characters)", hint=see)
     found = app.tokens.get(token_id)
     if found is None:
-        raise UsageError(f"no token {token_id!r}", hint=see)
+        raise UnknownTokenError(f"no token {token_id!r}", hint=see)
     if not found[0].active:
         return found[0]
     revoked = app.tokens.revoke(token_id, app.clock.now())
     if revoked is None:  # gone between the two reads
-        raise UsageError(f"no token {token_id!r}", hint=see)
+        raise UnknownTokenError(f"no token {token_id!r}", hint=see)
     app.audit.append(
         identity.user,
         "token.revoked",
@@ -135,7 +135,7 @@ def _check_holder(app: App, user: str, role: str) -> None:
     if rbac is None:
         return
     if user not in rbac.users:
-        raise UsageError(f"{user!r} is not a configured user", hint="add them under rbac.users first")
+        raise UnknownUserError(f"{user!r} is not a configured user", hint="add them under rbac.users first")
     now = current_role(app, user)
     if role != now:
         raise UsageError(

@@ -13,7 +13,7 @@ from typing import Any
 
 from opsmith.bootstrap import App
 from opsmith.domain.catalog import ToolSpec
-from opsmith.domain.errors import OpsmithError, UsageError
+from opsmith.domain.errors import OpsmithError, UnknownToolError, UsageError
 from opsmith.domain.identity import Action, Identity, decide
 from opsmith.domain.results import ToolResult
 from opsmith.domain.risk import Risk, assess
@@ -68,7 +68,10 @@ async def call_tool(app: App, identity: Identity, request: CallRequest, *, via: 
         if spec is None:
             # The pool names the nearest tools; its error is the one to show.
             await pool.call(request.server, request.tool, request.arguments, timeout=request.timeout)
-            raise UsageError(f"{request.server} offers no tool {request.tool!r}")
+            raise UnknownToolError(
+                f"{request.server} offers no tool {request.tool!r}",
+                hint=f"`opsmith tools --server {request.server}` lists its tools",
+            )
         return await checked_call(app, identity, pool, request, spec, via=via)
 
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 from sqlalchemy import func, select
 
 from opsmith.domain.approval import seal_plan
-from opsmith.domain.errors import UsageError
+from opsmith.domain.errors import NotFoundError
 from opsmith.domain.plan import Plan, PlanStatus
 from opsmith.domain.seal import Seal
 from opsmith.store.database import Database
@@ -16,7 +16,7 @@ from opsmith.store.models import PlanRow
 FAILED = (PlanStatus.FAILED.value, PlanStatus.ROLLED_BACK.value)
 
 
-class UnknownPlanError(UsageError):
+class UnknownPlanError(NotFoundError):
     """A plan id that is not in the store."""
 
 

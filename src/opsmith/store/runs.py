@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 
 from opsmith.domain.approval import seal_plan
 from opsmith.domain.audit import AuditEntry
-from opsmith.domain.errors import OperationError, UsageError
+from opsmith.domain.errors import NotFoundError, OperationError, UsageError
 from opsmith.domain.journal import AuditNote, Lease, RunSummary
 from opsmith.domain.plan import Plan, PlanStatus, signed_fields
 from opsmith.domain.redaction import redact
@@ -37,7 +37,7 @@ from opsmith.store.run_models import EventRow, RunRow, RunStepRow
 _ATTEMPTS = 8
 
 
-class UnknownRunError(UsageError):
+class UnknownRunError(NotFoundError):
     """A run id that is not in the store."""
 
 
