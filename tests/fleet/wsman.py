@@ -34,8 +34,8 @@ requests are never answered: the client's read times out), `drop` (requests of t
 answered by closing the connection). `actions`, `open_shells`, `unsignalled` and `requests` show what
 a client did.
 
-Behind it a `Script` handler: script text -> `Outcome`. `SimulatedWindows` is one: a service table and
-a file system that answer the few PowerShell statements the tests and opsmith's WinRM executor send.
+Behind it a `Script` handler: script text -> `Outcome`. `SimulatedWindows` is one: a service table, a
+file system and processes, running the PowerShell it is sent (tests/fleet/powershell.py).
 """
 
 from __future__ import annotations
@@ -67,6 +67,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 from spnego._ntlm_raw.crypto import lmowfv1, ntowfv1
+
+from tests.fleet import powershell
 
 ADDRESS = "127.0.0.1"
 MACHINE = "WIN-SIMULATED"
@@ -115,144 +117,41 @@ Script = Callable[[str], Outcome]
 
 @dataclass
 class SimulatedWindows:
-    """A Windows host reduced to a service table and a file system, answering PowerShell one
-    statement per line. It knows:
+    """A Windows host reduced to a service table, a file system and a process list, running the
+    PowerShell it is sent in tests/fleet/powershell.py's interpreter: the real scripts opsmith renders
+    for Windows hosts (opsmith.domain.scripts_windows), put_file's statements and the tests' own
+    lines run there and print what Windows PowerShell 5.1 would, result line included.
 
-        $ProgressPreference = ... / $ErrorActionPreference = ...
-        (Get-Service -Name 'N').Status      Stop-Service -Name 'N'     Start-Service -Name 'N'
-        Write-Output 'text'      Write-Error 'text'      Start-Sleep -Seconds N      exit N
-        the statements of opsmith's put_file (part file written in chunks, SHA256, copy, remove)
-
-    Anything else fails as PowerShell does for an unknown command. `corrupt_writes` flips a bit of
-    every chunk written (to see a copy's hash check fail). `scripts` records what ran.
+    A statement outside what that interpreter implements fails the script loudly: exit code
+    UNSUPPORTED_EXIT, stderr naming the statement, and the message kept in `unsupported` (a test can
+    assert it stayed empty). `refuse_stop` names services whose Stop-Service fails as Windows fails a
+    service that does not accept the stop control; `pending_seconds` is how long a service spends in
+    StopPending or StartPending; `corrupt_writes` flips a bit of every chunk written (to see a copy's
+    hash check fail). `scripts` records what ran.
     """
 
-    services: dict[str, str] = field(default_factory=dict)  # name -> Running | Stopped
+    services: dict[str, str] = field(default_factory=dict)  # name -> Running | Stopped | Paused
+    refuse_stop: set[str] = field(default_factory=set)
+    pending_seconds: float = 0.0
     files: dict[str, bytes] = field(default_factory=dict)  # lower-cased path -> content
+    directories: set[str] = field(default_factory=set)  # lower-cased, besides those holding a file
+    processes: dict[str, list[int]] = field(default_factory=dict)  # name without .exe -> pids
     corrupt_writes: bool = False
     scripts: list[str] = field(default_factory=list)
     chunks: list[int] = field(default_factory=list)  # sizes of the chunks written, in order
+    unsupported: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def __call__(self, script: str) -> Outcome:
         with self.lock:
             self.scripts.append(script)
-            return _Interpreter(self).run(script)
+            ran = powershell.run(script, self)
+            if ran.unsupported:
+                self.unsupported.append(ran.unsupported)
+        return Outcome(ran.stdout, ran.stderr, ran.exit_code, ran.seconds)
 
     def file(self, path: str) -> bytes | None:
         return self.files.get(path.lower())
-
-
-_Q = r"'((?:[^'\u2018\u2019\u201a\u201b]|['\u2018\u2019\u201a\u201b]{2})*)'"
-_B64 = r"'([A-Za-z0-9+/=]*)'"
-
-
-def _unquote(text: str) -> str:
-    return re.sub(r"(['\u2018\u2019\u201a\u201b])['\u2018\u2019\u201a\u201b]", r"\1", text)
-
-
-class _Exit(Exception):
-    def __init__(self, code: int) -> None:
-        self.code = code
-
-
-class _Interpreter:
-    def __init__(self, host: SimulatedWindows) -> None:
-        self.host = host
-        self.vars: dict[str, Any] = {}
-        self.out: list[str] = []
-        self.err: list[str] = []
-        self.seconds = 0.0
-        self.failed = False
-        self.stop_on_error = False
-
-    def run(self, script: str) -> Outcome:
-        code: int | None = None
-        try:
-            for line in script.splitlines():
-                if line.strip() and not line.strip().startswith("#"):
-                    self.statement(line.strip())
-        except _Exit as done:
-            code = done.code
-        if code is None:
-            code = 1 if self.failed else 0
-        return Outcome("".join(f"{line}\n" for line in self.out), "\n".join(self.err), code, self.seconds)
-
-    def error(self, message: str) -> None:
-        self.err.append(message)
-        self.failed = True
-        if self.stop_on_error:
-            raise _Exit(1)
-
-    def statement(self, line: str) -> None:
-        host = self.host
-        if m := re.fullmatch(r"\$(ProgressPreference|ErrorActionPreference) = " + _Q, line):
-            self.stop_on_error = m[1] == "ErrorActionPreference" and _unquote(m[2]) == "Stop"
-        elif m := re.fullmatch(r"\(Get-Service -Name " + _Q + r"\)\.Status", line):
-            name = _unquote(m[1])
-            if name in host.services:
-                self.out.append(host.services[name])
-            else:
-                self.error(f"Get-Service : Cannot find any service with service name '{name}'.")
-        elif m := re.fullmatch(r"(Stop|Start)-Service -Name " + _Q + r"(?: -Force)?", line):
-            name = _unquote(m[2])
-            if name not in host.services:
-                self.error(f"{m[1]}-Service : Cannot find any service with service name '{name}'.")
-            else:
-                host.services[name] = "Stopped" if m[1] == "Stop" else "Running"
-        elif m := re.fullmatch(r"Write-Output " + _Q, line):
-            self.out.append(_unquote(m[1]))
-        elif m := re.fullmatch(r"Write-Error " + _Q, line):
-            self.error(_unquote(m[1]))
-        elif m := re.fullmatch(r"Start-Sleep -Seconds (\d+(?:\.\d+)?)", line):
-            self.seconds += float(m[1])
-        elif m := re.fullmatch(r"exit (\d+)", line):
-            raise _Exit(int(m[1]))
-        elif m := re.fullmatch(r"\$path = " + _Q, line):
-            self.vars["path"] = _unquote(m[1])
-        elif m := re.fullmatch(r"\$bytes = \[Convert\]::FromBase64String\(" + _B64 + r"\)", line):
-            self.vars["bytes"] = base64.b64decode(m[1])
-        elif m := re.fullmatch(r"\$file = \[IO\.File\]::Open\(\$path, '(Create|Append)', 'Write'\)", line):
-            self.vars["mode"] = m[1]
-        elif line == "try { $file.Write($bytes, 0, $bytes.Length) } finally { $file.Dispose() }":
-            self.write(self.vars["path"], self.vars["bytes"], append=self.vars["mode"] == "Append")
-        elif line == "$stream = [IO.File]::OpenRead($path)":
-            if host.file(self.vars["path"]) is None:
-                self.error(f"Exception calling \"OpenRead\": Could not find file '{self.vars['path']}'.")
-        elif line.startswith("try { $hash = [BitConverter]::ToString([Security.Cryptography.SHA256]"):
-            self.vars["hash"] = hashlib.sha256(host.file(self.vars["path"]) or b"").hexdigest().upper()
-        elif m := re.fullmatch(
-            r"if \(\$hash -ne '([0-9A-F]{64})'\) \{ Remove-Item -LiteralPath \$path -Force;"
-            r' \[Console\]::Error\.WriteLine\("SHA256 of the copy is \$hash"\); exit 3 \}',
-            line,
-        ):
-            if self.vars["hash"] != m[1]:
-                host.files.pop(self.vars["path"].lower(), None)
-                self.err.append(f"SHA256 of the copy is {self.vars['hash']}")
-                raise _Exit(3)
-        elif m := re.fullmatch(r"\[IO\.File\]::Copy\(\$path, " + _Q + r", \$true\)", line):
-            host.files[_unquote(m[1]).lower()] = host.files[self.vars["path"].lower()]
-        elif line == "Remove-Item -LiteralPath $path -Force":
-            host.files.pop(self.vars["path"].lower(), None)
-        elif m := re.fullmatch(
-            r"Remove-Item -LiteralPath " + _Q + " -Force -ErrorAction SilentlyContinue", line
-        ):
-            host.files.pop(_unquote(m[1]).lower(), None)
-        elif line == "Write-Output $hash":
-            self.out.append(self.vars["hash"])
-        else:
-            word = line.split()[0]
-            self.error(
-                f"{word} : The term '{word}' is not recognized as the name of a cmdlet, function,"
-                " script file, or operable program. (simulated host: unsupported statement)"
-            )
-
-    def write(self, path: str, data: bytes, *, append: bool) -> None:
-        if self.host.corrupt_writes and data:
-            data = bytes([data[0] ^ 0x01]) + data[1:]
-        self.host.chunks.append(len(data))
-        before = self.host.files.get(path.lower(), b"") if append else b""
-        self.host.files[path.lower()] = before + data
 
 
 def clixml(stderr: str) -> str:

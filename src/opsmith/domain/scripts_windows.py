@@ -81,6 +81,8 @@ Write-Output ('OPSMITH-RESULT ' + $json)
 exit $outcome[0]
 """
 
+# Reading a service's state, which every service script needs; changing it is _SERVICE_CHANGE, left
+# out of the scripts that only read (their encoded command line stays within cmd.exe's limit).
 _SERVICE = r"""
 $names = @{
     Running = 'running'; Stopped = 'stopped'; Paused = 'paused'
@@ -96,6 +98,9 @@ function Read-State {
     $script:state = $names[$script:detail]
     if (-not $script:state) { $script:state = 'unknown' }
 }
+"""
+
+_SERVICE_CHANGE = r"""
 function Wait-State([string]$Want) {
     $clock = [Diagnostics.Stopwatch]::StartNew()
     while ($true) {
@@ -353,7 +358,7 @@ def _service_change(
         operation,
         {"service": name, "timeout": limit, "force": flag(force, field="force")},
         {"service": name},
-        [_SERVICE, body],
+        [_SERVICE, _SERVICE_CHANGE, body],
         idempotent=idempotent,
         changes=True,
         max_seconds=phases * limit + 15,

@@ -484,7 +484,10 @@ def _reasons(answer: Mapping[str, Any], shown: int = 3) -> str:
     failed = [row for row in answer["hosts"] if not row["ok"]]
     parts = []
     for row in failed[:shown]:
-        why = row["reason"] or (row["stderr"].strip().splitlines() or [f"exit code {row['exit_code']}"])[-1]
+        # A script that caught its error may say it only in its result line (the Windows ones do).
+        said = row["result"].get("error") if isinstance(row["result"], dict) else None
+        last = row["stderr"].strip().splitlines() or [said or f"exit code {row['exit_code']}"]
+        why = row["reason"] or last[-1]
         parts.append(f"{row['host']}: {row['failure'] or 'failed'}: {why}"[:300])
     more = f"; and {len(failed) - shown} more" if len(failed) > shown else ""
     return "; ".join(parts) + more
