@@ -31,7 +31,7 @@ all:
       hosts: {web01: {ansible_host: 10.0.1.1}, web02: {ansible_host: 10.0.1.2}}
     cis_servers:
       vars: {environment: production, opsmith_credential: fleet, ansible_connection: winrm}
-      hosts: {cis01: {ansible_host: 10.0.2.1}}
+      hosts: {"cis[01:25]": {}}  # the request says 25 Windows systems
     lab:
       vars: {opsmith_credential: fleet}
       hosts: {lab01: {ansible_host: 10.0.3.1}}

@@ -16,6 +16,10 @@ for something with a verb opsmith does not know ("... and then wipe the staging 
 refused with an IntentError naming it, never dropped. Whether a playbook serves every clause
 is the planner's question.
 
+`Intent.targets` holds the hosts a request is about: an inventory group, named hosts, and what it
+says of them, a count ("25 ... systems", "five servers"; "all" states none) and OS families
+("Windows systems", see intent_hosts), which the planner checks against the hosts they resolve to.
+
 `Intent.params` keys, present only when the request says so:
   replicas (int), version (str, "latest" for "latest version"), from_version, tag (str),
   services, processes, packages, files, paths, images, urls, options (list[str]),
@@ -32,7 +36,9 @@ from typing import Any, Literal, cast
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from opsmith.domain.errors import IntentError
+from opsmith.domain.hosts import OsFamily
 from opsmith.domain.intent_clauses import Clause, Known, split_clauses
+from opsmith.domain.intent_hosts import stated_os
 from opsmith.domain.intent_names import Reading
 from opsmith.domain.intent_reader import read_clauses
 from opsmith.domain.intent_text import MAX_REQUEST_LENGTH, Token, merge_phrases, screen, shorten, tokenize
@@ -71,6 +77,8 @@ class Targets(BaseModel):
     group: str | None = None
     hosts: list[str] = Field(default_factory=list)
     count: int | None = None
+    # The OS families the request says its hosts run ("25 Windows systems"), checked by the planner.
+    os: list[OsFamily] = Field(default_factory=list)
 
 
 class UnknownName(BaseModel):
@@ -168,7 +176,9 @@ def _parse(text: str, vocabulary: Vocabulary) -> Intent:
     if unaccounted:
         raise _not_understood(request, clauses, unaccounted)
     intent = _intent(request, reading, vocabulary, notes)
-    return intent.model_copy(update={"clauses": _parts(request, clauses, reading, intent.subjects)})
+    targets = intent.targets.model_copy(update={"os": stated_os(tokens)})
+    parts = _parts(request, clauses, reading, intent.subjects)
+    return intent.model_copy(update={"clauses": parts, "targets": targets})
 
 
 def _parts(request: str, clauses: list[Clause], reading: Reading, subjects: list[str]) -> list[RequestClause]:

@@ -10,6 +10,7 @@ application, of a restart on hosts a service, of an install a package.
 from __future__ import annotations
 
 from opsmith.domain.intent_clauses import Clause, Known, verb_params
+from opsmith.domain.intent_hosts import HOST_OS_WORDS
 from opsmith.domain.intent_names import PACKAGE_ACTIONS, Cursor, NameReader, Reading
 from opsmith.domain.intent_text import (
     IMAGE_CHARS,
@@ -213,6 +214,8 @@ class Reader(NameReader):
 
     def _counted(self, cur: Cursor, value: int) -> bool:
         """'5 replicas', '25 Windows systems', '3 web servers': the noun after the number decides."""
+        if cur.near_low(-1) in HOST_OS_WORDS:
+            return False  # "Windows 2019 servers", "rhel 8 hosts": a release, not how many
         for offset in range(1, 4):
             token = cur.near(offset)
             if token is None or token.quoted or token.group or token.boundary:

@@ -23,6 +23,7 @@ from opsmith.domain.errors import (
 from opsmith.domain.graph import Node, estimate, format_duration_range, parallel_groups, validate
 from opsmith.domain.hosts import HOSTS_SERVER
 from opsmith.domain.intent import Intent, Vocabulary, parse_intent, require_environment
+from opsmith.domain.intent_hosts import refuse_contradicted
 from opsmith.domain.intent_words import ENVIRONMENTS
 from opsmith.domain.inventory import Inventory
 from opsmith.domain.plan import Candidate, Estimate, Plan, PlanStatus, Step, ToolCall
@@ -131,7 +132,8 @@ class Planner:
     def _on_hosts(self, intent: Intent) -> Intent:
         """A request about hosts, checked against the inventory: its group by the name it has there
         ('Production Web' is production_web), UnknownGroupError naming the nearest ones otherwise;
-        and, when the request names no environment, the one its hosts' `environment` variable says."""
+        the count and OS it states of them (intent_hosts.refuse_contradicted); and, when the request
+        names no environment, the one its hosts' `environment` variable says."""
         targets = intent.targets
         if not (targets.group or targets.hosts):
             return intent
@@ -152,6 +154,9 @@ class Planner:
             intent = intent.model_copy(update={"targets": targets.model_copy(update={"group": group})})
         else:
             hosts = [self._inventory.host(name) for name in targets.hosts]
+        # "25 Windows systems in group X": a count or an OS the hosts contradict is refused, never narrowed.
+        group_name = intent.targets.group if targets.group else None
+        refuse_contradicted(intent.request, count=targets.count, os=targets.os, hosts=hosts, group=group_name)
         _refuse_unsafe_names(intent, {h.os for h in hosts})
         if intent.environment_source == "request":
             return intent
