@@ -142,3 +142,10 @@ def test_base_delay_never_decreases(policy: RetryPolicy, attempt: int) -> None:
 @given(policy=policies, attempt=st.integers(min_value=1, max_value=50), retryable=st.booleans())
 def test_retries_stop_after_the_last_attempt(policy: RetryPolicy, attempt: int, retryable: bool) -> None:
     assert should_retry(policy, attempt, retryable) == (retryable and attempt < policy.attempts)
+
+
+def test_a_cap_one_rounding_error_above_the_initial_delay_leaves_the_first_wait_alone() -> None:
+    policy = RetryPolicy(
+        attempts=3, initial_delay=68.0, multiplier=1.0, max_delay=68.00000000000001, jitter=0.0
+    )
+    assert base_delay(policy, 1) == 68.0 and base_delay(policy, 2) == 68.0

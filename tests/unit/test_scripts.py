@@ -19,7 +19,7 @@ from urllib.parse import quote as url_quote
 
 import jsonschema
 import pytest
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from opsmith.domain import scripts_linux, scripts_windows
@@ -566,6 +566,12 @@ def windows_scripts(value: str) -> list[Script]:
 @settings(max_examples=40)
 @given(st.text(alphabet=st.sampled_from(PS_QUOTES + "ab $()`;&\\[]{}@#+-=~"), min_size=1, max_size=30))
 def test_powershell_values_appear_only_in_the_assignment_block(value: str) -> None:
+    # A value the argv rules refuse (spaces and a final backslash: Windows PowerShell would break it)
+    # never reaches a script; those rules have tests of their own.
+    try:
+        command_argv(["robocopy.exe", value], os="windows")
+    except ScriptInputError:
+        assume(False)
     evil, plain = windows_scripts(value), windows_scripts("plain")
     for script, control in zip(evil, plain, strict=True):
         values, code = ps_header(script.text)

@@ -65,7 +65,9 @@ def base_delay(policy: RetryPolicy, attempt: int) -> float:
         return 0.0
     # Compare in logarithms: multiplier**(attempt-1) overflows floats long before attempts run out.
     growth = (attempt - 1) * math.log(policy.multiplier)
-    if growth >= math.log(policy.max_delay) - math.log(policy.initial_delay):
+    # Strictly past the cap: logarithms of two delays one ulp apart compare equal, and the first
+    # attempt's wait must stay the initial delay even when the cap is a rounding error above it.
+    if growth > math.log(policy.max_delay) - math.log(policy.initial_delay):
         return policy.max_delay
     try:
         # Computed directly where it fits, so that 1, 2, 4, 8 stay exact.
