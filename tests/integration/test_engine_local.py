@@ -316,3 +316,42 @@ async def test_a_call_that_fans_out_commits_throttled_progress_and_always_its_la
     assert progress[-1].message == "40/40 hosts done, 4 failed (last: web40)"
     counts = [e.data["completed"] for e in progress]
     assert counts == sorted(counts)
+
+
+def for_environment(plan: Plan, environment: str) -> Plan:
+    return plan.model_copy(update={"intent": plan.intent.model_copy(update={"environment": environment})})
+
+
+async def test_a_step_that_names_a_more_guarded_environment_than_its_plan_is_denied(
+    database: Database,
+) -> None:
+    """A plan judged and allowed for staging cannot act in production through a step's arguments,
+    also when the environment arrives through another step's output."""
+
+    async def points_at_production(_: dict[str, Any]) -> dict[str, Any]:
+        return {"namespace": "production"}
+
+    plan = for_environment(
+        plan_of(
+            step("scale", args={"namespace": "staging"}),
+            step("find", "scale"),
+            step("wipe", "find", args={"namespace": "${steps.find.namespace}"}),
+        ),
+        "staging",
+    )
+    tools = Tools({"do_find": points_at_production})
+    final = await executor(plan, tools, database).execute(new_run(plan, run_id="r1"))
+    assert final.status is not RunStatus.SUCCEEDED
+    assert tools.calls == ["do_scale", "do_find"]  # the wipe was never sent
+    assert "names production, and the plan was made for staging" in (final.step("wipe").error or "")
+    assert "step.denied" in [e.type.value for e in RunRepository(database).events("r1")]
+
+
+async def test_a_production_plan_may_validate_in_staging_first(database: Database) -> None:
+    plan = for_environment(
+        plan_of(step("staging_check", args={"namespace": "staging"}), step("deploy", "staging_check")),
+        "production",
+    )
+    tools = Tools()
+    final = await executor(plan, tools, database).execute(new_run(plan, run_id="r1"))
+    assert final.status is RunStatus.SUCCEEDED and tools.calls == ["do_staging_check", "do_deploy"]

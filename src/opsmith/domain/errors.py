@@ -15,6 +15,7 @@
     │   │   ├── UnknownTokenError                 a token id that names no token
     │   │   └── UnknownUserError                  a user name the configuration does not have
     │   ├── ToolArgumentsError                    arguments that break the tool's input schema
+    │   │   └── EnvironmentRefused [services.tool_calls]  a fleet call on hosts more guarded than its plan
     │   ├── IntentError                           a request opsmith cannot understand or must refuse
     │   ├── GraphError                            a step graph with a cycle, duplicate or unknown step
     │   ├── PlaybookError                         a playbook file that is malformed or inconsistent

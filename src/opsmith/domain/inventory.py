@@ -48,7 +48,7 @@ import itertools
 import math
 import re
 import string
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, get_args
@@ -482,6 +482,13 @@ class Inventory(BaseModel):
                 f"no host {name!r} in the inventory{also}", hint="`opsmith inventory hosts` lists the hosts"
             )
         return found
+
+    def resolve(self, targets: str | Sequence[str]) -> list[Host]:
+        """The hosts a call's `targets` names, each once: a group (loosely matched, its nested groups
+        too) or host names. Unknown names raise as `find_group` and `host` do."""
+        if isinstance(targets, str):
+            return self.hosts_of(self.find_group(targets).name)
+        return [self.host(name) for name in dict.fromkeys(targets)]
 
     def groups_of(self, host: str) -> list[str]:
         """Every group `host` is in, in the order their vars apply (the last one wins)."""

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from opsmith.domain.call_environment import foreign_environment
 from opsmith.domain.errors import OperationError, OpsmithError, ServerUnavailableError, ToolCallError
 from opsmith.domain.identity import Action, Identity, Permission, decide
 from opsmith.domain.journal import AuditNote
@@ -414,9 +415,23 @@ class LocalExecutor:
             reasons = "; ".join(reason for _, reason in unmet)
             raise StepFailed(f"compliance not met before {step.id}: {reasons}")
         try:
-            return resolve(step.args, outputs, step_id=step.id, known_steps=self._steps.keys())
+            args = resolve(step.args, outputs, step_id=step.id, known_steps=self._steps.keys())
         except OpsmithError as error:
             raise StepFailed(error.message) from None
+        foreign = foreign_environment(args, self.plan.intent.environment)
+        if foreign is not None:
+            # Judged, approved and allowed for one environment, the call would act in another.
+            why = (
+                f"{step.id} ({qualified}) names {foreign}, and the plan was made for"
+                f" {self.plan.intent.environment or 'no environment'}"
+            )
+            self._commit(
+                self._current,
+                [self._event(EventType.STEP_DENIED, step.id, why)],
+                [self._note("tool.denied", {"step": step.id, "tool": qualified, "why": why})],
+            )
+            raise StepFailed(f"not allowed: {why}")
+        return args
 
     def _timeout(self, step: Step) -> float:
         return step.timeout if step.timeout is not None else self._settings.step_timeout

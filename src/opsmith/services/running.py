@@ -512,9 +512,11 @@ def _executor(
     *,
     owner: str | None = None,
 ) -> Executor:
+    from opsmith.services.tool_calls import PlannedFor
+
     return app.executors(
         plan,
-        tools=pool,
+        tools=PlannedFor(pool, app, plan.intent.environment),
         runs=app.journal(),
         identity=identity,
         permission=permission_of(app.config, identity),
