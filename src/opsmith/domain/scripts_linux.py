@@ -11,7 +11,8 @@ Each function validates its values (`opsmith.domain.scripts`) and returns a comp
 
 The body runs as one function called on the last line, so bash has read the whole script before
 any of it runs (a script cut short in transit runs nothing), and no command in it can read the
-rest of the script from stdin when it is sent to `bash -s`. The commands' own stdout goes to
+rest of the script from stdin when it is sent to `bash -s` (or read whole by `. /dev/stdin`, as
+`opsmith.tools.hosts.shells.BASH_STDIN` does). The commands' own stdout goes to
 stderr, so stdout holds the result line (and, for `run_command`, the command's output before it).
 
 `sudo=True` runs the privileged commands as `sudo -n -- ...`: never a password (sudo must allow

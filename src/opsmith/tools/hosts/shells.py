@@ -14,6 +14,17 @@ from opsmith.tools.hosts.ssh import SshExecutor
 if TYPE_CHECKING:
     from opsmith.tools.hosts.winrm import WinrmExecutor
 
+__all__ = ["BASH_STDIN", "Shells"]
+
+# The remote command of a bash script, which is sent on its stdin: nothing of the script is ever a
+# word of a command line. `bash -s` reads a pipe one byte a read (it may not read past what it has
+# run), about 1.3 ms of the host's CPU for a 1.5 KB script; `.` reads the whole pipe in blocks up
+# to EOF, then runs it, so the script's commands still cannot read the rest of it. Any other stdin
+# (a socketpair, which /dev/stdin cannot open) goes to `bash -s`. A fresh bash, not the login
+# shell, runs the script: whatever the login shell is, and whatever its startup files set.
+# Constant, with no backslash, so that every login shell (csh and fish too) passes it as one word.
+BASH_STDIN = "bash -c 'if [ -p /dev/stdin ]; then . /dev/stdin; else exec bash -s; fi'"
+
 
 class Shells:
     def __init__(self, config: Config) -> None:
@@ -28,9 +39,8 @@ class Shells:
         if refused is not None:
             return refused
         if script.shell == "bash":
-            # The script on stdin of `bash -s`: nothing of it is ever a word of a command line.
             return await self._ssh_executor().run(
-                host, credential, "bash -s", stdin=script.text, timeout=timeout
+                host, credential, BASH_STDIN, stdin=script.text, timeout=timeout
             )
         return await self._winrm_executor().run(host, credential, script.text, timeout=timeout)
 
