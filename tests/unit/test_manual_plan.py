@@ -581,3 +581,18 @@ def test_arbitrary_documents_raise_only_usage_errors(document: dict[str, Any], a
 @given(st.integers(0, len(VALID)), st.integers(0, 20), st.text(max_size=12))
 def test_damaged_valid_documents_raise_only_usage_errors(at: int, cut: int, insert: str) -> None:
     only_usage_errors(VALID[:at] + insert + VALID[at + cut :])
+
+
+def test_a_step_acting_in_a_more_guarded_environment_than_the_plan_is_refused_when_planned() -> None:
+    staging = edit(PRODUCTION, "environment: production", "environment: staging")
+    error = refused(edit(staging, "args: {name: web}}", "args: {name: web, namespace: production}}"))
+    assert "step 'backup' acts in production, and the plan is for staging" in error.message
+    assert "environment: production" in (error.hint or "")
+    undo = edit(
+        staging,
+        "rollback: {tool: rollback_deployment, args: {name: web}}",
+        "rollback: {tool: rollback_deployment, args: {name: web, env: prod}}",
+    )
+    assert "step 'deploy' acts in production" in refused(undo).message
+    # A production plan may look at staging first: the stricter rules judged it.
+    assert make(edit(PRODUCTION, "args: {name: web}}", "args: {name: web, namespace: staging}}")).steps

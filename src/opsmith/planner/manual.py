@@ -65,6 +65,7 @@ from yaml.nodes import Node as YamlNode
 
 from opsmith.config import Config
 from opsmith.domain.approval_rule import approval_need
+from opsmith.domain.call_environment import foreign_environment
 from opsmith.domain.capabilities import CAPABILITIES, Capability
 from opsmith.domain.catalog import Catalog, ToolSpec
 from opsmith.domain.errors import (
@@ -263,11 +264,27 @@ class _Assembly:
             self._references(step, before[step.id])
             _refuse_unsupported(step, self.source, self.config)
         environment, source_of = self._environment(resolved)
+        self._refuse_foreign(resolved, environment)
         rules = risk_rules(self.config)
         steps = [self._step(r, environment, rules) for r in resolved]
         return self._assemble(steps, environment, source_of, taken_ids)
 
     # -- checks ---------------------------------------------------------------------------------
+
+    def _refuse_foreign(self, resolved: Sequence[_Resolved], environment: str | None) -> None:
+        """A step whose arguments (or undo's) name a more guarded environment than the plan's would
+        be judged, approved and allowed by the wrong rules; the run denies it, so say it now."""
+        for r in resolved:
+            undo_args = r.doc.rollback.args if r.doc.rollback is not None else {}
+            for args in (r.doc.args, undo_args):
+                foreign = foreign_environment(args, environment)
+                if foreign is not None:
+                    raise PlanError(
+                        f"{self.source}: step {r.doc.id!r} acts in {foreign}, and the plan is for"
+                        f" {environment or 'no environment'}",
+                        hint=f"set environment: {foreign} at the top of the file (its approvals and"
+                        " roles then apply), or correct the step's arguments",
+                    )
 
     def _graph(self, nodes: list[Node]) -> list[str]:
         try:
