@@ -192,18 +192,12 @@ class HostTools:
     def _targets(self, targets: str | Sequence[str]) -> list[Host]:
         if not targets:
             return []
-        inventory = self._inventory()
-        if isinstance(targets, str):
-            hosts = inventory.hosts_of(inventory.find_group(targets).name)
-            if not hosts:
-                raise UsageError(
-                    f"the group {targets!r} has no hosts", hint="`opsmith inventory show GROUP` lists them"
-                )
-            return hosts
-        seen: dict[str, Host] = {}
-        for name in targets:
-            seen.setdefault(name, inventory.host(name))
-        return list(seen.values())
+        hosts = self._inventory().resolve(targets)
+        if isinstance(targets, str) and not hosts:
+            raise UsageError(
+                f"the group {targets!r} has no hosts", hint="`opsmith inventory show GROUP` lists them"
+            )
+        return hosts
 
     def _scripts(
         self,
