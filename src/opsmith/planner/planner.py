@@ -11,6 +11,12 @@ from typing import Any
 from opsmith.config import Config
 from opsmith.domain.approval_rule import approval_need
 from opsmith.domain.binding import Binding, BindingSet
+from opsmith.domain.call_environment import (
+    call_hosts,
+    foreign_environment,
+    hosts_by_environment,
+    more_guarded,
+)
 from opsmith.domain.capabilities import CAPABILITIES, Capability
 from opsmith.domain.catalog import Catalog, ToolHints, ToolSpec
 from opsmith.domain.errors import (
@@ -536,6 +542,34 @@ class Planner:
             "urgency": intent.urgency,
         }
 
+    def _refuse_foreign(self, steps: list[Step], environment: str | None, overrides: dict[str, Any]) -> None:
+        """A step whose arguments (set by `--set`, or by a playbook) or whose hosts name a more
+        guarded environment than the request's would be approved by the wrong rules; the run would
+        deny it, so say it now, naming what to change."""
+        for step in steps:
+            calls = [(step.server, step.args)]
+            if step.rollback is not None:
+                calls.append((step.rollback.server, step.rollback.args))
+            for server, args in calls:
+                foreign = foreign_environment(args, environment)
+                if foreign is None and self._inventory is not None and server == HOSTS_SERVER:
+                    try:
+                        declared = hosts_by_environment(call_hosts(self._inventory, args))
+                    except OpsmithError:
+                        declared = {}  # unknown targets: the host checks name them
+                    guarded = [e for e in declared if e is not None and more_guarded(e, environment)]
+                    foreign = guarded[0] if guarded else None
+                if foreign is None:
+                    continue
+                set_here = sorted(k for k in overrides if k.rsplit(".", 1)[-1] in args)
+                cause = f" (set with --set {', '.join(set_here)})" if set_here else ""
+                raise PlanError(
+                    f"step {step.id!r} acts in {foreign}{cause}, and the request is for"
+                    f" {environment or 'no environment'}",
+                    hint=f"ask for {foreign} in the request (its approvals and roles then apply),"
+                    " or correct the value",
+                )
+
     def _assemble(
         self,
         intent: Intent,
@@ -547,6 +581,7 @@ class Planner:
         situation: Situation,
         overrides: dict[str, Any],
     ) -> Plan:
+        self._refuse_foreign(steps, intent.environment, overrides)
         nodes = [Node(id=s.id, depends_on=tuple(s.depends_on), duration=s.estimated_duration) for s in steps]
         validate(nodes)
         schemas = {s.id: _output_schema(situation.catalog, s) for s in steps}
