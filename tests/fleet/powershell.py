@@ -16,6 +16,8 @@ PowerShell 5.1 runs them:
     cmdlets     see COMMANDS (with the parameters each takes)
     .NET        see STATIC_MEMBERS and the member names in MEMBER_NAMES
     ConvertTo-Json -Compress as Windows PowerShell 5.1 writes it (', <, >, & as \\u0027...)
+    stdin       `$input`: the lines sent to the command's stdin (what the WinRM executor's bootstrap
+                reads, then dot-sources with `. ([ScriptBlock]::Create(...))`), and `-join`
 
 against a `Machine`: its service table, files, directories and processes, and a clock that
 Start-Sleep moves on (the endpoint makes a script take that long).
@@ -52,6 +54,7 @@ __all__ = [
     "Ran",
     "Unsupported",
     "parse",
+    "reads_stdin",
     "run",
 ]
 
@@ -79,10 +82,14 @@ class Ran:
     """What a script came to: its output, its exit code and the simulated seconds it took."""
 
     stdout: str
-    stderr: str
+    stderr: str  # all of it, in the order written
     exit_code: int
     seconds: float
     unsupported: str | None = None  # the loud failure, if the script went outside the subset
+    # What was written straight to the stderr handle ([Console]::Error), which powershell.exe passes
+    # on as it is; the rest (error records) it writes as CLIXML.
+    raw_stderr: str = ""
+    error_records: str = ""  # stderr without raw_stderr
 
 
 class Unsupported(Exception):
@@ -94,9 +101,15 @@ class Unsupported(Exception):
         self.statement = statement
 
 
-def run(script: str, machine: Machine) -> Ran:
-    """Parse `script` and run it against `machine`."""
-    state = _Run(machine)
+def reads_stdin(script: str) -> bool:
+    """Whether `script` reads its stdin (`$input`), so that its command waits for the input to end.
+    Read from the text: a `$input` inside a string literal counts too, which no script here has."""
+    return re.search(r"(?i)\$input\b", script) is not None
+
+
+def run(script: str, machine: Machine, stdin: str = "") -> Ran:
+    """Parse `script` and run it against `machine`, with `stdin` as what its `$input` reads."""
+    state = _Run(machine, stdin)
     try:
         body = parse(script)
         code = state.main(body)
@@ -106,10 +119,14 @@ def run(script: str, machine: Machine) -> Ran:
             " (tests/fleet/powershell.py implements only what opsmith's scripts use)"
         )
         state.stderr.append(message)
-        return Ran(state.output(), "\n".join(state.stderr), UNSUPPORTED_EXIT, state.clock, message)
+        return state.ran(UNSUPPORTED_EXIT, message)
     finally:
         state.settle()
-    return Ran(state.output(), "\n".join(state.stderr), code, state.clock)
+    return state.ran(code, None)
+
+
+class _RawText(str):
+    """A line written straight to stderr, not as an error record."""
 
 
 # -- the syntax tree -------------------------------------------------------------------------------
@@ -206,6 +223,12 @@ class _Param:
 class _BlockLit:
     params: tuple[_Param, ...]
     body: tuple[Any, ...]
+
+
+@dataclass(frozen=True)
+class _DotSource:
+    src: str
+    block: Any  # an expression whose value is a script block: `. ([ScriptBlock]::Create($text))`
 
 
 @dataclass(frozen=True)
@@ -312,6 +335,7 @@ _LEVELS = {
     "-lt": 2,
     "-le": 2,
     "-replace": 2,
+    "-join": 2,
     "+": 3,
     "-": 3,
     "*": 4,
@@ -416,6 +440,13 @@ class _Parser:
             assignment = self.assignment(src)
             if assignment is not None:
                 return assignment
+        if self.peek() == "." and self.peek(1) == " ":
+            before = self.at
+            self.at += 1
+            self.space()
+            if self.peek() == "(":
+                return _DotSource(src, self.primary())
+            self.at = before
         return _Pipe(src, self.pipeline())
 
     def keyword(self, keyword: str, src: str) -> Any:
@@ -1516,8 +1547,17 @@ class _ConsoleError(_Object):
 
     def call(self, name: str, args: list[Any]) -> Any:
         if name == "writeline" and len(args) == 1:
-            self.state.stderr.append(_text(args[0]))
+            self.state.stderr.append(_RawText(_text(args[0])))
             return VOID
+        return super().call(name, args)
+
+
+class _Utf8(_Object):
+    type_name = "System.Text.UTF8Encoding"
+
+    def call(self, name: str, args: list[Any]) -> Any:
+        if name == "getstring" and len(args) == 1 and isinstance(args[0], bytes):
+            return args[0].decode("utf-8", errors="replace")
         return super().call(name, args)
 
 
@@ -1573,6 +1613,7 @@ MEMBER_NAMES = frozenset(
         "writeline",
         "value",
         "index",
+        "getstring",
     }
 )
 
@@ -1602,7 +1643,7 @@ _UNSET = object()
 class _Run:
     """One script's run: its scopes, functions, output and clock, on one machine."""
 
-    def __init__(self, machine: Machine) -> None:
+    def __init__(self, machine: Machine, stdin: str = "") -> None:
         self.machine = machine
         self.stdout: list[str] = []
         self.stderr: list[str] = []
@@ -1616,6 +1657,9 @@ class _Run:
         self.top.vars.update(
             erroractionpreference="Continue", progresspreference="Continue", pid=PID, lastexitcode=None
         )
+        # `$input` enumerates stdin's lines, without their line ends.
+        lines = stdin.replace("\r\n", "\n").split("\n")
+        self.top.vars["input"] = lines[:-1] if lines[-1] == "" else lines
 
     def main(self, body: tuple[Any, ...]) -> int:
         try:
@@ -1631,6 +1675,19 @@ class _Run:
 
     def output(self) -> str:
         return "".join(f"{line}\n" for line in self.stdout)
+
+    def ran(self, code: int, unsupported: str | None) -> Ran:
+        raw = [line for line in self.stderr if isinstance(line, _RawText)]
+        records = [line for line in self.stderr if not isinstance(line, _RawText)]
+        return Ran(
+            self.output(),
+            "\n".join(self.stderr),
+            code,
+            self.clock,
+            unsupported,
+            raw_stderr="".join(f"{line}\n" for line in raw),
+            error_records="\n".join(records),
+        )
 
     def emit(self, item: Any) -> None:
         """An item that reaches the end of the script's pipeline: a line of stdout."""
@@ -1699,6 +1756,11 @@ class _Run:
             self.try_(node, scope, sink)
         elif isinstance(node, _Flow):
             self.flow(node, scope, sink)
+        elif isinstance(node, _DotSource):
+            block = self.eval(node.block, scope)
+            if not isinstance(block, _BlockValue) or block.params:
+                raise Unsupported("dot-sourcing something other than a script block without parameters")
+            self.block(block.body, scope, sink)  # in this scope: what it defines stays defined
         else:
             raise Unsupported(f"the statement {type(node).__name__}")
 
@@ -1915,6 +1977,8 @@ class _Run:
             return _compare(node.op, left, right)
         if node.op == "-replace":
             return _replace(left, right)
+        if node.op == "-join":
+            return _text(right).join(_text(item) for item in _items(left))
         if node.op == "-f":
             return _format(_text(left), right if isinstance(right, list) else [right])
         if node.op == "+":
@@ -2344,6 +2408,12 @@ def _from_base64(state: _Run, args: list[Any], scope: _Scope) -> Any:
         ) from None
 
 
+def _script_block(state: _Run, args: list[Any], scope: _Scope) -> Any:
+    _arity(1, args, "[ScriptBlock]::Create")
+    # Parsed whole when created, as PowerShell does: what the interpreter lacks fails here, loudly.
+    return _BlockValue((), parse(_text(args[0])))
+
+
 def _file_open(state: _Run, args: list[Any], scope: _Scope) -> Any:
     _arity(3, args, "[IO.File]::Open")
     path, mode, access = _text(args[0]), _text(args[1]).lower(), _text(args[2]).lower()
@@ -2402,6 +2472,8 @@ STATIC_MEMBERS: dict[tuple[str, str], _StaticMember] = {
     ("math", "max"): _StaticMember("method", _math(max)),
     ("math", "min"): _StaticMember("method", _math(min)),
     ("convert", "frombase64string"): _StaticMember("method", _from_base64),
+    ("scriptblock", "create"): _StaticMember("method", _script_block),
+    ("text.encoding", "utf8"): _StaticMember("property", lambda s, a, c: _Utf8()),
     ("io.file", "open"): _StaticMember("method", _file_open),
     ("io.file", "openread"): _StaticMember("method", _file_open_read),
     ("io.file", "copy"): _StaticMember("method", _file_copy),

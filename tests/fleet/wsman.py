@@ -6,11 +6,18 @@ in `pypsrp.wsman` and `pypsrp.shell`):
 
     Create   (transfer/Create, resource .../windows/shell/cmd)  a shell: ResourceCreated + rsp:Shell
     Command  (shell/Command)    rsp:CommandLine; `powershell.exe ... -EncodedCommand B64` is decoded
-                                (base64 of UTF-16LE) and the script handed to the simulated host
+                                (base64 of UTF-16LE) and the script handed to the simulated host; a
+                                script that reads `$input` (stdin) first waits for its stdin to end
+    Send     (shell/Send)       rsp:Stream Name="stdin" CommandId=... (base64, in as many Sends as
+                                the client likes), End="true" (xs:boolean) on the last: then the
+                                script runs with that input, decoded in the shell's code page.
+                                Input for an unknown command, a stream other than stdin, or after
+                                End is a fault
     Receive  (shell/Receive)    rsp:Stream stdout/stderr (base64, in pieces, End="true"), and
                                 rsp:CommandState Done with rsp:ExitCode; while a command still runs,
                                 the request waits up to its OperationTimeout and then answers the
-                                fault Windows answers then (w:TimedOut, code 2150858793)
+                                fault Windows answers then (w:TimedOut, code 2150858793); so does a
+                                command still waiting for its stdin to end
     Signal   (shell/Signal)     Terminate / ctrl_c: the command is ended and forgotten
     Delete   (transfer/Delete)  the shell is deleted
     faults                      s:Fault with wsmanfault:WSManFault (HTTP 500) for an unknown shell or
@@ -18,7 +25,7 @@ in `pypsrp.wsman` and `pypsrp.shell`):
                                 MaxEnvelopeSize; cmd.exe's 8191-character command-line limit is
                                 enforced as Windows does ("The command line is too long.", exit 1)
 
-Not implemented: Send (stdin), Connect/Reconnect/Disconnect, Enumerate/Get/Put, PSRP (the
+Not implemented: Connect/Reconnect/Disconnect, Enumerate/Get/Put, PSRP (the
 Microsoft.PowerShell resource), WinRM message encryption over plain HTTP (so NTLM works over HTTPS
 only), Kerberos and CredSSP.
 
@@ -52,12 +59,12 @@ import threading
 import time
 import uuid
 import xml.etree.ElementTree as ET
-from collections.abc import Callable, Collection, Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 from xml.sax.saxutils import escape
 
 import spnego
@@ -86,6 +93,7 @@ ACTIONS = {
     f"{_TRANSFER}/Create": "Create",
     f"{_SHELL}/Command": "Command",
     f"{_SHELL}/Receive": "Receive",
+    f"{_SHELL}/Send": "Send",
     f"{_SHELL}/Signal": "Signal",
     f"{_TRANSFER}/Delete": "Delete",
 }
@@ -107,12 +115,16 @@ class Outcome:
     """What a script came to: its output, exit code, and how long it runs."""
 
     stdout: str = ""
-    stderr: str = ""
+    stderr: str = ""  # error records: written as CLIXML
     exit_code: int = 0
     seconds: float = 0.0
+    raw_stderr: str = ""  # written to stderr as it is, after the CLIXML
 
 
-Script = Callable[[str], Outcome]
+class Script(Protocol):
+    """What a simulated host does with a script and the text on its stdin."""
+
+    def __call__(self, script: str, stdin: str = "") -> Outcome: ...
 
 
 @dataclass
@@ -138,17 +150,19 @@ class SimulatedWindows:
     processes: dict[str, list[int]] = field(default_factory=dict)  # name without .exe -> pids
     corrupt_writes: bool = False
     scripts: list[str] = field(default_factory=list)
+    stdins: list[str] = field(default_factory=list)  # what each script's stdin held
     chunks: list[int] = field(default_factory=list)  # sizes of the chunks written, in order
     unsupported: list[str] = field(default_factory=list)
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
-    def __call__(self, script: str) -> Outcome:
+    def __call__(self, script: str, stdin: str = "") -> Outcome:
         with self.lock:
             self.scripts.append(script)
-            ran = powershell.run(script, self)
+            self.stdins.append(stdin)
+            ran = powershell.run(script, self, stdin)
             if ran.unsupported:
                 self.unsupported.append(ran.unsupported)
-        return Outcome(ran.stdout, ran.stderr, ran.exit_code, ran.seconds)
+        return Outcome(ran.stdout, ran.error_records, ran.exit_code, ran.seconds, ran.raw_stderr)
 
     def file(self, path: str) -> bytes | None:
         return self.files.get(path.lower())
@@ -267,9 +281,12 @@ def ntlm_user_file(directory: Path, users: Mapping[str, str]) -> Path:
 @dataclass
 class _Command:
     id: str
-    outcome: Outcome
+    outcome: Outcome | None  # None: the script waits for its stdin to end
     started: float
     done: bool = False
+    script: str | None = None
+    stdin: bytearray = field(default_factory=bytearray)
+    stdin_ended: bool = False
 
 
 @dataclass
@@ -451,17 +468,24 @@ class WsmanEndpoint:
         executable = line.findtext("rsp:Command", "", NS).strip()
         arguments = [(a.text or "") for a in line.findall("rsp:Arguments", NS)]
         command_line = " ".join([executable, *arguments])
+        script: Outcome | str
         if len(command_line) > MAX_COMMAND_LINE and request.options.get("WINRS_SKIP_CMD_SHELL") != "True":
-            outcome = Outcome(stderr="The command line is too long.", exit_code=1)
+            script = Outcome(stderr="The command line is too long.", exit_code=1)
         else:
-            outcome = self._run(executable, arguments)
-        command = _Command(line.get("CommandId") or str(uuid.uuid4()).upper(), outcome, time.monotonic())
+            script = self._script(executable, arguments)
+        command_id = line.get("CommandId") or str(uuid.uuid4()).upper()
+        if isinstance(script, str) and powershell.reads_stdin(script):
+            command = _Command(command_id, None, time.monotonic(), script=script)
+        else:
+            outcome = self._run(script, "") if isinstance(script, str) else script
+            command = _Command(command_id, outcome, time.monotonic())
         with self.lock:
             shell.commands[command.id] = command
         body = f"<rsp:CommandResponse><rsp:CommandId>{command.id}</rsp:CommandId></rsp:CommandResponse>"
         return request.reply(f"{_SHELL}/CommandResponse", body)
 
-    def _run(self, executable: str, arguments: list[str]) -> Outcome:
+    def _script(self, executable: str, arguments: list[str]) -> Outcome | str:
+        """The PowerShell script a command line runs, or how powershell.exe (or cmd.exe) refuses it."""
         if executable.lower() not in ("powershell.exe", "powershell"):
             return Outcome(
                 stderr=f"'{executable}' is not recognized as an internal or external command,"
@@ -482,14 +506,59 @@ class WsmanEndpoint:
                 stderr="simulated host: only powershell.exe -EncodedCommand is supported", exit_code=1
             )
         try:
-            script = base64.b64decode(encoded, validate=True).decode("utf-16-le")
+            return base64.b64decode(encoded, validate=True).decode("utf-16-le")
         except (binascii.Error, UnicodeDecodeError):
             return Outcome(
                 stderr="Cannot process the command because the value of -EncodedCommand is invalid.",
                 exit_code=1,
             )
-        outcome = self.host(script)
-        return Outcome(outcome.stdout, clixml(outcome.stderr), outcome.exit_code, outcome.seconds)
+
+    def _run(self, script: str, stdin: str) -> Outcome:
+        outcome = self.host(script, stdin)
+        stderr = clixml(outcome.stderr) + outcome.raw_stderr
+        return Outcome(outcome.stdout, stderr, outcome.exit_code, outcome.seconds)
+
+    def _send(self, request: _Request, user: str) -> tuple[int, str]:
+        shell = self._shell(request)
+        if shell is None:
+            return self._no_shell(request)
+        stream = request.body.find("rsp:Send/rsp:Stream", NS)
+        if stream is None:
+            return request.fault("s:Sender", "w:SchemaValidationError", 2150858817, "rsp:Stream is missing.")
+        command_id = stream.get("CommandId", "")
+        end = _xs_boolean(stream.get("End", "false"))
+        with self.lock:
+            command = shell.commands.get(command_id)
+        if command is None:
+            return request.fault(
+                "s:Sender", "w:InvalidSelectors", 2150858843, f"The command {command_id} was not found."
+            )
+        if stream.get("Name") != "stdin" or end is None:
+            return request.fault(
+                "s:Sender",
+                "w:InvalidParameter",
+                None,
+                f"The input stream {stream.get('Name')!r} (End={stream.get('End')!r}) is not valid:"
+                ' the shell takes input on "stdin", and End is an xs:boolean.',
+            )
+        try:
+            data = base64.b64decode(stream.text or "", validate=True)
+        except binascii.Error:
+            return request.fault(
+                "s:Sender", "w:SchemaValidationError", 2150858817, "rsp:Stream is not base64."
+            )
+        if command.stdin_ended:
+            return request.fault(
+                "s:Sender", "w:InvalidParameter", None, "The input stream of the command has ended."
+            )
+        command.stdin += data
+        if end:
+            command.stdin_ended = True
+            if command.script is not None and command.outcome is None:
+                encoding = "utf-8" if shell.codepage == 65001 else "cp437"
+                outcome = self._run(command.script, command.stdin.decode(encoding, errors="replace"))
+                command.outcome, command.started = outcome, time.monotonic()
+        return request.reply(f"{_SHELL}/SendResponse", "<rsp:SendResponse/>")
 
     def _receive(self, request: _Request, user: str) -> tuple[int, str] | None:
         shell = self._shell(request)
@@ -506,11 +575,13 @@ class WsmanEndpoint:
         if self.stall:
             self.wait(3600)
             return None
-        left = command.outcome.seconds - (time.monotonic() - command.started)
-        if self.hang or left > 0:
-            waited = request.operation_timeout if self.hang else min(left, request.operation_timeout)
+        outcome = command.outcome
+        blocked = self.hang or outcome is None  # a script reading stdin waits for its end
+        left = outcome.seconds - (time.monotonic() - command.started) if outcome is not None else 0.0
+        if blocked or left > 0:
+            waited = request.operation_timeout if blocked else min(left, request.operation_timeout)
             self.wait(waited)
-            if self.hang or waited < left:
+            if blocked or waited < left:
                 return request.fault(
                     "s:Receiver",
                     "w:TimedOut",
@@ -520,7 +591,8 @@ class WsmanEndpoint:
                 )
         encoding = "utf-8" if shell.codepage == 65001 else "cp437"
         streams = []
-        for name, text in (("stdout", command.outcome.stdout), ("stderr", command.outcome.stderr)):
+        assert outcome is not None
+        for name, text in (("stdout", outcome.stdout), ("stderr", outcome.stderr)):
             data = text.replace("\r\n", "\n").replace("\n", "\r\n").encode(encoding, errors="replace")
             if command.done:
                 data = b""
@@ -531,7 +603,7 @@ class WsmanEndpoint:
         command.done = True
         state = (
             f'<rsp:CommandState CommandId="{command.id}" State="{DONE}">'
-            f"<rsp:ExitCode>{command.outcome.exit_code}</rsp:ExitCode></rsp:CommandState>"
+            f"<rsp:ExitCode>{outcome.exit_code}</rsp:ExitCode></rsp:CommandState>"
         )
         body = f"<rsp:ReceiveResponse>{''.join(streams)}{state}</rsp:ReceiveResponse>"
         return request.reply(f"{_SHELL}/ReceiveResponse", body)
@@ -633,6 +705,11 @@ class _Request:
             f"{detail}</s:Fault>"
         )
         return 500, _envelope("http://schemas.dmtf.org/wbem/wsman/1/wsman/fault", self.message_id, body)
+
+
+def _xs_boolean(text: str) -> bool | None:
+    # XML Schema's boolean: exactly these four spellings.
+    return {"true": True, "1": True, "false": False, "0": False}.get(text.strip())
 
 
 def _envelope(action: str, relates_to: str, body: str) -> str:

@@ -211,6 +211,44 @@ async def test_every_windows_script_runs_as_rendered_over_winrm(certificates: Ce
     assert windows.file(UPLOAD) is None  # moved in place
 
 
+@pytest.mark.anyio
+async def test_a_256_character_service_name_and_long_paths_run_end_to_end_over_winrm(
+    certificates: Certificates,
+) -> None:
+    name = "Svc_" + "x" * 251 + "1"  # as long as validation allows
+    directory = "C:\\" + "\\".join(["folder-" + "d" * 120] * 6)
+    target, upload, data = f"{directory}\\app.exe", "C:\\Windows\\Temp\\" + "u" * 200, b"MZ long"
+    scripts = [
+        (scripts_windows.service_stop(name, timeout=5), {"state": "stopped", "changed": True}),
+        (scripts_windows.service_start(name, timeout=5), {"state": "running", "changed": True}),
+        (scripts_windows.service_status(name), {"state": "running", "service": name}),
+        (
+            scripts_windows.install_file(upload, target, hashlib.sha256(data).hexdigest()),
+            {"changed": True, "target": target},
+        ),
+    ]
+    # Those that change something are past what cmd.exe takes once encoded: as -EncodedCommand they
+    # could not even start.
+    assert len(name) == 256
+    assert all(len(script.encoded()) > 8191 for script, _ in scripts if script.changes)
+    windows = SimulatedWindows(
+        services={name: "Running"}, directories={directory.lower()}, files={upload.lower(): data}
+    )
+    executor = WinrmExecutor(WinrmConfig(ca_bundle=certificates.ca_file, deadline=20))
+    with WsmanEndpoint(windows, users={USER: PASSWORD}, certificates=certificates) as endpoint:
+        host = Host(name="win-01", address=ADDRESS, os="windows", connection="winrm", port=endpoint.port)
+        for script, expected in scripts:
+            result = await executor.run(host, CREDENTIAL, script.text, timeout=20)
+
+            answer = parse_result(result.stdout)
+            assert (result.failure, result.exit_code) == (None, 0), (result.reason, result.stderr)
+            assert answer is not None and answer["op"] == script.operation, result.stdout
+            assert answer.items() >= expected.items(), answer
+        assert endpoint.actions.count("Send") >= len(scripts)
+    assert windows.unsupported == [] and endpoint.errors == []
+    assert windows.services[name] == "Running" and windows.file(target) == data
+
+
 def test_a_stop_that_takes_a_while_is_polled_until_the_service_has_stopped() -> None:
     windows = SimulatedWindows(services={UNIT: "Running"}, pending_seconds=1.2)
 

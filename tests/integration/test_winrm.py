@@ -14,9 +14,9 @@ import pytest
 from pydantic import SecretStr
 
 from opsmith.config import WinrmConfig, parse_config
-from opsmith.domain.hosts import Credential, Host, HostFailure, HostResult
+from opsmith.domain.hosts import TAIL_CHARS, Credential, Host, HostFailure, HostResult
 from opsmith.errors import ConfigError
-from opsmith.tools.hosts.winrm import WinrmExecutor
+from opsmith.tools.hosts.winrm import _CHUNK_BYTES, WinrmExecutor
 from tests.fleet.wsman import Certificates, SimulatedWindows, WsmanEndpoint, ntlm_user_file, unreachable_port
 
 pytestmark = [pytest.mark.anyio, pytest.mark.integration]
@@ -88,7 +88,8 @@ async def test_script_runs_over_verified_https(
     assert result.stdout == "Running\nStopped\n"
     # PowerShell's CLIXML on stderr is read back as its text, and the password is redacted.
     assert result.stderr == "stopped by ***\n"
-    assert endpoint.actions == ["Create", "Command", "Receive", "Signal", "Delete"]
+    # The script went on the command's stdin (one Send, End="true"), not on its command line.
+    assert endpoint.actions == ["Create", "Command", "Send", "Receive", "Signal", "Delete"]
     assert endpoint.codepages == [65001]
     assert (endpoint.open_shells, endpoint.unsignalled) == (0, 0)
 
@@ -271,6 +272,47 @@ async def test_the_event_loop_keeps_running_during_a_slow_command(
     assert len(gaps) > 40 and max(gaps) < 0.2  # a blocked loop would show one gap of 1.5 s
 
 
+async def test_clixml_error_records_and_plain_stderr_text_both_come_back(
+    certificates: Certificates, endpoint: WsmanEndpoint
+) -> None:
+    script = (
+        "[Console]::Error.WriteLine('plain text from the script')\n"
+        f"Write-Error 'an error record, {PASSWORD}'\nexit 2"
+    )
+    result = await executor(certificates).run(host_on(endpoint.port), CREDENTIAL, script)
+
+    assert (result.failure, result.exit_code) == (None, 2)
+    # The CLIXML decoded first, then the text written as it is; the password redacted in both.
+    assert result.stderr == "an error record, ***\nplain text from the script\n"
+
+
+async def test_stderr_of_both_kinds_is_kept_only_as_a_bounded_tail(
+    certificates: Certificates, endpoint: WsmanEndpoint
+) -> None:
+    script = (
+        "Write-Error 'the first record'\n$n = 0\n"
+        "while ($n -lt 3000) { [Console]::Error.WriteLine('plain line {0:d4} of the script' -f $n); $n++ }"
+    )
+    result = await executor(certificates).run(host_on(endpoint.port), CREDENTIAL, script)
+
+    assert result.failure is None and result.exit_code == 1
+    assert len(result.stderr) <= TAIL_CHARS and result.stderr.startswith("…")
+    assert result.stderr.endswith("plain line 2999 of the script\n")
+
+
+async def test_a_script_longer_than_any_command_line_runs_whole_from_stdin(
+    certificates: Certificates, endpoint: WsmanEndpoint, windows: SimulatedWindows
+) -> None:
+    # 400 statements: about 45,000 characters once encoded, five times what cmd.exe takes.
+    script = "".join(f"Write-Output 'line {n:03}'\n" for n in range(400)) + "exit 5"
+    result = await executor(certificates).run(host_on(endpoint.port), CREDENTIAL, script)
+
+    assert (result.failure, result.reason, result.exit_code) == (None, None, 5)
+    assert result.stdout.splitlines()[-1] == "line 399" and len(result.stdout.splitlines()) == 400
+    assert windows.stdins[-1].isascii() and windows.unsupported == [] and endpoint.errors == []
+    assert (endpoint.open_shells, endpoint.unsignalled) == (0, 0)
+
+
 # -- put_file -------------------------------------------------------------------------------------------
 
 
@@ -278,13 +320,15 @@ async def test_put_file_arrives_in_chunks_and_its_hash_verifies(
     certificates: Certificates, endpoint: WsmanEndpoint, windows: SimulatedWindows
 ) -> None:
     windows.files[BINARY.lower()] = b"the old build"
-    data = os.urandom(9000)
+    data = os.urandom(2 * _CHUNK_BYTES + 1000)
     result = await executor(certificates).put_file(host_on(endpoint.port), CREDENTIAL, data, BINARY)
 
     assert result.ok, result
     assert result.stdout.strip() == hashlib.sha256(data).hexdigest().upper()
     assert windows.file(BINARY) == data  # replaced
-    assert len(windows.chunks) > 1 and sum(windows.chunks) == len(data)
+    assert windows.chunks == [_CHUNK_BYTES, _CHUNK_BYTES, 1000]
+    # Each part's script is longer than one Send carries: its stdin came in several, End on the last.
+    assert endpoint.actions.count("Send") > endpoint.actions.count("Command") == 4
     assert list(windows.files) == [BINARY.lower()]  # no part file left behind
     assert endpoint.actions.count("Create") == 1  # one shell for all the commands
     assert (endpoint.open_shells, endpoint.unsignalled) == (0, 0)
@@ -337,7 +381,7 @@ async def test_25_windows_hosts_stop_a_service_take_a_new_binary_and_start_again
         hosts = [host_on(e.port, f"cis{n:02}") for n, e in enumerate(endpoints, start=1)]
         chosen = executor(certificates, max_threads=10)
         seen: list[str] = []
-        build = os.urandom(3000)  # two chunks
+        build = os.urandom(3000)  # one chunk
 
         stopped = await chosen.run_many(
             hosts,

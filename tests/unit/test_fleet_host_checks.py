@@ -59,7 +59,7 @@ def test_a_count_the_group_contradicts_is_refused_naming_both_numbers_and_the_gr
             "Connect to 25 Windows systems in group 'CIS servers', stop 'x' service",
             fleet(["windows"] * 30, "cis_servers"),
         )
-    assert "says 25 hosts, but group cis_servers has 30" in caught.value.message
+    assert "says 25 Windows hosts, but group cis_servers has 30 (30 Windows)" in caught.value.message
     assert caught.value.hint is not None and "opsmith inventory show cis_servers" in caught.value.hint
 
 
@@ -121,3 +121,52 @@ def test_a_plan_is_made_iff_every_host_runs_the_stated_os(oses: list[OsFamily], 
         )
     else:
         assert not others
+
+
+def test_every_count_is_checked_with_its_os_and_the_plan_says_the_whole() -> None:
+    request = "stop 'x' service on 3 linux and 2 windows servers in group 'fleet'"
+    made = plan(request, fleet(["linux", "windows", "linux", "windows", "linux"]))
+    assert (made.intent.targets.count, made.intent.targets.os) == (5, ["windows", "linux"])
+    assert len(made.steps[0].targets) == 5
+    with pytest.raises(IntentError) as caught:
+        plan(request, fleet(["linux"] * 4 + ["windows"] * 2))
+    assert (
+        "says 3 Linux hosts and 2 Windows hosts, but group fleet has 6 (4 Linux and 2 Windows)"
+        in caught.value.message
+    )
+
+
+def test_a_count_per_os_with_its_own_noun_is_checked_too() -> None:
+    request = "stop 'x' service on 3 Linux servers and 2 Windows hosts in group 'fleet'"
+    plan(request, fleet(["linux"] * 3 + ["windows"] * 2))
+    with pytest.raises(IntentError) as caught:
+        plan(request, fleet(["linux"] * 3 + ["windows"] * 3))
+    assert "but group fleet has 6 (3 Linux and 3 Windows)" in caught.value.message
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    linux=st.integers(0, 6),
+    windows=st.integers(0, 6),
+    have=st.lists(st.sampled_from(["linux", "windows"]), min_size=1, max_size=12),
+    own_nouns=st.booleans(),
+)
+def test_a_plan_is_made_iff_every_count_per_os_is_the_groups(
+    linux: int, windows: int, have: list[OsFamily], own_nouns: bool
+) -> None:
+    said = (
+        f"{linux} linux servers and {windows} windows servers"
+        if own_nouns
+        else f"{linux} linux and {windows} windows servers"
+    )
+    try:
+        made = plan(f"stop 'x' service on {said} in group 'fleet'", fleet(have))
+    except IntentError as refused:
+        assert (linux, windows) != (have.count("linux"), have.count("windows"))
+        assert (
+            f"group fleet has {len(have)} ({have.count('linux')} Linux and {have.count('windows')} Windows)"
+            in refused.message
+        )
+    else:
+        assert (linux, windows) == (have.count("linux"), have.count("windows"))
+        assert made.intent.targets.count == len(have)

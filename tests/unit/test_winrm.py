@@ -1,5 +1,5 @@
-"""The WinRM executor's PowerShell text (encoding, quoting, CLIXML, chunking), its settings, and
-what it refuses before connecting to anything."""
+"""The WinRM executor's PowerShell text (the bootstrap and the script on its stdin, quoting, CLIXML
+and plain stderr), its settings, and what it refuses before connecting to anything."""
 
 from __future__ import annotations
 
@@ -15,18 +15,20 @@ from opsmith.config import WinrmConfig
 from opsmith.domain.hosts import Credential, Host, HostFailure
 from opsmith.errors import ConfigError
 from opsmith.tools.hosts.winrm import (
-    _MAX_COMMAND_LINE,
+    _BOOTSTRAP,
+    _CHUNK_BYTES,
     _PREAMBLE,
+    _STDIN_LINE,
     WinrmExecutor,
-    _chunk_size,
-    _clixml_text,
-    _command_line,
-    _encoded_arguments,
+    _bootstrap_arguments,
     _quoted,
     _remote_path_problem,
+    _stderr_text,
+    _stdin,
     _write_part_script,
 )
-from tests.fleet.wsman import clixml
+from tests.fleet import powershell
+from tests.fleet.wsman import MAX_COMMAND_LINE, SimulatedWindows, clixml
 
 QUOTES = "'\u2018\u2019\u201a\u201b"
 # What can travel in XML 1.0 at all (PowerShell escapes control characters itself).
@@ -52,25 +54,72 @@ def test_quoted_text_is_read_back_by_powershell_exactly(text: str) -> None:
     assert unquote(_quoted(text)) == text
 
 
-@given(st.text())
-def test_encoded_command_is_base64_of_utf16le_of_the_script(script: str) -> None:
-    arguments = _encoded_arguments(script)
+def test_the_command_line_is_the_bootstrap_encoded_whatever_the_script() -> None:
+    arguments = _bootstrap_arguments()
 
     assert arguments[:3] == ["-NoProfile", "-NonInteractive", "-EncodedCommand"]
-    assert base64.b64decode(arguments[3], validate=True).decode("utf-16-le") == f"{_PREAMBLE}\n{script}"
+    assert base64.b64decode(arguments[3], validate=True).decode("utf-16-le") == _BOOTSTRAP
+    assert _BOOTSTRAP.startswith(_PREAMBLE)
+    assert len(" ".join(["powershell.exe", *arguments])) < MAX_COMMAND_LINE // 8  # far from cmd.exe's limit
+
+
+@given(st.text())
+def test_stdin_is_short_ascii_lines_of_base64_of_the_scripts_utf8(script: str) -> None:
+    lines = _stdin(script).decode("ascii").split("\r\n")
+
+    assert lines[-1] == "" and all(0 < len(line) <= _STDIN_LINE for line in lines[:-1])
+    assert base64.b64decode("".join(lines), validate=True).decode("utf-8") == script
+
+
+printable = st.text(st.characters(exclude_categories=["Cs", "Cc"]), max_size=300)
+
+
+@given(printable)
+def test_the_bootstrap_runs_the_script_it_reads_on_stdin_whole(text: str) -> None:
+    # In the simulated host's interpreter: what the script prints, and its exit code, come back.
+    script = f"function Say($what) {{ Write-Output $what }}\nSay {_quoted(text)}\nexit 3"
+
+    ran = powershell.run(_BOOTSTRAP, SimulatedWindows(), _stdin(script).decode("ascii"))
+
+    assert (ran.stdout, ran.exit_code, ran.unsupported) == (f"{text}\n", 3, None)
 
 
 @given(xml_text)
 def test_clixml_errors_read_back_as_their_text(text: str) -> None:
     expected = "".join(f"{line}\n" for line in text.split("\n")) if text else ""
 
-    assert _clixml_text(clixml(text)) == expected
+    assert _stderr_text(clixml(text)) == expected
 
 
 @given(st.text())
 def test_clixml_reading_never_fails(text: str) -> None:
-    assert isinstance(_clixml_text("#< CLIXML\r\n" + text), str)
-    assert _clixml_text(text.lstrip("#")) == text.lstrip("#")  # not CLIXML: as it is
+    assert isinstance(_stderr_text("#< CLIXML\r\n" + text), str)
+    assert _stderr_text(text.lstrip("#")) == text.lstrip("#")  # not CLIXML: as it is
+
+
+plain_lines = st.text(
+    st.characters(exclude_categories=["Cs", "Cc"], exclude_characters="<#"), min_size=1, max_size=80
+).filter(str.strip)
+
+
+@given(
+    errors=xml_text.filter(str.strip),
+    before=st.lists(plain_lines, max_size=3),
+    after=st.lists(plain_lines, max_size=3),
+)
+def test_plain_stderr_text_is_kept_after_the_decoded_clixml_errors(
+    errors: str, before: list[str], after: list[str]
+) -> None:
+    # [Console]::Error.WriteLine (or a program's own stderr) lands before or after the CLIXML.
+    lines = "".join(f"{line}\n" for line in before), "".join(f"{line}\n" for line in after)
+    raw = lines[0] + clixml(errors) + "\n" + lines[1]
+
+    text = _stderr_text(raw)
+
+    decoded = "".join(f"{line}\n" for line in errors.split("\n"))
+    assert text.startswith(decoded)
+    assert text[len(decoded) :].split("\n")[:-1] == [*before, *after]
+    assert "CLIXML" not in text[len(decoded) :] and "<Objs" not in text[len(decoded) :]
 
 
 def test_clixml_progress_records_are_left_out() -> None:
@@ -79,7 +128,7 @@ def test_clixml_progress_records_are_left_out() -> None:
         '<Obj S="progress" RefId="0"><TN RefId="0"><T>System.Management.Automation.PSCustomObject</T></TN>'
         '<MS><I64 N="SourceId">1</I64></MS></Obj><S S="Error">Access is denied._x000D__x000A_</S></Objs>'
     )
-    assert _clixml_text(text) == "Access is denied.\n"
+    assert _stderr_text(text) == "Access is denied.\n"
 
 
 paths = st.text(
@@ -88,13 +137,12 @@ paths = st.text(
 
 
 @given(paths)
-def test_a_part_written_at_the_chunk_size_fits_cmd_exe_command_line(name: str) -> None:
+def test_a_part_of_any_path_is_written_by_a_script_that_says_that_path(name: str) -> None:
+    # No path is too long any more: the script goes on stdin, not on cmd.exe's command line.
     part = rf"C:\Program Files\{name}.opsmith-0123abcd.part"
-    size = _chunk_size(part)
-    script = _write_part_script(part, b"\xff" * size, first=False)
+    script = _write_part_script(part, b"\xff" * _CHUNK_BYTES, first=False)
 
-    assert size >= 1000
-    assert len(_command_line(_encoded_arguments(script))) <= _MAX_COMMAND_LINE
+    assert _quoted(part) in script and len(script) > _CHUNK_BYTES
 
 
 @pytest.mark.parametrize("path", [r"C:\Temp\app.exe", r"\\fileserver\share\app.exe", "D:/builds/app.exe"])
@@ -162,14 +210,6 @@ async def test_what_cannot_be_sent_safely_is_refused(host: Host, credential: Cre
     assert result.failure is HostFailure.REFUSED
     assert result.reason is not None and reason in result.reason
     assert "s3cret-value" not in result.reason
-
-
-@pytest.mark.anyio
-async def test_a_script_too_long_for_the_command_line_is_refused() -> None:
-    result = await WinrmExecutor(WinrmConfig()).run(windows(), CREDENTIAL, "Write-Output 'x'\n" * 400)
-
-    assert result.failure is HostFailure.REFUSED
-    assert result.reason is not None and "8191" in result.reason
 
 
 @pytest.mark.skipif(importlib.util.find_spec("gssapi") is not None, reason="gssapi is installed here")

@@ -12,8 +12,11 @@ Each function validates its values (`opsmith.domain.scripts`) and returns a comp
 Written for Windows PowerShell 5.1 (what every supported Windows has) and PowerShell 7: paths go
 through `-LiteralPath` (so `[` and `]` in a name are not wildcards), messages are built with `-f`
 (so no value is expanded in a double-quoted string), and the result line is ASCII JSON whatever
-the console code page. Run it with `Script.encoded()`: `powershell -NoProfile -NonInteractive
--EncodedCommand ...`. Every error ends in `catch` as exit 1 with a result line saying what failed.
+the console code page. Run it whole, as one script: the WinRM executor sends it on the stdin of a
+fixed `powershell -EncodedCommand` bootstrap, so no length limit of a command line applies
+(`Script.encoded()` gives the -EncodedCommand form, which cmd.exe caps at 8191 characters: a
+service change for a 256-character name is past that). Every error ends in `catch` as exit 1 with a
+result line saying what failed.
 """
 
 from __future__ import annotations
@@ -82,7 +85,7 @@ exit $outcome[0]
 """
 
 # Reading a service's state, which every service script needs; changing it is _SERVICE_CHANGE, left
-# out of the scripts that only read (their encoded command line stays within cmd.exe's limit).
+# out of the scripts that only read (less to send, and their -EncodedCommand form fits cmd.exe).
 _SERVICE = r"""
 $names = @{
     Running = 'running'; Stopped = 'stopped'; Paused = 'paused'
@@ -290,8 +293,8 @@ while ($true) {
 
 
 def _narrow(code: str) -> str:
-    """The constant code with two-space indents: WinRM runs a script as one command line, which
-    cmd.exe limits to 8191 characters, and the encoded form takes 8 characters per 3 of text."""
+    """The constant code with two-space indents: less to send to every host, and an -EncodedCommand
+    form (8 characters per 3 of text, within cmd.exe's 8191) for more of the scripts."""
     return re.sub(r"(?m)^((?:    )+)", lambda found: "  " * (len(found[1]) // 4), code)
 
 

@@ -29,7 +29,8 @@ from opsmith.domain.errors import (
 from opsmith.domain.graph import Node, estimate, format_duration_range, parallel_groups, validate
 from opsmith.domain.hosts import HOSTS_SERVER
 from opsmith.domain.intent import Intent, Vocabulary, parse_intent, require_environment
-from opsmith.domain.intent_hosts import refuse_contradicted
+from opsmith.domain.intent_hosts import refuse_contradicted, stated_counts
+from opsmith.domain.intent_text import tokenize
 from opsmith.domain.intent_words import ENVIRONMENTS
 from opsmith.domain.inventory import Inventory
 from opsmith.domain.plan import Candidate, Estimate, Plan, PlanStatus, Step, ToolCall
@@ -138,8 +139,8 @@ class Planner:
     def _on_hosts(self, intent: Intent) -> Intent:
         """A request about hosts, checked against the inventory: its group by the name it has there
         ('Production Web' is production_web), UnknownGroupError naming the nearest ones otherwise;
-        the count and OS it states of them (intent_hosts.refuse_contradicted); and, when the request
-        names no environment, the one its hosts' `environment` variable says."""
+        every count (each with its OS) and every OS it states of them (intent_hosts.refuse_contradicted);
+        and, when the request names no environment, the one its hosts' `environment` variable says."""
         targets = intent.targets
         if not (targets.group or targets.hosts):
             return intent
@@ -161,8 +162,16 @@ class Planner:
         else:
             hosts = [self._inventory.host(name) for name in targets.hosts]
         # "25 Windows systems in group X": a count or an OS the hosts contradict is refused, never narrowed.
+        # Every count is read, each with its OS ("3 linux and 2 windows servers"), not only the first.
         group_name = intent.targets.group if targets.group else None
-        refuse_contradicted(intent.request, count=targets.count, os=targets.os, hosts=hosts, group=group_name)
+        counts = stated_counts(tokenize(intent.request))
+        refuse_contradicted(intent.request, counts=counts, os=targets.os, hosts=hosts, group=group_name)
+        # Agreed with, so the plan's intent shows what was checked: the total said, every OS said.
+        oses = list(dict.fromkeys([*targets.os, *(c.os for c in counts if c.os is not None)]))
+        total = len({h.name for h in hosts}) if counts else None
+        intent = intent.model_copy(
+            update={"targets": intent.targets.model_copy(update={"count": total, "os": oses})}
+        )
         _refuse_unsafe_names(intent, {h.os for h in hosts})
         if intent.environment_source == "request":
             return intent

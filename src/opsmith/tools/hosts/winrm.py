@@ -2,11 +2,18 @@
 deadline.
 
 How a script runs: a WinRS command shell is created on the host (WS-Management Create), and in it
-`powershell.exe -NoProfile -NonInteractive -EncodedCommand <base64 of the UTF-16LE script>` (Command),
-whose stdout, stderr and exit code are collected (Receive until CommandState Done), then the command
-is ended (Signal Terminate, as MS-WSMV asks) and the shell deleted (Delete) - the way Ansible's
-winrm connection runs PowerShell. The shell uses code page 65001, so output is UTF-8; errors that
-PowerShell writes to stderr as CLIXML are turned back into their text.
+`powershell.exe -NoProfile -NonInteractive -EncodedCommand <bootstrap>` (Command). The bootstrap is a
+fixed two-line script that reads the real one from stdin and dot-sources it, so the script runs
+whole and in the top scope exactly as if it had been the encoded command; the script itself goes
+over the command's stdin (Send, in pieces, End="true" on the last), as base64 of its UTF-8 in
+short lines (ASCII: no console code page can garble it). So no script is bound by cmd.exe's 8191
+characters, through which WinRS starts every command line: a 256-character service name encodes
+past that limit. Not `powershell -Command -`: that runs stdin a statement at a time as if typed at
+a prompt, so a failing statement would not stop the script. Then stdout, stderr and exit code are
+collected (Receive until CommandState Done), the command is ended (Signal Terminate, as MS-WSMV
+asks) and the shell deleted (Delete) - the way Ansible's winrm connection runs PowerShell. The
+shell uses code page 65001, so output is UTF-8; errors that PowerShell writes to stderr as CLIXML
+are turned back into their text, followed by any plain text the script also wrote there.
 
 Hosts with connection `psrp` are run the same way, over WinRS: the PSRP runspace protocol is not
 used. WinRS reaches the same hosts, on the same port, with the same credentials; what only PSRP
@@ -77,11 +84,21 @@ _EXTRAS = {
 }
 _POWERSHELL = "powershell.exe"
 _POWERSHELL_FLAGS = ("-NoProfile", "-NonInteractive", "-EncodedCommand")
-# WinRS starts the command through cmd.exe, whose command line holds at most 8191 characters.
-_MAX_COMMAND_LINE = 8191
 _UTF8_CODEPAGE = 65001
 # Without it PowerShell writes progress records to stderr as CLIXML, for every cmdlet that reports any.
 _PREAMBLE = "$ProgressPreference = 'SilentlyContinue'"
+# The command line's script: the real one from stdin (`$input`, its lines), dot-sourced so that it
+# runs in this scope as if it were this script; `exit N` in it ends powershell.exe with N.
+_BOOTSTRAP = (
+    f"{_PREAMBLE}\n"
+    ". ([ScriptBlock]::Create([Text.Encoding]::UTF8.GetString("
+    "[Convert]::FromBase64String(@($input) -join ''))))"
+)
+_STDIN_LINE = 76  # base64 characters per line of stdin
+# Bytes of stdin per Send: with the base64 the Send adds, well inside pypsrp's 150 KB envelope.
+_SEND_BYTES = 32 * 1024
+# Bytes of a file per put_file command (in its script as base64): a few Sends each.
+_CHUNK_BYTES = 48 * 1024
 # What a result keeps of each stream while it is received (a HostResult keeps only a tail anyway).
 _KEEP_BYTES = 256 * 1024
 # The shortest a request may be given, and what pypsrp adds to a request's OperationTimeout for its
@@ -133,16 +150,9 @@ class WinrmExecutor:
     async def run(
         self, host: Host, credential: Credential, script_text: str, *, timeout: float | None = None
     ) -> HostResult:
-        """Run a PowerShell script on `host`: its exit code with the tails of stdout and stderr."""
-        arguments = _encoded_arguments(script_text)
-        length = len(_command_line(arguments))
-        if length > _MAX_COMMAND_LINE:
-            return _refused(
-                host,
-                f"the script is {len(script_text)} characters, {length} on the command line once encoded;"
-                f" WinRS runs at most {_MAX_COMMAND_LINE}: split it, or copy it with put_file and run it",
-            )
-        return await self._attempt(host, credential, timeout, _run_job(arguments))
+        """Run a PowerShell script on `host`: its exit code with the tails of stdout and stderr. The
+        script travels on stdin, so its length is bound by nothing but time."""
+        return await self._attempt(host, credential, timeout, _run_job(script_text))
 
     async def put_file(
         self,
@@ -160,7 +170,7 @@ class WinrmExecutor:
         destination; the host then checks the part's SHA256, and only then copies it over the
         destination (replacing it) and removes the part. The result's stdout is that SHA256 (upper
         hex) and opsmith checks it too. Meant for small files (scripts, configs, a few MB at most):
-        each command carries about 2 KB.
+        each command carries 48 KB.
         """
         problem = _remote_path_problem(remote_path)
         if problem:
@@ -172,12 +182,7 @@ class WinrmExecutor:
             except OSError as exc:
                 return _refused(host, f"cannot read local file {source}: {exc.strerror or exc}; nothing sent")
         part = f"{remote_path}.opsmith-{uuid.uuid4().hex[:8]}.part"
-        size = _chunk_size(part)
-        if size <= 0:
-            return _refused(
-                host, f"the remote path is too long to copy to over WinRS ({len(remote_path)} chars)"
-            )
-        job = _put_job(data, part, remote_path, size)
+        job = _put_job(data, part, remote_path, _CHUNK_BYTES)
         return await self._attempt(host, credential, timeout, job)
 
     async def run_many(
@@ -394,7 +399,7 @@ class _Outcome:
 
     def result(self, host: str, started: float, redactor: Redactor) -> HostResult:
         stdout = _text(self.stdout)
-        stderr = _clixml_text(_text(self.stderr))
+        stderr = _stderr_text(_text(self.stderr))
         return HostResult(
             host=host,
             exit_code=self.exit_code,
@@ -440,20 +445,27 @@ class _BoundedWSMan(WSMan):
         )
 
 
-def _run_job(arguments: list[str]) -> _Job:
+def _run_job(script: str) -> _Job:
     def job(shell: WinRS, deadline: _Deadline, progress: _Progress) -> _Outcome:
-        return _command(shell, arguments, deadline, progress)
+        return _command(shell, script, deadline, progress)
 
     return job
 
 
-def _command(shell: WinRS, arguments: list[str], deadline: _Deadline, progress: _Progress) -> _Outcome:
-    """Run one command in `shell` to its exit code, then end it (Signal Terminate)."""
+def _command(shell: WinRS, script: str, deadline: _Deadline, progress: _Progress) -> _Outcome:
+    """Run one script in `shell` to its exit code (the bootstrap, then the script on its stdin),
+    then end the command (Signal Terminate)."""
     deadline.check()
-    process = Process(shell, _POWERSHELL, arguments)
+    process = Process(shell, _POWERSHELL, _bootstrap_arguments())
     progress.command_sent = True
     process.begin_invoke()
     try:
+        if process.id is None:
+            raise WinRMError("the host answered the Command without a CommandId")
+        data = _stdin(script)
+        for at in range(0, len(data), _SEND_BYTES):
+            deadline.check()
+            _send_stdin(shell, process.id, data[at : at + _SEND_BYTES], end=at + _SEND_BYTES >= len(data))
         while process.state != CommandState.DONE:
             deadline.check()
             process.poll_invoke()
@@ -472,6 +484,18 @@ def _command(shell: WinRS, arguments: list[str], deadline: _Deadline, progress: 
     return _Outcome(exit_code=process.rc, stdout=process.stdout, stderr=process.stderr)
 
 
+def _send_stdin(shell: WinRS, command_id: str, data: bytes, *, end: bool) -> None:
+    """One Send of `data` to the command's stdin. Written here rather than with pypsrp's WinRS.send,
+    which writes End="True": not one of xs:boolean's spellings, which MS-WSMV's schema asks for."""
+    rsp = "http://schemas.microsoft.com/wbem/wsman/1/windows/shell"
+    send = ET.Element(f"{{{rsp}}}Send")
+    stream = ET.SubElement(send, f"{{{rsp}}}Stream", Name="stdin", CommandId=command_id)
+    if end:
+        stream.attrib["End"] = "true"
+    stream.text = base64.b64encode(data).decode("ascii")
+    shell.wsman.send(shell.resource_uri, send, selector_set=shell._selector_set)
+
+
 def _put_job(data: bytes, part: str, destination: str, size: int) -> _Job:
     chunks = [data[at : at + size] for at in range(0, len(data), size)] or [b""]
     expected = hashlib.sha256(data).hexdigest().upper()
@@ -479,13 +503,11 @@ def _put_job(data: bytes, part: str, destination: str, size: int) -> _Job:
     def job(shell: WinRS, deadline: _Deadline, progress: _Progress) -> _Outcome:
         for number, chunk in enumerate(chunks, start=1):
             script = _write_part_script(part, chunk, first=number == 1)
-            written = _command(shell, _encoded_arguments(script), deadline, progress)
+            written = _command(shell, script, deadline, progress)
             if written.exit_code != 0:
-                _quietly(_command, shell, _encoded_arguments(_remove_part_script(part)), deadline, progress)
+                _quietly(_command, shell, _remove_part_script(part), deadline, progress)
                 return _failed_copy(written, f"writing part {number} of {len(chunks)} of {destination}")
-        finished = _command(
-            shell, _encoded_arguments(_finish_script(part, destination, expected)), deadline, progress
-        )
+        finished = _command(shell, _finish_script(part, destination, expected), deadline, progress)
         if finished.exit_code != 0:
             return _failed_copy(finished, f"checking and placing {destination}")
         reported = _text(finished.stdout).strip().upper()
@@ -506,7 +528,7 @@ def _put_job(data: bytes, part: str, destination: str, size: int) -> _Job:
 def _failed_copy(outcome: _Outcome, doing: str) -> _Outcome:
     if outcome.failure is not None:
         return outcome
-    last = _last_line(_clixml_text(_text(outcome.stderr)))
+    last = _last_line(_stderr_text(_text(outcome.stderr)))
     return _Outcome(
         exit_code=outcome.exit_code,
         stdout=outcome.stdout,
@@ -526,14 +548,16 @@ def _quietly(action: Callable[..., Any], *args: Any) -> None:
 # -- PowerShell text -------------------------------------------------------------------------------
 
 
-def _encoded_arguments(script: str) -> list[str]:
-    """powershell.exe's arguments that run `script`: -EncodedCommand takes base64 of UTF-16LE."""
-    encoded = base64.b64encode(f"{_PREAMBLE}\n{script}".encode("utf-16-le")).decode("ascii")
-    return [*_POWERSHELL_FLAGS, encoded]
+def _bootstrap_arguments() -> list[str]:
+    """powershell.exe's arguments: the bootstrap, as -EncodedCommand takes it (base64 of UTF-16LE)."""
+    return [*_POWERSHELL_FLAGS, base64.b64encode(_BOOTSTRAP.encode("utf-16-le")).decode("ascii")]
 
 
-def _command_line(arguments: list[str]) -> str:
-    return " ".join([_POWERSHELL, *arguments])
+def _stdin(script: str) -> bytes:
+    """What the bootstrap reads on stdin: base64 of the script's UTF-8, in lines it joins again."""
+    encoded = base64.b64encode(script.encode("utf-8")).decode("ascii")
+    lines = [encoded[at : at + _STDIN_LINE] for at in range(0, len(encoded), _STDIN_LINE)]
+    return "".join(f"{line}\r\n" for line in lines).encode("ascii")
 
 
 def _quoted(text: str) -> str:
@@ -575,22 +599,6 @@ def _remove_part_script(part: str) -> str:
     return f"Remove-Item -LiteralPath {_quoted(part)} -Force -ErrorAction SilentlyContinue"
 
 
-def _chunk_size(part: str) -> int:
-    """The most bytes one part-writing command can carry within cmd.exe's command line."""
-    fixed = len(_write_part_script(part, b"", first=False)) + len(_PREAMBLE) + 1
-    prefix = len(_command_line([*_POWERSHELL_FLAGS, ""]))
-    # base64 of UTF-16LE: 8/3 command-line characters per script character; 4/3 per chunk byte.
-    script_chars = (_MAX_COMMAND_LINE - prefix) * 3 // 8
-    size = (script_chars - fixed) // 4 * 3
-    while (
-        size > 0
-        and len(_command_line(_encoded_arguments(_write_part_script(part, b"\0" * size, first=True))))
-        > _MAX_COMMAND_LINE
-    ):
-        size -= 3
-    return size
-
-
 def _remote_path_problem(path: str) -> str | None:
     if not path or any(ch in path for ch in "\0\r\n"):
         return f"remote path {path!r} is empty or holds a NUL or a line break"
@@ -599,26 +607,57 @@ def _remote_path_problem(path: str) -> str | None:
     return None
 
 
-_CLIXML_DOCUMENT = re.compile(r"<Objs\b.*?</Objs>", re.DOTALL)
+_CLIXML_MARKER = "#< CLIXML"
+_OBJS_OPEN, _OBJS_CLOSE = "<Objs", "</Objs>"
 _CLIXML_ESCAPE = re.compile(r"_x([0-9A-Fa-f]{4})_")
 
 
-def _clixml_text(text: str) -> str:
-    """The error text of PowerShell's CLIXML stderr (`#< CLIXML` then <Objs> documents); other
-    text as it is."""
-    if not text.startswith("#< CLIXML"):
+def _stderr_text(text: str) -> str:
+    """PowerShell's stderr as text: the errors of its CLIXML documents (`#< CLIXML` then <Objs>
+    documents) decoded first, then whatever plain text was written there too ([Console]::Error, a
+    program's own stderr), as it is. Text without CLIXML is returned as it is."""
+    if _CLIXML_MARKER not in text:
         return text
     errors: list[str] = []
-    for document in _CLIXML_DOCUMENT.findall(text):
-        try:
-            root = ET.fromstring(document)
-        except ET.ParseError:
-            return text
-        for element in root.iter():
-            if element.tag.rsplit("}", 1)[-1] == "S" and element.get("S") == "Error":
-                errors.append(element.text or "")
-    decoded = _CLIXML_ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), "".join(errors))
-    return decoded.replace("\r\n", "\n")
+    plain: list[str] = []
+    at = 0
+    # str.find, not a regular expression: a host's output must not make this slower than linear.
+    while at < len(text):
+        start = text.find(_OBJS_OPEN, at)
+        end = text.find(_OBJS_CLOSE, start) if start >= 0 else -1
+        if end < 0:
+            plain.append(text[at:])
+            break
+        plain.append(text[at:start])
+        document = text[start : end + len(_OBJS_CLOSE)]
+        found = _clixml_errors(document)
+        at = end + len(_OBJS_CLOSE)
+        if found is None:
+            plain.append(document)
+        else:
+            errors += found
+            at += 1 if text.startswith("\n", at) else 0  # the line end PowerShell writes after one
+    decoded = _CLIXML_ESCAPE.sub(lambda m: chr(int(m.group(1), 16)), "".join(errors)).replace("\r\n", "\n")
+    rest = "".join(plain).replace(_CLIXML_MARKER + "\r\n", "").replace(_CLIXML_MARKER + "\n", "")
+    rest = rest.replace(_CLIXML_MARKER, "")
+    if not rest.strip():
+        return decoded
+    if decoded and not decoded.endswith("\n"):
+        decoded += "\n"
+    return decoded + rest.lstrip("\r\n")
+
+
+def _clixml_errors(document: str) -> list[str] | None:
+    """The error strings of one <Objs> document, or None if it is not XML."""
+    try:
+        root = ET.fromstring(document)
+    except ET.ParseError:
+        return None
+    return [
+        element.text or ""
+        for element in root.iter()
+        if element.tag.rsplit("}", 1)[-1] == "S" and element.get("S") == "Error"
+    ]
 
 
 def _text(raw: bytes) -> str:
