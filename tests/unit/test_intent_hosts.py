@@ -299,3 +299,11 @@ def test_a_request_is_refused_exactly_when_a_stated_count_or_os_is_not_the_inven
                 assert f"{have[os]} {OS_NAMES[os]}" in refused.message
     else:
         assert not wrong and not other_os
+
+
+@given(st.integers(1, 40), st.integers(1, 40))
+def test_the_intent_counts_every_host_said_with_every_os(linux: int, windows: int) -> None:
+    # `opsmith intent --json` shows what the planner checks: the total, and each OS said.
+    targets = read(f"restart nginx on {linux} linux and {windows} windows servers in group mixed").targets
+    assert targets.count == linux + windows
+    assert set(targets.os) == {"linux", "windows"}

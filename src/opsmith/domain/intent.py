@@ -38,7 +38,7 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 from opsmith.domain.errors import IntentError
 from opsmith.domain.hosts import OsFamily
 from opsmith.domain.intent_clauses import Clause, Known, split_clauses
-from opsmith.domain.intent_hosts import stated_os
+from opsmith.domain.intent_hosts import stated_counts, stated_os
 from opsmith.domain.intent_names import Reading
 from opsmith.domain.intent_reader import read_clauses
 from opsmith.domain.intent_text import MAX_REQUEST_LENGTH, Token, merge_phrases, screen, shorten, tokenize
@@ -176,7 +176,12 @@ def _parse(text: str, vocabulary: Vocabulary) -> Intent:
     if unaccounted:
         raise _not_understood(request, clauses, unaccounted)
     intent = _intent(request, reading, vocabulary, notes)
-    targets = intent.targets.model_copy(update={"os": stated_os(tokens)})
+    # Every count said, each with its OS ("3 linux and 2 windows servers" is 5 hosts), as the
+    # planner checks them; the reader alone keeps the first.
+    counts = stated_counts(tokens)
+    total = sum(c.count for c in counts) if counts else intent.targets.count
+    oses = list(dict.fromkeys([*stated_os(tokens), *(c.os for c in counts if c.os is not None)]))
+    targets = intent.targets.model_copy(update={"os": oses, "count": total})
     parts = _parts(request, clauses, reading, intent.subjects)
     return intent.model_copy(update={"clauses": parts, "targets": targets})
 
