@@ -108,6 +108,12 @@ class FakeTokens:
     def add(self, info: TokenInfo, token_hash: str) -> None:
         self.rows[info.id] = (info, token_hash)
 
+    def add_first(self, info: TokenInfo, token_hash: str) -> bool:
+        if any(stored.active for stored, _ in self.rows.values()):
+            return False
+        self.add(info, token_hash)
+        return True
+
     def get(self, token_id: str) -> tuple[TokenInfo, str] | None:
         return self.rows.get(token_id)
 

@@ -148,6 +148,11 @@ class TokenStore(Protocol):
 
     def add(self, info: TokenInfo, token_hash: str) -> None: ...
 
+    def add_first(self, info: TokenInfo, token_hash: str) -> bool:
+        """Store the token only when no active token exists, decided inside the same write
+        transaction (two servers starting at once make one first token); False: one existed."""
+        ...
+
     def get(self, token_id: str) -> tuple[TokenInfo, str] | None:
         """The token and the stored hash of its secret; None when unknown."""
         ...

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import sqlite3
+import threading
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -182,3 +184,30 @@ def test_the_cli_refuses_a_non_admin_and_bad_input_with_exit_2(project: Path) ->
     assert unknown.returncode == 2
     assert json.loads(unknown.stdout)["error"] == "no token '0123456789ab'"
     assert json.loads(opsmith(project, "token", "list", "--json").stdout) == []
+
+
+def test_servers_starting_at_once_make_one_first_admin_token(project: Path) -> None:
+    # Each thread wires its own App (engine, connections), as separate `opsmith serve` processes do.
+    apps = [wire(load_config(project / "opsmith.yaml", {}), {}) for _ in range(6)]
+    for each in apps:
+        each.tokens.list()  # migrated before the race, so only the token insert contends
+    start = threading.Barrier(len(apps))
+
+    def race(each: App) -> str | None:
+        start.wait(timeout=10)
+        return first_admin_token(each, "ada")
+
+    with ThreadPoolExecutor(len(apps)) as pool:
+        made = [text for text in pool.map(race, apps) if text is not None]
+    assert len(made) == 1
+    assert [info.user for info in list_tokens(apps[0], ADA)] == ["ada"]
+    assert authenticate(apps[0], made[0]).role == "admin"
+    entries = [e for e in apps[0].audit.entries() if e.action == "token.created"]
+    assert len(entries) == 1
+
+
+def test_the_first_token_is_stored_only_while_no_active_token_exists(app: App) -> None:
+    info, _ = create_token(app, ADA, "bob", "deployer", via="test")
+    assert first_admin_token(app, "ada") is None
+    revoke_token(app, ADA, info.id, via="test")
+    assert first_admin_token(app, "ada") is not None  # a revoked token lets nobody in

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from opsmith.domain.errors import AuthenticationError, UsageError
 from opsmith.domain.identity import Action, Identity
-from opsmith.domain.tokens import hash_secret, parse_token, secret_matches, token_text
+from opsmith.domain.tokens import TokenInfo, hash_secret, parse_token, secret_matches, token_text
 from opsmith.services.access import AccessRefused, require, set_role
 from opsmith.services.identity import permission_of
 from opsmith.services.tokens import (
@@ -275,6 +275,21 @@ def test_audit_entries_never_hold_the_token_its_secret_or_its_hash(world: FakeWo
 
 
 # -- the first admin token --------------------------------------------------------------------------
+
+
+def test_a_first_token_another_server_made_meanwhile_wins_and_nothing_is_audited() -> None:
+    world = world_of("")
+    # Between this server's count and its insert another one stored the first token: the insert
+    # decides (inside its own transaction), so this server makes none and says nothing.
+    now = world.clock.now()
+    rival = TokenInfo(
+        id="0123456789ab", user="other", role="admin", name="", created_at=now, created_by="other"
+    )
+    world.tokens.count_active = lambda: 0  # type: ignore[method-assign]
+    world.tokens.add(rival, hash_secret("x"))
+    assert first_admin_token(world.app, "owner") is None
+    assert list(world.tokens.rows) == [rival.id]
+    assert world.audit.chain == []
 
 
 def test_the_first_admin_token_is_made_once_when_no_token_is_active() -> None:

@@ -114,15 +114,11 @@ def first_admin_token(app: App, os_user: str, *, via: str = "serve") -> str | No
             f"no bearer token exists yet, and {os_user} is not a configured admin to make the first",
             hint=f"make {os_user} an admin under rbac.users, or have an admin run `opsmith token create`",
         )
-    _, text = _mint(
-        app,
-        actor=os_user,
-        user=os_user,
-        role="admin",
-        name="first admin token",
-        details={"via": via, "first": True},
-    )
-    return text
+    info, secret = _new(app, actor=os_user, user=os_user, role="admin", name="first admin token")
+    # Counted again inside the insert's transaction: of two servers starting at once, one makes it.
+    if not app.tokens.add_first(info, hash_secret(secret)):
+        return None
+    return _created(app, info, secret, {"via": via, "first": True})
 
 
 def _check_holder(app: App, user: str, role: str) -> None:
@@ -147,18 +143,28 @@ def _check_holder(app: App, user: str, role: str) -> None:
 def _mint(
     app: App, *, actor: str, user: str, role: str, name: str, details: dict[str, Any]
 ) -> tuple[TokenInfo, str]:
+    info, secret = _new(app, actor=actor, user=user, role=role, name=name)
+    app.tokens.add(info, hash_secret(secret))
+    return info, _created(app, info, secret, details)
+
+
+def _new(app: App, *, actor: str, user: str, role: str, name: str) -> tuple[TokenInfo, str]:
     token_id, secret = secrets.token_hex(6), secrets.token_urlsafe(32)
     info = TokenInfo(
         id=token_id, user=user, role=role, name=name, created_at=app.clock.now(), created_by=actor
     )
-    text = token_text(token_id, secret)
-    app.tokens.add(info, hash_secret(secret))
+    return info, secret
+
+
+def _created(app: App, info: TokenInfo, secret: str, details: dict[str, Any]) -> str:
+    """Audit a stored token; returns its text, the only time it is shown."""
+    text = token_text(info.id, secret)
     # Neither the text nor the hash is in the details; the redaction is a second guard.
     app.audit.append(
-        actor,
+        info.created_by,
         "token.created",
-        token_id,
-        {"id": token_id, "user": user, "role": role, "name": name, **details},
+        info.id,
+        {"id": info.id, "user": info.user, "role": info.role, "name": info.name, **details},
         secrets=[text, secret],
     )
-    return info, text
+    return text

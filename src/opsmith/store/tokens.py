@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 
 from opsmith.domain.seal import Seal
 from opsmith.domain.tokens import TokenInfo
@@ -27,6 +28,25 @@ class TokenRepository:
         self._seal = seal
 
     def add(self, info: TokenInfo, token_hash: str) -> None:
+        with self._db.session() as session:
+            session.add(self._sealed(info, token_hash))
+
+    def add_first(self, info: TokenInfo, token_hash: str) -> bool:
+        """Store the token only when no active token exists. The check and the insert share one
+        transaction that holds the write lock from its start (SQLite's BEGIN IMMEDIATE; a table lock
+        on PostgreSQL), so of two servers starting at once exactly one makes the first token."""
+        row = self._sealed(info, token_hash)
+        with self._db.transaction(immediate=True) as connection:
+            if connection.dialect.name == "postgresql":
+                connection.exec_driver_sql("LOCK TABLE tokens IN SHARE ROW EXCLUSIVE MODE")
+            stored = connection.execute(select(TokenRow.__table__)).all()
+            if any(r.revoked_at is None and self._verified(r) for r in stored):
+                return False
+            values = {c.key: getattr(row, c.key) for c in TokenRow.__table__.columns}
+            connection.execute(insert(TokenRow).values(**values))
+        return True
+
+    def _sealed(self, info: TokenInfo, token_hash: str) -> TokenRow:
         row = TokenRow(
             id=info.id,
             user=info.user,
@@ -37,10 +57,10 @@ class TokenRepository:
             created_by=info.created_by,
             revoked_at=info.revoked_at,
             last_used_at=info.last_used_at,
+            seal="",
         )
         row.seal = self._seal.sign(_KIND, _signed(row))
-        with self._db.session() as session:
-            session.add(row)
+        return row
 
     def get(self, token_id: str) -> tuple[TokenInfo, str] | None:
         with self._db.session() as session:
@@ -72,14 +92,14 @@ class TokenRepository:
             rows = list(session.scalars(select(TokenRow).order_by(TokenRow.created_at, TokenRow.id)))
         return [_info(row) for row in rows if self._verified(row)]
 
-    def _verified(self, row: TokenRow) -> bool:
+    def _verified(self, row: Any) -> bool:  # a TokenRow, or a Core row of its table
         if self._seal.valid(_KIND, _signed(row), row.seal or ""):
             return True
         _log.warning("ignored stored token %r: its signature does not verify", row.id)
         return False
 
 
-def _signed(row: TokenRow) -> dict[str, object]:
+def _signed(row: Any) -> dict[str, object]:
     return {
         "id": row.id,
         "user": row.user,
