@@ -160,6 +160,11 @@ class ApiConfig(_Strict):
         default=0.05, ge=0.005, le=5, description="how often watched runs are polled for new events"
     )
     cors_origins: list[str] = Field(default_factory=list, description="none: no CORS headers at all")
+    secure_cookies: bool = Field(
+        default=False,
+        description="mark the console's cookies Secure even when the request came over plain HTTP:"
+        " set it behind a TLS proxy (opsmith trusts no X-Forwarded-Proto)",
+    )
     auth_failures: int = Field(default=5, ge=1, le=1000, description="failed logins per client per window")
     auth_window_seconds: float = Field(default=60.0, gt=0, le=86400)
     shutdown_grace_seconds: float = Field(

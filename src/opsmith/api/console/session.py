@@ -99,22 +99,30 @@ async def _form(request: Request) -> dict[str, str]:
     return {name: values[0] for name, values in fields.items()}
 
 
+def _secure(request: Request) -> bool:
+    """Whether cookies are sent over HTTPS only: the request came over TLS, or the operator says a
+    TLS proxy is in front (`api.secure_cookies`). Forwarded headers are not trusted: any local
+    process could send them."""
+    host: Host = request.app.state.host
+    return request.url.scheme == "https" or host.app.config.api.secure_cookies
+
+
 def start_session(request: Request, response: Response, token: str) -> None:
-    secure = request.url.scheme == "https"
+    secure = _secure(request)
     response.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="strict", path="/", secure=secure)
     give_csrf(request, response)
 
 
 def give_csrf(request: Request, response: Response) -> None:
     """A fresh CSRF cookie; the script reads it, so it is not HttpOnly."""
-    secure = request.url.scheme == "https"
+    secure = _secure(request)
     response.set_cookie(
         CSRF_COOKIE, secrets.token_urlsafe(32), httponly=False, samesite="strict", path="/", secure=secure
     )
 
 
 def end_session(request: Request, response: Response) -> None:
-    secure = request.url.scheme == "https"
+    secure = _secure(request)
     for name, httponly in ((SESSION_COOKIE, True), (CSRF_COOKIE, False)):
         response.delete_cookie(name, path="/", secure=secure, httponly=httponly, samesite="strict")
 
