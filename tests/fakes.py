@@ -6,6 +6,7 @@ redacts and chains, a run commit is fenced on its lease), and record what was as
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass, field
@@ -17,12 +18,13 @@ from opsmith.config import Config, parse_config
 from opsmith.domain.approval import Approval, seal_plan
 from opsmith.domain.audit import AuditEntry, Verification, new_entry, verify
 from opsmith.domain.catalog import Catalog, ToolSpec
-from opsmith.domain.hosts import Credential, CredentialKind
+from opsmith.domain.hosts import Credential, CredentialKind, Host, HostResult
 from opsmith.domain.inventory import Inventory, InventorySource
 from opsmith.domain.journal import AuditNote, Lease, RunSummary
 from opsmith.domain.plan import Plan, PlanStatus
 from opsmith.domain.redaction import redact
 from opsmith.domain.results import ToolResult
+from opsmith.domain.scripts import RESULT_MARKER, Script
 from opsmith.domain.seal import Seal
 from opsmith.domain.servers import Health, RecordedServer, ServerStatus
 from opsmith.domain.tokens import TokenInfo
@@ -30,7 +32,7 @@ from opsmith.domain.vault import KeyRotation, SecretInfo, unknown_secret
 from opsmith.engine.events import RunEvent
 from opsmith.engine.local import LocalExecutor
 from opsmith.engine.state import RunState, RunStatus
-from opsmith.errors import ToolCallError, UnknownToolError
+from opsmith.errors import ToolArgumentsError, ToolCallError, UnknownToolError
 from opsmith.ports import Progress
 from opsmith.store.plans import UnknownPlanError
 from opsmith.store.runs import PLAN_FOLLOWS, LeaseLost, PlanTaken, UnknownRunError, owner_is_gone
@@ -351,7 +353,11 @@ class FakeTools:
         *,
         timeout: float | None = None,
         progress: Progress | None = None,
+        finished: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> ToolResult:
+        if finished:
+            # As the MCP pool: only the fleet's `hosts` leaves finished hosts out.
+            raise ToolArgumentsError(f"{server}/{tool} does not fan out over hosts")
         if self.catalog.get(server, tool) is None:
             raise UnknownToolError(f"server {server!r} has no tool {tool!r}")
         self.calls.append((server, tool, dict(arguments)))
@@ -371,6 +377,43 @@ class FakeTools:
             yield self
         finally:
             self.names = []
+
+
+HostAnswer = Callable[[Host, Script], HostResult]
+
+
+class FakeShell:
+    """The HostShell port in memory. A host answers with `answers[name]` when given, else its
+    script succeeds at once with a result line saying it changed something. A host in `blocked`
+    waits for its event first (a host in flight when the process stopped). Every script sent is
+    recorded as (host, operation), in the order sent."""
+
+    def __init__(self, answers: Mapping[str, HostAnswer] | None = None) -> None:
+        self.answers: dict[str, HostAnswer] = dict(answers or {})
+        self.blocked: dict[str, asyncio.Event] = {}
+        self.runs: list[tuple[str, str]] = []
+        self.closed = False
+
+    async def run_script(
+        self, host: Host, credential: Credential, script: Script, *, timeout: float
+    ) -> HostResult:
+        self.runs.append((host.name, script.operation))
+        gate = self.blocked.get(host.name)
+        if gate is not None:
+            await asyncio.wait_for(gate.wait(), timeout)
+        answer = self.answers.get(host.name)
+        if answer is not None:
+            return answer(host, script)
+        line = f'{RESULT_MARKER}{{"op": "{script.operation}", "changed": true}}'
+        return HostResult(host=host.name, exit_code=0, stdout=f"{line}\n", duration_ms=1.0)
+
+    async def upload(
+        self, host: Host, credential: Credential, data: bytes, remote_path: str, *, timeout: float
+    ) -> HostResult:
+        return HostResult(host=host.name, exit_code=0)
+
+    async def close(self) -> None:
+        self.closed = True
 
 
 class FakeServerHost:

@@ -47,7 +47,8 @@ from opsmith.engine.state import RunState, RunStatus
 
 Listener = Callable[[RunEvent], None]
 # How far a call that fans out (one command on every host of a group) has got: its counts
-# (total, completed, failed, pending) and the host last finished. Called often; it must not block.
+# (total, completed, failed, pending), the host last finished and, as `row`, that host's outcome
+# (host, ok and short, bounded fields; never a secret). Called often; it must not block.
 Progress = Callable[[Mapping[str, Any]], None]
 
 
@@ -67,9 +68,13 @@ class ToolProvider(Protocol):
         *,
         timeout: float | None = None,
         progress: Progress | None = None,
+        finished: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> ToolResult:
         """Call one tool; raises ToolCallError / ServerUnavailableError / ToolArgumentsError.
-        `progress` hears how far a call that fans out over hosts has got (others never call it)."""
+        `progress` hears how far a call that fans out over hosts has got (others never call it).
+        `finished`: the rows (as `progress` reported them), by host name, of hosts an earlier,
+        interrupted attempt of the same call finished; the call does not contact them again, and its
+        answer holds their rows with the new ones. A tool that does not fan out refuses a non-empty one."""
         ...
 
 

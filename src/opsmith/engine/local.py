@@ -31,6 +31,7 @@ from opsmith.engine.conditions import unmet_expectations, unmet_when
 from opsmith.engine.events import EventType, RunEvent
 from opsmith.engine.evidence_gate import unmet_before
 from opsmith.engine.outputs import settle_pause, step_output
+from opsmith.engine.recovery import finished_hosts
 from opsmith.engine.references import resolve
 from opsmith.engine.retry import RetryPolicy, delay, should_retry
 from opsmith.engine.rollback import broken_steps, held_undos, rollback_order, undo_call, unrecorded
@@ -42,6 +43,7 @@ from opsmith.engine.state import (
     RunStatus,
     StepStatus,
     UndoStatus,
+    with_fan_out,
     with_run_status,
     with_step_status,
     with_undo,
@@ -379,18 +381,34 @@ class LocalExecutor:
 
     async def _call(self, step: Step, args: dict[str, Any]) -> ToolResult | OpsmithError:
         progress = _ProgressEvents(self, step.id)
+        # Hosts an interrupted attempt finished (recorded with the step) are not contacted again.
+        finished = finished_hosts(step, self._current.step(step.id))
+        outcome: ToolResult | OpsmithError
         try:
             # A timeout scope, not wait_for: wait_for wraps the call in a task of its own, one more
             # trip through the event loop for every step.
             async with asyncio.timeout(self._timeout(step)):
-                result = await self._tools.call(step.server, step.tool, args, progress=progress)
+                if finished:
+                    outcome = await self._tools.call(
+                        step.server, step.tool, args, progress=progress, finished=finished
+                    )
+                else:
+                    # Nothing recorded: the very call a provider that never fans out has always had.
+                    outcome = await self._tools.call(step.server, step.tool, args, progress=progress)
         except TimeoutError:
-            return StepTimedOut(f"{step.server}/{step.tool} did not answer within {self._timeout(step):g}s")
+            outcome = StepTimedOut(
+                f"{step.server}/{step.tool} did not answer within {self._timeout(step):g}s"
+            )
         except OpsmithError as failure:
-            return failure
+            outcome = failure
+        finally:
+            progress.stop()
+        # Hosts that finished since the last progress commit: recorded also when the call failed or
+        # timed out, so that the next attempt leaves them alone.
+        progress.flush()
         if progress.lost is not None:
             raise progress.lost  # another process drives the run now: stop, as any commit would
-        return result
+        return outcome
 
     def _prepare(self, step: Step, current: RunState) -> dict[str, Any]:
         qualified = f"{step.server}/{step.tool}"
@@ -729,23 +747,52 @@ def summarize(output: dict[str, Any] | None) -> str:
 class _ProgressEvents:
     """A step's `step.progress` events while its call fans out over hosts. At most one every
     PROGRESS_EVERY seconds (500 hosts finishing would otherwise be 500 commits), and always the
-    last, when nothing is pending. A commit refused because the lease was lost is kept for the
-    engine to raise once the call returns: the provider calling this must not be the one to stop."""
+    last, when nothing is pending; a report the throttle held back is committed when its interval
+    is over, so what finished is durable within PROGRESS_EVERY even when nothing else finishes.
+    Each commit also records, with the step's state, the rows of the hosts that finished since the
+    previous one (`StepState.fan_out`): the event holds the counts only. A commit refused because
+    the lease was lost is kept for the engine to raise once the call returns: the provider calling
+    this must not be the one to stop."""
 
     def __init__(self, engine: LocalExecutor, step_id: str) -> None:
         self._engine = engine
         self._step = step_id
         self._last = float("-inf")
+        self._heard: Mapping[str, Any] | None = None  # the latest report not committed yet
+        self._rows: dict[str, Mapping[str, Any]] = {}  # rows heard since the last commit
+        self._timer: asyncio.TimerHandle | None = None
         self.lost: LeaseLost | None = None
 
     def __call__(self, counts: Mapping[str, Any]) -> None:
         if self.lost is not None:
             return
-        now = time.monotonic()
-        finished = counts.get("pending") == 0
-        if not finished and now - self._last < PROGRESS_EVERY:
+        row = counts.get("row")
+        if isinstance(row, Mapping) and isinstance(row.get("host"), str):
+            self._rows[row["host"]] = row
+        self._heard = counts
+        wait = PROGRESS_EVERY - (time.monotonic() - self._last)
+        if counts.get("pending") == 0 or wait <= 0:
+            self._commit()
+        elif self._timer is None:
+            self._timer = asyncio.get_running_loop().call_later(wait, self._commit)
+
+    def flush(self) -> None:
+        """Commit what was heard since the last commit, if anything."""
+        if self._heard is not None:
+            self._commit()
+
+    def stop(self) -> None:
+        """No later commit: the call is over (one due is made by `flush`, or not at all)."""
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    def _commit(self) -> None:
+        self.stop()
+        counts, self._heard = self._heard, None
+        if counts is None or self.lost is not None:
             return
-        self._last = now
+        self._last = time.monotonic()
         data = {k: counts[k] for k in ("total", "completed", "failed", "pending", "host") if k in counts}
         message = (
             f"{data.get('completed', 0)}/{data.get('total', 0)} hosts done, {data.get('failed', 0)} failed"
@@ -754,10 +801,16 @@ class _ProgressEvents:
             message += f" (last: {data['host']})"
         engine = self._engine
         event = engine._event(EventType.STEP_PROGRESS, self._step, message, data)
+        total = counts.get("total")
+        state = with_fan_out(
+            engine._current, self._step, self._rows, total=total if isinstance(total, int) else None
+        )
         try:
-            engine._commit(engine._current, [event], changed=[])
+            engine._commit(state, [event], changed=[self._step])
         except LeaseLost as lost:
             self.lost = lost
+            return
+        self._rows = {}
 
 
 def _now() -> datetime:

@@ -9,29 +9,55 @@ rollback action is idempotent (and runs as planned, with every argument it needs
 run needs attention, and a person says whether to run it again (retry, or rollback) or count it as
 done (skip); once no undo waits, the rollback goes on. The engine also holds an undo for a person
 when the failed step it undoes did not record what the undo needs (see engine.rollback).
+
+A step whose call fans out over hosts records each host's outcome as it finishes (`StepState.fan_out`,
+committed with the throttled progress), so a crash leaves a record of how far it got, and the step
+goes on where it stopped: the hosts with a recorded outcome are not contacted again (`finished_hosts`),
+and the step's answer covers them all; a check (a step that changes nothing) asks every host again.
+A host recorded as failed is contacted again only by an idempotent step (running it again is
+harmless, and the failure may have passed). For a step that is
+not idempotent a recorded failure is that host's answer: the host was reached, or refused before
+anything ran, and the step counts it as failed; a person's `retry` acts only on the hosts with no
+recorded outcome, those in flight when the process stopped.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
-from opsmith.domain.plan import Plan
+from opsmith.domain.plan import Plan, Step
 from opsmith.engine.errors import IllegalTransition
 from opsmith.engine.rollback import held_undos, unrecorded
 from opsmith.engine.scheduler import plan_step
 from opsmith.engine.state import (
+    FanOut,
     Moment,
     RunState,
     RunStatus,
+    StepState,
     StepStatus,
     UndoStatus,
+    replace_step,
     with_run_status,
+    with_step,
     with_step_status,
     with_undo,
 )
 
-__all__ = ["Choice", "Recovery", "in_flight", "interrupted_undos", "recover", "resolve", "undecided"]
+__all__ = [
+    "Choice",
+    "Recovery",
+    "finished_hosts",
+    "how_far",
+    "in_flight",
+    "interrupted_undos",
+    "recover",
+    "resolve",
+    "stopped_fan_outs",
+    "undecided",
+]
 
 _IN_FLIGHT = frozenset({StepStatus.RUNNING, StepStatus.RETRY_WAIT})
 
@@ -83,10 +109,16 @@ def recover(plan: Plan, run_state: RunState) -> Recovery:
         # was not calling anything when the driver died.
         if run_state.step(step_id).status is StepStatus.RETRY_WAIT:
             rerun.append(step_id)
-        elif plan_step(plan, step_id).idempotent:
-            state = with_step_status(state, step_id, StepStatus.RETRY_WAIT)
+            continue
+        record = run_state.step(step_id).fan_out
+        said = f"interrupted: {how_far(record)}" if record is not None else None
+        if plan_step(plan, step_id).idempotent:
+            state = with_step_status(state, step_id, StepStatus.RETRY_WAIT, error=said)
             rerun.append(step_id)
         else:
+            if said is not None:
+                # What `opsmith status` shows of the step while a person decides.
+                state = with_step(state, replace_step(state.step(step_id), error=said))
             held.append(step_id)
     if held:
         state = with_run_status(state, RunStatus.NEEDS_ATTENTION)
@@ -155,3 +187,37 @@ def _resolve_undo(run_state: RunState, step_id: str, choice: Choice, *, at: Mome
             state, step_id, StepStatus.ROLLED_BACK, at=at, error="undo skipped by a person: counted as done"
         )
     return with_undo(state, step_id, UndoStatus.SKIPPED)
+
+
+def finished_hosts(step: Step, state: StepState) -> dict[str, dict[str, Any]]:
+    """The recorded rows of the hosts a new attempt of `step` does not contact again (see the
+    module docstring): every recorded host, or for an idempotent step the ones that succeeded; none
+    for a check (a step that changes nothing), which asks every host again: what it reports must be
+    what holds now, and asking again costs nothing."""
+    record = state.fan_out
+    if record is None:
+        return {}
+    if not step.idempotent:
+        return dict(record.rows)
+    if not step.changes_target:
+        return {}
+    return {name: row for name, row in record.rows.items() if row.get("ok") is True}
+
+
+def how_far(record: FanOut) -> str:
+    """A fan-out's record in words, for a person deciding what to do with its step."""
+    return (
+        f"done on {record.succeeded} of {record.total} hosts, {record.failed} failed,"
+        f" {record.unknown} unknown (in flight when the process stopped)"
+    )
+
+
+def stopped_fan_outs(run_state: RunState) -> list[str]:
+    """For each step waiting for a person whose call fanned out over hosts: the step and how far it
+    got, e.g. "restart: done on 3 of 4 hosts, 0 failed, 1 unknown (in flight when the process stopped)"."""
+    found = []
+    for step_id in undecided(run_state):
+        record = run_state.step(step_id).fan_out
+        if record is not None and run_state.step(step_id).status is StepStatus.RUNNING:
+            found.append(f"{step_id}: {how_far(record)}")
+    return found

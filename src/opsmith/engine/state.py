@@ -23,6 +23,7 @@ __all__ = [
     "RUN_TRANSITIONS",
     "STEP_TRANSITIONS",
     "UNDO_TRANSITIONS",
+    "FanOut",
     "Moment",
     "Outputs",
     "RunState",
@@ -34,6 +35,7 @@ __all__ = [
     "replace_step",
     "succeeded_outputs",
     "transition",
+    "with_fan_out",
     "with_run_status",
     "with_step",
     "with_step_status",
@@ -176,6 +178,31 @@ def transition(current: Status, new: Status) -> Status:
 _COMPLETED = frozenset({StepStatus.SUCCEEDED, StepStatus.ROLLED_BACK, StepStatus.ROLLBACK_FAILED})
 
 
+class FanOut(BaseModel):
+    """How far a step's call that fans out over hosts got: how many hosts it acts on, and the row
+    (host, ok and the short fields of its result) of each host that finished, by host name. Kept
+    with the step's state, so a crash mid-call leaves a record of where it stopped: the hosts with
+    a row are not contacted again when the step goes on (see engine.recovery)."""
+
+    model_config = ConfigDict(frozen=True)
+
+    total: int = Field(default=0, ge=0)
+    rows: dict[str, dict[str, Any]] = Field(default_factory=dict)
+
+    @property
+    def succeeded(self) -> int:
+        return sum(1 for row in self.rows.values() if row.get("ok") is True)
+
+    @property
+    def failed(self) -> int:
+        return len(self.rows) - self.succeeded
+
+    @property
+    def unknown(self) -> int:
+        """Hosts with no recorded outcome: not reached yet, or in flight when the call stopped."""
+        return max(self.total - len(self.rows), 0)
+
+
 class StepState(BaseModel):
     """One step of one run. `completed_seq` orders successes within the run, for LIFO rollback."""
 
@@ -190,6 +217,7 @@ class StepState(BaseModel):
     error: str | None = None
     completed_seq: int | None = Field(default=None, ge=0)
     undo: UndoStatus | None = None  # None: its undo was never asked for
+    fan_out: FanOut | None = None  # None: its call never fanned out over hosts
 
     @model_validator(mode="after")
     def _seq_matches_status(self) -> StepState:
@@ -333,6 +361,20 @@ def with_undo(run_state: RunState, step_id: str, new: UndoStatus) -> RunState:
             hint=f"from {was} an undo can go to: {choices}",
         )
     return with_step(run_state, replace_step(current, undo=new))
+
+
+def with_fan_out(
+    run_state: RunState, step_id: str, rows: Mapping[str, Mapping[str, Any]], *, total: int | None = None
+) -> RunState:
+    """One step's fan-out record with `rows` added (a host's newer row replaces its older one) and
+    `total` hosts, when given. The rows are copied: the record never shares a caller's dicts."""
+    current = run_state.step(step_id)
+    known = current.fan_out or FanOut()
+    record = FanOut(
+        total=known.total if total is None else total,
+        rows={**known.rows, **{name: dict(row) for name, row in rows.items()}},
+    )
+    return with_step(run_state, replace_step(current, fan_out=record))
 
 
 def replace_step(state: StepState, **changes: Any) -> StepState:

@@ -22,7 +22,7 @@ from opsmith.domain.journal import AuditNote
 from opsmith.domain.plan import Plan, PlanStatus
 from opsmith.engine.events import EventType, RunEvent
 from opsmith.engine.local import CANCEL, CANCEL_AND_ROLLBACK, PAUSE
-from opsmith.engine.recovery import Choice, recover, resolve, undecided
+from opsmith.engine.recovery import Choice, recover, resolve, stopped_fan_outs, undecided
 from opsmith.engine.state import FINAL_RUN_STATUSES, RunState, RunStatus, new_run, with_run_status
 from opsmith.ports import Executor, Listener, RunJournal, ToolProvider
 from opsmith.services.access import AccessRefused
@@ -364,8 +364,10 @@ def _failed_steps(state: RunState) -> list[str]:
 
 def _attention(state: RunState) -> str:
     steps = ", ".join(undecided(state))
+    # A fleet step says how far it got; its retry contacts only the hosts with no recorded outcome.
+    how_far = "".join(f" ({said})" for said in stopped_fan_outs(state))
     return (
-        f"run {state.run_id} needs attention: {steps} may or may not have done its work; "
+        f"run {state.run_id} needs attention: {steps} may or may not have done its work{how_far}; "
         f"check it, then: opsmith resume {state.run_id} --retry STEP | --skip STEP | --rollback STEP"
     )
 

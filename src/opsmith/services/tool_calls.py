@@ -164,6 +164,7 @@ class PlannedFor:
         *,
         timeout: float | None = None,
         progress: Progress | None = None,
+        finished: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> ToolResult:
         if server == HOSTS_SERVER:
             from opsmith.services.inventory import current
@@ -178,7 +179,10 @@ class PlannedFor:
                     hint="plan it again for that environment (its approvals and roles apply), or"
                     " correct the hosts' `environment` variable",
                 )
-        return await self._inner.call(server, tool, arguments, timeout=timeout, progress=progress)
+        # The check above saw every target host; the finished ones are left out only by the fleet.
+        return await self._inner.call(
+            server, tool, arguments, timeout=timeout, progress=progress, finished=finished
+        )
 
 
 def _authorise(app: App, identity: Identity, request: CallRequest, found: Assessment, via: str) -> None:

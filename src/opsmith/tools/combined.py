@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from opsmith.domain.catalog import Catalog
@@ -39,8 +39,13 @@ class Combined:
         *,
         timeout: float | None = None,
         progress: Progress | None = None,
+        finished: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> ToolResult:
         for other in self._others:
             if server in other.catalog.servers():
-                return await other.call(server, tool, arguments, timeout=timeout, progress=progress)
-        return await self._first.call(server, tool, arguments, timeout=timeout, progress=progress)
+                return await other.call(
+                    server, tool, arguments, timeout=timeout, progress=progress, finished=finished
+                )
+        return await self._first.call(
+            server, tool, arguments, timeout=timeout, progress=progress, finished=finished
+        )

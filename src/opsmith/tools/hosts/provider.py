@@ -19,12 +19,18 @@ the package operations' answers hold each host's version before and after (`prev
 
 A host's failure never stops the others. What a host printed is kept as bounded tails; the vault's
 values never reach a result (the executors redact them from what they report).
+
+Each host's row goes out with the progress report of its end (`row`, shorter still: what a run keeps
+of it, durably). A call given the rows of hosts an interrupted attempt finished (`finished`) leaves
+those hosts alone and runs on the others; its answer holds every host's row, the recorded ones
+included, and its failure policy and `expect` count them all.
 """
 
 from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 import math
 import secrets
 import time
@@ -64,6 +70,10 @@ from opsmith.tools.arguments import check_arguments
 
 # What a call's answer keeps of each host's output: the whole answer of a 500-host call stays small.
 OUTPUT_TAIL = 1000
+# What a progress report's row keeps: a run records every host's row with its step, rewritten at
+# each progress commit, so a row stays at a few hundred bytes (under 2 kB whatever the host said).
+RECORDED_TAIL = 200
+RECORDED_RESULT = 1000  # characters of a result's JSON kept whole; above, only its short scalars
 RETRY_PAUSE = 0.5  # seconds before a host is tried again
 _SUDO_VARS = ("opsmith_sudo", "ansible_become")
 
@@ -119,6 +129,7 @@ class HostTools:
         *,
         timeout: float | None = None,
         progress: Progress | None = None,
+        finished: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> ToolResult:
         spec = self._catalog.get(server, tool)
         if spec is None or server != HOSTS_SERVER:
@@ -138,9 +149,13 @@ class HostTools:
         upload = _read_source(arguments[SOURCE]) if tool == "install_file" else None
         scripts = self._scripts(tool, hosts, params, upload, versions)
         deadline = timeout if timeout is not None else self._policy.command_timeout
-        results = await self._fan_out(tool, hosts, scripts, upload, deadline, progress)
+        expect = arguments.get(EXPECT) or {}
+        # Only the hosts of this call count: an inventory changed since the attempt that recorded
+        # a row may have left that host out.
+        carried = {h.name: _carried(h, finished[h.name]) for h in hosts if finished and h.name in finished}
+        rows = await self._fan_out(tool, hosts, scripts, upload, deadline, progress, expect, carried)
         targets = arguments[TARGETS] if TARGETS in arguments else [h.name for h in hosts]
-        answer = _answer(tool, targets, hosts, results, limit, arguments.get(EXPECT) or {})
+        answer = _answer(tool, targets, [rows[h.name] for h in hosts], limit, expect)
         answer["duration_ms"] = round((time.perf_counter() - began) * 1000, 1)
         text = _summary(answer)
         if answer["failed_percent"] > limit:
@@ -235,14 +250,19 @@ class HostTools:
         upload: _Upload | None,
         deadline: float,
         progress: Progress | None,
-    ) -> list[_HostOutcome]:
+        expect: Mapping[str, Any],
+        carried: Mapping[str, dict[str, Any]],
+    ) -> dict[str, dict[str, Any]]:
+        """Every host's row (`expect` applied), by name: the carried ones as they were recorded,
+        the others from running the script there."""
         total = len(hosts)
-        done = {"completed": 0, "failed": 0}
+        failed = sum(1 for row in carried.values() if not row["ok"])
+        done = {"completed": len(carried), "failed": failed}
         idempotent = OPERATIONS[tool].idempotent
 
-        def finished(outcome: _HostOutcome) -> None:
+        def finished(row: dict[str, Any]) -> None:
             done["completed"] += 1
-            done["failed"] += 0 if outcome.result.ok else 1
+            done["failed"] += 0 if row["ok"] else 1
             if progress is not None:
                 progress(
                     {
@@ -250,18 +270,29 @@ class HostTools:
                         "completed": done["completed"],
                         "failed": done["failed"],
                         "pending": total - done["completed"],
-                        "host": outcome.result.host,
+                        "host": row["host"],
+                        "row": _recorded(row),
                     }
                 )
 
-        async def one(host: Host) -> _HostOutcome:
+        async def one(host: Host) -> tuple[str, dict[str, Any]]:
             outcome = await self._on_host(host, scripts[host.name], upload, deadline, idempotent)
-            finished(outcome)
-            return outcome
+            row = _expected(_row(host, outcome), expect)
+            finished(row)
+            return host.name, row
 
         if progress is not None:
-            progress({"total": total, "completed": 0, "failed": 0, "pending": total, "host": ""})
-        return list(await asyncio.gather(*(one(host) for host in hosts)))
+            progress(
+                {
+                    "total": total,
+                    "completed": done["completed"],
+                    "failed": done["failed"],
+                    "pending": total - done["completed"],
+                    "host": "",
+                }
+            )
+        ran = await asyncio.gather(*(one(host) for host in hosts if host.name not in carried))
+        return {**carried, **dict(ran)}
 
     async def _on_host(
         self, host: Host, script: Script, upload: _Upload | None, deadline: float, idempotent: bool
@@ -371,12 +402,13 @@ def _percent(value: object) -> float:
 def _answer(
     tool: str,
     targets: object,
-    hosts: Sequence[Host],
-    outcomes: Sequence[_HostOutcome],
+    rows: Sequence[dict[str, Any]],
     limit: float,
     expect: Mapping[str, Any],
 ) -> dict[str, Any]:
-    rows = [_expected(_row(host, outcome), expect) for host, outcome in zip(hosts, outcomes, strict=True)]
+    """The call's answer over every host's row, in the hosts' order; `expect` is applied again, so
+    a recorded row is judged as a new one is (applying it twice changes nothing)."""
+    rows = [_expected(row, expect) for row in rows]
     failed = [row["host"] for row in rows if not row["ok"]]
     total = len(rows)
     answer = {
@@ -471,6 +503,74 @@ def _row(host: Host, outcome: _HostOutcome) -> dict[str, Any]:
         "duration_ms": round(result.duration_ms, 1),
         "attempts": outcome.attempts,
     }
+
+
+def _recorded(row: Mapping[str, Any]) -> dict[str, Any]:
+    """What a run keeps of a host's row: the same fields, its output's tails shorter, its reason and
+    result bounded (an answer's rows already hold no secret: the executors redact the vault's values)."""
+    return {
+        **row,
+        "reason": row["reason"][:300] if isinstance(row["reason"], str) else row["reason"],
+        "result": _bounded(row["result"]),
+        "stdout": tail(row["stdout"], RECORDED_TAIL),
+        "stderr": tail(row["stderr"], RECORDED_TAIL),
+    }
+
+
+def _bounded(result: object) -> object:
+    """A result as it is when its JSON is small; otherwise its short scalar fields only, which are
+    what the answer reads (state, running, changed, previous, version)."""
+    if not isinstance(result, dict) or len(json.dumps(result, default=str)) <= RECORDED_RESULT:
+        return result
+    kept: dict[str, Any] = {}
+    size = 0
+    for key, value in result.items():
+        if isinstance(value, bool | int | float | None) or (isinstance(value, str) and len(value) < 200):
+            size += len(json.dumps({key: value}))
+            if size > RECORDED_RESULT:
+                break
+            kept[key] = value
+    return {**kept, "truncated": True}
+
+
+def _carried(host: Host, recorded: Mapping[str, Any]) -> dict[str, Any]:
+    """A recorded row as this call's row for `host`: it succeeded when `ok` is True and nothing
+    else, and it has every field an answer reads, each of its type (a value of another type, which
+    no attempt of opsmith's recorded, is left out)."""
+    row: dict[str, Any] = {
+        "host": host.name,
+        "address": host.address,
+        "os": host.os,
+        "ok": recorded.get("ok") is True,
+        "exit_code": None,
+        "failure": None,
+        "reason": None,
+        "result": None,
+        "stdout": "",
+        "stderr": "",
+        "duration_ms": 0.0,
+        "attempts": 0,
+    }
+    for key, kinds in _ROW_TYPES.items():
+        value = recorded.get(key)
+        if isinstance(value, kinds) and not isinstance(value, bool):
+            row[key] = value
+    if not row["ok"] and row["failure"] is None and row["exit_code"] is None:
+        row["failure"], row["reason"] = "unknown", row["reason"] or "recorded as failed"
+    row["recorded"] = True  # from an earlier attempt: this call did not contact the host
+    return row
+
+
+_ROW_TYPES: dict[str, type | tuple[type, ...]] = {
+    "exit_code": int,
+    "failure": str,
+    "reason": str,
+    "result": dict,
+    "stdout": str,
+    "stderr": str,
+    "duration_ms": (int, float),
+    "attempts": int,
+}
 
 
 def _reasons(answer: Mapping[str, Any], shown: int = 3) -> str:

@@ -11,7 +11,7 @@ from opsmith.config import Config
 from opsmith.domain.catalog import Catalog, ToolSpec
 from opsmith.domain.results import ToolResult
 from opsmith.domain.servers import Health, ServerStatus
-from opsmith.errors import ServerUnavailableError, UnknownToolError
+from opsmith.errors import ServerUnavailableError, ToolArgumentsError, UnknownToolError
 from opsmith.tools.arguments import check_arguments
 from opsmith.tools.mcp.connection import ServerConnection
 
@@ -103,8 +103,15 @@ class ServerPool:
         *,
         timeout: float | None = None,
         progress: Progress | None = None,
+        finished: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> ToolResult:
-        # `progress` is for calls that fan out over hosts; an MCP tool call is one call.
+        # `progress` and `finished` are for calls that fan out over hosts; an MCP tool call is one call.
+        if finished:
+            raise ToolArgumentsError(
+                f"{server}/{tool} was not sent: it was asked to leave out hosts an earlier attempt"
+                " finished, and an MCP tool does not fan out over hosts",
+                hint="only the server `hosts` takes finished hosts; call the tool without them",
+            )
         spec = self.tool(server, tool)
         check_arguments(spec, arguments)
         return await self._connections[server].call(tool, arguments, timeout=timeout)

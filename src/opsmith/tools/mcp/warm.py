@@ -104,6 +104,7 @@ class _View:
         *,
         timeout: float | None = None,
         progress: Progress | None = None,
+        finished: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> ToolResult:
         self._pool.connection(server)  # an unknown name is refused as such, listing the known ones
         if server not in self._names:
@@ -111,4 +112,6 @@ class _View:
                 f"server {server!r} is not in use here: an operator stopped it, or it is disabled",
                 hint=f"see `opsmith servers status {server}`",
             )
-        return await self._pool.call(server, tool, arguments, timeout=timeout, progress=progress)
+        return await self._pool.call(
+            server, tool, arguments, timeout=timeout, progress=progress, finished=finished
+        )
