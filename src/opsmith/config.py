@@ -307,6 +307,17 @@ class PlanningConfig(_Strict):
     )
 
 
+class AnalysisConfig(_Strict):
+    """`opsmith explain RUN`: the root-cause rules and the evidence read after a failure."""
+
+    rule_dirs: list[Path] = Field(
+        default_factory=list, description="directories of rule YAML files; a bundled rule's id replaces it"
+    )
+    fetch: bool = Field(default=True, description="read recent logs and state through read-only tools")
+    fetch_timeout: float = Field(default=10.0, gt=0, le=300, description="seconds for one evidence call")
+    max_fetches: int = Field(default=4, ge=0, le=20, description="read-only calls made for one explanation")
+
+
 class ApprovalPolicy(_Strict):
     environments: list[str] = Field(default_factory=lambda: ["production"])
     expires_hours: float = Field(default=24.0, gt=0, le=24 * 90)
@@ -462,6 +473,7 @@ class Config(_Strict):
     execution: ExecutionConfig = Field(default_factory=ExecutionConfig)
     applications: dict[str, ApplicationConfig] = Field(default_factory=dict)
     planning: PlanningConfig = Field(default_factory=PlanningConfig)
+    analysis: AnalysisConfig = Field(default_factory=AnalysisConfig)
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
     rbac: RbacConfig | None = None
     api: ApiConfig = Field(default_factory=ApiConfig)

@@ -16,7 +16,7 @@ from opsmith.api import problems
 from opsmith.api.auth import FailureGate
 from opsmith.api.console import routes as console
 from opsmith.api.events import EventHub
-from opsmith.api.routes import admin, health, inventory, plans, runs, secrets
+from opsmith.api.routes import admin, explanations, health, inventory, plans, runs, secrets
 from opsmith.services import hosting
 from opsmith.services.hosting import Host
 from opsmith.services.identity import acting_as
@@ -74,7 +74,7 @@ def create_api(host: Host, *, duties: bool = True) -> FastAPI:
     api.state.hub = EventHub(host.app, settings.event_poll_seconds)
     api.state.gate = FailureGate(limit=settings.auth_failures, window=settings.auth_window_seconds)
     problems.install(api)
-    for module in (plans, runs, admin, inventory, secrets):
+    for module in (plans, runs, explanations, admin, inventory, secrets):
         api.include_router(module.router, responses=problems.RESPONSES)
     api.include_router(health.router)
     api.include_router(console.router)

@@ -40,6 +40,7 @@ from opsmith.domain.errors import (
 )
 from opsmith.engine.errors import IllegalTransition
 from opsmith.services.access import AccessRefused
+from opsmith.services.explain import RunNotFailed
 from opsmith.services.running import RunRefused
 from opsmith.services.tool_calls import CallRefused, ConfirmationNeeded
 from opsmith.store.runs import PlanTaken
@@ -61,6 +62,7 @@ _STATUS: tuple[tuple[type[OpsmithError], int], ...] = (
     (CallRefused, 403),
     (ApprovalError, 403),
     (RunRefused, 409),
+    (RunNotFailed, 409),  # the run exists; its state has nothing to explain
     (PlanTaken, 409),
     (IllegalTransition, 409),
     (UsageError, 422),

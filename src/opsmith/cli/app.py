@@ -14,6 +14,7 @@ from opsmith.cli.context import State
 from opsmith.cli.db import db_app
 from opsmith.cli.demo import demo_command
 from opsmith.cli.errors import asks_for_json, report, report_parse_error
+from opsmith.cli.explain import explain_command
 from opsmith.cli.inventory import inventory_app
 from opsmith.cli.mcp import mcp_command
 from opsmith.cli.plans import intent_command, plan_command, plans_command, show_command
@@ -86,6 +87,7 @@ app.command("pause")(pause_command)
 app.command("sweep")(sweep_command)
 app.command("status")(status_command)
 app.command("logs")(logs_command)
+app.command("explain")(explain_command)
 app.command("mcp")(mcp_command)
 app.command("serve")(serve_command)
 

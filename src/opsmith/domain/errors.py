@@ -19,6 +19,8 @@
     │   ├── IntentError                           a request opsmith cannot understand or must refuse
     │   ├── GraphError                            a step graph with a cycle, duplicate or unknown step
     │   ├── PlaybookError                         a playbook file that is malformed or inconsistent
+    │   ├── RuleFileError [domain.root_cause_rules]  a root-cause rule file that is malformed or wrong
+    │   ├── RunNotFailed [services.explain]       an explanation asked of a run that did not fail
     │   ├── ScriptInputError                      a value refused for a fleet script (name, path, url, argv)
     │   ├── InventoryError                        an inventory malformed, unsupported or holding a secret
     │   ├── PlanError                             a request that cannot become a plan (capability missing)

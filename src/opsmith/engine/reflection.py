@@ -1,20 +1,24 @@
 """After a run: estimates against what really happened, what failed or retried, what to do next.
 
-Rule-based and computed only from the plan and the recorded run.
+Rule-based and computed only from the plan and the recorded run; what to do about a failure comes
+from the root-cause rule library (opsmith.domain.root_cause), as `opsmith explain` says it.
 """
 
 from __future__ import annotations
 
-import re
+from collections.abc import Sequence
 from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict
 
 from opsmith.domain.graph import format_duration_range
 from opsmith.domain.plan import Plan
+from opsmith.domain.redaction import Redactor
+from opsmith.domain.root_cause import Finding, findings, match_lines
+from opsmith.domain.root_cause_rules import Rule
+from opsmith.engine.run_evidence import recorded_artifacts
 from opsmith.engine.state import RunState, StepState, StepStatus
-
-_MISSING_MODULE = re.compile(r"Cannot find module '\./([^']+)'")
+from opsmith.rule_library import bundled_rules
 
 
 class Reflection(BaseModel):
@@ -26,7 +30,8 @@ class Reflection(BaseModel):
     suggestions: list[str]
 
 
-def reflect(plan: Plan, run: RunState) -> Reflection:
+def reflect(plan: Plan, run: RunState, rules: Sequence[Rule] | None = None) -> Reflection:
+    """The reflection; `rules` default to the bundled root-cause rules."""
     estimates, failures, retries, suggestions = [], [], [], []
     for step in plan.steps:
         state = run.step(step.id)
@@ -39,9 +44,10 @@ def reflect(plan: Plan, run: RunState) -> Reflection:
             estimates.append(f"{step.id}: took {seconds:.2f}s, {verdict} the estimate {_range(low, high)}")
         if state.status is StepStatus.FAILED:
             failures.append(f"{step.id} ({step.server}/{step.tool}): {state.error}")
-            suggestions += _suggest(step.id, state.error or "")
         if state.attempts > 1:
             retries.append(f"{step.id}: {state.attempts} attempts")
+    if failures:
+        suggestions += _suggest(plan, run, bundled_rules() if rules is None else rules)
     if estimates and all("faster than" in e for e in estimates):
         suggestions.append("every step beat its estimate: recorded durations now refine future estimates")
     return Reflection(
@@ -54,27 +60,24 @@ def _range(low: float, high: float) -> str:
     return f"{low:.2f}-{high:.2f}s" if high < 60 else format_duration_range(low, high)
 
 
-def _suggest(step_id: str, error: str) -> list[str]:
-    tips = []
-    missing = _MISSING_MODULE.search(error)
-    if missing:
-        path = missing.group(1)
-        folder = path.split("/")[0]
-        tips.append(
-            f"the image lacks {path}, which the start command requires: add it to the repository and "
-            f"'COPY {folder}/ ./{folder}/' to the Dockerfile, then plan again"
-        )
-    if "CrashLoopBackOff" in error and not missing:
-        tips.append(f"{step_id}: pods crash-loop; read their logs (get_pod_logs) before re-deploying")
-    if "quality gate" in error.lower() or ("gate" in error.lower() and "FAILED" in error):
-        tips.append(f"{step_id}: fix the failing quality-gate conditions, then plan again")
-    if "vulnerab" in error.lower() or "CVE-" in error:
-        tips.append(f"{step_id}: upgrade the vulnerable dependencies named above")
-    if "not allowed" in error or "may not" in error:
-        tips.append(f"{step_id}: the acting role lacks permission; ask an admin or a deployer to run it")
-    if "compliance not met" in error:
-        tips.append(f"{step_id}: the evidence a requirement needs did not hold; see the reason above")
-    return tips
+def _suggest(plan: Plan, run: RunState, rules: Sequence[Rule]) -> list[str]:
+    """What to do next, from the root-cause rules over what the run recorded of its failure: each
+    cause found (else each symptom), said with the step and the line it rests on."""
+    artifacts = recorded_artifacts(plan, run, Redactor())
+    if not artifacts:
+        return []
+    hits, _, _ = match_lines(rules, artifacts)
+    found = findings(hits, artifacts)
+    causes = [f for f in found if f.kind == "cause"] or found
+    causes.sort(key=lambda f: -f.priority)
+    return [_tip(f) for f in causes]
+
+
+def _tip(finding: Finding) -> str:
+    text = f"{finding.root_cause}: {finding.fix.summary}"
+    if finding.fix.dockerfile:
+        text += f" ('{finding.fix.dockerfile}' in the Dockerfile)"
+    return f"{text} [{finding.cited.citation}]"
 
 
 def step_seconds(state: StepState) -> float | None:
