@@ -75,6 +75,12 @@ class FakePlans:
     def recent_failures(self, application: str, environment: str, days: int, now: datetime) -> int:
         return 0
 
+    def history(
+        self, id_prefix: str, subjects: Sequence[str], environment: str, days: int, now: datetime
+    ) -> tuple[frozenset[str], dict[str, int]]:
+        failures = {s: self.recent_failures(s, environment, days, now) for s in subjects}
+        return self.ids_with_prefix(id_prefix), failures
+
 
 class FakeApprovals:
     def __init__(self) -> None:

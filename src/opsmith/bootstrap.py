@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from opsmith.domain.plan import Plan
     from opsmith.domain.seal import Seal
     from opsmith.engine.settings import ExecutionSettings
+    from opsmith.planner.warm import Warm
     from opsmith.ports import (
         ApprovalStore,
         AuditTrail,
@@ -40,6 +41,12 @@ if TYPE_CHECKING:
     )
     from opsmith.store.audit import AuditLog
     from opsmith.store.database import Database
+
+
+def _warm() -> Warm:
+    from opsmith.planner.warm import Warm
+
+    return Warm()
 
 
 @dataclass(frozen=True)
@@ -63,6 +70,8 @@ class App:
     executors: ExecutorFactory
     seal: Seal  # signs plans, approvals, roles, tokens and audit entries with the key outside the database
     database: Database | None = None  # only `opsmith db upgrade` needs it
+    # The planner and the recorded catalog between plans, each remade when what it came from changed.
+    warm: Warm = field(default_factory=_warm)
 
 
 class JournalFactory:

@@ -130,6 +130,13 @@ class PlanStore(Protocol):
 
     def recent_failures(self, application: str, environment: str, days: int, now: datetime) -> int: ...
 
+    def history(
+        self, id_prefix: str, subjects: Sequence[str], environment: str, days: int, now: datetime
+    ) -> tuple[frozenset[str], dict[str, int]]:
+        """In one read, what a new plan is made with: `ids_with_prefix(id_prefix)`, and each
+        subject's `recent_failures` in `environment`."""
+        ...
+
 
 class ApprovalStore(Protocol):
     def add(self, approval: Approval) -> Approval:

@@ -63,7 +63,7 @@ def _load_playbook(path: Path) -> Playbook:
 
 
 T = TypeVar("T")
-_PARSED: dict[tuple[str, Callable[[Path], Any]], tuple[tuple[int, int], Any]] = {}
+_PARSED: dict[tuple[str, Callable[[Path], Any]], tuple[tuple[int, ...], Any]] = {}
 
 # libyaml's parser where PyYAML was built with it: every plan reads all playbooks and binding sets,
 # and the pure-Python one spends a tenth of a second on the bundled files alone.
@@ -77,7 +77,9 @@ def cached_by_stat(path: Path, load: Callable[[Path], T]) -> T:
         info = path.stat()
     except OSError:
         return load(path)  # the loader reports the file it cannot read
-    stamp = (info.st_mtime_ns, info.st_size)
+    # The inode too: an editor that saves by renaming a new file over the old one makes a new inode,
+    # even within one tick of a coarse file-system clock and at the same size.
+    stamp = (info.st_mtime_ns, info.st_ctime_ns, info.st_size, info.st_ino)
     key = (str(path), load)
     found = _PARSED.get(key)
     if found is not None and found[0] == stamp:

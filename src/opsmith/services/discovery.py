@@ -67,9 +67,22 @@ def record(app: App, pool: ToolProvider) -> None:
     answered = {s.name for s in seen if s.health in (Health.UP, Health.DEGRADED)}
     hashes = {name: config_hash(app, name) for name in answered}
     app.servers.record(seen, hashes)
+    recorded: dict[str, list[ToolSpec]] = {}
+    for tool in app.servers.known_tools():
+        recorded.setdefault(tool.server, []).append(tool)
     for name in pool.catalog.servers():
-        if name in answered:
-            app.servers.replace_tools(name, pool.catalog.tools(name))
+        if name not in answered:
+            continue
+        tools = pool.catalog.tools(name)
+        # Unchanged tools are not written again: a served process records every few seconds, and
+        # each rewrite is a commit on the event loop and a new catalog for the next plan to read.
+        before = recorded.get(name, [])
+        if len(tools) != len(before) or _by_name(tools) != _by_name(before):
+            app.servers.replace_tools(name, tools)
+
+
+def _by_name(tools: list[ToolSpec]) -> dict[str, ToolSpec]:
+    return {tool.name: tool for tool in tools}
 
 
 def config_hash(app: App, name: str) -> str:
@@ -82,7 +95,8 @@ def recorded_catalog(app: App, *, fleet: bool | None = None) -> tuple[Catalog, f
     """The catalog the last discovery recorded, with the servers that were degraded, if it may be
     planned from: every wanted server answered under today's configuration within
     `planning.catalog_max_age` seconds. None means: discover. `fleet`: whether the fleet is in use,
-    when the caller knows (else it is read)."""
+    when the caller knows (else it is read). The catalog may be the one an earlier call returned
+    (`app.warm`): read it, never change it."""
     max_age = app.config.planning.catalog_max_age
     if max_age <= 0:
         return None
@@ -100,20 +114,33 @@ def recorded_catalog(app: App, *, fleet: bool | None = None) -> tuple[Catalog, f
             or found.config_hash != config_hash(app, name)
         ):
             return None
-    known: dict[str, list[ToolSpec]] = {name: [] for name in app.config.mcp_servers}
-    for tool in app.servers.known_tools():  # one query for every server's tools
-        if tool.server in wanted:
-            known[tool.server].append(tool)
-    catalog = Catalog()
-    for name, tools in known.items():
-        catalog.replace_server(name, tools)
+    tools = app.servers.known_tools()  # one query for every server's tools
     if fleet is None:
         from opsmith.services.inventory import fleet_in_use
 
         fleet = fleet_in_use(app)
+    in_use = bool(fleet)
+    # The catalog of the last call while the same tools are recorded for the same servers: its word
+    # index is built once, not for every plan. The recorded tools are the store's own (unchanged,
+    # the same objects), so the stamp compares by identity.
+    catalog = app.warm.catalog.get(
+        (tuple(app.config.mcp_servers), tuple(wanted), tuple(tools), in_use),
+        lambda: _catalog(list(app.config.mcp_servers), set(wanted), tools, fleet=in_use),
+    )
+    degraded = frozenset(n for n in wanted if seen[n].health is Health.DEGRADED)
+    return catalog, degraded
+
+
+def _catalog(configured: list[str], wanted: set[str], tools: list[ToolSpec], *, fleet: bool) -> Catalog:
+    known: dict[str, list[ToolSpec]] = {name: [] for name in configured}
+    for tool in tools:
+        if tool.server in wanted:
+            known[tool.server].append(tool)
+    catalog = Catalog()
+    for name, found in known.items():
+        catalog.replace_server(name, found)
     if fleet:  # the fleet's tools are the script library's: never discovered, always known
         from opsmith.domain.host_tools import HOSTS_SERVER, host_tools
 
         catalog.replace_server(HOSTS_SERVER, host_tools())
-    degraded = frozenset(n for n in wanted if seen[n].health is Health.DEGRADED)
-    return catalog, degraded
+    return catalog

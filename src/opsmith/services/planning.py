@@ -16,6 +16,7 @@ from opsmith.domain.identity import Action, Identity
 from opsmith.domain.inventory import Inventory
 from opsmith.domain.plan import Plan, PlanStatus
 from opsmith.domain.servers import Health
+from opsmith.planner.bindings import load_bindings
 from opsmith.planner.planner import Planner, Situation
 from opsmith.planner.playbooks import load_playbooks
 from opsmith.services.access import require
@@ -27,16 +28,22 @@ _UNREAD: Any = object()  # planner_for's inventory not given: read it
 
 
 def planner_for(app: App, inventory: Inventory | None = _UNREAD) -> Planner:
-    """A planner over the playbooks, the known applications and the fleet's inventory (`inventory`:
-    `fleet_inventory(app)` when the caller read it already)."""
+    """A planner over the playbooks, the binding sets, the known applications and the fleet's
+    inventory (`inventory`: `fleet_inventory(app)` when the caller read it already). The one made
+    for an earlier plan while none of these nor the configuration changed (`app.warm`): the files
+    are stat'ed and the applications and inventory read on every call, only the building is saved."""
     from opsmith.services.applications import known_applications
     from opsmith.services.inventory import fleet_inventory
 
-    return Planner(
-        app.config,
-        load_playbooks(app.config.planning.playbook_dirs),
-        applications=known_applications(app),
-        inventory=fleet_inventory(app) if inventory is _UNREAD else inventory,
+    config = app.config
+    # Loaded through the parse cache: an unchanged file is the very object it was last time.
+    playbooks = load_playbooks(config.planning.playbook_dirs)
+    bindings = load_bindings(config.planning.bindings, config.planning.binding_dirs)
+    applications = known_applications(app)
+    fleet = fleet_inventory(app) if inventory is _UNREAD else inventory
+    return app.warm.planner.get(
+        (config, tuple(playbooks), tuple(bindings), tuple(applications), fleet),
+        lambda: Planner(config, playbooks, bindings, applications=applications, inventory=fleet),
     )
 
 
@@ -153,22 +160,18 @@ def plan_with(
     `planner`: one already made, when nothing it knows (the applications) changed since."""
     planner = planner or planner_for(app)
     intent = planner.check(request)
-    repository = app.plans
     now = app.clock.now().astimezone()
     window = app.config.planning.recent_failure_days
     environment = intent.environment or ""
-    failures: dict[tuple[str, str], int] = {
-        (subject, environment): repository.recent_failures(subject, environment, window, now)
-        for subject in intent.subjects
-    }
+    taken, failed = app.plans.history(f"plan_{intent.action}_", intent.subjects, environment, window, now)
     situation = Situation(
         durations=past_durations(app),
         catalog=catalog,
         now=now,
         degraded=degraded,
         down=down,
-        recent_failures=failures,
-        taken_ids=repository.ids_with_prefix(f"plan_{intent.action}_"),
+        recent_failures={(subject, environment): count for subject, count in failed.items()},
+        taken_ids=taken,
     )
     plan = planner.plan(request, situation, overrides)
     plan = plan.model_copy(
@@ -181,7 +184,7 @@ def plan_with(
     )
     if plan_id is not None:
         plan = plan.model_copy(update={"id": plan_id})
-    repository.save(plan)
+    app.plans.save(plan)
     return plan
 
 

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import func, select
+from sqlalchemy.orm import Session
 
 from opsmith.domain.approval import seal_plan
 from opsmith.domain.errors import NotFoundError
@@ -70,19 +72,38 @@ class PlanRepository:
 
     def ids_with_prefix(self, prefix: str) -> frozenset[str]:
         with self._db.session() as session:
-            return frozenset(session.scalars(select(PlanRow.id).where(PlanRow.id.startswith(prefix))))
+            return _ids_with_prefix(session, prefix)
 
     def recent_failures(self, application: str, environment: str, days: int, now: datetime) -> int:
-        since = (now - timedelta(days=days)).astimezone(UTC)
         with self._db.session() as session:
-            query = (
-                select(func.count())
-                .select_from(PlanRow)
-                .where(
-                    PlanRow.application == application,
-                    PlanRow.environment == environment,
-                    PlanRow.status.in_(FAILED),
-                    PlanRow.updated_at >= since,
-                )
-            )
-            return int(session.scalar(query) or 0)
+            return _failures(session, application, environment, _since(now, days))
+
+    def history(
+        self, id_prefix: str, subjects: Sequence[str], environment: str, days: int, now: datetime
+    ) -> tuple[frozenset[str], dict[str, int]]:
+        since = _since(now, days)
+        with self._db.session() as session:
+            failures = {s: _failures(session, s, environment, since) for s in subjects}
+            return _ids_with_prefix(session, id_prefix), failures
+
+
+def _ids_with_prefix(session: Session, prefix: str) -> frozenset[str]:
+    return frozenset(session.scalars(select(PlanRow.id).where(PlanRow.id.startswith(prefix))))
+
+
+def _since(now: datetime, days: int) -> datetime:
+    return (now - timedelta(days=days)).astimezone(UTC)
+
+
+def _failures(session: Session, application: str, environment: str, since: datetime) -> int:
+    query = (
+        select(func.count())
+        .select_from(PlanRow)
+        .where(
+            PlanRow.application == application,
+            PlanRow.environment == environment,
+            PlanRow.status.in_(FAILED),
+            PlanRow.updated_at >= since,
+        )
+    )
+    return int(session.scalar(query) or 0)

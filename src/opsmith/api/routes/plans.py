@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Response
 
 from opsmith.api.bodies import MAX_INT, Amendment, ApprovalBody, Comment, Page, PlanRequest, page
 from opsmith.api.deps import AppDep, Caller
@@ -13,14 +13,24 @@ from opsmith.services.views import approval_report, plan_summary
 
 router = APIRouter(prefix="/api/v1/plans", tags=["plans"])
 
+JSON = "application/json"
+PLAN = {"schema": {"type": "object", "additionalProperties": True}}
 Limit = Query(50, ge=1, le=500)
 Offset = Query(0, ge=0, le=MAX_INT)
 
 
-@router.post("", status_code=201, summary="Plan a request")
-async def create_plan(body: PlanRequest, app: AppDep, who: Caller) -> dict[str, Any]:
+@router.post(
+    "",
+    status_code=201,
+    summary="Plan a request",
+    response_class=Response,
+    responses={201: {"description": "The plan, as `opsmith show --json` prints it", "content": {JSON: PLAN}}},
+)
+async def create_plan(body: PlanRequest, app: AppDep, who: Caller) -> Response:
     plan = await planning.make_plan(app, who, body.request, planning.checked_overrides(body.set))
-    return plan.model_dump(mode="json")
+    # Serialised once, by the plan's own serialiser (the same JSON as model_dump's): a dict handed to
+    # FastAPI would be walked again to validate it and once more to encode it, on the event loop.
+    return Response(plan.model_dump_json(), status_code=201, media_type=JSON)
 
 
 @router.get("", summary="List plans, newest first")
