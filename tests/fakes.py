@@ -500,13 +500,13 @@ class FakeJournal:
             self._audit.append(note.actor, note.action, note.subject, note.details)
         return numbered
 
-    def claim(self, run_id: str, owner: str, *, seconds: float = 30.0) -> bool:
+    def claim(self, run_id: str, owner: str, *, seconds: float = 30.0) -> RunState | None:
         lease = self.lease(run_id)
         # As the real journal: a holder whose local process is gone counts as no holder.
         if lease.owner not in (None, owner) and not owner_is_gone(lease.owner):
-            return False
+            return None
         self.leases[run_id] = Lease(owner, None, lease.requested)
-        return True
+        return self.runs[run_id]
 
     def heartbeat(self, run_id: str, owner: str, *, seconds: float) -> str | None:
         lease = self.lease(run_id)

@@ -247,10 +247,11 @@ async def _take_over(
     require_execute(app, identity, plan)
     _still_as_approved(app, identity, plan, state)
     owner = new_owner()
-    if not runs.claim(run_id, owner, seconds=app.config.execution.lease_seconds):
+    claimed = runs.claim(run_id, owner, seconds=app.config.execution.lease_seconds)
+    if claimed is None:
         raise _held(runs, run_id)
     try:
-        state = runs.get(run_id)  # what the previous holder wrote last
+        state = claimed  # what the previous holder wrote last, read with the claim
         check(state, plan)
         expired = state.status is RunStatus.AWAITING_VALIDATION and _gate_expired(state)
         touched: list[str] = []
@@ -400,7 +401,8 @@ async def request_stop(
         raise RunRefused(f"run {run_id} is {state.status.value} already")
     owner = new_owner()
     audit = app.audit
-    if not runs.claim(run_id, owner, seconds=app.config.execution.lease_seconds):
+    claimed = runs.claim(run_id, owner, seconds=app.config.execution.lease_seconds)
+    if claimed is None:
         lease = runs.lease(run_id)
         if lease.owner is not None and not owner_is_gone(lease.owner):
             runs.request(run_id, what)
@@ -408,7 +410,7 @@ async def request_stop(
             return state, f"asked {lease.owner} to {what}; in-flight steps finish first"
         raise _held(runs, run_id)
     try:
-        state = runs.get(run_id)
+        state = claimed
         note = AuditNote(identity.user, f"run.{what.replace('+', '_')}", run_id, {"from": state.status.value})
         if what == PAUSE:
             if state.status is RunStatus.PAUSED:

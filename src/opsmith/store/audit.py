@@ -8,17 +8,17 @@ import random
 import time
 from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from pydantic import ValidationError
-from sqlalchemy import Connection, String, Text, func, insert, select, text, true, type_coerce
+from sqlalchemy import Connection, String, Text, bindparam, func, insert, select, text, true, type_coerce
 from sqlalchemy.orm import Session
 
 from opsmith.domain.audit import AuditEntry, Head, Link, Verification, new_entry, verify, verify_with_witness
 from opsmith.domain.redaction import redact, redact_text
 from opsmith.domain.seal import Seal
 from opsmith.errors import StoreError
-from opsmith.store.database import Database
+from opsmith.store.database import Database, Prepared
 from opsmith.store.models import AuditRow
 
 if TYPE_CHECKING:
@@ -48,6 +48,8 @@ class AuditLog:
         self._clock = clock or (lambda: datetime.now(UTC))
         self._seal = seal
         self._witness = witness
+        self._insert = Prepared(database, _INSERT)
+        self._last_link = Prepared(database, _LAST_LINK)
 
     def append(
         self,
@@ -103,10 +105,10 @@ class AuditLog:
         `previous`, when the caller remembers the last entry it wrote, saves reading it. If anyone
         appended since, the next seq exists and the transaction fails with StoreConflictError:
         the caller forgets what it remembered and tries again."""
-        last = previous if previous is not None else connection.execute(_LAST_LINK).first()
+        last = previous if previous is not None else _link_of(self._last_link.first(connection, {}))
         entry = self._next(last, actor, action, subject, details)
-        connection.execute(
-            _INSERT,
+        self._insert.run(
+            connection,
             {
                 "seq": entry.seq,
                 "at": entry.at,
@@ -236,7 +238,16 @@ class AuditLog:
 
 
 _LAST_LINK = select(AuditRow.seq, AuditRow.hash).order_by(AuditRow.seq.desc()).limit(1)
-_INSERT = insert(AuditRow)
+_INSERT = insert(AuditRow).values({c.key: bindparam(c.key) for c in AuditRow.__table__.c})
+
+
+class _Stored(NamedTuple):
+    seq: int
+    hash: str
+
+
+def _link_of(row: tuple[Any, ...] | None) -> Link | None:
+    return None if row is None else _Stored(row[0], row[1])
 
 
 def _last(session: Session) -> AuditEntry | None:

@@ -4,14 +4,29 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-from collections.abc import Iterator
+import json
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple, cast
 
-from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy import (
+    JSON,
+    ClauseElement,
+    Connection,
+    Dialect,
+    Engine,
+    Executable,
+    Text,
+    TypeDecorator,
+    create_engine,
+    event,
+    text,
+)
 from sqlalchemy.engine import make_url
-from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+from sqlalchemy.exc import ArgumentError, DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.sql.compiler import SQLCompiler
+from sqlalchemy.types import TypeEngine
 
 from opsmith.errors import ConfigError, StoreError
 from opsmith.store.failures import store_failure
@@ -81,7 +96,7 @@ class Database:
         try:
             with self.engine.connect() as connection:
                 if immediate and self.engine.dialect.name == "sqlite":
-                    connection.exec_driver_sql("BEGIN IMMEDIATE")
+                    _begin_immediate(connection)
                 yield connection
                 connection.commit()
         except SQLAlchemyError as exc:
@@ -156,6 +171,128 @@ class Database:
                 yield
             finally:
                 fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+class EncodedJSON(TypeDecorator[Any]):
+    """A JSON column's value handed over already encoded (pydantic's `model_dump_json`, several
+    times faster than a dump to Python then json.dumps): SQLite stores the text as it is; other
+    databases get it decoded again for their own JSON type."""
+
+    impl = JSON
+    cache_ok = True
+
+    def load_dialect_impl(self, dialect: Dialect) -> TypeEngine[Any]:
+        return dialect.type_descriptor(Text() if dialect.name == "sqlite" else JSON())
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> Any:
+        if dialect.name == "sqlite" or not isinstance(value, str):
+            return value
+        return json.loads(value)
+
+
+def _begin_immediate(connection: Connection) -> None:
+    # With pysqlite, SQLAlchemy's begin only marks the transaction it will commit; the driver's own
+    # BEGIN IMMEDIATE then takes the write lock, at half the cost of a trip through exec_driver_sql.
+    connection.begin()
+    dbapi = connection.dialect.loaded_dbapi
+    try:
+        connection.connection.driver_connection.execute("BEGIN IMMEDIATE")  # type: ignore[union-attr]
+    except dbapi.Error as exc:
+        raise DBAPIError.instance("BEGIN IMMEDIATE", None, exc, dbapi.Error) from exc
+
+
+class Prepared:
+    """One Core statement for the hot path of a run, compiled once for the database's dialect.
+
+    On SQLite it runs on the driver's own cursor of the transaction's connection: SQLAlchemy's work
+    around each execute (cache key, execution context, result object) costs several times what
+    SQLite takes for a one-row write, and a run makes a handful per step. Values go through the
+    very type processors SQLAlchemy applies (JSON, DateTime), so what is written reads back alike
+    either way, and driver errors reach `Database.transaction` as SQLAlchemy's would. Elsewhere it
+    is a plain `connection.execute`. Only for statements with plain bind parameters."""
+
+    def __init__(self, database: Database, statement: Executable) -> None:
+        self._statement = statement
+        self._dialect = database.engine.dialect
+        self._raw = self._dialect.name == "sqlite" and self._dialect.paramstyle == "qmark"
+        self._compiled: tuple[str, list[_Bind]] | None = None
+
+    def run(self, connection: Connection, params: Mapping[str, Any]) -> int:
+        """Execute once; the number of rows it changed."""
+        if not self._raw:
+            return int(getattr(connection.execute(self._statement, dict(params)), "rowcount", 0))
+        sql, binds = self._compile()
+        return self._driver(connection, sql, [_value(params, b) for b in binds])[0]
+
+    def many(self, connection: Connection, rows: Sequence[Mapping[str, Any]]) -> None:
+        """Execute once per row of `rows`, in one driver call."""
+        if not rows:
+            return
+        if not self._raw:
+            connection.execute(self._statement, [dict(r) for r in rows] if len(rows) > 1 else dict(rows[0]))
+            return
+        sql, binds = self._compile()
+        values = [[_value(row, b) for b in binds] for row in rows]
+        self._driver(connection, sql, values[0] if len(values) == 1 else values, many=len(values) > 1)
+
+    def first(self, connection: Connection, params: Mapping[str, Any]) -> tuple[Any, ...] | None:
+        """The first row the query returns, or None."""
+        if not self._raw:
+            row = connection.execute(self._statement, dict(params)).first()
+            return None if row is None else tuple(row)
+        sql, binds = self._compile()
+        return self._driver(connection, sql, [_value(params, b) for b in binds])[1]
+
+    def _compile(self) -> tuple[str, list[_Bind]]:
+        if self._compiled is None:
+            element = cast(ClauseElement, self._statement)
+            compiled = cast(SQLCompiler, element.compile(dialect=self._dialect))
+            if "POSTCOMPILE" in compiled.string:
+                raise TypeError(f"not a plain statement (it expands parameters): {compiled.string}")
+            binds = []
+            for name in compiled.positiontup or ():
+                bind = compiled.binds[name]
+                processor = bind.type.dialect_impl(self._dialect).bind_processor(self._dialect)
+                binds.append(_Bind(name, bind.required, bind.effective_value, processor))
+            self._compiled = (compiled.string, binds)
+        return self._compiled
+
+    def _driver(
+        self, connection: Connection, sql: str, values: Any, *, many: bool = False
+    ) -> tuple[int, tuple[Any, ...] | None]:
+        if not connection.in_transaction():
+            # The transaction SQLAlchemy then commits; the driver begins it with this statement.
+            connection.begin()
+        cursor = connection.connection.cursor()
+        try:
+            if many:
+                cursor.executemany(sql, values)
+            else:
+                cursor.execute(sql, values)
+            row = cursor.fetchone() if cursor.description else None
+            return int(cursor.rowcount), None if row is None else tuple(row)
+        except self._dialect.loaded_dbapi.Error as exc:
+            # Wrapped as SQLAlchemy wraps it, so store_failure reads the driver's error code.
+            raise DBAPIError.instance(sql, None, exc, self._dialect.loaded_dbapi.Error) from exc
+        finally:
+            cursor.close()
+
+
+class _Bind(NamedTuple):
+    name: str
+    required: bool
+    default: Any
+    processor: Callable[[Any], Any] | None
+
+
+def _value(params: Mapping[str, Any], bind: _Bind) -> Any:
+    if bind.name in params:
+        value = params[bind.name]
+    elif bind.required:
+        raise KeyError(f"no value for the statement's parameter {bind.name!r}")
+    else:
+        value = bind.default
+    return value if bind.processor is None else bind.processor(value)
 
 
 def newest_revision_file() -> str:

@@ -16,7 +16,7 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import Connection, Table, bindparam, func, insert, select, update
+from sqlalchemy import Connection, Table, Update, bindparam, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from opsmith.domain.approval import seal_plan
@@ -30,7 +30,7 @@ from opsmith.engine.events import EventType, RunEvent
 from opsmith.engine.state import RunState, RunStatus
 from opsmith.errors import StoreError
 from opsmith.store.audit import AuditLog
-from opsmith.store.database import Database
+from opsmith.store.database import Database, EncodedJSON, Prepared
 from opsmith.store.models import PlanRow
 from opsmith.store.run_models import EventRow, RunRow, RunStepRow
 
@@ -78,6 +78,7 @@ class RunRepository:
         self._seal = seal
         self._saved: dict[str, RunState] = {}
         self._seq: dict[str, int] = {}
+        self._sql = _Statements(database)
         # The last audit entry this repository wrote: the next one chains to it without a read.
         self._audit_head: AuditEntry | None = None
 
@@ -147,33 +148,31 @@ class RunRepository:
     ) -> list[RunEvent]:
         now = datetime.now(UTC)
         run_id = state.run_id
-        head = state.model_dump(mode="json", exclude={"steps"})
-        values = {
-            "b_id": run_id,
-            "b_owner": owner,
-            "plan_hash": state.plan_hash,
-            "status": state.status.value,
-            "state": head,
-            "updated_at": now,
-        }
-        updated = connection.execute(_CLEAR_HEAD if clear_request else _UPDATE_HEAD, values)
+        sql = self._sql
         last = self._saved.get(run_id)
+        values = {"b_id": run_id, "b_owner": owner, "state": _head_json(state), "updated_at": now}
+        # Columns that did not change stay out of the SET: SQLite rewrites an index entry for every
+        # indexed column named there (status), one more page to write and sync per commit.
+        same = last is not None and last.status is state.status and last.plan_hash == state.plan_hash
+        if not same:
+            values["plan_hash"], values["status"] = state.plan_hash, state.status.value
+        updated = sql.head(clear=clear_request, columns=not same).run(connection, values)
         existing: set[str] = set(state.steps) if last is not None else set()
-        if updated.rowcount == 0:
-            if connection.execute(_RUN_EXISTS, {"b_id": run_id}).first() is not None:
+        if updated == 0:
+            if sql.run_exists.first(connection, {"b_id": run_id}) is not None:
                 raise LeaseLost(
                     f"run {run_id} is now driven by another process",
                     hint=f"this process stops; see: opsmith status {run_id}",
                 )
-            connection.execute(
-                _INSERT_RUN,
+            sql.insert_run.run(
+                connection,
                 {
                     "id": run_id,
                     "plan_id": state.plan_id,
                     "plan_hash": state.plan_hash,
                     "status": state.status.value,
                     "started_by": started_by,
-                    "state": head,
+                    "state": state.model_dump(mode="json", exclude={"steps"}),
                     "lease_owner": owner,
                     "lease_expires": now + timedelta(seconds=lease_seconds),
                     "created_at": now,
@@ -183,7 +182,7 @@ class RunRepository:
         elif last is None:
             existing = {row.step_id for row in connection.execute(_STEP_IDS, {"b_run": run_id})}
         if last is not None and changed is not None:
-            steps = [state.steps[k] for k in changed]
+            steps = [state.steps[k] for k in dict.fromkeys(changed)]
         else:
             # Unchanged steps are the very same objects in the new state (states are immutable).
             steps = [v for k, v in state.steps.items() if last is None or last.steps.get(k) is not v]
@@ -194,14 +193,11 @@ class RunRepository:
                 "b_run": run_id,
                 "b_step": step.step_id,
                 "status": step.status.value,
-                "state": step.model_dump(mode="json"),
+                "state": step.model_dump_json(),
             }
             (old_rows if step.step_id in existing else new_rows).append(row)
-        # One row goes through execute, which costs less than executemany's machinery.
-        if new_rows:
-            connection.execute(_INSERT_STEP, new_rows[0] if len(new_rows) == 1 else new_rows)
-        if old_rows:
-            connection.execute(_UPDATE_STEP, old_rows[0] if len(old_rows) == 1 else old_rows)
+        sql.insert_step.many(connection, new_rows)
+        sql.update_step.many(connection, old_rows)
         follows = PLAN_FOLLOWS.get(state.status)
         if follows is not None and (last is None or last.status is not state.status):
             _plan_follows(connection, state.plan_id, follows, self._seal)
@@ -219,7 +215,8 @@ class RunRepository:
             return []
         seq = self._seq.get(run_id)
         if seq is None:
-            seq = connection.execute(_LAST_EVENT, {"b_run": run_id}).scalar() or 0
+            found = self._sql.last_event.first(connection, {"b_run": run_id})
+            seq = (found[0] if found else None) or 0
         stored = [e.model_copy(update={"run_id": run_id, "seq": seq + n}) for n, e in enumerate(events, 1)]
         rows = [
             {
@@ -233,15 +230,19 @@ class RunRepository:
             }
             for e in stored
         ]
-        connection.execute(_INSERT_EVENT, rows[0] if len(rows) == 1 else rows)
+        self._sql.insert_event.many(connection, rows)
         return stored
 
-    def claim(self, run_id: str, owner: str, *, seconds: float = 30.0) -> bool:
-        """Take the run's lease if it is free, expired, ours, or held by a local process that died."""
+    def claim(self, run_id: str, owner: str, *, seconds: float = 30.0) -> RunState | None:
+        """Take the run's lease if it is free, expired, ours, or held by a local process that died,
+        and return the run as it stands under the new lease, read in the same transaction: nothing
+        the previous holder wrote can come between the claim and that read. None when it is held."""
         now = datetime.now(UTC)
-        with self._db.session() as session:
-            row = self._row(session, run_id)
-            holder, expires = row.lease_owner, _aware(row.lease_expires)
+        with self._db.transaction(immediate=True) as connection:
+            lease = connection.execute(_LEASE, {"b_id": run_id}).first()
+            if lease is None:
+                raise _unknown_run(connection, run_id)
+            holder, expires = lease.lease_owner, _aware(lease.lease_expires)
             free = (
                 holder is None
                 or holder == owner
@@ -249,19 +250,20 @@ class RunRepository:
                 or owner_is_gone(holder)
             )
             if not free:
-                return False
-            same = RunRow.lease_owner.is_(None) if holder is None else RunRow.lease_owner == holder
-            result = session.execute(
-                update(RunRow)
-                .where(RunRow.id == run_id, same)
+                return None
+            same = _RUNS.c.lease_owner.is_(None) if holder is None else _RUNS.c.lease_owner == holder
+            taken = connection.execute(
+                update(_RUNS)
+                .where(_RUNS.c.id == run_id, same)
                 .values(lease_owner=owner, lease_expires=now + timedelta(seconds=seconds))
             )
-            taken = getattr(result, "rowcount", 0) == 1
-        if taken:
-            # Whoever held it before may have written since we last looked.
-            self._saved.pop(run_id, None)
-            self._seq.pop(run_id, None)
-        return taken
+            if taken.rowcount != 1:
+                return None
+            state = _read_run(connection, run_id)
+        # Whoever held it before may have written since we last looked.
+        self._saved.pop(run_id, None)
+        self._seq.pop(run_id, None)
+        return state
 
     def heartbeat(self, run_id: str, owner: str, *, seconds: float) -> str | None:
         """Extend the lease; returns the pending request (pause, cancel...). `LeaseLost` if taken."""
@@ -295,10 +297,11 @@ class RunRepository:
             session.execute(update(RunRow).where(RunRow.id == run_id).values(requested=what))
 
     def get(self, run_id: str) -> RunState:
-        with self._db.session() as session:
-            row = self._row(session, run_id)
-            steps = session.scalars(select(RunStepRow).where(RunStepRow.run_id == run_id))
-            return RunState.model_validate({**row.state, "steps": {s.step_id: s.state for s in steps}})
+        with self._db.transaction() as connection:
+            state = _read_run(connection, run_id)
+            if state is None:
+                raise _unknown_run(connection, run_id)
+            return state
 
     def ids(self, statuses: Iterable[RunStatus]) -> list[str]:
         """Runs in any of `statuses`, oldest first."""
@@ -372,42 +375,87 @@ class RunRepository:
     def _row(session: Session, run_id: str) -> RunRow:
         row = session.get(RunRow, run_id)
         if row is None:
-            near = list(session.scalars(select(RunRow.id).order_by(RunRow.created_at.desc()).limit(3)))
-            raise UnknownRunError(
-                f"no run {run_id!r}",
-                hint=f"recent runs: {', '.join(near)}" if near else "start one: opsmith run PLAN",
-            )
+            raise _unknown_run(session, run_id)
         return row
+
+
+def _unknown_run(reader: Connection | Session, run_id: str) -> UnknownRunError:
+    near = list(reader.execute(select(_RUNS.c.id).order_by(_RUNS.c.created_at.desc()).limit(3)).scalars())
+    return UnknownRunError(
+        f"no run {run_id!r}",
+        hint=f"recent runs: {', '.join(near)}" if near else "start one: opsmith run PLAN",
+    )
+
+
+def _read_run(reader: Connection, run_id: str) -> RunState | None:
+    """The run's head and its steps, in the caller's transaction."""
+    head = reader.execute(_READ_HEAD, {"b_id": run_id}).scalar()
+    if head is None:
+        return None
+    steps = reader.execute(_READ_STEPS, {"b_run": run_id})
+    return RunState.model_validate({**head, "steps": {step_id: state for step_id, state in steps}})
 
 
 # Built once: statements are the costly part of a small write through SQLAlchemy.
 _RUNS = cast(Table, RunRow.__table__)
 _STEPS = cast(Table, RunStepRow.__table__)
-_HEAD: dict[str, Any] = {
-    "plan_hash": bindparam("plan_hash"),
-    "status": bindparam("status"),
-    "state": bindparam("state"),
-    "updated_at": bindparam("updated_at"),
-}
+_EVENTS = cast(Table, EventRow.__table__)
 _FENCE = (_RUNS.c.id == bindparam("b_id")) & (_RUNS.c.lease_owner == bindparam("b_owner"))
-_UPDATE_HEAD = update(_RUNS).where(_FENCE).values(**_HEAD)
-_CLEAR_HEAD = update(_RUNS).where(_FENCE).values(**_HEAD, requested=None)
+# The head and the steps are written as pydantic encodes them (model_dump_json).
+_ENCODED = bindparam("state", type_=EncodedJSON())
+
+
+def _head_json(state: RunState) -> str:
+    return state.model_dump_json(exclude={"steps"})
+
+
+def _head_update(*, clear: bool, columns: bool) -> Update:
+    """The run's head, fenced on the lease owner; `columns`: plan_hash and status too."""
+    values: dict[str, Any] = {"state": _ENCODED, "updated_at": bindparam("updated_at")}
+    if columns:
+        values |= {"plan_hash": bindparam("plan_hash"), "status": bindparam("status")}
+    if clear:
+        values["requested"] = None
+    return update(_RUNS).where(_FENCE).values(**values)
+
+
+_HEADS = {
+    (clear, columns): _head_update(clear=clear, columns=columns)
+    for clear in (False, True)
+    for columns in (False, True)
+}
 _RUN_EXISTS = select(_RUNS.c.id).where(_RUNS.c.id == bindparam("b_id"))
-_INSERT_RUN = insert(_RUNS)
+_LEASE = select(_RUNS.c.lease_owner, _RUNS.c.lease_expires).where(_RUNS.c.id == bindparam("b_id"))
+_READ_HEAD = select(_RUNS.c.state).where(_RUNS.c.id == bindparam("b_id"))
+_READ_STEPS = select(_STEPS.c.step_id, _STEPS.c.state).where(_STEPS.c.run_id == bindparam("b_run"))
+_INSERT_RUN = insert(_RUNS).values({c.key: bindparam(c.key) for c in _RUNS.c if c.key != "requested"})
 _STEP_IDS = select(_STEPS.c.step_id).where(_STEPS.c.run_id == bindparam("b_run"))
 _INSERT_STEP = insert(_STEPS).values(
-    run_id=bindparam("b_run"),
-    step_id=bindparam("b_step"),
-    status=bindparam("status"),
-    state=bindparam("state"),
+    run_id=bindparam("b_run"), step_id=bindparam("b_step"), status=bindparam("status"), state=_ENCODED
 )
 _UPDATE_STEP = (
     update(_STEPS)
     .where((_STEPS.c.run_id == bindparam("b_run")) & (_STEPS.c.step_id == bindparam("b_step")))
-    .values(status=bindparam("status"), state=bindparam("state"))
+    .values(status=bindparam("status"), state=_ENCODED)
 )
-_LAST_EVENT = select(func.max(EventRow.seq)).where(EventRow.run_id == bindparam("b_run"))
-_INSERT_EVENT = insert(cast(Table, EventRow.__table__))
+_LAST_EVENT = select(func.max(_EVENTS.c.seq)).where(_EVENTS.c.run_id == bindparam("b_run"))
+_INSERT_EVENT = insert(_EVENTS).values({c.key: bindparam(c.key) for c in _EVENTS.c if c.key != "id"})
+
+
+class _Statements:
+    """The hot path's statements, prepared for one database (compiled on first use)."""
+
+    def __init__(self, database: Database) -> None:
+        self._heads = {key: Prepared(database, statement) for key, statement in _HEADS.items()}
+        self.run_exists = Prepared(database, _RUN_EXISTS)
+        self.insert_run = Prepared(database, _INSERT_RUN)
+        self.insert_step = Prepared(database, _INSERT_STEP)
+        self.update_step = Prepared(database, _UPDATE_STEP)
+        self.last_event = Prepared(database, _LAST_EVENT)
+        self.insert_event = Prepared(database, _INSERT_EVENT)
+
+    def head(self, *, clear: bool, columns: bool) -> Prepared:
+        return self._heads[(clear, columns)]
 
 
 # What the plan becomes when its run reaches these statuses: written in the run's own transaction,

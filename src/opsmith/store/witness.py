@@ -26,6 +26,9 @@ class FileWitness:
         self.where = f"the witness file {path}"
         self._descriptor: int | None = None
         self._opened_by = 0  # the pid that opened it: a forked child shares the lock, so reopens
+        # The record this object wrote last, and its seq: when the file still holds it (the usual
+        # case, one process driving a run), the next advance need not parse it.
+        self._written: tuple[bytes, int] | None = None
         self._closer: weakref.finalize[[int], FileWitness] | None = None
         # flock excludes other open files, not threads sharing this one: they take turns here.
         self._turn = threading.Lock()
@@ -44,11 +47,18 @@ class FileWitness:
             # witness only ever moves forward, whichever commit reaches it first.
             fcntl.flock(descriptor, fcntl.LOCK_EX)
             try:
-                current = _parse(os.pread(descriptor, _RECORD, 0))
-                if current is not None and current.seq >= head.seq:
+                raw = os.pread(descriptor, _RECORD, 0)
+                if self._written is not None and raw == self._written[0]:
+                    seq: int | None = self._written[1]
+                else:
+                    current = _parse(raw)
+                    seq = None if current is None else current.seq
+                if seq is not None and seq >= head.seq:
                     return
                 record = json.dumps(head.model_dump(), sort_keys=True).encode("ascii")
-                os.pwrite(descriptor, record.ljust(_RECORD - 1) + b"\n", 0)
+                record = record.ljust(_RECORD - 1) + b"\n"
+                os.pwrite(descriptor, record, 0)
+                self._written = (record, head.seq)
             finally:
                 fcntl.flock(descriptor, fcntl.LOCK_UN)
 
@@ -61,6 +71,7 @@ class FileWitness:
         if self._descriptor is not None and self._still_ours(self._descriptor):
             return self._descriptor
         self.close()
+        self._written = None
         self._path.parent.mkdir(parents=True, exist_ok=True)
         # CLOEXEC: a child that runs another program must not hold (and share) our lock.
         descriptor = os.open(self._path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
