@@ -296,9 +296,43 @@ def test_a_failing_deploy_shows_its_rollback_in_the_monitor(
         expect(page.locator("#failure")).to_contain_text("CrashLoopBackOff")
         expect(page.locator("#log")).to_contain_text("rollback.finished")
         expect(page.locator("#live-state")).to_have_text("finished")
+        # Failed while followed: the monitor fetches its explanation (what the run recorded).
+        expect(page.locator("#analysis-file")).to_have_text("config/production.json")
     run_id = page.url.rsplit("/", 1)[-1]
     report = api(served, tokens["bob"], "GET", f"/api/v1/runs/{run_id}").json()
     assert report["status"] == "rolled_back"
+    FAILED_RUNS.append(run_id)
+
+
+FAILED_RUNS: list[str] = []  # the failing deploy's run, for the explanation test after it
+
+
+def test_the_failed_deploys_monitor_explains_it_and_reads_the_logs_again_from_the_keyboard(
+    browser: Browser, served: Served, tokens: dict[str, str]
+) -> None:
+    if not FAILED_RUNS:
+        pytest.skip("needs the failing deploy above")
+    with console(browser, served, tokens["vic"]) as vic:
+        page = vic.go(f"/runs/{FAILED_RUNS[-1]}")
+        analysis = page.locator("#analysis")
+        expect(analysis.locator("#analysis-error-type")).to_have_text("CrashLoopBackOff")
+        expect(analysis.locator("#analysis-cause")).to_contain_text("lacks config/production.json")
+        expect(analysis.locator("#analysis-dockerfile")).to_have_text("COPY config/ ./config/")
+        expect(analysis.locator("#analysis-confidence")).to_contain_text("high")
+        cited = analysis.locator("#analysis-evidence tbody tr").first
+        expect(cited).to_contain_text("kubernetes/")
+        expect(cited).to_contain_text("(recorded)")
+        expect(cited).to_contain_text("Cannot find module")
+        # From the explanation's heading, the next stop of the keyboard is its one button.
+        page.locator("#analysis-title").focus()
+        page.keyboard.press("Tab")
+        again = page.get_by_role("button", name="Read logs again")
+        expect(again).to_be_focused()
+        page.keyboard.press("Enter")
+        expect(page.locator("#analysis-read")).to_contain_text("with the logs and state read now")
+        expect(page.locator("#analysis-title")).to_be_focused()
+        expect(page.locator("#analysis-file")).to_have_text("config/production.json")
+        expect(page.locator("#analysis-problem")).to_be_hidden()
 
 
 def approved(served: Served, tokens: dict[str, str], request: str) -> dict[str, Any]:

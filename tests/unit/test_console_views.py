@@ -506,3 +506,138 @@ def test_the_run_monitor_and_its_progress_offer_only_what_the_service_allows(
     at_gate = {**RUN_NONE, "continue": True, "cancel": True, "rollback": True}
     assert shown_controls(page) == at_gate and '<div class="actions" id="run-actions">' in page
     assert client.get(f"/runs/{gate.run_id}/progress").json()["actions"] == at_gate
+
+
+# -- the run monitor's explanation of a failed run (services.explain.explain_run) ---------------
+
+
+@pytest.fixture
+def failed_site() -> Iterator[tuple[TestClient, FakeWorld]]:
+    """The console over test_explain's world: a production deploy whose rollout crash-loops."""
+    from tests.unit.test_explain import CRASH, world
+
+    found = world(CRASH)
+    host = Host(app=found.app, servers=FakeServerHost(found.tools), owner=who("ada", "admin"))
+    with TestClient(create_api(host, duties=False), follow_redirects=False) as client:
+        client.post("/login", data={"token": token_for(found, "vic", "viewer")})
+        yield client, found
+
+
+def failed_run(world: FakeWorld, error: str) -> str:
+    from tests.unit.test_explain import store, the_run
+
+    store(world, the_run(error))
+    return "run-1"
+
+
+def analysis_of(page: str) -> str:
+    found = re.search(r'<section class="card analysis" id="analysis".*?</section>', page, re.S)
+    assert found, "the monitor shows the explanation"
+    return found.group(0)
+
+
+def cited_rows(section: str) -> list[tuple[str, str, str, str]]:
+    """The evidence table: (step, tool, line, text) per row, as shown."""
+    rows = re.findall(
+        r'<tr data-step="([^"]*)" data-line="(\d+)"[^>]*>\s*<td>.*?</td>\s*<td>(?:<code>([^<]*)</code>)?</td>'
+        r'.*?<code class="evidence-text">([^<]*)</code>',
+        section,
+        re.S,
+    )
+    return [(step, tool, line, text) for step, line, tool, text in rows]
+
+
+def test_the_monitor_of_a_failed_run_shows_the_cause_the_fix_and_the_cited_line_without_calling_tools(
+    failed_site: tuple[TestClient, FakeWorld],
+) -> None:
+    from tests.unit.test_explain import CANARY
+
+    client, world = failed_site
+    missing = "Error: Cannot find module './config/production.json'"
+    run_id = failed_run(world, f"rollout failed: CrashLoopBackOff token={CANARY}\n{missing}")
+    page = client.get(f"/runs/{run_id}")
+    assert page.status_code == 200
+    section = analysis_of(page.text)
+    assert "Deploy to production <code>deploy</code>" in section and "kubernetes/apply_deployment" in section
+    assert '<dd id="analysis-error-type"><code>CrashLoopBackOff</code></dd>' in section
+    assert "the image lacks config/production.json, which the start command requires" in section
+    assert '<code id="analysis-file">config/production.json</code>' in section
+    assert '<code id="analysis-dockerfile">COPY config/ ./config/</code>' in section
+    assert "confidence: high" in section
+    shown = missing.replace("'", "&#39;")
+    assert ("deploy", "kubernetes/apply_deployment", "2", shown) in cited_rows(section)
+    assert "(recorded)" in section and "(read now)" not in section
+    assert world.tools.calls == [], "the page reads what the run recorded; it calls no tool"
+    assert CANARY not in section
+    assert "data-analysis-fetch" in section, "reading the logs again is offered"
+
+
+def test_an_unexplained_failure_says_no_rule_matched_and_shows_the_lines_read_escaped(
+    failed_site: tuple[TestClient, FakeWorld],
+) -> None:
+    client, world = failed_site
+    run_id = failed_run(world, "the tool said: <script>odd()</script> happened")
+    section = analysis_of(client.get(f"/runs/{run_id}").text)
+    assert 'data-explained="false"' in section and "No rule matched the" in section
+    assert "confidence:" not in section and 'id="analysis-fix"' not in section
+    assert "Evidence read" in section
+    escaped = "the tool said: &lt;script&gt;odd()&lt;/script&gt; happened"
+    assert cited_rows(section)[0] == ("deploy", "kubernetes/apply_deployment", "1", escaped)
+    assert "<script>odd()" not in section
+
+
+def test_reading_the_logs_again_needs_the_csrf_token_and_cites_what_the_tool_says_now(
+    failed_site: tuple[TestClient, FakeWorld],
+) -> None:
+    client, world = failed_site
+    run_id = failed_run(world, "rollout failed: 0/1 new pods ready, CrashLoopBackOff")
+    refused = client.post(f"/runs/{run_id}/analysis")
+    assert refused.status_code == 403 and "CSRF" in refused.json()["detail"]
+    forged = client.post(f"/runs/{run_id}/analysis", headers={"X-CSRF-Token": "forged"})
+    assert forged.status_code == 403 and world.tools.calls == []
+
+    answer = client.post(f"/runs/{run_id}/analysis", headers={"X-CSRF-Token": client.cookies["opsmith_csrf"]})
+    assert answer.status_code == 200 and answer.headers["content-type"].startswith("text/html")
+    section = analysis_of(answer.text)
+    assert '<code id="analysis-file">config/production.json</code>' in section
+    cited = cited_rows(section)
+    missing = "Error: Cannot find module &#39;./config/production.json&#39;"
+    assert cited[0] == ("check_logs", "kubernetes/get_pod_logs", "5", missing)
+    assert "(read now)" in section and "with the logs and state read now" in section
+    assert [call[:2] for call in world.tools.calls] == [("kubernetes", "get_pod_logs")]
+    called = [e for e in world.audit.chain if e.action == "tool.called"]
+    assert [(e.actor, e.details["via"]) for e in called] == [("vic", "explain")], "checked and audited"
+
+
+def test_a_run_that_did_not_fail_shows_no_explanation_and_an_unknown_one_is_not_found(
+    failed_site: tuple[TestClient, FakeWorld],
+) -> None:
+    from tests.unit.test_explain import store, the_run
+
+    client, world = failed_site
+    running = the_run("", status=RunStatus.RUNNING)
+    deploy = running.steps["deploy"].model_copy(update={"status": StepStatus.RUNNING, "error": None})
+    store(world, running.model_copy(update={"steps": {**running.steps, "deploy": deploy}}))
+    page = client.get("/runs/run-1")
+    assert page.status_code == 200 and 'id="analysis"' not in page.text
+    assert '<div id="analysis-slot" data-loaded="false">' in page.text, "the script fills it if it fails"
+    assert client.get("/runs/run-1/analysis").status_code == 204
+    assert client.get("/runs/run-that-is-not-there/analysis").status_code == 404
+    assert client.get("/runs/run-that-is-not-there").status_code == 404
+
+
+def test_a_broken_rule_file_is_shown_in_the_explanations_place_and_the_monitor_still_shows(
+    failed_site: tuple[TestClient, FakeWorld], tmp_path: Any
+) -> None:
+    from dataclasses import replace
+
+    client, world = failed_site
+    (tmp_path / "mine.yaml").write_text("rules: [{id: Bad}]\n")
+    analysis = world.app.config.analysis.model_copy(update={"rule_dirs": [tmp_path]})
+    world.app = replace(world.app, config=world.app.config.model_copy(update={"analysis": analysis}))
+    client.app.state.host = replace(client.app.state.host, app=world.app)  # type: ignore[attr-defined]
+    run_id = failed_run(world, "rollout failed: CrashLoopBackOff")
+    page = client.get(f"/runs/{run_id}")
+    assert page.status_code == 200 and 'id="steps"' in page.text
+    section = analysis_of(page.text)
+    assert "mine.yaml" in section and 'role="alert"' in section and "analysis-file" not in section

@@ -12,8 +12,10 @@ sees it, and at most MAX_LINES lines are read in all, so a hostile log costs at 
 from __future__ import annotations
 
 import re
+from bisect import bisect_right
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
+from itertools import accumulate
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field
 
@@ -164,31 +166,61 @@ def match_lines(rules: Sequence[Rule], artifacts: Iterable[Artifact]) -> tuple[l
         entry = (rule, rule.regex.search, frozenset(rule.screen))
         for kind in rule.applies_to:
             by_kind.setdefault(kind, []).append(entry)
-    # Per kind, the screen words of its rules: one substring test each, far cheaper than a search,
-    # and most lines contain none of them, so no pattern runs on them at all.
+    # Per kind, the screen words of its rules: most lines contain none of them, so no pattern
+    # runs on them at all; which lines do is found by a substring search per word over all of an
+    # artifact's lines at once (see _screened).
     words = {kind: sorted({w for _, _, screen in tried for w in screen}) for kind, tried in by_kind.items()}
     always = {kind: any(not screen for _, _, screen in tried) for kind, tried in by_kind.items()}
     for artifact in artifacts:
+        if not artifact.lines:
+            continue
+        if read >= MAX_LINES:
+            return hits, read, True
+        lines = artifact.lines[: MAX_LINES - read]
+        read += len(lines)
         fitting = by_kind.get(artifact.kind, [])
         screen_words = words.get(artifact.kind, [])
+        if max(map(len, lines)) > MAX_LINE_CHARS:
+            lines = tuple(raw[:MAX_LINE_CHARS] for raw in lines)
         unscreened = always.get(artifact.kind, False)
-        for number, raw in enumerate(artifact.lines, start=1):
-            if read >= MAX_LINES:
-                return hits, read, True
-            read += 1
-            text = raw[:MAX_LINE_CHARS]
+        for index in range(len(lines)) if unscreened else _screened(lines, screen_words):
+            text = lines[index]
             lower = text.lower()
             present = {w for w in screen_words if w in lower}
-            if not present and not unscreened:
-                continue
             for rule, search, screen in fitting:
                 if screen and screen.isdisjoint(present):
                     continue
                 found = search(text)
                 if found is not None:
                     groups = {k: v for k, v in found.groupdict().items() if v is not None}
-                    hits.append(Hit(rule, _line(artifact, number, text), groups))
+                    hits.append(Hit(rule, _line(artifact, index + 1, text), groups))
+        if len(lines) < len(artifact.lines):
+            return hits, read, True
     return hits, read, False
+
+
+def _screened(lines: Sequence[str], words: Sequence[str]) -> list[int]:
+    """The indexes of the lines that may hold one of `words`, in order: each word is looked for in
+    all the lines joined and lower-cased, once per line that holds it (a false lead across the
+    joint is dropped by the caller's test of each line)."""
+    if not words or not lines:
+        return []
+    block = "\n".join(lines).lower()
+    if len(block) != sum(map(len, lines)) + len(lines) - 1:
+        # A character whose lower case is longer (İ): the offsets are those of the lowered lines.
+        lines = [line.lower() for line in lines]
+        block = "\n".join(lines)
+    starts: list[int] = []
+    holding: set[int] = set()
+    for word in words:
+        at = block.find(word)
+        while at != -1:
+            if not starts:
+                starts = list(accumulate((len(line) + 1 for line in lines), initial=0))
+            index = bisect_right(starts, at) - 1
+            holding.add(index)
+            at = block.find(word, starts[index + 1])
+    return sorted(holding)
 
 
 def _line(artifact: Artifact, number: int, text: str) -> EvidenceLine:
@@ -346,6 +378,6 @@ def _unmatched_view(artifacts: Sequence[Artifact]) -> list[EvidenceLine]:
     for artifact in reversed([a for a in artifacts if a.kind != "error"]):
         if len(rest) >= keep:
             break
-        numbered = list(enumerate(artifact.lines, 1))[-(keep - len(rest)) :]
-        rest = [(artifact, n, raw) for n, raw in numbered] + rest
+        first = max(len(artifact.lines) - (keep - len(rest)), 0)
+        rest = [(artifact, n + 1, artifact.lines[n]) for n in range(first, len(artifact.lines))] + rest
     return [_line(a, n, raw[:MAX_LINE_CHARS]) for a, n, raw in errors + rest]

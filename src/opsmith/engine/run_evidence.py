@@ -8,14 +8,15 @@ looks secret, bearer tokens and passwords inside URLs. Pure: plan and run in, va
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from itertools import islice
 from typing import Any
 
 from opsmith.domain.catalog import Catalog
 from opsmith.domain.plan import Plan, Step
-from opsmith.domain.redaction import REDACTED, Redactor
+from opsmith.domain.redaction import REDACTED, Redactor, is_secret_key
 from opsmith.domain.root_cause import MAX_LINE_CHARS, Artifact, FailedStep, StepFact
 from opsmith.domain.root_cause_rules import ArtifactKind
 from opsmith.engine.state import RunState, StepState, StepStatus
@@ -24,6 +25,7 @@ __all__ = [
     "MAX_ARTIFACT_LINES",
     "EvidenceCall",
     "artifact_kind",
+    "cleaned",
     "evidence_calls",
     "failed_step",
     "failed_steps",
@@ -47,19 +49,48 @@ _RUNTIME_REF = re.compile(r"\$\{steps\.")
 
 def text_lines(text: str, redactor: Redactor) -> tuple[str, ...]:
     """`text` as redacted lines, each cut to MAX_LINE_CHARS, at most MAX_ARTIFACT_LINES of them."""
-    lines = text.splitlines()[:MAX_ARTIFACT_LINES]
-    return tuple(_clean(line, redactor) for line in lines)
+    # The known secrets are hidden in the whole text first, so one that spans lines is caught too.
+    lines = redactor.text(text).splitlines()[:MAX_ARTIFACT_LINES]
+    return cleaned(lines, redactor)
 
 
+# The words the searches below need in a line (lower-cased): a line without them cannot hold what
+# those searches hide.
+_BEARER_WORDS = ("bearer", "basic")
 _SECRET_WORDS = ("pass", "secret", "token", "key", "credential")
+_WORDS = (*_BEARER_WORDS, "://", *_SECRET_WORDS)
+
+
+def cleaned(lines: Sequence[str], redactor: Redactor) -> tuple[str, ...]:
+    """Each line redacted and cut to MAX_LINE_CHARS: the same lines as `_clean` gives one by one.
+
+    The lines of one artifact are looked at together first: when none holds a known secret or a
+    word the searches need (most logs), no line is searched at all."""
+    if not lines:
+        return ()
+    whole = "\n".join(lines)
+    hiding = Redactor([secret for secret in redactor.secrets if secret in whole])
+    longest = max(map(len, lines))
+    # The words are looked for only where the searches look (a hostile line is cut first).
+    searched = whole if longest <= MAX_LINE_CHARS * 2 else "\n".join(_cut(lines, MAX_LINE_CHARS * 2))
+    lower = searched.lower()
+    if hiding.secrets or any(word in lower for word in _WORDS):
+        return tuple(_clean(line, hiding) for line in lines)
+    return tuple(lines) if longest <= MAX_LINE_CHARS else tuple(_cut(lines, MAX_LINE_CHARS))
+
+
+def _cut(lines: Sequence[str], length: int) -> list[str]:
+    return [line[:length] for line in lines]
 
 
 def _clean(line: str, redactor: Redactor) -> str:
-    line = redactor.text(line[: MAX_LINE_CHARS * 2])
+    # The secrets are hidden in the whole line before it is cut: one across the cut would
+    # otherwise show its first part.
+    line = redactor.text(line)[: MAX_LINE_CHARS * 2]
     lower = line.lower()
     # Each search only where its word is present: most lines hold none, and a substring test is
-    # far cheaper than the search.
-    if "bearer" in lower or "basic" in lower:
+    # far cheaper than the search. Hiding a value (REDACTED) never makes a word appear.
+    if any(word in lower for word in _BEARER_WORDS):
         line = _BEARER.sub(lambda m: f"{m.group(1)} {REDACTED}", line)
     if "://" in line:
         line = _URL_PASSWORD.sub(lambda m: f"{m.group(1)}{REDACTED}@", line)
@@ -70,30 +101,59 @@ def _clean(line: str, redactor: Redactor) -> str:
 
 def output_lines(value: Any, redactor: Redactor) -> tuple[str, ...]:
     """A step's output as lines: a log line (a string inside a list) as it is, a field as
-    `path: value`, so `pods.2.status: CrashLoopBackOff` can be cited."""
+    `path: value`, so `pods.2.status: CrashLoopBackOff` can be cited. Redacted as
+    `Redactor.data` would, while walking (no redacted copy of the output is made first)."""
     found: list[str] = []
-    _walk(redactor.data(value), "", found, 0)
-    return tuple(_clean(line, redactor) for line in found[:MAX_ARTIFACT_LINES])
+    _walk(value, "", found, 0, redactor)
+    return cleaned(found[:MAX_ARTIFACT_LINES], redactor)
 
 
-def _walk(value: Any, path: str, found: list[str], depth: int) -> None:
+def _walk(value: Any, path: str, found: list[str], depth: int, redactor: Redactor) -> None:
     if len(found) >= MAX_ARTIFACT_LINES or depth > _MAX_DEPTH:
         return
     if isinstance(value, Mapping):
         for key, item in value.items():
-            _walk(item, f"{path}.{key}" if path else str(key), found, depth + 1)
-    elif isinstance(value, list | tuple):
-        for index, item in enumerate(value):
-            if isinstance(item, str):
-                found.extend(item.splitlines() or [""])
+            name = redactor.text(str(key))
+            where = f"{path}.{name}" if path else name
+            if is_secret_key(str(key)):
+                found.append(f"{where}: {REDACTED}")
             else:
-                _walk(item, f"{path}.{index}" if path else str(index), found, depth + 1)
+                _walk(item, where, found, depth + 1, redactor)
+    elif isinstance(value, list | tuple | set | frozenset):
+        # Each item gives one line at least: no more items are read than lines are still wanted.
+        items = list(islice(value, MAX_ARTIFACT_LINES - len(found)))
+        if _log_lines(items, found, redactor):
+            return
+        for index, item in enumerate(items):
+            if len(found) >= MAX_ARTIFACT_LINES:
+                return
+            if isinstance(item, str):
+                found.extend(redactor.text(item).splitlines() or [""])
+            else:
+                _walk(item, f"{path}.{index}" if path else str(index), found, depth + 1, redactor)
     elif isinstance(value, str):
-        first, *rest = value.splitlines() or [""]
+        first, *rest = redactor.text(value).splitlines() or [""]
         found.append(f"{path}: {first}" if path else first)
         found.extend(rest)
     else:
         found.append(f"{path}: {value}" if path else str(value))
+
+
+# What str.splitlines splits at.
+_BREAKS = ("\n", "\r", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029")
+
+
+def _log_lines(items: list[Any], found: list[str], redactor: Redactor) -> bool:
+    """Strings without a line break (a log) are each one line, as they are: added in one pass,
+    without a call per line when no known secret is among them. False when `items` is not that."""
+    try:
+        joined = "".join(items)
+    except TypeError:  # not all strings
+        return False
+    if any(brk in joined for brk in _BREAKS):
+        return False
+    found.extend(map(redactor.text, items) if any(s in joined for s in redactor.secrets) else items)
+    return True
 
 
 def artifact_kind(tool: str, arguments: Mapping[str, Any] | None = None) -> ArtifactKind:

@@ -30,7 +30,9 @@ from opsmith.domain.plan import Plan, PlanStatus
 from opsmith.domain.servers import ServerStatus
 from opsmith.engine.events import EventType, RunEvent
 from opsmith.engine.state import FINAL_RUN_STATUSES, RunState, RunStatus
+from opsmith.errors import NotFoundError, OpsmithError
 from opsmith.services import access, approvals, audit, metrics, reads
+from opsmith.services.explain import RunNotFailed, explain_run
 from opsmith.services.views import run_report
 
 RUNS_PAGE = 25
@@ -167,6 +169,28 @@ def run_page(app: App, who: Identity, run_id: str) -> dict[str, Any]:
         "first_seq": tail[0].seq if tail else last + 1,
         "last_seq": last,
         "event_types": " ".join(t.value for t in EventType),
+    }
+
+
+async def run_analysis(app: App, who: Identity, run_id: str, *, fetch: bool = False) -> dict[str, Any] | None:
+    """The explanation of a failed run as the monitor shows it (`services.explain.explain_run`, from
+    what the run recorded unless `fetch`); None for a run that did not fail. An unknown run is the
+    caller's NotFoundError; an error of the analysis itself (a broken user rule file) is shown in
+    the explanation's place, so the rest of the monitor still shows."""
+    try:
+        found = await explain_run(app, who, run_id, fetch=fetch)
+    except RunNotFailed:
+        return None
+    except NotFoundError:
+        raise
+    except OpsmithError as error:
+        return {"run_id": run_id, "problem": {"detail": error.message, "hint": error.hint}, "fetched": fetch}
+    return {
+        "run_id": run_id,
+        "found": found,
+        "fetched": fetch,
+        # Reading again is offered where the configuration lets the analysis read at all.
+        "can_fetch": app.config.analysis.max_fetches > 0,
     }
 
 

@@ -1,5 +1,6 @@
 """The console's pages: each reads through `pages` and renders one template. Changes go through
-the REST API from the page's script, so nothing here writes anything but the session cookies."""
+the REST API from the page's script, so nothing here writes anything but the session cookies (and
+the audit entries of the evidence a person asks the run monitor to read again)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ from opsmith.api.console.session import LoginFailed
 from opsmith.api.deps import AppDep, HostDep
 from opsmith.api.problems import problem, status_of
 from opsmith.domain.identity import Identity
-from opsmith.errors import OpsmithError
+from opsmith.errors import NotFoundError, OpsmithError
 from opsmith.services import reads
 
 STATIC = Path(__file__).parent / "static"
@@ -128,7 +129,41 @@ async def runs_view(
 
 @router.get("/runs/{run_id}", response_class=HTMLResponse)
 async def run_monitor(run_id: str, request: Request, app: AppDep, who: Visitor) -> HTMLResponse:
-    return page(request, "run.html", who, lambda: pages.run_page(app, who, run_id), "runs")
+    try:
+        analysis = await pages.run_analysis(app, who, run_id)
+    except NotFoundError:
+        analysis = None  # the page below says what is not there
+    return page(
+        request, "run.html", who, lambda: {**pages.run_page(app, who, run_id), "analysis": analysis}, "runs"
+    )
+
+
+@router.get("/runs/{run_id}/analysis", response_model=None)
+async def run_analysis(run_id: str, request: Request, app: AppDep, who: Visitor) -> Response:
+    """The monitor's explanation as an HTML fragment, for its script to show once a run it follows
+    has failed; 204 when the run did not fail."""
+    return _analysis(request, await pages.run_analysis(app, who, run_id), who)
+
+
+@router.post("/runs/{run_id}/analysis", response_model=None)
+async def run_analysis_again(run_id: str, request: Request, app: AppDep, who: Visitor) -> Response:
+    """The explanation with the plan's read-only tools asked again (checked and audited as every
+    tool call): it calls tools, so it is a POST with the console's CSRF token."""
+    if not session.csrf_matches(request):
+        return problem(
+            403,
+            "this request to read the logs again came without the console's CSRF token",
+            kind="access-refused",
+            hint="reload the console page and use its Read logs again button",
+            instance=request.url.path,
+        )
+    return _analysis(request, await pages.run_analysis(app, who, run_id, fetch=True), who)
+
+
+def _analysis(request: Request, analysis: dict[str, Any] | None, who: Identity) -> Response:
+    if analysis is None:
+        return Response(status_code=204, headers=_HEADERS)
+    return render(request, "_analysis.html", {"analysis": analysis}, who=who)
 
 
 @router.get("/runs/{run_id}/progress")

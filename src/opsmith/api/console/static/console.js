@@ -36,6 +36,27 @@
     });
   }
 
+  // The run monitor's explanation, as the server renders it: {ok, html} (empty: nothing to explain)
+  // or {ok: false, body: problem}. POST has the plan's read-only tools read again, which calls and
+  // audits them: it carries the CSRF header as every change does.
+  function analysisOf(runId, method) {
+    var options = { method: method, credentials: "same-origin", headers: { Accept: "text/html" } };
+    if (method !== "GET") { options.headers["X-CSRF-Token"] = csrf(); }
+    return fetch("/runs/" + encodeURIComponent(runId) + "/analysis", options).then(function (response) {
+      var type = response.headers.get("content-type") || "";
+      if (response.status === 204) { return { ok: true, html: "" }; }
+      if (response.ok && type.indexOf("html") >= 0) {
+        return response.text().then(function (html) { return { ok: true, html: html }; });
+      }
+      var parsed = type.indexOf("json") >= 0 ? response.json() : Promise.resolve(null);
+      return parsed.then(function (data) {
+        return { ok: false, body: data || { detail: "the server answered " + response.status, hint: "reload the page and try again" } };
+      });
+    }, function () {
+      return { ok: false, body: { detail: "the server could not be reached", hint: "check that opsmith serve runs, then try again" } };
+    });
+  }
+
   function showProblem(id, problem) {
     var box = document.getElementById(id);
     if (!box) { return; }
@@ -238,6 +259,7 @@
     var runStatus = shown ? shown.dataset.status : "";
     var serverSeq = lastSeq; // the run's last event, as the server last said
     var settling = null; // a control the API accepted: {from: status, seq, until} until the run moves
+    var analysisSlot = document.getElementById("analysis-slot");
 
     function row(stepId) {
       return document.querySelector('#steps tr[data-step="' + CSS.escape(stepId) + '"]');
@@ -382,6 +404,13 @@
       runStatus = state.status;
       serverSeq = state.last_seq;
       offer(state);
+      if (state.final && analysisSlot.dataset.loaded !== "true") {
+        // A run that ended while followed: its explanation, if it failed (the server decides).
+        analysisSlot.dataset.loaded = "true";
+        analysisOf(runId, "GET").then(function (answer) {
+          if (answer.ok && answer.html) { placeAnalysis(answer.html, false); }
+        });
+      }
       if (state.final) {
         // The stream may still carry the last events: stop once they are in.
         stopAt = state.last_seq;
@@ -459,6 +488,27 @@
           setText("run-action-state", (answer.body && answer.body.result) || "resumed");
         }
         refresh();
+      });
+    });
+
+    function placeAnalysis(html, focus) {
+      analysisSlot.innerHTML = html; // rendered and escaped by the server, like the page itself
+      analysisSlot.dataset.loaded = "true";
+      var title = document.getElementById("analysis-title");
+      if (focus && title) { title.focus(); } // the keyboard goes on from the new explanation
+    }
+
+    analysisSlot.addEventListener("click", function (event) {
+      var button = event.target.closest("button[data-analysis-fetch]");
+      if (!button) { return; }
+      button.disabled = true;
+      hideProblem("analysis-problem");
+      setText("analysis-state", "reading the logs…");
+      analysisOf(runId, "POST").then(function (answer) {
+        if (answer.ok && answer.html) { placeAnalysis(answer.html, true); return; }
+        button.disabled = false;
+        setText("analysis-state", "");
+        showProblem("analysis-problem", answer.ok ? { detail: "this run has nothing to explain" } : answer.body);
       });
     });
 
