@@ -16,9 +16,14 @@ from typing import TYPE_CHECKING
 from opsmith.config import Config, load_config
 
 if TYPE_CHECKING:
+    import asyncio
+    from collections.abc import Iterable
+
     from opsmith.domain.identity import Identity, Permission
+    from opsmith.domain.inventory import Inventory
     from opsmith.domain.plan import Plan
     from opsmith.domain.seal import Seal
+    from opsmith.domain.servers import ServerStatus
     from opsmith.engine.settings import ExecutionSettings
     from opsmith.planner.warm import Warm
     from opsmith.ports import (
@@ -27,6 +32,7 @@ if TYPE_CHECKING:
         Clock,
         Executor,
         ExecutorFactory,
+        FleetProvider,
         InventoryStore,
         Listener,
         PlanStore,
@@ -41,6 +47,7 @@ if TYPE_CHECKING:
     )
     from opsmith.store.audit import AuditLog
     from opsmith.store.database import Database
+    from opsmith.tools.mcp.warm import WarmServers
 
 
 def _warm() -> Warm:
@@ -117,14 +124,42 @@ class McpToolSource:
 
 class WithHosts:
     """A ToolSource that adds the fleet's server `hosts` to what `inner` opens, whenever the
-    inventory in effect has hosts (read at each open: an import shows at the next command)."""
+    inventory in effect has hosts (read at each open: an import shows at the next command).
 
-    def __init__(self, inner: ToolSource, app: App) -> None:
+    With `keep_seconds` (`opsmith serve`), the fleet's provider and its SSH connections outlive an
+    open: the next run reuses them, and they close once no open has used them for that long (or at
+    `close`). A connection is kept per address, user and credential, so a changed credential or
+    address opens a new one; the inventory is read afresh at every open. Without it, each open
+    makes its own and closes it at exit, as a command that runs once should."""
+
+    def __init__(
+        self,
+        inner: ToolSource,
+        app: App,
+        *,
+        keep_seconds: float = 0.0,
+        make_hosts: Callable[[Callable[[], Inventory]], FleetProvider] | None = None,
+    ) -> None:
         self._inner = inner
         self._app = app
+        self._keep = keep_seconds
+        self._make = make_hosts or self._real_hosts
+        self._inventory: Inventory | None = None
+        self._kept: FleetProvider | None = None
+        self._users = 0
+        self._idle: asyncio.Task[None] | None = None
 
     def open(self, names: Sequence[str]) -> AbstractAsyncContextManager[ToolProvider]:
         return self._open(names)
+
+    async def close(self) -> None:
+        """Close the kept provider (its connections), if any."""
+        if self._idle is not None:
+            self._idle.cancel()
+            self._idle = None
+        kept, self._kept = self._kept, None
+        if kept is not None:
+            await kept.close()
 
     @asynccontextmanager
     async def _open(self, names: Sequence[str]) -> AsyncIterator[ToolProvider]:
@@ -135,23 +170,84 @@ class WithHosts:
             if not fleet_in_use(self._app):
                 yield pool
                 return
-            from opsmith.services.secrets import credential
             from opsmith.tools.combined import Combined
-            from opsmith.tools.hosts.provider import FleetPolicy, HostTools
-            from opsmith.tools.hosts.shells import Shells
 
-            app, fleet = self._app, self._app.config.fleet
-            inventory = current(app)
-            hosts = HostTools(
-                inventory=lambda: inventory,
-                credential=lambda name: credential(app, name),
-                shell=Shells(app.config),
-                policy=FleetPolicy(fleet.max_failed_percent, fleet.host_retries, fleet.command_timeout),
-            )
+            inventory = current(self._app)
+            if self._keep <= 0:
+                hosts = self._make(lambda: inventory)
+                try:
+                    yield Combined(pool, [hosts])
+                finally:
+                    await hosts.close()
+                return
+            self._inventory = inventory
+            hosts = self._take()
             try:
                 yield Combined(pool, [hosts])
             finally:
-                await hosts.close()
+                self._give_back(hosts)
+
+    def _take(self) -> FleetProvider:
+        if self._idle is not None:
+            self._idle.cancel()
+            self._idle = None
+        if self._kept is None:
+            self._kept = self._make(self._current_inventory)
+        self._users += 1
+        return self._kept
+
+    def _give_back(self, hosts: FleetProvider) -> None:
+        self._users -= 1
+        if self._users == 0 and hosts is self._kept:
+            import asyncio  # only a long-lived process keeps a fleet, and it runs an event loop
+
+            self._idle = asyncio.get_running_loop().create_task(self._close_idle(hosts))
+
+    async def _close_idle(self, hosts: FleetProvider) -> None:
+        import asyncio
+
+        await asyncio.sleep(self._keep)
+        if self._kept is hosts and self._users == 0:
+            self._kept, self._idle = None, None
+            await hosts.close()
+
+    def _current_inventory(self) -> Inventory:
+        assert self._inventory is not None  # set by every open before the provider is used
+        return self._inventory
+
+    def _real_hosts(self, inventory: Callable[[], Inventory]) -> FleetProvider:
+        from opsmith.services.secrets import credential
+        from opsmith.tools.hosts.provider import FleetPolicy, HostTools
+        from opsmith.tools.hosts.shells import Shells
+
+        app, fleet = self._app, self._app.config.fleet
+        return HostTools(
+            inventory=inventory,
+            credential=lambda name: credential(app, name),
+            shell=Shells(app.config),
+            policy=FleetPolicy(fleet.max_failed_percent, fleet.host_retries, fleet.command_timeout),
+        )
+
+
+class KeptFleet(WithHosts):
+    """`opsmith serve`'s ServerHost: warm MCP servers, and the fleet's connections kept between
+    runs; closing it closes both."""
+
+    def __init__(self, inner: WarmServers, app: App, *, keep_seconds: float) -> None:
+        super().__init__(inner, app, keep_seconds=keep_seconds)
+        self._warm = inner
+
+    async def reconcile(self, wanted: Iterable[str]) -> list[ServerStatus]:
+        return await self._warm.reconcile(wanted)
+
+    def statuses(self) -> list[ServerStatus]:
+        return self._warm.statuses()
+
+    async def close(self) -> None:
+        try:
+            await super().close()
+        finally:
+            await self._warm.close()
 
 
 def local_executor(
@@ -188,7 +284,8 @@ def serving(app: App) -> tuple[App, ServerHost]:
     from opsmith.tools.mcp.warm import WarmServers
 
     warm = WarmServers(app.config, app.environ)
-    return replace(app, tools=WithHosts(warm, app)), warm
+    kept = KeptFleet(warm, app, keep_seconds=app.config.fleet.keep_seconds)
+    return replace(app, tools=kept), kept
 
 
 def bootstrap(config_path: Path | None, environ: Mapping[str, str]) -> App:

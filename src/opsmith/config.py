@@ -234,6 +234,13 @@ class FleetConfig(_Strict):
     keepalive_interval: float = Field(
         default=15.0, ge=0, le=3600, description="seconds between keepalives on a kept connection; 0: none"
     )
+    keep_seconds: float = Field(
+        default=120.0,
+        ge=0,
+        le=86400,
+        description="in `opsmith serve`, how long connections stay open after the last run used them"
+        " (the next run reuses them); 0: closed after each run",
+    )
     max_failed_percent: float = Field(
         default=0.0,
         ge=0,

@@ -78,6 +78,12 @@ class ToolProvider(Protocol):
         ...
 
 
+class FleetProvider(ToolProvider, Protocol):
+    """A ToolProvider that holds connections (the fleet's `hosts`): `close` ends them."""
+
+    async def close(self) -> None: ...
+
+
 class HostShell(Protocol):
     """Runs one script on one host and puts files there, over the host's own connection (SSH for
     Linux, WinRM for Windows). Failures come back as a HostResult's `failure`, never raised."""
