@@ -618,3 +618,97 @@ def fake_app(config_text: str, tools: FakeTools) -> FakeWorld:
     return FakeWorld(
         app, tools, plans, approvals, audit, servers, journal, clock, tokens, vault=vault, inventory=inventory
     )
+
+
+class FakeOutbox:
+    """The notification outbox in memory, with the real one's rules: a key is queued once, a claim
+    takes only due rows nobody holds (counting the attempt), a result counts only from the holder."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, Any] = {}  # id -> Delivery
+        self.leases: dict[str, tuple[str, datetime]] = {}
+
+    def enqueue(self, deliveries: Sequence[Any]) -> list[Any]:
+        keys = {d.key for d in self.rows.values()}
+        added = [d for d in deliveries if d.key not in keys]
+        for delivery in added:
+            self.rows[delivery.id] = delivery
+        return added
+
+    def claim_due(self, owner: str, now: datetime, *, limit: int, lease_seconds: float) -> list[Any]:
+        from opsmith.domain.notifications import DeliveryStatus
+
+        claimed = []
+        due = sorted(self.rows.values(), key=lambda d: (d.next_attempt_at, d.created_at))
+        for d in due:
+            held = self.leases.get(d.id)
+            if d.status is not DeliveryStatus.PENDING or d.next_attempt_at > now or (held and held[1] >= now):
+                continue
+            if d.attempts >= d.max_attempts:
+                gave_up = {"status": DeliveryStatus.FAILED, "last_error": "gave up"}
+                self.rows[d.id] = d.model_copy(update=gave_up)
+                continue
+            if len(claimed) < limit:
+                self.leases[d.id] = (owner, now + timedelta(seconds=lease_seconds))
+                self.rows[d.id] = d.model_copy(update={"attempts": d.attempts + 1})
+                claimed.append(self.rows[d.id])
+        return claimed
+
+    def delivered(self, delivery_id: str, owner: str, at: datetime) -> bool:
+        from opsmith.domain.notifications import DeliveryStatus
+
+        done = DeliveryStatus.DELIVERED
+        return self._settle(delivery_id, owner, status=done, delivered_at=at, last_error=None)
+
+    def failed(
+        self, delivery_id: str, owner: str, reason: str, at: datetime, next_attempt_at: datetime | None
+    ) -> bool:
+        from opsmith.domain.notifications import DeliveryStatus
+
+        status = DeliveryStatus.PENDING if next_attempt_at is not None else DeliveryStatus.FAILED
+        at_next = {"next_attempt_at": next_attempt_at}
+        return self._settle(delivery_id, owner, status=status, last_error=reason, **at_next)
+
+    def _settle(self, delivery_id: str, owner: str, **update: Any) -> bool:
+        held = self.leases.get(delivery_id)
+        if held is None or held[0] != owner:
+            return False
+        del self.leases[delivery_id]
+        self.rows[delivery_id] = self.rows[delivery_id].model_copy(update=update)
+        return True
+
+    def retry(self, delivery_id: str, at: datetime, *, extra_attempts: int) -> Any:
+        from opsmith.domain.notifications import DeliveryStatus
+
+        d = self.get(delivery_id)
+        self.rows[delivery_id] = d.model_copy(
+            update={"status": DeliveryStatus.PENDING, "max_attempts": d.attempts + extra_attempts,
+                    "next_attempt_at": at}
+        )  # fmt: skip
+        self.leases.pop(delivery_id, None)
+        return self.rows[delivery_id]
+
+    def get(self, delivery_id: str) -> Any:
+        from opsmith.domain.notifications import UnknownNotificationError
+
+        try:
+            return self.rows[delivery_id]
+        except KeyError as exc:
+            raise UnknownNotificationError(f"no notification {delivery_id!r}") from exc
+
+    def recent(self, limit: int = 50, status: Any = None) -> list[Any]:
+        found = [d for d in self.rows.values() if status is None or d.status is status]
+        return sorted(found, key=lambda d: (d.created_at, d.id), reverse=True)[:limit]
+
+
+class FakeSenders:
+    """Records what it was asked to send; `failures` are raised, in order, before it succeeds."""
+
+    def __init__(self, failures: Sequence[Exception] = ()) -> None:
+        self.sent: list[tuple[Any, Any]] = []  # (delivery, channel)
+        self.failures = list(failures)
+
+    async def send(self, delivery: Any, channel: Any) -> None:
+        if self.failures:
+            raise self.failures.pop(0)
+        self.sent.append((delivery, channel))

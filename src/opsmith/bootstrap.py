@@ -35,6 +35,8 @@ if TYPE_CHECKING:
         FleetProvider,
         InventoryStore,
         Listener,
+        NotificationSender,
+        NotificationStore,
         PlanStore,
         RoleStore,
         RunJournal,
@@ -79,6 +81,8 @@ class App:
     database: Database | None = None  # only `opsmith db upgrade` needs it
     # The planner and the recorded catalog between plans, each remade when what it came from changed.
     warm: Warm = field(default_factory=_warm)
+    outbox: NotificationStore | None = None  # notifications waiting to be sent; None: none are kept
+    senders: NotificationSender | None = None  # what sends them (Slack, webhooks, e-mail)
 
 
 class JournalFactory:
@@ -300,12 +304,14 @@ def wire(config: Config, environ: Mapping[str, str]) -> App:
     from opsmith.store.database import Database
     from opsmith.store.inventory import InventoryRepository
     from opsmith.store.keys import load_seal
+    from opsmith.store.notifications import NotificationRepository
     from opsmith.store.plans import PlanRepository
     from opsmith.store.servers import ServerRepository
     from opsmith.store.tokens import TokenRepository
     from opsmith.store.vault import SecretRepository
     from opsmith.store.vault_keys import key_source
     from opsmith.store.witness import FileWitness
+    from opsmith.tools.notify import ChannelSenders
 
     seal = load_seal(config.signing_key_file, environ)
     database = Database(config.database, sqlite_synchronous=config.sqlite_synchronous)
@@ -331,6 +337,8 @@ def wire(config: Config, environ: Mapping[str, str]) -> App:
         executors=local_executor,
         seal=seal,
         database=database,
+        outbox=NotificationRepository(database),
+        senders=ChannelSenders(environ, timeout=config.notifications.send_timeout),
     )
     # The fleet's hosts join the MCP servers as one more provider; `inventory` and `vault` are in it.
     return replace(app, tools=WithHosts(app.tools, app))

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal, Union, get_args, get_
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Discriminator,
@@ -30,6 +31,7 @@ from pydantic_core import PydanticCustomError
 
 from opsmith.domain.binding import BindingSet
 from opsmith.domain.identity import DEFAULT_ROLES, Permission
+from opsmith.domain.notifications import NotifyEvent
 from opsmith.engine.settings import ExecutionSettings
 from opsmith.errors import ConfigError, InventoryError
 
@@ -169,6 +171,11 @@ class ApiConfig(_Strict):
     auth_window_seconds: float = Field(default=60.0, gt=0, le=86400)
     shutdown_grace_seconds: float = Field(
         default=10.0, ge=0, le=600, description="runs asked to pause, then left to take-over"
+    )
+    public_url: str | None = Field(
+        default=None,
+        pattern=r"^https?://",
+        description="where people reach the console (links in notifications); none: no links",
     )
 
 
@@ -456,6 +463,142 @@ def _inventory_problem(reason: str, hint: str | None) -> PydanticCustomError:
     return PydanticCustomError("inventory", "{reason}", {"reason": reason, "hint": hint})
 
 
+_ENV_REF = re.compile(r"^\$\{[A-Za-z_][A-Za-z0-9_]*\}$")
+_CHANNEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$")
+
+
+def _env_reference(value: str) -> str:
+    # A secret is named, never written: the file is shared and committed, the environment is not.
+    if not _ENV_REF.match(value):
+        raise ValueError(
+            "must be an environment variable reference such as ${SLACK_WEBHOOK_URL}, not the secret"
+        )
+    return value
+
+
+EnvReference = Annotated[str, AfterValidator(_env_reference)]
+
+
+class SlackChannel(_Strict):
+    """A Slack (or Slack-compatible) incoming webhook; its URL is a secret, so it is a reference."""
+
+    type: Literal["slack"]
+    webhook_url: EnvReference
+
+    def secret_templates(self) -> list[str]:
+        return [self.webhook_url]
+
+
+class WebhookChannel(_Strict):
+    """A generic JSON webhook, each body signed with HMAC-SHA256 under `secret` (X-Opsmith-Signature)."""
+
+    type: Literal["webhook"]
+    url: str
+    secret: EnvReference
+
+    @field_validator("url")
+    @classmethod
+    def _http_url(cls, value: str) -> str:
+        if not re.match(r"^(https?://|\$\{)", value):
+            raise ValueError("must start with http:// or https://")
+        return value
+
+    def secret_templates(self) -> list[str]:
+        return [self.secret, self.url]  # a URL may hold a token too: it is never shown
+
+
+class EmailChannel(_Strict):
+    """E-mail over SMTP; with `username`, only after STARTTLS (a password never crosses in clear)."""
+
+    type: Literal["email"]
+    host: str = Field(min_length=1)
+    port: int = Field(default=587, ge=1, le=65535)
+    starttls: bool = True
+    username: str | None = Field(default=None, min_length=1)
+    password: EnvReference | None = None
+    sender: str = Field(alias="from", min_length=3, pattern=r"^[^@\s]+@[^@\s]+$")
+    to: list[Annotated[str, Field(pattern=r"^[^@\s]+@[^@\s]+$")]] = Field(min_length=1)
+    ca_bundle: Path | None = Field(
+        default=None, description="PEM of the CA that signs the server's certificate"
+    )
+
+    @model_validator(mode="after")
+    def _auth_over_tls(self) -> EmailChannel:
+        if (self.username is None) != (self.password is None):
+            raise ValueError("give both username and password, or neither")
+        if self.username is not None and not self.starttls:
+            raise ValueError("username and password need starttls: true, or the password is sent in clear")
+        return self
+
+    def secret_templates(self) -> list[str]:
+        return [] if self.password is None else [self.password]
+
+
+ChannelConfig = Annotated[SlackChannel | WebhookChannel | EmailChannel, Field(discriminator="type")]
+
+
+class NotificationRule(_Strict):
+    """Which events, in which environments ("*": any, "none": plans with no environment), go where."""
+
+    events: list[NotifyEvent] = Field(min_length=1)
+    environments: list[str] = Field(default_factory=lambda: ["*"], min_length=1)
+    channels: list[str] = Field(min_length=1)
+
+    def matches(self, event: NotifyEvent, environment: str | None) -> bool:
+        return event in self.events and any(
+            e == "*" or e == (environment or "none") for e in self.environments
+        )
+
+
+class NotificationsConfig(_Strict):
+    """`notifications:` channels, the rules that route events to them, and how delivery retries."""
+
+    channels: dict[str, ChannelConfig] = Field(default_factory=dict)
+    rules: list[NotificationRule] = Field(default_factory=list)
+    max_attempts: int = Field(default=8, ge=1, le=100, description="attempts before a delivery is given up")
+    backoff_initial: float = Field(
+        default=30.0, ge=0.01, le=3600, description="seconds after the first failure"
+    )
+    backoff_max: float = Field(default=3600.0, ge=0.01, le=7 * 24 * 3600)
+    deliver_seconds: float = Field(
+        default=5.0, ge=0.05, le=3600, description="`opsmith serve` sends due ones"
+    )
+    lease_seconds: float = Field(default=60.0, ge=1, le=3600, description="a claimed row is another's after")
+    send_timeout: float = Field(default=10.0, gt=0, le=300, description="seconds for one send")
+    batch: int = Field(default=20, ge=1, le=1000, description="rows one worker claims at a time")
+    max_parallel: int = Field(default=4, ge=1, le=100, description="sends one worker makes at once")
+
+    @field_validator("channels")
+    @classmethod
+    def _channel_names(cls, channels: dict[str, Any]) -> dict[str, Any]:
+        for name in channels:
+            if not _CHANNEL_NAME.match(name):
+                raise ValueError(f"channel name {name!r} must be letters, digits, '.', '_' or '-'")
+        return channels
+
+    @model_validator(mode="after")
+    def _known_channels(self) -> NotificationsConfig:
+        for number, rule in enumerate(self.rules):
+            for name in rule.channels:
+                if name not in self.channels:
+                    known = ", ".join(sorted(self.channels)) or "none"
+                    raise ValueError(
+                        f"rule {number} names channel {name!r}, which is not configured (known: {known})"
+                    )
+        return self
+
+    def secret_values(self, environ: Mapping[str, str]) -> list[str]:
+        """What the channels' secret references resolve to in `environ` (those set), to redact."""
+        templates = [t for channel in self.channels.values() for t in channel.secret_templates()]
+        names = [name for template in templates for name in referenced_variables(template)]
+        return [environ[name] for name in dict.fromkeys(names) if environ.get(name)]
+
+    def channels_for(self, event: NotifyEvent, environment: str | None) -> list[str]:
+        """The channels of every rule that matches, each once, in the order the rules name them."""
+        found = [name for rule in self.rules if rule.matches(event, environment) for name in rule.channels]
+        return list(dict.fromkeys(found))
+
+
 class Config(_Strict):
     """Everything opsmith is configured with. Built once by `load_config`."""
 
@@ -489,6 +632,7 @@ class Config(_Strict):
     )
     winrm: WinrmConfig = Field(default_factory=WinrmConfig)
     fleet: FleetConfig = Field(default_factory=FleetConfig)
+    notifications: NotificationsConfig = Field(default_factory=NotificationsConfig)
     source: str = Field(default="<defaults>", exclude=True)
 
     @field_validator("mcp_servers", mode="before")

@@ -19,6 +19,8 @@ Each has one real adapter, named only in `opsmith.bootstrap`, and an in-memory f
     ServerRegistry store.servers.ServerRepository        servers an operator stopped, the last catalog
     Executor       engine.local.LocalExecutor            drives one run: schedules, calls, rolls back
     Clock          bootstrap.SystemClock                 the time
+    NotificationStore  store.notifications.NotificationRepository  the outbox of notifications, leased
+    NotificationSender tools.notify.ChannelSenders       Slack, signed webhooks, e-mail over SMTP
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager
 from datetime import datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from opsmith.domain.approval import Approval
 from opsmith.domain.audit import AuditEntry, Head, Verification
@@ -35,6 +37,7 @@ from opsmith.domain.hosts import Credential, CredentialKind, Host, HostResult
 from opsmith.domain.identity import Identity, Permission
 from opsmith.domain.inventory import Inventory, InventorySource
 from opsmith.domain.journal import AuditNote, Lease, RunSummary
+from opsmith.domain.notifications import Delivery, DeliveryStatus
 from opsmith.domain.plan import Plan, PlanStatus
 from opsmith.domain.results import ToolResult
 from opsmith.domain.scripts import Script
@@ -44,6 +47,9 @@ from opsmith.domain.vault import KeyRotation, SecretInfo
 from opsmith.engine.events import RunEvent
 from opsmith.engine.settings import ExecutionSettings
 from opsmith.engine.state import RunState, RunStatus
+
+if TYPE_CHECKING:
+    from opsmith.config import ChannelConfig
 
 Listener = Callable[[RunEvent], None]
 # How far a call that fans out (one command on every host of a group) has got: its counts
@@ -403,3 +409,42 @@ class ExecutorFactory(Protocol):
         listener: Listener | None = None,
         owner: str | None = None,
     ) -> Executor: ...
+
+
+class NotificationStore(Protocol):
+    """The outbox: deliveries written when their event is decided, claimed under a lease by the
+    worker that sends them (two workers never hold one row), retried at a stored time."""
+
+    def enqueue(self, deliveries: Sequence[Delivery]) -> list[Delivery]:
+        """Store each unless one with its key is stored already; the ones stored."""
+        ...
+
+    def claim_due(self, owner: str, now: datetime, *, limit: int, lease_seconds: float) -> list[Delivery]:
+        """Lease the pending rows due at `now` that nobody holds, counting the attempt of each."""
+        ...
+
+    def delivered(self, delivery_id: str, owner: str, at: datetime) -> bool: ...
+
+    def failed(
+        self, delivery_id: str, owner: str, reason: str, at: datetime, next_attempt_at: datetime | None
+    ) -> bool:
+        """Pending again at `next_attempt_at`, or given up when None; False if `owner` lost it."""
+        ...
+
+    def retry(self, delivery_id: str, at: datetime, *, extra_attempts: int) -> Delivery: ...
+
+    def get(self, delivery_id: str) -> Delivery:
+        """The delivery; UnknownNotificationError when there is none."""
+        ...
+
+    def recent(self, limit: int = 50, status: DeliveryStatus | None = None) -> list[Delivery]:
+        """Newest first."""
+        ...
+
+
+class NotificationSender(Protocol):
+    """Sends one delivery over its channel (Slack, webhook, e-mail)."""
+
+    async def send(self, delivery: Delivery, channel: ChannelConfig) -> None:
+        """Deliver it, or raise DeliveryFailed saying why and whether a later attempt may succeed."""
+        ...

@@ -47,6 +47,13 @@ def create_api(host: Host, *, duties: bool = True) -> FastAPI:
                         "take-over",
                     )
                 ),
+                asyncio.create_task(
+                    hosting.every(
+                        host.app.config.notifications.deliver_seconds,
+                        lambda: hosting.deliver_notifications(host),
+                        "notifications",
+                    )
+                ),
             ]
         # What start-up made (modules, schemas, the warm catalog) lives as long as the process: frozen,
         # a full collection no longer walks it. Unfrozen, one took over 100 ms inside a plan request.

@@ -17,6 +17,7 @@ from opsmith.cli.errors import asks_for_json, report, report_parse_error
 from opsmith.cli.explain import explain_command
 from opsmith.cli.inventory import inventory_app
 from opsmith.cli.mcp import mcp_command
+from opsmith.cli.notifications import notifications_app, notify_app
 from opsmith.cli.plans import intent_command, plan_command, plans_command, show_command
 from opsmith.cli.runs import (
     continue_command,
@@ -80,6 +81,8 @@ app.command("whoami")(whoami_command)
 app.add_typer(role_app, name="role")
 app.add_typer(token_app, name="token")
 app.add_typer(secrets_app, name="secrets")
+app.add_typer(notifications_app, name="notifications")
+app.add_typer(notify_app, name="notify")
 app.command("run")(run_command)
 app.command("continue")(continue_command)
 app.command("resume")(resume_command)

@@ -13,7 +13,8 @@
     │   │   ├── UnknownStep [engine.errors]       a step id that the plan or the run does not have
     │   │   ├── UnknownSecretError [domain.vault] a secret name the vault does not hold
     │   │   ├── UnknownTokenError                 a token id that names no token
-    │   │   └── UnknownUserError                  a user name the configuration does not have
+    │   │   ├── UnknownUserError                  a user name the configuration does not have
+    │   │   └── UnknownNotificationError [domain.notifications]  a notification id not in the outbox
     │   ├── ToolArgumentsError                    arguments that break the tool's input schema
     │   │   └── EnvironmentRefused [services.tool_calls]  a fleet call on hosts more guarded than its plan
     │   ├── IntentError                           a request opsmith cannot understand or must refuse
@@ -48,7 +49,8 @@
         ├── LeaseLost [store.runs]                another process took over the run: stop driving it
         ├── VaultError [domain.vault]             a stored secret does not decrypt: its row was changed
         ├── UnresolvedReference [engine.errors]   a `${steps.ID.path}` argument with no value at run time
-        └── EvidenceUnmet [engine.errors]         a compliance requirement guarding a step is not proven
+        ├── EvidenceUnmet [engine.errors]         a compliance requirement guarding a step is not proven
+        └── DeliveryFailed [domain.notifications] a notification not delivered; .retryable, .retry_after
 
 A class without [module] lives here (`opsmith.errors` re-exports them); the others in
 `opsmith.<module>`. tests/unit/test_errors.py checks that this tree is the real one.

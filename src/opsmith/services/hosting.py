@@ -165,6 +165,13 @@ async def take_over_orphans(host: Host, identity_of: Callable[[str], Identity]) 
     return taken
 
 
+async def deliver_notifications(host: Host) -> int:
+    """Send the notifications that are due (each claimed first: several servers may run this)."""
+    from opsmith.services.notifications import deliver_due
+
+    return len(await deliver_due(host.app))
+
+
 async def every(seconds: float, duty: Callable[[], Awaitable[object]], name: str) -> None:
     """Run `duty` every `seconds` until cancelled; one failing round is logged, the next one runs."""
     while True:

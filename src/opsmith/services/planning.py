@@ -185,6 +185,9 @@ def plan_with(
     if plan_id is not None:
         plan = plan.model_copy(update={"id": plan_id})
     app.plans.save(plan)
+    from opsmith.services.notifications import notify_plan
+
+    notify_plan(app, plan)  # an approval request, when it waits for one
     return plan
 
 
@@ -213,6 +216,9 @@ async def make_manual_plan(app: App, identity: Identity, text: str, *, source: s
     ).model_copy(update={"requested_by": identity.user})
     app.plans.save(plan)
     app.audit.append(identity.user, "plan.created", plan.id, {"hash": plan.hash, "source": source})
+    from opsmith.services.notifications import notify_plan
+
+    notify_plan(app, plan)
     return plan
 
 

@@ -1,0 +1,300 @@
+"""Notifications: queue a notice for every channel the rules route its event to, deliver the due
+ones, list them, retry a given-up one.
+
+`notify` writes to the outbox right after the event is decided (a plan stored needing approval, a
+run settled), so a process that stops before sending loses nothing. `deliver_due` is the worker:
+`opsmith serve` runs it every `notifications.deliver_seconds`, `opsmith notify deliver` once. It
+claims due rows under a lease, sends each, and records it delivered, or failed with the reason and,
+while attempts remain and the failure is one a retry can mend, the time of the next attempt
+(exponential backoff with jitter, or later when the receiver asked so).
+
+Slack's interactive buttons (Approve, Reject) carry the plan id and hash; the endpoint that would
+receive their callbacks is not here. It would verify Slack's signature (HMAC-SHA256 over
+`v0:timestamp:body`, constant time, timestamps older than five minutes refused), map the Slack user
+to an opsmith user, and call services.approvals.approve(..., seen_hash=<the button's plan_hash>),
+so RBAC, four-eyes and hash pinning stay the CLI's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+import secrets
+import traceback
+from collections.abc import Mapping
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from opsmith.bootstrap import App
+from opsmith.config import referenced_variables
+from opsmith.domain.audit import jsonable
+from opsmith.domain.errors import OpsmithError, UsageError
+from opsmith.domain.identity import Action, Identity
+from opsmith.domain.notifications import (
+    Delivery,
+    DeliveryFailed,
+    DeliveryStatus,
+    Notice,
+    NotifyEvent,
+    backoff,
+)
+from opsmith.domain.plan import Plan, PlanStatus
+from opsmith.domain.redaction import Redactor
+from opsmith.engine.state import RunState, RunStatus
+
+__all__ = [
+    "deliver_due",
+    "notify",
+    "notify_plan",
+    "notify_run",
+    "recent_deliveries",
+    "retry_delivery",
+]
+
+_log = logging.getLogger(__name__)
+
+_RUN_EVENTS = {
+    RunStatus.FAILED: NotifyEvent.RUN_FAILED,
+    RunStatus.ROLLED_BACK: NotifyEvent.ROLLED_BACK,
+    RunStatus.SUCCEEDED: NotifyEvent.SUCCEEDED,
+}
+
+
+def notify(app: App, event: NotifyEvent | str, subject: str, details: Mapping[str, Any]) -> list[Delivery]:
+    """Queue `details` (the fields of a Notice: summary, plan_id, environment...) for each channel
+    the rules route `event` to in its environment, once per (event, subject, channel). The deliveries
+    queued now; none when no rule matches. A store that cannot be written is logged, never raised:
+    a notification must not undo the event it tells of."""
+    kind = NotifyEvent(event)
+    settings = app.config.notifications
+    channels = settings.channels_for(kind, details.get("environment"))
+    if app.outbox is None or not channels:
+        return []
+    now = _now(app)
+    redactor = Redactor(_secrets(app))
+    notice = Notice.model_validate({**redactor.data(jsonable(dict(details))), "event": kind, "at": now})
+    deliveries = [
+        Delivery(
+            id=f"ntf_{secrets.token_hex(8)}",
+            key=f"{kind.value}:{subject}:{channel}",
+            subject=subject,
+            channel=channel,
+            notice=notice,
+            max_attempts=settings.max_attempts,
+            next_attempt_at=now,
+            created_at=now,
+            updated_at=now,
+        )
+        for channel in channels
+    ]
+    try:
+        return app.outbox.enqueue(deliveries)
+    except OpsmithError as error:
+        _log.error("could not queue the %s notification of %s: %s", kind.value, subject, error)
+        return []
+
+
+def notify_plan(app: App, plan: Plan) -> list[Delivery]:
+    """An approval request, for a plan stored waiting for approval (once per plan hash)."""
+    if plan.status is not PlanStatus.PENDING_APPROVAL:
+        return []
+    details = _plan_details(app, plan)
+    details["summary"] = f"{plan.title or plan.request} needs approval ({plan.risk.value} risk)"
+    details["link"] = _link(app, f"plans/{plan.id}")
+    return notify(app, NotifyEvent.APPROVAL_REQUESTED, f"{plan.id}@{plan.hash}", details)
+
+
+def notify_run(app: App, plan: Plan, state: RunState) -> list[Delivery]:
+    """A run that ended: failed, rolled back or succeeded (once per run); a failure carries the
+    root cause from what the run recorded (no tool is asked for more)."""
+    event = _RUN_EVENTS.get(state.status)
+    settings = app.config.notifications
+    if event is None or app.outbox is None or not settings.channels_for(event, plan.intent.environment):
+        return []
+    details = _plan_details(app, plan)
+    details["run_id"] = state.run_id
+    details["link"] = _link(app, f"runs/{state.run_id}")
+    words = {
+        NotifyEvent.RUN_FAILED: "failed",
+        NotifyEvent.ROLLED_BACK: "failed and was rolled back",
+        NotifyEvent.SUCCEEDED: "succeeded",
+    }
+    details["summary"] = f"Run {state.run_id} of {plan.title or plan.request} {words[event]}"
+    if event is not NotifyEvent.SUCCEEDED:
+        details.update(_root_cause(app, plan, state))
+    return notify(app, event, state.run_id, details)
+
+
+async def deliver_due(app: App, *, owner: str | None = None) -> list[Delivery]:
+    """Send the deliveries due now (up to notifications.batch), each claimed first; the deliveries
+    as they stand after this attempt."""
+    if app.outbox is None or app.senders is None:
+        return []
+    settings = app.config.notifications
+    owner = owner or f"notify-{secrets.token_hex(4)}"
+    claimed = app.outbox.claim_due(
+        owner, _now(app), limit=settings.batch, lease_seconds=settings.lease_seconds
+    )
+    # A few at a time: receivers (Slack's webhooks among them) refuse or throttle a burst.
+    gate = asyncio.Semaphore(settings.max_parallel)
+
+    async def one(delivery: Delivery) -> Delivery:
+        async with gate:
+            return await _deliver(app, delivery, owner)
+
+    return list(await asyncio.gather(*(one(delivery) for delivery in claimed)))
+
+
+async def _deliver(app: App, delivery: Delivery, owner: str) -> Delivery:
+    outbox = app.outbox
+    assert outbox is not None
+    problem = await _send(app, delivery)
+    if problem is not None:
+        return _record_failure(app, delivery, owner, problem)
+    now = _now(app)
+    if not outbox.delivered(delivery.id, owner, now):
+        _log.warning("notification %s was delivered after its lease passed to another worker", delivery.id)
+    _log.info("delivered notification %s (%s) to %s", delivery.id, delivery.notice.event, delivery.channel)
+    update = {"status": DeliveryStatus.DELIVERED, "delivered_at": now, "last_error": None, "updated_at": now}
+    return delivery.model_copy(update=update)
+
+
+async def _send(app: App, delivery: Delivery) -> DeliveryFailed | None:
+    """Send it; what went wrong, or None."""
+    senders = app.senders
+    assert senders is not None
+    settings = app.config.notifications
+    channel = settings.channels.get(delivery.channel)
+    if channel is None:
+        return DeliveryFailed(
+            f"notification channel {delivery.channel!r} is no longer configured",
+            hint="configure it again under notifications.channels, then retry the delivery",
+            retryable=False,
+        )
+    try:
+        # Bounded here too: a sender's own timeouts cover one connection, not a slow trickle.
+        await asyncio.wait_for(senders.send(delivery, channel), timeout=settings.send_timeout * 3)
+    except DeliveryFailed as failed:
+        return failed
+    except TimeoutError:
+        return DeliveryFailed(f"sending to channel {delivery.channel!r} took longer than allowed")
+    except Exception as error:  # a sender's bug must not stop the other deliveries; logged with its cause
+        # Redacted: an unexpected error's text may quote the URL or the login it was given.
+        trace = Redactor(_secrets(app)).text("".join(traceback.format_exception(error)))
+        _log.error(
+            "sending notification %s to %s failed unexpectedly: %s", delivery.id, delivery.channel, trace
+        )
+        return DeliveryFailed(f"sending to channel {delivery.channel!r} failed: {type(error).__name__}")
+    return None
+
+
+def _record_failure(app: App, delivery: Delivery, owner: str, failed: DeliveryFailed) -> Delivery:
+    assert app.outbox is not None
+    settings = app.config.notifications
+    now = _now(app)
+    reason = Redactor(_secrets(app)).text(failed.message)
+    next_at: datetime | None = None
+    if failed.retryable and delivery.attempts < delivery.max_attempts:
+        wait = backoff(
+            delivery.attempts,
+            initial=settings.backoff_initial,
+            maximum=settings.backoff_max,
+            draw=random.random(),
+        )
+        next_at = now + timedelta(seconds=max(wait, failed.retry_after or 0.0))
+    app.outbox.failed(delivery.id, owner, reason, now, next_at)
+    if next_at is None:
+        what = (
+            f"gave up notification {delivery.id} to {delivery.channel} after {delivery.attempts} attempt(s)"
+        )
+        _log.error("%s: %s", what, reason)
+    else:
+        what = f"notification {delivery.id} to {delivery.channel} failed (attempt {delivery.attempts})"
+        _log.warning("%s, next at %s: %s", what, f"{next_at:%H:%M:%S}", reason)
+    status = DeliveryStatus.FAILED if next_at is None else DeliveryStatus.PENDING
+    return delivery.model_copy(
+        update={"status": status, "last_error": reason, "next_attempt_at": next_at, "updated_at": now}
+    )
+
+
+def recent_deliveries(app: App, *, limit: int = 50, status: DeliveryStatus | None = None) -> list[Delivery]:
+    """The newest deliveries, each with its status, attempts, next attempt and last reason."""
+    if app.outbox is None:
+        return []
+    return app.outbox.recent(limit=limit, status=status)
+
+
+def retry_delivery(app: App, identity: Identity, delivery_id: str) -> Delivery:
+    """An admin sends a given-up delivery again: pending now, with notifications.max_attempts more
+    attempts. Audited."""
+    from opsmith.services.access import require
+
+    require(app, identity, Action.ADMIN, hint="ask an admin to retry the notification")
+    if app.outbox is None:
+        raise UsageError(
+            "this opsmith keeps no notifications", hint="configure notifications: in opsmith.yaml"
+        )
+    delivery = app.outbox.get(delivery_id)
+    if delivery.status is not DeliveryStatus.FAILED:
+        raise UsageError(
+            f"notification {delivery_id} is {delivery.status.value}; only a failed one is retried",
+            hint="a pending one is retried by itself at its next attempt time",
+        )
+    retried = app.outbox.retry(delivery_id, _now(app), extra_attempts=app.config.notifications.max_attempts)
+    app.audit.append(
+        identity.user,
+        "notification.retried",
+        delivery_id,
+        {"channel": delivery.channel, "event": delivery.notice.event.value, "attempts": delivery.attempts},
+    )
+    return retried
+
+
+def _plan_details(app: App, plan: Plan) -> dict[str, Any]:
+    return {
+        "plan_id": plan.id,
+        "plan_hash": plan.hash,
+        "environment": plan.intent.environment,
+        "risk": plan.risk.value,
+        "request": plan.request,
+        "requested_by": plan.requested_by,
+        "approvals_needed": plan.approvals_needed if plan.requires_approval else 0,
+    }
+
+
+def _root_cause(app: App, plan: Plan, state: RunState) -> dict[str, Any]:
+    from opsmith.engine.run_evidence import recorded_artifacts
+    from opsmith.services.explain import analysis_of, rules_of
+
+    redactor = Redactor(_secrets(app))
+    try:
+        found = analysis_of(
+            rules_of(app), plan, state, recorded_artifacts(plan, state, redactor), redactor=redactor
+        )
+    except OpsmithError as error:  # a broken rule file must not keep the failure untold
+        return {"root_cause": f"not analysed: {redactor.text(error.message)}"}
+    return {
+        "root_cause": found.root_cause,
+        "fix": None if found.fix is None else found.fix.summary,
+        "confidence": found.confidence,
+    }
+
+
+def _link(app: App, path: str) -> str | None:
+    base = app.config.api.public_url
+    return None if base is None else f"{base.rstrip('/')}/{path}"
+
+
+def _secrets(app: App) -> list[str]:
+    """Every secret a notice or a failure reason could carry: the values the MCP servers' and the
+    channels' references resolve to."""
+    names = {
+        n for spec in app.config.mcp_servers.values() for n in referenced_variables(spec.model_dump_json())
+    }
+    servers = [app.environ[n] for n in sorted(names) if app.environ.get(n)]
+    return servers + app.config.notifications.secret_values(app.environ)
+
+
+def _now(app: App) -> datetime:
+    return app.clock.now().astimezone(UTC)
