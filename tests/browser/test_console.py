@@ -273,7 +273,7 @@ def test_a_viewer_may_not_plan_is_offered_no_approval_and_the_api_refuses_theirs
     assert "vic (viewer) may not approve" in refused.json()["detail"]
 
 
-def test_a_failing_deploy_shows_its_rollback_in_the_monitor(
+def test_a_failing_deploy_shows_its_rollback_and_its_root_cause_in_the_monitor(
     browser: Browser, served: Served, tokens: dict[str, str]
 ) -> None:
     # The sandbox's crash-loop story: my-application's head needs config/production.json, which
@@ -301,19 +301,15 @@ def test_a_failing_deploy_shows_its_rollback_in_the_monitor(
     run_id = page.url.rsplit("/", 1)[-1]
     report = api(served, tokens["bob"], "GET", f"/api/v1/runs/{run_id}").json()
     assert report["status"] == "rolled_back"
-    FAILED_RUNS.append(run_id)
+    explained_from_the_keyboard(browser, served, tokens, run_id)
 
 
-FAILED_RUNS: list[str] = []  # the failing deploy's run, for the explanation test after it
-
-
-def test_the_failed_deploys_monitor_explains_it_and_reads_the_logs_again_from_the_keyboard(
-    browser: Browser, served: Served, tokens: dict[str, str]
+def explained_from_the_keyboard(
+    browser: Browser, served: Served, tokens: dict[str, str], run_id: str
 ) -> None:
-    if not FAILED_RUNS:
-        pytest.skip("needs the failing deploy above")
+    """A viewer opens the failed run's monitor: it explains the failure, and reads the logs again."""
     with console(browser, served, tokens["vic"]) as vic:
-        page = vic.go(f"/runs/{FAILED_RUNS[-1]}")
+        page = vic.go(f"/runs/{run_id}")
         analysis = page.locator("#analysis")
         expect(analysis.locator("#analysis-error-type")).to_have_text("CrashLoopBackOff")
         expect(analysis.locator("#analysis-cause")).to_contain_text("lacks config/production.json")
