@@ -19,17 +19,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
 from email import message_from_bytes
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any
 
 import pytest
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import AuthResult, LoginPassword
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
 from typer.testing import CliRunner
 
 from opsmith.bootstrap import App, bootstrap
@@ -41,6 +36,7 @@ from opsmith.domain.plan import PlanStatus
 from opsmith.services.notifications import deliver_due, notify, notify_plan, notify_run
 from tests.conftest import OS_USER
 from tests.fakes import FakeClock
+from tests.fleet.wsman import Certificates
 from tests.integration.test_cli import opsmith
 from tests.unit.test_explain import CANARY, the_plan, the_run
 
@@ -54,62 +50,10 @@ CRASH = "CrashLoopBackOff: Error: Cannot find module './config/production.json'"
 # --- the test certificate: a CA and a server certificate for 127.0.0.1 -----------------------
 
 
-@dataclass(frozen=True)
-class Certs:
-    ca: Path
-    cert: Path
-    key: Path
-
-
 @pytest.fixture(scope="module")
-def certs(tmp_path_factory: pytest.TempPathFactory) -> Certs:
-    where = tmp_path_factory.mktemp("certs")
-    now = dt.datetime.now(dt.UTC)
-    ca_key = ec.generate_private_key(ec.SECP256R1())
-    ca_name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "opsmith test CA")])
-    ca = (
-        x509.CertificateBuilder()
-        .subject_name(ca_name)
-        .issuer_name(ca_name)
-        .public_key(ca_key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
-        .add_extension(
-            x509.KeyUsage(False, False, False, False, False, True, True, False, False), critical=True
-        )
-        .add_extension(x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    key = ec.generate_private_key(ec.SECP256R1())
-    cert = (
-        x509.CertificateBuilder()
-        .subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")]))
-        .issuer_name(ca_name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .add_extension(
-            x509.SubjectAlternativeName([x509.IPAddress(IPv4Address("127.0.0.1"))]), critical=False
-        )
-        .add_extension(x509.BasicConstraints(ca=False, path_length=None), critical=True)
-        .add_extension(
-            x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), critical=False
-        )
-        .add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        .sign(ca_key, hashes.SHA256())
-    )
-    found = Certs(where / "ca.pem", where / "server.pem", where / "server.key")
-    found.ca.write_bytes(ca.public_bytes(serialization.Encoding.PEM))
-    found.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    found.key.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
-    )
-    return found
+def certs(tmp_path_factory: pytest.TempPathFactory) -> Certificates:
+    """A throwaway CA and a server certificate it signed for 127.0.0.1, as the WinRM tests use."""
+    return Certificates.make(tmp_path_factory.mktemp("certs"), name="opsmith test CA")
 
 
 # --- an SMTP server: STARTTLS required, AUTH required ---------------------------------------
@@ -145,9 +89,9 @@ def smtp_port() -> int:
     return free_port()
 
 
-def start_smtp(port: int, certs: Certs) -> tuple[Controller, Mailbox]:
+def start_smtp(port: int, certs: Certificates) -> tuple[Controller, Mailbox]:
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    context.load_cert_chain(certs.cert, certs.key)
+    context.load_cert_chain(certs.cert_file, certs.key_file)
     mailbox = Mailbox()
     controller = Controller(
         mailbox,
@@ -164,7 +108,7 @@ def start_smtp(port: int, certs: Certs) -> tuple[Controller, Mailbox]:
 
 
 @pytest.fixture
-def smtp(smtp_port: int, certs: Certs) -> Iterator[Mailbox]:
+def smtp(smtp_port: int, certs: Certificates) -> Iterator[Mailbox]:
     controller, mailbox = start_smtp(smtp_port, certs)
     yield mailbox
     controller.stop()
@@ -228,7 +172,7 @@ def receiver() -> Iterator[Receiver]:
 # --- the project ----------------------------------------------------------------------------
 
 
-def write_project(tmp_path: Path, receiver: Receiver, smtp_port: int, certs: Certs) -> Path:
+def write_project(tmp_path: Path, receiver: Receiver, smtp_port: int, certs: Certificates) -> Path:
     (tmp_path / "opsmith.yaml").write_text(
         f"""
 state_dir: {tmp_path / ".opsmith"}
@@ -252,7 +196,7 @@ notifications:
       password: "${{SMTP_PASSWORD}}"
       from: opsmith@example.com
       to: [oncall@example.com]
-      ca_bundle: {certs.ca}
+      ca_bundle: {certs.ca_file}
   rules:
     - {{events: [approval_requested], channels: [chat]}}
     - {{events: [rolled_back], environments: [production], channels: [chat, hook, mail]}}
@@ -271,7 +215,7 @@ def environ(receiver: Receiver) -> dict[str, str]:
 
 
 @pytest.fixture
-def project(tmp_path: Path, receiver: Receiver, smtp_port: int, certs: Certs) -> Path:
+def project(tmp_path: Path, receiver: Receiver, smtp_port: int, certs: Certificates) -> Path:
     return write_project(tmp_path, receiver, smtp_port, certs)
 
 
@@ -345,7 +289,7 @@ def test_an_approval_request_carries_buttons_naming_the_plan_and_its_hash(
 
 
 def test_an_unreachable_smtp_server_and_a_sick_receiver_are_recorded_then_delivered(
-    project: Path, receiver: Receiver, smtp_port: int, certs: Certs
+    project: Path, receiver: Receiver, smtp_port: int, certs: Certificates
 ) -> None:
     clock = FakeClock(dt.datetime.now(dt.UTC))
     app = open_app(project, receiver, clock)
