@@ -537,7 +537,7 @@ def _settle(app: App, plan: Plan, state: RunState) -> Plan:
         return plan
     settled = plan.model_copy(update={"status": status})
     app.plans.save(settled)
-    from opsmith.services.notifications import notify_run
+    from opsmith.services.incidents import after_settle
 
-    notify_run(app, settled, state)  # queued once per run, however often it is settled
+    after_settle(app, settled, state)
     return settled
