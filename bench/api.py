@@ -43,12 +43,26 @@ Baseline, in the same run and measured the same way, once `opsmith serve` has st
 message one control connection sends it to the same number of clients; the time is taken just
 before the control message is sent. The ratio opsmith / baseline is of the p50s and of the p99s.
 
+Metrics: one /metrics scrape over a trail of --audit (5,000) `tool.called` entries, the window the
+scrape sums (they are written into the served database in one transaction, signed and chained as
+the engine writes them, once the rows above are done: the plans were timed over a short trail).
+--plans scrapes over HTTP with the same connection, and in this process, in turn: metrics.snapshot()
+as it is (the database sums the window), and `old_snapshot` below, a copy of what it was before
+(the window's entries read and folded in Python, the histogram counted from their durations).
+Both in-process rows include rendering the Prometheus text. Then their parts: the audit sums as a
+scrape finds them (kept while no entry was appended), summed afresh by a new AuditLog, and the
+plans waiting for approval, which both read whole to count them.
+
 Bounded: a round that would start past --budget seconds is not started (the table says how many
 ran), every wait has a timeout, and the servers are stopped however the bench ends. After its
 clients have left, one more event is committed: the server's socket handler notices a client that
 left only when a send fails, and until then holds up the server's SIGTERM.
 
-    uv run python bench/api.py [--plans 30] [--rounds 20] [--clients 100] [--budget 300]
+    uv run python bench/api.py [--plans 30] [--rounds 20] [--clients 100] [--audit 5000] [--budget 300]
+
+--serve-from DIR runs `opsmith serve` from another source tree (DIR holds its `opsmith` package,
+for example a copy of src/ from before a change): the HTTP rows are then that code's, the
+in-process rows this tree's.
 """
 
 from __future__ import annotations
@@ -79,16 +93,21 @@ import httpx
 
 # Run as a script, bench/ is on sys.path: the planner is timed the way plan_latency.py times it.
 from plan_latency import TUESDAY, config_text, plan_once
+from prometheus_client import CollectorRegistry, generate_latest
 from websockets.asyncio.client import ClientConnection, connect
 
+from opsmith.api.routes.health import _Collector
 from opsmith.bootstrap import App, bootstrap
+from opsmith.domain.audit import Link
+from opsmith.domain.plan import PlanStatus
 from opsmith.engine.events import EventType, RunEvent
-from opsmith.engine.state import RunState, new_run
+from opsmith.engine.state import RunState, RunStatus, new_run
 from opsmith.planner.planner import Situation
 from opsmith.sandbox.world import World
-from opsmith.services import planning
+from opsmith.services import metrics, planning
 from opsmith.services.discovery import recorded_catalog
 from opsmith.services.identity import acting_as
+from opsmith.store.audit import AuditLog
 from opsmith.store.runs import RunRepository, new_owner
 
 OPSMITH = Path(sys.executable).with_name("opsmith")
@@ -139,11 +158,13 @@ class Budget:
         return max(1.0, min(cap, self.left()))
 
 
-def child_env() -> dict[str, str]:
+def child_env(serve_from: Path | None = None) -> dict[str, str]:
     # Nothing from the caller's OPSMITH_* settings (OPSMITH_CONFIG above all) may reach the server.
     env = {k: v for k, v in os.environ.items() if not k.startswith("OPSMITH_")}
     env["OPSMITH_SANDBOX_LATENCY_MS"] = "0"
     env["COLUMNS"] = "200"
+    if serve_from is not None:  # before the installed package on the path: its opsmith is imported
+        env["PYTHONPATH"] = str(serve_from)
     return env
 
 
@@ -179,12 +200,12 @@ def stop_group(process: subprocess.Popen[str], grace: float) -> list[str]:
 
 
 @contextmanager
-def serving(project: Path, timeout: float) -> Iterator[Served]:
+def serving(project: Path, timeout: float, serve_from: Path | None = None) -> Iterator[Served]:
     """`opsmith serve --port 0` on `project`, once it printed its address and admin token."""
     process = subprocess.Popen(
         [str(OPSMITH), "serve", "--port", "0"],
         cwd=project,
-        env=child_env(),
+        env=child_env(serve_from),
         stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
@@ -450,6 +471,143 @@ async def fan_out_baseline(clients: int, rounds: int, budget: Budget) -> list[li
             print(f"warning: baseline server: {what}; killed", file=sys.stderr)
 
 
+# -- metrics ---------------------------------------------------------------------------------------
+
+
+def seed_audit(app: App, count: int) -> None:
+    """`count` tool calls in the audit trail, chained and signed as a run writes them, in one commit."""
+    audit, database = app.audit, app.database
+    assert isinstance(audit, AuditLog)
+    assert database is not None
+    rng = random.Random(11)
+    tools = [f"{server}/{tool}" for server in ("kubernetes", "jenkins", "registry") for tool in "abc"]
+    last: Link | None = None
+    with database.transaction(immediate=True) as connection:
+        for n in range(count):
+            ok = rng.random() < 0.9
+            ms = round(rng.lognormvariate(6, 1.5), 1)  # a median of 0.4 s, a long tail
+            details = {"step": f"s{n % 11}", "tool": rng.choice(tools), "ok": ok, "result": "done", "ms": ms}
+            subject = f"run_bench_{n // 20}"
+            last = audit.append_on(connection, "bench", "tool.called", subject, details, previous=last)
+    if last is not None:
+        audit.witnessed(last)
+
+
+@dataclass(frozen=True)
+class OldToolCalls:
+    calls: int = 0
+    errors: int = 0
+    seconds: list[float] = field(default_factory=list)
+
+
+def old_snapshot(app: App, window: int = 5000) -> dict[str, OldToolCalls]:
+    """metrics.snapshot as it was before the database summed the window: every entry read, folded
+    here (the runs and the plans waiting read as the current one reads them)."""
+    journal = app.journal()
+    {status.value: len(journal.ids([status])) for status in RunStatus}
+    len(app.plans.list(PlanStatus.PENDING_APPROVAL, limit=10_000))
+    tools: dict[str, OldToolCalls] = {}
+    for entry in app.audit.entries(limit=window):
+        if entry.action != "tool.called":
+            continue
+        details = entry.details
+        name = str(details.get("tool", "?"))
+        seen = tools.get(name, OldToolCalls())
+        ms = details.get("ms")
+        ok = bool(details.get("ok"))
+        tools[name] = OldToolCalls(
+            calls=seen.calls + 1,
+            errors=seen.errors + (0 if ok else 1),
+            seconds=[*seen.seconds, float(ms) / 1000] if ok and isinstance(ms, int | float) else seen.seconds,
+        )
+    return tools
+
+
+def old_render(tools: dict[str, OldToolCalls]) -> bytes:
+    """What the route made of the old snapshot: its histogram counted from every duration."""
+    from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
+
+    class Collector:
+        def collect(self) -> Iterator[object]:
+            calls = CounterMetricFamily("opsmith_tool_calls", "Tool calls", labels=["tool", "outcome"])
+            seconds = HistogramMetricFamily("opsmith_step_duration_seconds", "Durations", labels=["tool"])
+            for tool, found in sorted(tools.items()):
+                calls.add_metric([tool, "ok"], found.calls - found.errors)
+                calls.add_metric([tool, "error"], found.errors)
+                buckets = [(str(b), sum(1 for s in found.seconds if s <= b)) for b in metrics.BUCKETS]
+                buckets.append(("+Inf", len(found.seconds)))
+                seconds.add_metric([tool], buckets, sum_value=sum(found.seconds))
+            yield calls
+            yield seconds
+
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(Collector())  # type: ignore[arg-type]
+    return generate_latest(registry)
+
+
+def new_render(app: App) -> bytes:
+    registry = CollectorRegistry(auto_describe=False)
+    registry.register(_Collector(metrics.snapshot(app), []))
+    return generate_latest(registry)
+
+
+@dataclass
+class MetricTimes:
+    entries: int
+    api: list[float] = field(default_factory=list)
+    new: list[float] = field(default_factory=list)
+    old: list[float] = field(default_factory=list)
+    sums: list[float] = field(default_factory=list)
+    fresh: list[float] = field(default_factory=list)
+    waiting: list[float] = field(default_factory=list)
+    plans: int = 0
+
+
+def time_metrics(app: App, served: Served, entries: int, rounds: int, budget: Budget) -> MetricTimes:
+    seed_audit(app, entries)
+    times = MetricTimes(entries, plans=len(app.plans.list(PlanStatus.PENDING_APPROVAL, limit=10_000)))
+    window = 5000  # metrics.snapshot's
+    database = app.database
+    assert database is not None
+    headers = {"Authorization": f"Bearer {served.token}"}
+    with httpx.Client(base_url=served.url, headers=headers, timeout=budget.wait(60)) as client:
+
+        def api() -> None:
+            answer = client.get("/metrics")
+            if answer.status_code != 200 or "opsmith_step_duration_seconds_bucket" not in answer.text:
+                raise SystemExit(f"GET /metrics answered {answer.status_code}: {answer.text[:500]}")
+
+        steps: list[tuple[list[float], Callable[[], object]]] = [
+            (times.api, api),
+            (times.new, lambda: new_render(app)),
+            (times.old, lambda: old_render(old_snapshot(app))),
+            (times.sums, lambda: app.audit.tool_calls(window, metrics.BUCKETS)),
+            (times.fresh, lambda: AuditLog(database).tool_calls(window, metrics.BUCKETS)),
+            (times.waiting, lambda: app.plans.list(PlanStatus.PENDING_APPROVAL, limit=10_000)),
+        ]
+        for n in range(WARM_UPS + rounds):
+            if n >= WARM_UPS and not budget.left():
+                break
+            for samples, step in steps:
+                began = time.perf_counter()
+                step()
+                took = (time.perf_counter() - began) * 1000
+                if n >= WARM_UPS:
+                    samples.append(took)
+    return times
+
+
+def print_metrics(times: MetricTimes) -> None:
+    print(f"\nOne /metrics scrape, {times.entries:,} tool calls in the audit trail (ms)")
+    print(f"  {'':<{WIDE}}{'n':>6}{'p50':>9}{'p99':>9}{'max':>9}")
+    print(row("GET /metrics, HTTP keep-alive", times.api))
+    print(row("metrics.snapshot() + render, this process", times.new))
+    print(row("before: entries read and folded, + render", times.old))
+    print(row("  of now: the audit sums (AuditTrail.tool_calls)", times.sums))
+    print(row("  the sums, not kept (a new AuditLog each time)", times.fresh))
+    print(row(f"  of both: the {times.plans} plans waiting, read whole", times.waiting))
+
+
 # -- the table -------------------------------------------------------------------------------------
 
 WIDE = 48
@@ -533,6 +691,10 @@ def main() -> None:
         "--start-timeout", type=float, default=120.0, help="seconds `opsmith serve` may take to start"
     )
     parser.add_argument("--budget", type=float, default=300.0, help="seconds; start no round past it")
+    parser.add_argument("--audit", type=int, default=5000, help="tool calls in the trail /metrics sums")
+    parser.add_argument(
+        "--serve-from", type=Path, default=None, help="run `opsmith serve` from this source tree's opsmith"
+    )
     parser.add_argument(
         "--sqlite-synchronous",
         choices=["full", "normal"],
@@ -551,11 +713,12 @@ def main() -> None:
         (project / "opsmith.yaml").write_text(
             config_text(project) + f"\nsqlite_synchronous: {args.sqlite_synchronous}\n"
         )
-        with serving(project, budget.wait(args.start_timeout)) as served:
+        with serving(project, budget.wait(args.start_timeout), args.serve_from) as served:
             app = bootstrap(project / "opsmith.yaml", child_env())
             times = time_plan_creation(app, served, args.plans, budget)
             journal = driven_run(app, app.plans.list(limit=1)[0].id, lease=args.budget + 600)
             ours = asyncio.run(fan_out_opsmith(served, journal, args.clients, args.rounds, budget))
+            scrapes = time_metrics(app, served, args.audit, args.plans, budget)
         base = asyncio.run(fan_out_baseline(args.clients, args.rounds, budget))
     print_plans(times, args.plans)
     poll = f"opsmith serve (journal polled every {journal.poll:g} s)"
@@ -566,11 +729,13 @@ def main() -> None:
         args.rounds,
         journal,
     )
+    print_metrics(scrapes)
+    served_by = f"; served from {args.serve_from}" if args.serve_from else ""
     used = args.budget - budget.left()
     cores = len(os.sched_getaffinity(0))
     print(
         f"\n{cores} cores, load {os.getloadavg()[0]:.1f}; {used:.0f} s of the {args.budget:.0f} s budget"
-        f" used; sqlite_synchronous {args.sqlite_synchronous}"
+        f" used; sqlite_synchronous {args.sqlite_synchronous}{served_by}"
     )
 
 

@@ -17,9 +17,23 @@ from opsmith.bootstrap import App
 from opsmith.config import Config, parse_config
 from opsmith.domain.approval import Approval, seal_plan
 from opsmith.domain.audit import AuditEntry, Verification, new_entry, verify
+from opsmith.domain.call_stats import CallStats, fold_calls
 from opsmith.domain.catalog import Catalog, ToolSpec
 from opsmith.domain.hosts import Credential, CredentialKind, Host, HostResult
 from opsmith.domain.inventory import Inventory, InventorySource
+from opsmith.domain.issues import (
+    ExternalRef,
+    Issue,
+    IssueState,
+    IssueUpdate,
+    Occurrence,
+    Recurrence,
+    SyncState,
+    UnknownIssueError,
+    UpdateKind,
+    withdrawn,
+)
+from opsmith.domain.issues import record as record_occurrence
 from opsmith.domain.journal import AuditNote, Lease, RunSummary
 from opsmith.domain.plan import Plan, PlanStatus
 from opsmith.domain.redaction import redact
@@ -273,6 +287,9 @@ class FakeAudit:
             if called and isinstance(ms, int | float) and isinstance(tool, str):
                 totals.setdefault(tool, []).append(float(ms) / 1000)
         return {tool: sum(values) / len(values) for tool, values in totals.items()}
+
+    def tool_calls(self, window: int, bounds: Sequence[float]) -> dict[str, CallStats]:
+        return fold_calls(self.chain[-window:], bounds)
 
     def verify(self) -> Verification:
         return verify(self.chain, SEAL)
@@ -712,3 +729,341 @@ class FakeSenders:
         if self.failures:
             raise self.failures.pop(0)
         self.sent.append((delivery, channel))
+
+
+class FakeChatDecisions:
+    """Slack decisions in memory, with the real store's rules: a key is claimed once; a claim still
+    deciding since before `stale_before` is taken over; only a deciding claim is released."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, Any] = {}  # key -> ChatDecision
+
+    def claim(self, decision: Any, *, stale_before: datetime) -> Any:
+        from opsmith.domain.slack import DecisionStatus
+
+        found = self.rows.get(decision.key)
+        if found is not None and (found.status is DecisionStatus.DECIDED or found.updated_at >= stale_before):
+            return found
+        self.rows[decision.key] = decision
+        return None
+
+    def settle(self, key: str, outcome: str, at: datetime) -> None:
+        from opsmith.domain.slack import DecisionStatus
+
+        if key in self.rows:
+            update = {"status": DecisionStatus.DECIDED, "outcome": outcome, "updated_at": at}
+            self.rows[key] = self.rows[key].model_copy(update=update)
+
+    def release(self, key: str) -> None:
+        from opsmith.domain.slack import DecisionStatus
+
+        if key in self.rows and self.rows[key].status is DecisionStatus.DECIDING:
+            del self.rows[key]
+
+
+class FakeResponder:
+    """Records each reply to a response_url; `failures` are raised, in order, before it succeeds."""
+
+    def __init__(self, failures: Sequence[Exception] = ()) -> None:
+        self.sent: list[tuple[str, dict[str, Any]]] = []
+        self.failures = list(failures)
+
+    async def respond(self, url: str, message: Mapping[str, Any]) -> None:
+        if self.failures:
+            raise self.failures.pop(0)
+        self.sent.append((url, dict(message)))
+
+
+class FakeIssueStore:
+    """The built-in issue tracker in memory, with the real one's rules: a run is recorded once,
+    each change is opsmith.domain.issues.record's, and a sync holds an issue under a lease."""
+
+    def __init__(self) -> None:
+        self.issues: dict[int, Issue] = {}
+        self.updates: dict[int, tuple[IssueUpdate, Occurrence]] = {}
+        self.leases: dict[int, tuple[str, datetime]] = {}
+
+    def record(self, occurrence: Occurrence, *, on_recurrence: Recurrence, sync: SyncState) -> Issue | None:
+        if any(u.run_id == occurrence.run_id for u, _ in self.updates.values()):
+            return None
+        return self._record(occurrence, on_recurrence, sync)
+
+    def _record(self, occurrence: Occurrence, on_recurrence: Recurrence, sync: SyncState) -> Issue:
+        same = [i for i in self.issues.values() if i.fingerprint == occurrence.fingerprint.value]
+        newest = max(same, key=lambda i: (i.state is IssueState.OPEN, i.id), default=None)
+        change = record_occurrence(newest, occurrence, on_recurrence, sync)
+        issue = change.issue
+        if issue.id == 0:
+            issue = issue.model_copy(update={"id": max(self.issues, default=0) + 1})
+        self.issues[issue.id] = issue
+        update_id = max(self.updates, default=0) + 1
+        synced = occurrence.at if sync is SyncState.LOCAL else None
+        self.updates[update_id] = (
+            IssueUpdate(
+                id=update_id, issue_id=issue.id, kind=change.kind, run_id=occurrence.run_id,
+                body=change.body, created_at=occurrence.at, synced_at=synced,
+            ),
+            occurrence,
+        )  # fmt: skip
+        return issue
+
+    def _updates(self, issue_id: int) -> list[IssueUpdate]:
+        return [u for _key, (u, _) in sorted(self.updates.items()) if u.issue_id == issue_id]
+
+    def get(self, issue_id: int, *, with_updates: bool = False) -> Issue:
+        if issue_id not in self.issues:
+            raise UnknownIssueError(f"no issue {issue_id} in the built-in tracker")
+        issue = self.issues[issue_id]
+        return issue.model_copy(update={"updates": self._updates(issue_id)}) if with_updates else issue
+
+    def for_run(self, run_id: str) -> Issue | None:
+        found = [u.issue_id for u, _ in self.updates.values() if u.run_id == run_id]
+        return self.issues[found[0]] if found else None
+
+    def recent(self, state: IssueState | None = None, limit: int = 50, offset: int = 0) -> list[Issue]:
+        found = [i for i in self.issues.values() if state is None or i.state is state]
+        found.sort(key=lambda i: (i.updated_at, i.id), reverse=True)
+        return found[offset : offset + limit]
+
+    def due(self, now: datetime, *, limit: int, include_failed: bool = False) -> list[int]:
+        def waiting(issue: Issue) -> bool:
+            if issue.sync is SyncState.FAILED:
+                return include_failed
+            return issue.sync is SyncState.PENDING and (issue.next_attempt_at or now) <= now
+
+        found = [i for i in self.issues.values() if waiting(i)]
+        found.sort(key=lambda i: (i.next_attempt_at or now, i.id))
+        return [i.id for i in found[:limit]]
+
+    def claim(
+        self, issue_id: int, owner: str, now: datetime, *, lease_seconds: float, include_failed: bool = False
+    ) -> Issue | None:
+        issue = self.get(issue_id)
+        wanted = {SyncState.PENDING, SyncState.FAILED} if include_failed else {SyncState.PENDING}
+        held = self.leases.get(issue_id)
+        if issue.sync not in wanted or (held is not None and held[0] != owner and held[1] >= now):
+            return None
+        self.leases[issue_id] = (owner, now + timedelta(seconds=lease_seconds))
+        pending = [u for u in self._updates(issue_id) if u.synced_at is None]
+        return issue.model_copy(update={"updates": pending})
+
+    def linked(self, issue_id: int, ref: ExternalRef, update_id: int | None, at: datetime) -> None:
+        self.issues[issue_id] = self.issues[issue_id].model_copy(update={"external": ref, "updated_at": at})
+        if update_id is not None:
+            self.mirrored(update_id, at)
+
+    def mirrored(self, update_id: int, at: datetime, *, kind: UpdateKind | None = None) -> None:
+        update, occurrence = self.updates[update_id]
+        changes: dict[str, Any] = {"synced_at": at} | ({} if kind is None else {"kind": kind})
+        self.updates[update_id] = (update.model_copy(update=changes), occurrence)
+
+    def closed_elsewhere(self, issue_id: int, at: datetime, *, on_recurrence: Recurrence) -> list[Issue]:
+        waiting = [
+            (key, occurrence)
+            for key, (u, occurrence) in sorted(self.updates.items())
+            if u.issue_id == issue_id and u.synced_at is None and u.kind is not UpdateKind.OPEN
+        ]
+        for key, _ in waiting:
+            del self.updates[key]
+        self.issues[issue_id] = withdrawn(self.issues[issue_id], [o.run_id for _, o in waiting], at)
+        recorded = [self._record(o, on_recurrence, SyncState.PENDING) for _, o in waiting]
+        touched = {found.id: found for found in recorded}
+        return list(touched.values())
+
+    def settle(
+        self, issue_id: int, owner: str, at: datetime, *, error: str | None, next_attempt_at: datetime | None
+    ) -> Issue:
+        issue = self.issues[issue_id]
+        if self.leases.get(issue_id, ("", at))[0] == owner:
+            del self.leases[issue_id]
+            if error is None:
+                left = any(u.synced_at is None for u in self._updates(issue_id))
+                changes: dict[str, Any] = {
+                    "sync": SyncState.PENDING if left else SyncState.SYNCED,
+                    "next_attempt_at": at if left else None,
+                    "sync_attempts": 0,
+                    "last_error": None,
+                }
+            else:
+                changes = {
+                    "sync": SyncState.PENDING if next_attempt_at is not None else SyncState.FAILED,
+                    "next_attempt_at": next_attempt_at,
+                    "sync_attempts": issue.sync_attempts + 1,
+                    "last_error": error,
+                }
+            self.issues[issue_id] = issue.model_copy(update={**changes, "updated_at": at})
+        return self.issues[issue_id]
+
+    def close(self, issue_id: int, at: datetime) -> Issue:
+        issue = self.get(issue_id)
+        if issue.state is IssueState.OPEN:
+            self.issues[issue_id] = issue.model_copy(
+                update={"state": IssueState.CLOSED, "closed_at": at, "updated_at": at}
+            )
+        return self.issues[issue_id]
+
+
+class FakeIssueTracker:
+    """GitHub's issues in memory: every call in order (`calls`), each issue's state and texts.
+    `failures` are raised by the next calls, one each (None: that call goes through)."""
+
+    def __init__(self, failures: Sequence[Exception | None] = ()) -> None:
+        self.calls: list[tuple[Any, ...]] = []
+        self.states: dict[int, IssueState] = {}
+        self.texts: dict[int, list[str]] = {}
+        self.failures = list(failures)
+
+    def _call(self, *call: Any) -> None:
+        self.calls.append(call)
+        failure = self.failures.pop(0) if self.failures else None
+        if failure is not None:
+            raise failure
+
+    async def open(self, title: str, body: str, labels: list[str]) -> ExternalRef:
+        self._call("open", title, tuple(labels))
+        number = len(self.states) + 1
+        self.states[number], self.texts[number] = IssueState.OPEN, [body]
+        return ExternalRef(number=number, url=f"https://github.test/acme/shop/issues/{number}")
+
+    async def comment(self, number: int, body: str) -> None:
+        self._call("comment", number)
+        self.texts[number].append(body)
+
+    async def reopen(self, number: int) -> None:
+        self._call("reopen", number)
+        self.states[number] = IssueState.OPEN
+
+    async def state(self, number: int) -> IssueState:
+        self._call("state", number)
+        return self.states[number]
+
+
+class FakeTaskStore:
+    """Tasks, agents and the task log in memory, with the real store's rules: a key is stored once,
+    a save is a compare-and-set on the status (and lease owner) its writer read."""
+
+    def __init__(self) -> None:
+        self.tasks: dict[str, Any] = {}  # id -> Task
+        self.entries: list[Any] = []  # TaskLogEntry, oldest first
+        self.agent_rows: dict[str, Any] = {}  # id -> Agent
+
+    def add(self, task: Any, log: Sequence[Any] = ()) -> tuple[Any, bool]:
+        same = [t for t in self.tasks.values() if task.key is not None and t.key == task.key]
+        if same:
+            return same[0], False
+        self.tasks[task.id] = task
+        self.entries += list(log)
+        return task, True
+
+    def get(self, task_id: str) -> Any:
+        from opsmith.domain.tasks import UnknownTaskError
+
+        try:
+            return self.tasks[task_id]
+        except KeyError as exc:
+            raise UnknownTaskError(f"no task {task_id!r}") from exc
+
+    def save(self, task: Any, *, expected: Any, owner: str | None = None, log: Sequence[Any] = ()) -> bool:
+        stored = self.tasks.get(task.id)
+        if stored is None or stored.status is not expected:
+            return False
+        if owner is not None and stored.lease_owner != owner:
+            return False
+        self.tasks[task.id] = task.model_copy(update={"key": stored.key, "created_at": stored.created_at})
+        self.entries += list(log)
+        return True
+
+    def find(self, statuses: Sequence[Any] | None = None, *, limit: int = 50, offset: int = 0) -> list[Any]:
+        found = [t for t in self.tasks.values() if not statuses or t.status in statuses]
+        return sorted(found, key=lambda t: (t.created_at, t.id), reverse=True)[offset : offset + limit]
+
+    def due(self, now: datetime, *, limit: int) -> list[Any]:
+        found = [t for t in self.tasks.values() if t.due(now)]
+        return sorted(found, key=lambda t: (-t.priority.severity, t.created_at, t.id))[:limit]
+
+    def held(self) -> list[Any]:
+        from opsmith.domain.tasks import HELD
+
+        return sorted((t for t in self.tasks.values() if t.status in HELD), key=lambda t: t.created_at)
+
+    def overdue(self, now: datetime, *, below_level: int, limit: int) -> list[Any]:
+        found = [t for t in self.tasks.values() if t.overdue(now) and t.escalation_level < below_level]
+        return sorted(found, key=lambda t: (t.deadline, t.id))[:limit]
+
+    def counts(self, now: datetime) -> dict[str, Any]:
+        from opsmith.domain.tasks import OPEN
+
+        by_status: dict[str, int] = {}
+        by_priority: dict[str, int] = {}
+        for t in self.tasks.values():
+            by_status[t.status.value] = by_status.get(t.status.value, 0) + 1
+            if t.status in OPEN:
+                by_priority[t.priority.value] = by_priority.get(t.priority.value, 0) + 1
+        overdue = sum(1 for t in self.tasks.values() if t.overdue(now))
+        return {"by_status": by_status, "by_priority": by_priority, "overdue": overdue}
+
+    def logs(self, *, limit: int = 50, offset: int = 0, kind: str | None = None) -> list[Any]:
+        found = [e for e in reversed(self.entries) if kind is None or e.kind == kind]
+        return found[offset : offset + limit]
+
+    def attempts_since(self, since: datetime) -> list[Any]:
+        return [e for e in self.entries if e.kind == "attempt" and e.at >= since]
+
+    def agents(self) -> list[Any]:
+        return [self.agent_rows[i] for i in sorted(self.agent_rows)]
+
+    def register(self, agents: Sequence[Any], at: datetime) -> None:
+        for agent in agents:
+            old = self.agent_rows.get(agent.id)
+            kept = {} if old is None else {
+                "last_heartbeat": old.last_heartbeat, "successes": old.successes,
+                "failures": old.failures, "busy_seconds": old.busy_seconds,
+            }  # fmt: skip
+            self.agent_rows[agent.id] = agent.model_copy(update=kept)
+
+    def heartbeat(self, agent_ids: Sequence[str], at: datetime) -> None:
+        for i in agent_ids:
+            if i in self.agent_rows:
+                self.agent_rows[i] = self.agent_rows[i].model_copy(update={"last_heartbeat": at})
+
+    def record(self, agent_id: str, *, succeeded: bool, seconds: float) -> None:
+        a = self.agent_rows[agent_id]
+        counts = {"successes": a.successes + 1} if succeeded else {"failures": a.failures + 1}
+        self.agent_rows[agent_id] = a.model_copy(update={**counts, "busy_seconds": a.busy_seconds + seconds})
+
+
+class FakeWebhookStore:
+    """Webhook deliveries and re-plan records in memory: an id accepted once, a failed one again."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, Any] = {}
+        self.replan_rows: list[Any] = []
+
+    def claim(self, delivery: Any) -> bool:
+        from opsmith.domain.push import DeliveryOutcome
+
+        found = self.rows.get(delivery.delivery_id)
+        if found is not None and found.outcome is not DeliveryOutcome.FAILED:
+            return False
+        self.rows[delivery.delivery_id] = delivery
+        return True
+
+    def settle(self, delivery_id: str, outcome: Any, detail: str, plan_id: str | None = None) -> None:
+        self.rows[delivery_id] = self.rows[delivery_id].model_copy(
+            update={"outcome": outcome, "detail": detail, "plan_id": plan_id}
+        )
+
+    def delivery(self, delivery_id: str) -> Any:
+        return self.rows.get(delivery_id)
+
+    def deliveries(self, limit: int = 50) -> list[Any]:
+        return sorted(self.rows.values(), key=lambda d: d.received_at, reverse=True)[:limit]
+
+    def add_replan(self, record: Any) -> None:
+        self.replan_rows.append(record)
+
+    def replans(self, application: str) -> list[Any]:
+        return [r for r in self.replan_rows if r.application == application]
+
+    def replan(self, plan_id: str) -> Any:
+        return next((r for r in self.replan_rows if r.plan_id == plan_id), None)

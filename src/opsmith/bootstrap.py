@@ -29,11 +29,15 @@ if TYPE_CHECKING:
     from opsmith.ports import (
         ApprovalStore,
         AuditTrail,
+        ChatDecisionStore,
+        ChatResponder,
         Clock,
         Executor,
         ExecutorFactory,
         FleetProvider,
         InventoryStore,
+        IssueStore,
+        IssueTracker,
         Listener,
         NotificationSender,
         NotificationStore,
@@ -43,9 +47,11 @@ if TYPE_CHECKING:
         SecretVault,
         ServerHost,
         ServerRegistry,
+        TaskStore,
         TokenStore,
         ToolProvider,
         ToolSource,
+        WebhookStore,
     )
     from opsmith.store.audit import AuditLog
     from opsmith.store.database import Database
@@ -83,6 +89,12 @@ class App:
     warm: Warm = field(default_factory=_warm)
     outbox: NotificationStore | None = None  # notifications waiting to be sent; None: none are kept
     senders: NotificationSender | None = None  # what sends them (Slack, webhooks, e-mail)
+    webhooks: WebhookStore | None = None  # webhook deliveries and re-plan records; None: none are kept
+    tasks: TaskStore | None = None  # follow-up tasks, their agents and log; None: none are kept
+    chat_decisions: ChatDecisionStore | None = None  # decisions taken from Slack, each once
+    chat_responder: ChatResponder | None = None  # shows a Slack click's outcome in its message
+    issues: IssueStore | None = None  # the built-in tracker of failure issues; None: none are kept
+    issue_tracker: IssueTracker | None = None  # where they are mirrored (GitHub); None: not configured
 
 
 class JournalFactory:
@@ -292,26 +304,62 @@ def serving(app: App) -> tuple[App, ServerHost]:
     return replace(app, tools=kept), kept
 
 
+def github_issues(config: Config, environ: Mapping[str, str]) -> IssueTracker | None:
+    """The GitHub adapter of issues.github, or None when it is not configured. A token variable
+    that is not set is reported by each request (the issue stays in the built-in tracker)."""
+    github = config.issues.github
+    if github is None:
+        return None
+    from opsmith.config import referenced_variables
+    from opsmith.tools.issues.github import GithubIssues
+
+    (name,) = referenced_variables(github.token)
+    return GithubIssues(
+        github.repo, environ.get(name), base_url=github.base_url, timeout=github.timeout, token_name=name
+    )
+
+
 def bootstrap(config_path: Path | None, environ: Mapping[str, str]) -> App:
     config = load_config(config_path, environ)
     return wire(config, environ)
+
+
+def _outbox(config: Config, database: Database) -> NotificationStore | None:
+    """The notification outbox when a channel is configured; else None (nothing is queued, listed
+    or sent). Loaded only then: its module costs every other command ~10 ms to import."""
+    if not config.notifications.channels:
+        return None
+    from opsmith.store.notifications import NotificationRepository
+
+    return NotificationRepository(database)
+
+
+def _senders(config: Config, environ: Mapping[str, str]) -> NotificationSender | None:
+    if not config.notifications.channels:
+        return None
+    from opsmith.tools.notify import ChannelSenders
+
+    return ChannelSenders(environ, timeout=config.notifications.send_timeout)
 
 
 def wire(config: Config, environ: Mapping[str, str]) -> App:
     """The real adapters over one database."""
     from opsmith.store.access import ApprovalRepository, RoleRepository
     from opsmith.store.audit import AuditLog
+    from opsmith.store.chat import ChatDecisionRepository
     from opsmith.store.database import Database
     from opsmith.store.inventory import InventoryRepository
+    from opsmith.store.issues import IssueRepository
     from opsmith.store.keys import load_seal
-    from opsmith.store.notifications import NotificationRepository
     from opsmith.store.plans import PlanRepository
     from opsmith.store.servers import ServerRepository
+    from opsmith.store.tasks import TaskRepository
     from opsmith.store.tokens import TokenRepository
     from opsmith.store.vault import SecretRepository
     from opsmith.store.vault_keys import key_source
+    from opsmith.store.webhooks import WebhookRepository
     from opsmith.store.witness import FileWitness
-    from opsmith.tools.notify import ChannelSenders
+    from opsmith.tools.notify.slack_responses import SlackResponder
 
     seal = load_seal(config.signing_key_file, environ)
     database = Database(config.database, sqlite_synchronous=config.sqlite_synchronous)
@@ -337,8 +385,14 @@ def wire(config: Config, environ: Mapping[str, str]) -> App:
         executors=local_executor,
         seal=seal,
         database=database,
-        outbox=NotificationRepository(database),
-        senders=ChannelSenders(environ, timeout=config.notifications.send_timeout),
+        outbox=_outbox(config, database),
+        webhooks=WebhookRepository(database),
+        senders=_senders(config, environ),
+        tasks=TaskRepository(database),
+        chat_decisions=ChatDecisionRepository(database),
+        chat_responder=SlackResponder(timeout=min(config.notifications.send_timeout, 5.0)),
+        issues=IssueRepository(database),
+        issue_tracker=github_issues(config, environ),
     )
     # The fleet's hosts join the MCP servers as one more provider; `inventory` and `vault` are in it.
     return replace(app, tools=WithHosts(app.tools, app))

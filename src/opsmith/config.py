@@ -32,6 +32,7 @@ from pydantic_core import PydanticCustomError
 from opsmith.domain.binding import BindingSet
 from opsmith.domain.identity import DEFAULT_ROLES, Permission
 from opsmith.domain.notifications import NotifyEvent
+from opsmith.domain.tasks import EscalationLevel, Priority
 from opsmith.engine.settings import ExecutionSettings
 from opsmith.errors import ConfigError, InventoryError
 
@@ -480,13 +481,38 @@ EnvReference = Annotated[str, AfterValidator(_env_reference)]
 
 
 class SlackChannel(_Strict):
-    """A Slack (or Slack-compatible) incoming webhook; its URL is a secret, so it is a reference."""
+    """A Slack (or Slack-compatible) incoming webhook; its URL is a secret, so it is a reference.
+
+    With `signing_secret` (the Slack app's, a reference too), clicks on its Approve and Reject
+    buttons arrive at POST /api/v1/chat/slack/interactions, signed by Slack. `users` maps Slack user
+    ids to opsmith users (rbac.users gives their roles); anyone else is refused. `team_id`, when
+    given, is the only workspace accepted. The decision is shown by POSTing to the click's
+    response_url, only when it starts with one of `response_url_prefixes`."""
 
     type: Literal["slack"]
     webhook_url: EnvReference
+    signing_secret: EnvReference | None = None
+    team_id: str | None = Field(default=None, pattern=r"^[A-Z0-9]{2,32}$")
+    users: dict[Annotated[str, Field(pattern=r"^[A-Z0-9]{2,32}$")], Annotated[str, Field(min_length=1)]] = (
+        Field(default_factory=dict, description="Slack user id -> opsmith user")
+    )
+    response_url_prefixes: list[str] = Field(
+        default_factory=lambda: ["https://hooks.slack.com/"], min_length=1
+    )
+
+    @field_validator("response_url_prefixes")
+    @classmethod
+    def _origins(cls, prefixes: list[str]) -> list[str]:
+        for prefix in prefixes:
+            if not re.match(r"^https?://[^/@\\\s]+/[^\\\s]*$", prefix):
+                raise ValueError(
+                    f"response_url prefix {prefix!r} must be http(s)://HOST[:PORT]/PATH (ending in a path"
+                    " so a longer host cannot pass as it)"
+                )
+        return prefixes
 
     def secret_templates(self) -> list[str]:
-        return [self.webhook_url]
+        return [self.webhook_url] + ([self.signing_secret] if self.signing_secret else [])
 
 
 class WebhookChannel(_Strict):
@@ -599,6 +625,151 @@ class NotificationsConfig(_Strict):
         return list(dict.fromkeys(found))
 
 
+class TaskAgentConfig(_Strict):
+    """Overrides for one built-in agent (tasks.agents.<id>)."""
+
+    enabled: bool = True
+    max_concurrent: int | None = Field(default=None, ge=1, le=1000)
+
+
+def _default_escalation() -> list[EscalationLevel]:
+    return [
+        EscalationLevel(after_minutes=0, to="on-call engineer"),
+        EscalationLevel(after_minutes=30, to="team lead"),
+        EscalationLevel(after_minutes=120, to="engineering manager"),
+    ]
+
+
+class TasksConfig(_Strict):
+    """`tasks:` the follow-up tasks of failures and bug reports, their agents, retries and escalation."""
+
+    orchestrate_seconds: float = Field(
+        default=10.0, ge=0.05, le=3600, description="`opsmith serve` assigns and runs tasks"
+    )
+    environments: list[str] = Field(
+        default_factory=lambda: ["production"], description="a failed run here makes an emergency task"
+    )
+    max_attempts: int = Field(default=5, ge=1, le=100, description="attempts before a task fails")
+    backoff_initial: float = Field(
+        default=30.0, ge=0.01, le=3600, description="seconds after the first failure"
+    )
+    backoff_max: float = Field(default=1800.0, ge=0.01, le=7 * 24 * 3600)
+    raise_priority_every: int = Field(
+        default=2, ge=1, le=100, description="failed attempts per priority level"
+    )
+    heartbeat_timeout_seconds: float = Field(
+        default=120.0, ge=1, le=86400, description="an agent silent this long loses its tasks to the backup"
+    )
+    lease_seconds: float = Field(
+        default=300.0, ge=1, le=86400, description="a running task is another's after"
+    )
+    handler_timeout: float = Field(default=60.0, gt=0, le=3600, description="seconds for one attempt")
+    batch: int = Field(default=100, ge=1, le=10000, description="queued tasks considered per pass")
+    deadlines: dict[Priority, float] = Field(
+        default_factory=lambda: {
+            Priority.EMERGENCY: 60.0,
+            Priority.CRITICAL: 240.0,
+            Priority.HIGH: 24 * 60.0,
+        },
+        description="minutes from creation to the deadline, per priority (none: no deadline)",
+    )
+    escalation: list[EscalationLevel] = Field(default_factory=_default_escalation)
+    agents: dict[str, TaskAgentConfig] = Field(default_factory=dict)
+    weights: dict[Literal["capability", "load", "success", "priority"], float] = Field(default_factory=dict)
+
+    @field_validator("escalation")
+    @classmethod
+    def _in_order(cls, levels: list[EscalationLevel]) -> list[EscalationLevel]:
+        delays = [level.after_minutes for level in levels]
+        if delays != sorted(delays):
+            raise ValueError("escalation levels must come in the order of their after_minutes")
+        return levels
+
+    @field_validator("agents")
+    @classmethod
+    def _known_agents(cls, agents: dict[str, TaskAgentConfig]) -> dict[str, TaskAgentConfig]:
+        from opsmith.domain.agents import BUILT_IN
+
+        known = {agent.id for agent in BUILT_IN}
+        for name in agents:
+            if name not in known:
+                shown = ", ".join(sorted(known))
+                raise ValueError(f"tasks.agents names {name!r}, which is not an agent (known: {shown})")
+        return agents
+
+    @field_validator("weights")
+    @classmethod
+    def _weights(cls, weights: dict[str, float]) -> dict[str, float]:
+        for name, value in weights.items():
+            if not 0 <= value <= 10:
+                raise ValueError(f"tasks.weights.{name} must be between 0 and 10, not {value}")
+        return weights
+
+
+class GithubIssuesConfig(_Strict):
+    """Where failure issues are mirrored on GitHub (or GitHub Enterprise: its `/api/v3` URL)."""
+
+    repo: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,100}/[A-Za-z0-9_.-]{1,100}$", description="owner/name")
+    token: EnvReference = Field(description="a token allowed to write issues, e.g. ${GITHUB_TOKEN}")
+    base_url: str = Field(default="https://api.github.com", pattern=r"^https?://\S+$")
+    timeout: float = Field(default=10.0, gt=0, le=120, description="seconds for one request")
+
+    def secret_values(self, environ: Mapping[str, str]) -> list[str]:
+        return [environ[n] for n in referenced_variables(self.token) if environ.get(n)]
+
+
+class IssuesConfig(_Strict):
+    """`issues:` open an issue for a failed or rolled-back run in these environments, one open issue
+    per failure fingerprint; `on_recurrence` says what a failure does once its issue was closed:
+    `reopen` it, or open a `new` one. Kept in the built-in tracker, mirrored on GitHub when set."""
+
+    environments: list[str] = Field(
+        default_factory=list, description='where failures become issues ("*": any); none: nowhere'
+    )
+    labels: list[Annotated[str, Field(min_length=1, max_length=50)]] = Field(
+        default_factory=lambda: ["opsmith", "failure"]
+    )
+    on_recurrence: Literal["reopen", "new"] = "reopen"
+    github: GithubIssuesConfig | None = None
+    sync_seconds: float = Field(default=30.0, ge=0.05, le=3600, description="`opsmith serve` syncs due ones")
+    backoff_initial: float = Field(default=30.0, ge=0.01, le=3600, description="seconds after a failure")
+    backoff_max: float = Field(default=3600.0, ge=0.01, le=7 * 24 * 3600)
+    lease_seconds: float = Field(default=120.0, ge=1, le=3600, description="a sync holds an issue so long")
+    batch: int = Field(default=20, ge=1, le=1000, description="issues one sync mirrors at most")
+
+    def applies_to(self, environment: str | None) -> bool:
+        return any(e == "*" or e == (environment or "none") for e in self.environments)
+
+
+class WatchedRepository(_Strict):
+    """A GitHub repository whose pushes may re-plan a failed deployment: the application it holds,
+    the branches that count, and the environment the re-plan deploys to. `replan`: `addressed`
+    makes a plan only for a push that plausibly fixes the recorded root cause; `always` makes one
+    for any push, saying when it does not address the cause (and with the risk raised)."""
+
+    application: str = Field(min_length=1)
+    branches: list[Annotated[str, Field(min_length=1)]] = Field(
+        default_factory=lambda: ["main"], min_length=1
+    )
+    environment: str = Field(default="production", min_length=1)
+    replan: Literal["addressed", "always"] = "addressed"
+
+
+class GithubWebhookConfig(_Strict):
+    """`webhooks.github`: deliveries signed with `secret` (X-Hub-Signature-256), from these repositories."""
+
+    secret: EnvReference = Field(description="the webhook's secret, e.g. ${GITHUB_WEBHOOK_SECRET}")
+    repositories: dict[str, WatchedRepository] = Field(default_factory=dict, description="by owner/name")
+    as_user: str = Field(
+        default="github-webhook", min_length=1, description="the opsmith user re-plans are made as (its role)"
+    )
+    max_body_bytes: int = Field(default=5_000_000, ge=1024, le=50_000_000)
+
+
+class WebhooksConfig(_Strict):
+    github: GithubWebhookConfig | None = None
+
+
 class Config(_Strict):
     """Everything opsmith is configured with. Built once by `load_config`."""
 
@@ -633,6 +804,9 @@ class Config(_Strict):
     winrm: WinrmConfig = Field(default_factory=WinrmConfig)
     fleet: FleetConfig = Field(default_factory=FleetConfig)
     notifications: NotificationsConfig = Field(default_factory=NotificationsConfig)
+    tasks: TasksConfig = Field(default_factory=TasksConfig)
+    issues: IssuesConfig = Field(default_factory=IssuesConfig)
+    webhooks: WebhooksConfig = Field(default_factory=WebhooksConfig)
     source: str = Field(default="<defaults>", exclude=True)
 
     @field_validator("mcp_servers", mode="before")

@@ -21,6 +21,12 @@ Each has one real adapter, named only in `opsmith.bootstrap`, and an in-memory f
     Clock          bootstrap.SystemClock                 the time
     NotificationStore  store.notifications.NotificationRepository  the outbox of notifications, leased
     NotificationSender tools.notify.ChannelSenders       Slack, signed webhooks, e-mail over SMTP
+    WebhookStore   store.webhooks.WebhookRepository      webhook deliveries (each id once), re-plan records
+    IssueStore     store.issues.IssueRepository          the built-in tracker: issues per failure fingerprint
+    IssueTracker   tools.issues.github.GithubIssues      an external tracker (GitHub) they are mirrored on
+    TaskStore          store.tasks.TaskRepository        tasks, agents and the task log (compare-and-set)
+    ChatDecisionStore  store.chat.ChatDecisionRepository  Slack decisions, one per user and plan version
+    ChatResponder      tools.notify.slack_responses.SlackResponder  POSTs to a Slack click's response_url
 """
 
 from __future__ import annotations
@@ -30,18 +36,32 @@ from contextlib import AbstractAsyncContextManager
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
+from opsmith.domain.agents import Agent
 from opsmith.domain.approval import Approval
 from opsmith.domain.audit import AuditEntry, Head, Verification
+from opsmith.domain.call_stats import CallStats
 from opsmith.domain.catalog import Catalog, ToolSpec
 from opsmith.domain.hosts import Credential, CredentialKind, Host, HostResult
 from opsmith.domain.identity import Identity, Permission
 from opsmith.domain.inventory import Inventory, InventorySource
+from opsmith.domain.issues import (
+    ExternalRef,
+    Issue,
+    IssueState,
+    Occurrence,
+    Recurrence,
+    SyncState,
+    UpdateKind,
+)
 from opsmith.domain.journal import AuditNote, Lease, RunSummary
 from opsmith.domain.notifications import Delivery, DeliveryStatus
 from opsmith.domain.plan import Plan, PlanStatus
+from opsmith.domain.push import DeliveryOutcome, DeliveryRecord, ReplanRecord
 from opsmith.domain.results import ToolResult
 from opsmith.domain.scripts import Script
 from opsmith.domain.servers import RecordedServer, ServerStatus
+from opsmith.domain.slack import ChatDecision
+from opsmith.domain.tasks import Task, TaskLogEntry, TaskStatus
 from opsmith.domain.tokens import TokenInfo
 from opsmith.domain.vault import KeyRotation, SecretInfo
 from opsmith.engine.events import RunEvent
@@ -265,6 +285,11 @@ class AuditTrail(Protocol):
         """Average seconds of each tool's successful calls among the newest `window` entries."""
         ...
 
+    def tool_calls(self, window: int, bounds: Sequence[float]) -> dict[str, CallStats]:
+        """Per tool, what its `tool.called` entries among the newest `window` say: calls, errors,
+        and how many successful ones took at most each of `bounds` seconds (see `fold_calls`)."""
+        ...
+
     def verify(self) -> Verification:
         """The chain, every signature, and the head recorded by the witness outside the store."""
         ...
@@ -442,9 +467,172 @@ class NotificationStore(Protocol):
         ...
 
 
+class TaskStore(Protocol):
+    """Tasks, their agents and the task log. Every change of a task is a compare-and-set on the
+    status (and lease owner) its writer read, so two orchestrators never both take one task."""
+
+    def add(self, task: Task, log: Sequence[TaskLogEntry] = ()) -> tuple[Task, bool]:
+        """Store it unless a task with its key is stored: (the stored one, whether it is new)."""
+        ...
+
+    def get(self, task_id: str) -> Task:
+        """The task; UnknownTaskError when there is none."""
+        ...
+
+    def save(
+        self, task: Task, *, expected: TaskStatus, owner: str | None = None, log: Sequence[TaskLogEntry] = ()
+    ) -> bool:
+        """Write it if its row is still `expected` (and leased by `owner`); False otherwise."""
+        ...
+
+    def find(
+        self, statuses: Sequence[TaskStatus] | None = None, *, limit: int = 50, offset: int = 0
+    ) -> list[Task]:
+        """Newest first."""
+        ...
+
+    def due(self, now: datetime, *, limit: int) -> list[Task]:
+        """Queued tasks due at `now`, most severe first."""
+        ...
+
+    def held(self) -> list[Task]:
+        """Every assigned or running task."""
+        ...
+
+    def overdue(self, now: datetime, *, below_level: int, limit: int) -> list[Task]: ...
+
+    def counts(self, now: datetime) -> dict[str, Any]:
+        """by_status, by_priority (open tasks) and overdue."""
+        ...
+
+    def logs(self, *, limit: int = 50, offset: int = 0, kind: str | None = None) -> list[TaskLogEntry]:
+        """Newest first."""
+        ...
+
+    def attempts_since(self, since: datetime) -> list[TaskLogEntry]: ...
+
+    def agents(self) -> list[Agent]: ...
+
+    def register(self, agents: Sequence[Agent], at: datetime) -> None:
+        """Store the agents' definitions, keeping the record of those stored before."""
+        ...
+
+    def heartbeat(self, agent_ids: Sequence[str], at: datetime) -> None: ...
+
+    def record(self, agent_id: str, *, succeeded: bool, seconds: float) -> None: ...
+
+
 class NotificationSender(Protocol):
     """Sends one delivery over its channel (Slack, webhook, e-mail)."""
 
     async def send(self, delivery: Delivery, channel: ChannelConfig) -> None:
         """Deliver it, or raise DeliveryFailed saying why and whether a later attempt may succeed."""
         ...
+
+
+class ChatDecisionStore(Protocol):
+    """Decisions taken from Slack, one per key (Slack user and plan version), so a click decides once."""
+
+    def claim(self, decision: ChatDecision, *, stale_before: datetime) -> ChatDecision | None:
+        """Store it unless its key is stored; None when stored now, else the one stored before. A
+        claim still `deciding` since before `stale_before` (its process stopped) is taken over."""
+        ...
+
+    def settle(self, key: str, outcome: str, at: datetime) -> None:
+        """The claim decided, with what it amounted to."""
+        ...
+
+    def release(self, key: str) -> None:
+        """Drop a claim whose decision was refused or failed: the next click tries again."""
+        ...
+
+
+class ChatResponder(Protocol):
+    """Sends a message to a chat interaction's response URL (already checked against the allowed)."""
+
+    async def respond(self, url: str, message: Mapping[str, Any]) -> None:
+        """POST it; DeliveryFailed saying why when it was not accepted."""
+        ...
+
+
+class IssueStore(Protocol):
+    """The built-in tracker: issues per failure fingerprint, and the updates to mirror elsewhere."""
+
+    def record(self, occurrence: Occurrence, *, on_recurrence: Recurrence, sync: SyncState) -> Issue | None:
+        """Record a failed run in one transaction (a new issue, a comment on the open one, a reopen);
+        None when that run was recorded already."""
+        ...
+
+    def get(self, issue_id: int, *, with_updates: bool = False) -> Issue:
+        """The issue; UnknownIssueError when there is none."""
+        ...
+
+    def for_run(self, run_id: str) -> Issue | None: ...
+
+    def recent(self, state: IssueState | None = None, limit: int = 50, offset: int = 0) -> list[Issue]:
+        """Newest first."""
+        ...
+
+    def due(self, now: datetime, *, limit: int, include_failed: bool = False) -> list[int]: ...
+
+    def claim(
+        self, issue_id: int, owner: str, now: datetime, *, lease_seconds: float, include_failed: bool = False
+    ) -> Issue | None:
+        """Lease it for mirroring: it with its unmirrored updates, or None (held, or nothing to do)."""
+        ...
+
+    def linked(self, issue_id: int, ref: ExternalRef, update_id: int | None, at: datetime) -> None: ...
+
+    def mirrored(self, update_id: int, at: datetime, *, kind: UpdateKind | None = None) -> None: ...
+
+    def closed_elsewhere(self, issue_id: int, at: datetime, *, on_recurrence: Recurrence) -> list[Issue]:
+        """Its external copy was closed: close it and record its unmirrored repeats again."""
+        ...
+
+    def settle(
+        self, issue_id: int, owner: str, at: datetime, *, error: str | None, next_attempt_at: datetime | None
+    ) -> Issue:
+        """End a sync attempt: synced, pending again at `next_attempt_at`, or failed (None)."""
+        ...
+
+    def close(self, issue_id: int, at: datetime) -> Issue: ...
+
+
+class IssueTracker(Protocol):
+    """An external issue tracker (GitHub). Each method raises TrackerUnavailable (try later) or
+    TrackerRefused (fix the configuration first)."""
+
+    async def open(self, title: str, body: str, labels: list[str]) -> ExternalRef: ...
+
+    async def comment(self, number: int, body: str) -> None: ...
+
+    async def reopen(self, number: int) -> None: ...
+
+    async def state(self, number: int) -> IssueState: ...
+
+
+class WebhookStore(Protocol):
+    """Webhook deliveries, each id accepted once, and why each plan made after a push was made."""
+
+    def claim(self, delivery: DeliveryRecord) -> bool:
+        """Store the delivery as received; False when its id was accepted before (a replay). A
+        delivery whose handling failed may be claimed again."""
+        ...
+
+    def settle(
+        self, delivery_id: str, outcome: DeliveryOutcome, detail: str, plan_id: str | None = None
+    ) -> None: ...
+
+    def delivery(self, delivery_id: str) -> DeliveryRecord | None: ...
+
+    def deliveries(self, limit: int = 50) -> list[DeliveryRecord]:
+        """Newest first."""
+        ...
+
+    def add_replan(self, record: ReplanRecord) -> None: ...
+
+    def replans(self, application: str) -> list[ReplanRecord]:
+        """The application's re-plan records, oldest first."""
+        ...
+
+    def replan(self, plan_id: str) -> ReplanRecord | None: ...

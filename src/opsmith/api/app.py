@@ -17,9 +17,16 @@ from opsmith.api.auth import FailureGate
 from opsmith.api.console import routes as console
 from opsmith.api.events import EventHub
 from opsmith.api.routes import admin, explanations, health, inventory, plans, runs, secrets
+from opsmith.api.routes import applications as application_routes
+from opsmith.api.routes import chat as chat_routes
+from opsmith.api.routes import issues as issue_routes
+from opsmith.api.routes import tasks as task_routes
+from opsmith.api.routes import webhooks as webhook_routes
 from opsmith.services import hosting
 from opsmith.services.hosting import Host
 from opsmith.services.identity import acting_as
+from opsmith.services.issues import sync_issues
+from opsmith.services.tasks import orchestrate_once
 
 _log = logging.getLogger(__name__)
 
@@ -54,6 +61,16 @@ def create_api(host: Host, *, duties: bool = True) -> FastAPI:
                         "notifications",
                     )
                 ),
+                asyncio.create_task(
+                    hosting.every(
+                        host.app.config.issues.sync_seconds, lambda: sync_issues(host.app), "issue sync"
+                    )
+                ),
+                asyncio.create_task(
+                    hosting.every(
+                        host.app.config.tasks.orchestrate_seconds, lambda: orchestrate_once(host.app), "tasks"
+                    )
+                ),
             ]
         # What start-up made (modules, schemas, the warm catalog) lives as long as the process: frozen,
         # a full collection no longer walks it. Unfrozen, one took over 100 ms inside a plan request.
@@ -83,7 +100,12 @@ def create_api(host: Host, *, duties: bool = True) -> FastAPI:
     problems.install(api)
     for module in (plans, runs, explanations, admin, inventory, secrets):
         api.include_router(module.router, responses=problems.RESPONSES)
+    api.include_router(webhook_routes.router, responses=problems.RESPONSES)
+    api.include_router(application_routes.router, responses=problems.RESPONSES)
+    api.include_router(issue_routes.router, responses=problems.RESPONSES)
+    api.include_router(task_routes.router, responses=problems.RESPONSES)
     api.include_router(health.router)
+    api.include_router(chat_routes.router)  # signed by Slack, not a token: its own responses
     api.include_router(console.router)
     api.mount("/static", StaticFiles(directory=console.STATIC), name="static")
     if settings.cors_origins:

@@ -15,6 +15,7 @@ from opsmith.cli.db import db_app
 from opsmith.cli.demo import demo_command
 from opsmith.cli.errors import asks_for_json, report, report_parse_error
 from opsmith.cli.explain import explain_command
+from opsmith.cli.history import history_command
 from opsmith.cli.inventory import inventory_app
 from opsmith.cli.mcp import mcp_command
 from opsmith.cli.notifications import notifications_app, notify_app
@@ -31,8 +32,11 @@ from opsmith.cli.runs import (
 from opsmith.cli.secrets import secrets_app
 from opsmith.cli.serve import serve_command
 from opsmith.cli.servers import servers_app
+from opsmith.cli.tasks import agents_command, orchestrate_command, tasks_app
 from opsmith.cli.tokens import token_app
 from opsmith.cli.tools import call_command, tools_command
+from opsmith.cli.tracker import tracker_app
+from opsmith.cli.webhook import webhook_app
 from opsmith.errors import OpsmithError
 
 app = typer.Typer(
@@ -83,6 +87,8 @@ app.add_typer(token_app, name="token")
 app.add_typer(secrets_app, name="secrets")
 app.add_typer(notifications_app, name="notifications")
 app.add_typer(notify_app, name="notify")
+app.add_typer(tracker_app, name="tracker")
+app.add_typer(webhook_app, name="webhook")
 app.command("run")(run_command)
 app.command("continue")(continue_command)
 app.command("resume")(resume_command)
@@ -91,8 +97,12 @@ app.command("sweep")(sweep_command)
 app.command("status")(status_command)
 app.command("logs")(logs_command)
 app.command("explain")(explain_command)
+app.command("history")(history_command)
 app.command("mcp")(mcp_command)
 app.command("serve")(serve_command)
+app.command("orchestrate")(orchestrate_command)
+app.add_typer(tasks_app, name="tasks")
+app.command("agents")(agents_command)
 
 
 def main() -> None:

@@ -14,6 +14,9 @@
     │   │   ├── UnknownSecretError [domain.vault] a secret name the vault does not hold
     │   │   ├── UnknownTokenError                 a token id that names no token
     │   │   ├── UnknownUserError                  a user name the configuration does not have
+    │   │   ├── UnknownIssueError [domain.issues] an issue id the built-in tracker does not have
+    │   │   ├── UnknownTaskError [domain.tasks]   a task id that names no task
+    │   │   ├── UnknownAgentError [domain.agents] an agent id that names no agent
     │   │   └── UnknownNotificationError [domain.notifications]  a notification id not in the outbox
     │   ├── ToolArgumentsError                    arguments that break the tool's input schema
     │   │   └── EnvironmentRefused [services.tool_calls]  a fleet call on hosts more guarded than its plan
@@ -22,6 +25,13 @@
     │   ├── PlaybookError                         a playbook file that is malformed or inconsistent
     │   ├── RuleFileError [domain.root_cause_rules]  a root-cause rule file that is malformed or wrong
     │   ├── RunNotFailed [services.explain]       an explanation asked of a run that did not fail
+    │   ├── TaskInputError [domain.tasks]         a task or bug report with missing or malformed fields
+    │   ├── TaskRefused [domain.tasks]            a task action its status or the agent's room does not allow
+    │   ├── WebhookRefused [domain.push]          a webhook delivery refused; nothing of it is written
+    │   │   ├── SignatureMismatch [domain.push]   X-Hub-Signature-256 missing, malformed or wrong (401)
+    │   │   ├── DeliveryReplayed [domain.push]    a delivery id accepted before (409)
+    │   │   ├── MalformedPayload [domain.push]    a body or header that is not the event's (400)
+    │   │   └── UnwatchedRepository [domain.push] a repository webhooks.github does not list (404)
     │   ├── ScriptInputError                      a value refused for a fleet script (name, path, url, argv)
     │   ├── InventoryError                        an inventory malformed, unsupported or holding a secret
     │   ├── PlanError                             a request that cannot become a plan (capability missing)
@@ -33,6 +43,8 @@
     │   ├── RunRefused [services.running]         a plan or run that may not run now, and why
     │   ├── AccessRefused [services.access]       an action the acting identity's role does not allow
     │   ├── AuthenticationError                   a bearer token missing, malformed, unknown, revoked or stale
+    │   │   └── SignatureRefused [domain.slack]   a Slack callback unsigned, wrongly signed or stale (API 401)
+    │   ├── InteractionRefused [domain.slack]     a signed Slack callback, not a click on our buttons (400)
     │   ├── CallRefused [services.tool_calls]     a direct tool call this identity may not make
     │   │   └── ConfirmationNeeded [services.tool_calls]  a destructive tool called without confirming
     │   ├── IllegalTransition [engine.errors]     a status change the current status does not allow
@@ -50,6 +62,10 @@
         ├── VaultError [domain.vault]             a stored secret does not decrypt: its row was changed
         ├── UnresolvedReference [engine.errors]   a `${steps.ID.path}` argument with no value at run time
         ├── EvidenceUnmet [engine.errors]         a compliance requirement guarding a step is not proven
+        ├── AgentFailed [domain.agents]           an agent could not do its task; .retryable
+        ├── TrackerError [domain.issues]          an issue tracker (GitHub) did not take a change
+        │   ├── TrackerUnavailable [domain.issues]  unreachable, timed out, 5xx, 429: retryable, .retry_after
+        │   └── TrackerRefused [domain.issues]    401, 403, 404, 422: fails again until the config is fixed
         └── DeliveryFailed [domain.notifications] a notification not delivered; .retryable, .retry_after
 
 A class without [module] lives here (`opsmith.errors` re-exports them); the others in

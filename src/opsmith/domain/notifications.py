@@ -43,6 +43,8 @@ class NotifyEvent(StrEnum):
     RUN_FAILED = "run_failed"
     ROLLED_BACK = "rolled_back"
     SUCCEEDED = "succeeded"
+    NEEDS_ATTENTION = "needs_attention"  # a run held for a person: once per hold
+    CANCELLED = "cancelled"
 
 
 class DeliveryStatus(StrEnum):

@@ -24,6 +24,8 @@ _TITLES = {
     NotifyEvent.RUN_FAILED: "Run failed",
     NotifyEvent.ROLLED_BACK: "Run rolled back",
     NotifyEvent.SUCCEEDED: "Run succeeded",
+    NotifyEvent.NEEDS_ATTENTION: "Run needs attention",
+    NotifyEvent.CANCELLED: "Run cancelled",
 }
 
 

@@ -23,13 +23,15 @@ from typing import Any
 
 from opsmith.domain.call_environment import foreign_environment
 from opsmith.domain.errors import OperationError, OpsmithError, ServerUnavailableError, ToolCallError
+from opsmith.domain.hosts import HOSTS_SERVER
 from opsmith.domain.identity import Action, Identity, Permission, decide
 from opsmith.domain.journal import AuditNote
-from opsmith.domain.plan import Plan, Step
+from opsmith.domain.plan import Plan, Step, ToolCall
 from opsmith.domain.results import ToolResult
 from opsmith.engine.conditions import unmet_expectations, unmet_when
 from opsmith.engine.events import EventType, RunEvent
 from opsmith.engine.evidence_gate import unmet_before
+from opsmith.engine.fleet_undo import reach, sent_hosts
 from opsmith.engine.outputs import settle_pause, step_output
 from opsmith.engine.recovery import finished_hosts
 from opsmith.engine.references import resolve
@@ -529,6 +531,8 @@ class LocalExecutor:
         left_out = [k for k in step.rollback.args if k not in call.args]
         if left_out:
             data["left_out"] = left_out
+        hosts = self._undo_hosts(step_id, call)
+        data |= hosts
         self._commit(
             with_undo(self._current, step_id, UndoStatus.CALLING),
             [self._event(EventType.ROLLBACK_CALLING, step_id, f"{call.server}/{call.tool}", data)],
@@ -544,13 +548,22 @@ class LocalExecutor:
             return self._undone(step_id, ok=False, message=error.message)
         output = result.structured if result.structured is not None else {"text": result.text}
         tool = f"{call.server}/{call.tool}"
-        note = self._call_note(
-            step, call.args, ok=True, summary=summarize(output), started=started, tool=tool
-        )
-        data = {"ok": True, "tool": call.tool, "output": output}
-        return self._undone(
-            step_id, ok=True, message=f"{call.tool}: {summarize(output)}", data=data, note=note
-        )
+        summary = summarize(output)
+        if hosts:
+            # The undo's answer says where it undid: its hosts that succeeded, and those left out.
+            hosts["undone_hosts"] = _names(output.get("succeeded_hosts"))
+            summary = _undone_on(hosts)
+        note = self._call_note(step, call.args, ok=True, summary=summary, started=started, tool=tool)
+        data = {"ok": True, "tool": call.tool, "output": output, **hosts}
+        return self._undone(step_id, ok=True, message=f"{call.tool}: {summary}", data=data, note=note)
+
+    def _undo_hosts(self, step_id: str, call: ToolCall) -> dict[str, Any]:
+        """For the undo of a step that fanned out over hosts: the hosts it is sent to (None for a
+        group) and those left out because the step did not act there; {} for any other undo."""
+        found = reach(self.plan, self._current, step_id)
+        if found is None or call.server != HOSTS_SERVER:
+            return {}
+        return {"hosts": sent_hosts(call), "left_out_hosts": list(found.untouched)}
 
     def _undone(
         self,
@@ -712,6 +725,23 @@ class LocalExecutor:
                 "ms": round((time.perf_counter() - started) * 1000, 1),
             },
         )
+
+
+def _names(value: object) -> list[str]:
+    return [str(name) for name in value] if isinstance(value, list) else []
+
+
+def _undone_on(hosts: Mapping[str, Any]) -> str:
+    """Where a fleet undo undid, in words: "undone on web01, web02; left out (did not act): web03"."""
+    undone = hosts.get("undone_hosts") or []
+    text = f"undone on {len(undone)} host(s)" + (f": {', '.join(undone[:10])}" if undone else "")
+    if len(undone) > 10:
+        text += f" and {len(undone) - 10} more"
+    left_out = hosts.get("left_out_hosts") or []
+    if left_out:
+        text += f"; left out (the step did not act there): {', '.join(left_out[:10])}"
+        text += f" and {len(left_out) - 10} more" if len(left_out) > 10 else ""
+    return text
 
 
 def _safe_to_repeat(error: OpsmithError) -> bool:

@@ -5,6 +5,9 @@ the target may have left it half-changed; its undo runs first, as the newest cha
 step recorded (the structured output of a result that failed its expectations, or of an error that
 carried it). When its undo needs something the step never recorded, a person decides: the tool may
 have changed the target, so neither skipping the undo nor guessing its arguments is safe.
+
+The undo of a step that fanned out over hosts goes only where that step acted, as its per-host
+outcomes say (see engine.fleet_undo).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from typing import Any
 from opsmith.domain.evidence import lookup
 from opsmith.domain.plan import Plan, ToolCall
 from opsmith.engine.errors import NoRollback
+from opsmith.engine.fleet_undo import blind_hosts, narrowed, recorded_answer
 from opsmith.engine.references import RUNTIME_REF, resolve
 from opsmith.engine.scheduler import plan_step
 from opsmith.engine.state import RunState, StepStatus, UndoStatus, succeeded_outputs
@@ -74,15 +78,20 @@ def unrecorded(plan: Plan, run_state: RunState, step_id: str) -> list[str]:
     """Paths of the step's own output its undo refers to that the step did not record.
 
     Empty for a step that succeeded (its output is complete) and for an undo that needs nothing of
-    its own step. A failed step recorded what its result carried, or nothing.
+    its own step. A failed step recorded what its result carried, or nothing, or its hosts' outcomes
+    (engine.fleet_undo); an undo on the step's group whose hosts it cannot all name needs their names.
     """
     step = plan_step(plan, step_id)
     state = run_state.step(step_id)
     if step.rollback is None or state.status is not StepStatus.FAILED:
         return []
-    recorded = state.output or {}
+    recorded = _recorded(plan, run_state, step_id) or {}
     paths = [path for ref, path in _refs(step.rollback.args) if ref == step_id]
-    return list(dict.fromkeys(p for p in paths if lookup(recorded, p) is _ABSENT))
+    missing = list(dict.fromkeys(p for p in paths if lookup(recorded, p) is _ABSENT))
+    blind = blind_hosts(plan, run_state, step_id)
+    if blind:
+        missing.append(f"the names of its {blind} hosts with no recorded outcome")
+    return missing
 
 
 def undo_call(plan: Plan, run_state: RunState, step_id: str) -> ToolCall:
@@ -95,11 +104,12 @@ def undo_call(plan: Plan, run_state: RunState, step_id: str) -> ToolCall:
     """
     state = run_state.step(step_id)
     outputs: dict[str, Mapping[str, Any] | None] = dict(succeeded_outputs(run_state))
-    if state.status is StepStatus.FAILED and state.output is not None:
-        outputs[step_id] = state.output
+    recorded = _recorded(plan, run_state, step_id)
+    if state.status is StepStatus.FAILED and recorded is not None:
+        outputs[step_id] = recorded
     missing = unrecorded(plan, run_state, step_id)
     if not missing or state.undo is not UndoStatus.CHOSEN:
-        return rollback_call(plan, step_id, outputs)
+        return narrowed(plan, run_state, step_id, rollback_call(plan, step_id, outputs))
     rollback = plan_step(plan, step_id).rollback
     assert rollback is not None  # unrecorded() is empty for a step without one
     kept = {
@@ -108,7 +118,7 @@ def undo_call(plan: Plan, run_state: RunState, step_id: str) -> ToolCall:
         if not any(ref == step_id and path in missing for ref, path in _refs(value))
     }
     args = resolve(kept, outputs, step_id=f"{step_id} (rollback)", known_steps=[s.id for s in plan.steps])
-    return rollback.model_copy(update={"args": args})
+    return narrowed(plan, run_state, step_id, rollback.model_copy(update={"args": args}))
 
 
 def rollback_call(plan: Plan, step_id: str, outputs: Mapping[str, Mapping[str, Any] | None]) -> ToolCall:
@@ -123,6 +133,13 @@ def rollback_call(plan: Plan, step_id: str, outputs: Mapping[str, Mapping[str, A
         step.rollback.args, outputs, step_id=f"{step_id} (rollback)", known_steps=[s.id for s in plan.steps]
     )
     return step.rollback.model_copy(update={"args": args})
+
+
+def _recorded(plan: Plan, run_state: RunState, step_id: str) -> dict[str, Any] | None:
+    """What a failed step recorded for its undo: its output, or the answer its hosts' recorded
+    outcomes make when its call stopped before answering."""
+    state = run_state.step(step_id)
+    return state.output if state.output is not None else recorded_answer(plan, run_state, step_id)
 
 
 def _refs(value: Any) -> list[tuple[str, str]]:

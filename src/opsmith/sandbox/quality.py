@@ -104,6 +104,11 @@ class Metrics(BaseModel):
     ratings: dict[str, str] = Field(description="The three ratings as letters A (best) to E")
 
 
+# What the analyses and scans read: JavaScript sources (tests included here, which over-counts and
+# so errs towards scanning again) and the dependency manifest.
+SCANNED_SCOPE = ("*.js", "package.json")
+
+
 class Analysis(BaseModel):
     analysis_id: int
     project: str
@@ -122,6 +127,10 @@ class AnalysisSummary(BaseModel):
     branch: str
     commit_sha: str
     files_analyzed: list[str]
+    scope: list[str] = Field(
+        default_factory=lambda: list(SCANNED_SCOPE),
+        description="Patterns of the files an analysis reads; a change to none of them leaves it valid",
+    )
     metrics: Metrics
     quality_gate: GateResult
     top_issues: list[Issue]
@@ -172,6 +181,11 @@ class VulnerabilityReport(BaseModel):
     branch: str
     commit_sha: str
     dependencies_scanned: int
+    files_scanned: list[str] = Field(default_factory=list, description="The files the scan read")
+    scope: list[str] = Field(
+        default_factory=lambda: list(SCANNED_SCOPE),
+        description="Patterns of the files a scan reads; a change to none of them leaves it valid",
+    )
     counts: dict[str, int] = Field(description="All findings per severity, before the filter")
     severity_filter: list[VulnSeverity]
     matching: int
@@ -655,6 +669,7 @@ class QualityService:
             branch=branch,
             commit_sha=sha,
             dependencies_scanned=n_deps,
+            files_scanned=sorted(p for p in tree if is_source(p) or p == "package.json"),
             counts=counts,
             severity_filter=wanted,
             matching=len(matching),

@@ -20,3 +20,9 @@ def after_settle(app: App, plan: Plan, state: RunState) -> None:
     from opsmith.services.notifications import notify_run
 
     notify_run(app, plan, state)  # queued once per run, however often it is settled
+    from opsmith.services.issues import after_run
+
+    after_run(app, plan, state)  # recorded once per run in the built-in tracker, then mirrored on GitHub
+    from opsmith.services.tasks import task_for_failed_run
+
+    task_for_failed_run(app, plan, state)  # one emergency task per failed production run

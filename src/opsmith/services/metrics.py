@@ -1,28 +1,26 @@
 """What `/metrics` reports, read from the store at each scrape: nothing counted in memory is lost
-when the server restarts, and runs driven by other processes count too."""
+when the server restarts, and runs driven by other processes count too. The tool figures are summed
+by the database (`AuditTrail.tool_calls`): a scrape reads no audit entry, however long the trail."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from opsmith.bootstrap import App
+from opsmith.domain.call_stats import CallStats
 from opsmith.domain.plan import PlanStatus
 from opsmith.domain.servers import ServerStatus
 from opsmith.engine.state import RunStatus
 
-
-@dataclass(frozen=True)
-class ToolCalls:
-    calls: int = 0
-    errors: int = 0
-    seconds: list[float] = field(default_factory=list)
+# Upper bounds (seconds) of the step-duration histogram's buckets; +Inf is added by the face.
+BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
 
 
 @dataclass(frozen=True)
 class Snapshot:
     runs: dict[str, int]
     approvals_waiting: int
-    tools: dict[str, ToolCalls]  # "server/tool" -> its calls in the window
+    tools: dict[str, CallStats]  # "server/tool" -> its calls in the window, `within` per BUCKETS
     window: int  # how many of the newest audit entries the tool figures come from
 
 
@@ -30,20 +28,7 @@ def snapshot(app: App, window: int = 5000) -> Snapshot:
     journal = app.journal()
     runs = {status.value: len(journal.ids([status])) for status in RunStatus}
     waiting = len(app.plans.list(PlanStatus.PENDING_APPROVAL, limit=10_000))
-    tools: dict[str, ToolCalls] = {}
-    for entry in app.audit.entries(limit=window):
-        if entry.action != "tool.called":
-            continue
-        details = entry.details
-        name = str(details.get("tool", "?"))  # "server/tool"
-        seen = tools.get(name, ToolCalls())
-        ms = details.get("ms")
-        ok = bool(details.get("ok"))
-        tools[name] = ToolCalls(
-            calls=seen.calls + 1,
-            errors=seen.errors + (0 if ok else 1),
-            seconds=[*seen.seconds, float(ms) / 1000] if ok and isinstance(ms, int | float) else seen.seconds,
-        )
+    tools = app.audit.tool_calls(window, BUCKETS)
     return Snapshot(runs=runs, approvals_waiting=waiting, tools=tools, window=window)
 
 

@@ -8,11 +8,13 @@ claims due rows under a lease, sends each, and records it delivered, or failed w
 while attempts remain and the failure is one a retry can mend, the time of the next attempt
 (exponential backoff with jitter, or later when the receiver asked so).
 
-Slack's interactive buttons (Approve, Reject) carry the plan id and hash; the endpoint that would
-receive their callbacks is not here. It would verify Slack's signature (HMAC-SHA256 over
-`v0:timestamp:body`, constant time, timestamps older than five minutes refused), map the Slack user
-to an opsmith user, and call services.approvals.approve(..., seen_hash=<the button's plan_hash>),
-so RBAC, four-eyes and hash pinning stay the CLI's.
+Slack's interactive buttons (Approve, Reject) carry the plan id and hash. Their callbacks arrive at
+POST /api/v1/chat/slack/interactions (services.chat_approvals): Slack's signature is verified under
+the channel's `signing_secret` (HMAC-SHA256 over `v0:timestamp:body`, constant time, timestamps more
+than five minutes away refused), the Slack user is mapped through the channel's `users` to an
+opsmith user, and services.approvals.approve(..., seen_hash=<the button's plan_hash>) or reject is
+called as them, so RBAC, four-eyes and hash pinning stay the CLI's. A click decides once; the
+message is updated through the click's response_url ("approved by alice, 1 of 2").
 """
 
 from __future__ import annotations
@@ -41,11 +43,12 @@ from opsmith.domain.notifications import (
 )
 from opsmith.domain.plan import Plan, PlanStatus
 from opsmith.domain.redaction import Redactor
-from opsmith.engine.state import RunState, RunStatus
+from opsmith.engine.state import RunState, RunStatus, StepStatus, UndoStatus
 
 __all__ = [
     "deliver_due",
     "notify",
+    "notify_attention",
     "notify_plan",
     "notify_run",
     "recent_deliveries",
@@ -58,6 +61,7 @@ _RUN_EVENTS = {
     RunStatus.FAILED: NotifyEvent.RUN_FAILED,
     RunStatus.ROLLED_BACK: NotifyEvent.ROLLED_BACK,
     RunStatus.SUCCEEDED: NotifyEvent.SUCCEEDED,
+    RunStatus.CANCELLED: NotifyEvent.CANCELLED,
 }
 
 
@@ -106,8 +110,8 @@ def notify_plan(app: App, plan: Plan) -> list[Delivery]:
 
 
 def notify_run(app: App, plan: Plan, state: RunState) -> list[Delivery]:
-    """A run that ended: failed, rolled back or succeeded (once per run); a failure carries the
-    root cause from what the run recorded (no tool is asked for more)."""
+    """A run that ended: failed, rolled back, succeeded or cancelled (once per run); a failure carries
+    the root cause from what the run recorded (no tool is asked for more)."""
     event = _RUN_EVENTS.get(state.status)
     settings = app.config.notifications
     if event is None or app.outbox is None or not settings.channels_for(event, plan.intent.environment):
@@ -119,11 +123,39 @@ def notify_run(app: App, plan: Plan, state: RunState) -> list[Delivery]:
         NotifyEvent.RUN_FAILED: "failed",
         NotifyEvent.ROLLED_BACK: "failed and was rolled back",
         NotifyEvent.SUCCEEDED: "succeeded",
+        NotifyEvent.CANCELLED: "was cancelled",
     }
     details["summary"] = f"Run {state.run_id} of {plan.title or plan.request} {words[event]}"
-    if event is not NotifyEvent.SUCCEEDED:
+    if event not in (NotifyEvent.SUCCEEDED, NotifyEvent.CANCELLED):
         details.update(_root_cause(app, plan, state))
     return notify(app, event, state.run_id, details)
+
+
+def notify_attention(app: App, plan: Plan, state: RunState, *, why: str | None = None) -> list[Delivery]:
+    """A run held for a person (needs_attention: a step a crash interrupted, an undo that waits or
+    failed), told once per hold: called right after the hold is committed, the run's newest event
+    is the one that held it, and names the hold; a hold told again (a resume that changed nothing)
+    queues nothing new. `why`: what the person is asked to decide."""
+    event = NotifyEvent.NEEDS_ATTENTION
+    settings = app.config.notifications
+    if state.status is not RunStatus.NEEDS_ATTENTION or app.outbox is None:
+        return []
+    if not settings.channels_for(event, plan.intent.environment):
+        return []
+    try:
+        hold = app.journal().last_seq(state.run_id)
+    except OpsmithError as error:  # as `notify`: telling must not undo the hold it tells of
+        _log.error("could not read the events of run %s to tell of its hold: %s", state.run_id, error)
+        return []
+    details = _plan_details(app, plan)
+    details["run_id"] = state.run_id
+    details["link"] = _link(app, f"runs/{state.run_id}")
+    said = "; ".join(part for part in (_waiting(state), why) if part)
+    said = f": {said[:500]}" if said else ""
+    details["summary"] = f"Run {state.run_id} of {plan.title or plan.request} needs attention{said}"
+    if any(s.status in (StepStatus.FAILED, StepStatus.ROLLBACK_FAILED) for s in state.steps.values()):
+        details.update(_root_cause(app, plan, state))  # a rollback held after a failure
+    return notify(app, event, f"{state.run_id}@{hold}", details)
 
 
 async def deliver_due(app: App, *, owner: str | None = None) -> list[Delivery]:
@@ -249,6 +281,19 @@ def retry_delivery(app: App, identity: Identity, delivery_id: str) -> Delivery:
         {"channel": delivery.channel, "event": delivery.notice.event.value, "attempts": delivery.attempts},
     )
     return retried
+
+
+def _waiting(state: RunState) -> str:
+    """What a held run waits for a person about, from its state."""
+    parts = []
+    for step_id, step in state.steps.items():
+        if step.undo is UndoStatus.FAILED:
+            parts.append(f"the undo of {step_id} failed")
+        elif step.undo is UndoStatus.HELD:
+            parts.append(f"the undo of {step_id} waits for a decision")
+        elif step.status is StepStatus.RUNNING:
+            parts.append(f"{step_id} was interrupted mid-call")
+    return ", ".join(parts)
 
 
 def _plan_details(app: App, plan: Plan) -> dict[str, Any]:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import yaml
@@ -80,12 +80,21 @@ def checked_overrides(values: Mapping[str, Any]) -> dict[str, Any]:
 
 
 async def make_plan(
-    app: App, identity: Identity, request: str, overrides: dict[str, Any], *, plan_id: str | None = None
+    app: App,
+    identity: Identity,
+    request: str,
+    overrides: dict[str, Any],
+    *,
+    plan_id: str | None = None,
+    revise: Callable[[Plan, Catalog], Plan] | None = None,
 ) -> Plan:
     """Plan a request as `identity` and store it. Plans from the recorded catalog while it is fresh
-    (the run checks every tool again before calling it); otherwise starts the servers to discover."""
+    (the run checks every tool again before calling it); otherwise starts the servers to discover.
+    `revise`: changes the planned plan before it is stored (a re-plan after a push)."""
     require(app, identity, Action.PLAN, hint="ask an admin for a role that may plan")
-    return await _plan(app, identity, request, overrides, plan_id=plan_id, requested_by=identity.user)
+    return await _plan(
+        app, identity, request, overrides, plan_id=plan_id, requested_by=identity.user, revise=revise
+    )
 
 
 async def _plan(
@@ -98,6 +107,7 @@ async def _plan(
     requested_by: str,
     amended_by: list[str] | None = None,
     amended_from: str | None = None,
+    revise: Callable[[Plan, Catalog], Plan] | None = None,
 ) -> Plan:
     from opsmith.services.applications import discover_applications
     from opsmith.services.discovery import recorded_catalog, running_servers, statuses
@@ -136,6 +146,7 @@ async def _plan(
         amended_from=amended_from,
         notes=listing,
         planner=planner if reusable else None,
+        revise=revise,
     )
     return plan
 
@@ -154,6 +165,7 @@ def plan_with(
     amended_from: str | None = None,
     notes: Sequence[str] = (),
     planner: Planner | None = None,
+    revise: Callable[[Plan, Catalog], Plan] | None = None,
 ) -> Plan:
     """Plan over a catalog, and store the plan. `down`: configured servers that did not answer;
     `notes`: what discovery could not do (an application listing that failed), for the warnings;
@@ -174,6 +186,8 @@ def plan_with(
         taken_ids=taken,
     )
     plan = planner.plan(request, situation, overrides)
+    if revise is not None:
+        plan = revise(plan, catalog)
     plan = plan.model_copy(
         update={
             "requested_by": requested_by,

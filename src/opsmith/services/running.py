@@ -158,6 +158,7 @@ async def start_run(
         state = await executor.execute(pending)
         # Settled before the servers shut down (that takes a while): the plan follows its run.
         settled = _settle(app, plan, state)
+        _tell_if_held(app, plan, state, executor.failure)
     return settled, state, executor.failure
 
 
@@ -253,12 +254,15 @@ async def _take_over(
     try:
         state = claimed  # what the previous holder wrote last, read with the claim
         check(state, plan)
+        was_held = state.status is RunStatus.NEEDS_ATTENTION
         expired = state.status is RunStatus.AWAITING_VALIDATION and _gate_expired(state)
         touched: list[str] = []
         if not expired:
             # Decided before any server starts: a run that only needs a person's answer starts nothing.
             state, touched = _prepare(plan, runs, owner, identity, state, decision, audit_action)
             if undecided(state):
+                if not was_held:  # a crash found now holds the run: a new hold
+                    _tell_if_held(app, plan, state, _attention(state))
                 return plan, state, _attention(state)
             failing = decision is not None and decision.choice is Choice.FAIL
             if not failing and state.status is RunStatus.NEEDS_ATTENTION and _failed_steps(state):
@@ -282,6 +286,7 @@ async def _take_over(
             else:
                 state = await executor.execute(state)
             settled = _settle(app, plan, state)
+            _tell_if_held(app, plan, state, executor.failure)
         return settled, state, executor.failure
     finally:
         runs.release(run_id, owner)
@@ -459,6 +464,7 @@ async def request_stop(
             runs.commit(state, owner=owner, audits=[note], clear_request=True)
             executor.state = state
             state = await executor.fail_and_rollback(f"cancelled by {identity.user}")
+            _tell_if_held(app, plan, state, executor.failure)
         _settle(app, plan, state)
         return state, state.status.value
     finally:
@@ -529,6 +535,15 @@ def _executor(
         listener=listener,
         owner=owner,
     )
+
+
+def _tell_if_held(app: App, plan: Plan, state: RunState, why: str | None) -> None:
+    """Call right after a run was held for a person (needs_attention), while still holding its
+    lease: the people the rules name are told, once per hold."""
+    if state.status is RunStatus.NEEDS_ATTENTION:
+        from opsmith.services.notifications import notify_attention
+
+        notify_attention(app, plan, state, why=why)
 
 
 def _settle(app: App, plan: Plan, state: RunState) -> Plan:

@@ -6,15 +6,33 @@ import json
 import logging
 import random
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple, TypeVar, cast
 
 from pydantic import ValidationError
-from sqlalchemy import Connection, String, Text, bindparam, func, insert, select, text, true, type_coerce
+from sqlalchemy import (
+    CTE,
+    Connection,
+    Float,
+    Select,
+    String,
+    Text,
+    and_,
+    bindparam,
+    case,
+    func,
+    insert,
+    literal,
+    select,
+    text,
+    true,
+    type_coerce,
+)
 from sqlalchemy.orm import Session
 
 from opsmith.domain.audit import AuditEntry, Head, Link, Verification, new_entry, verify, verify_with_witness
+from opsmith.domain.call_stats import CALLED, UNNAMED, CallStats
 from opsmith.domain.redaction import redact, redact_text
 from opsmith.domain.seal import Seal
 from opsmith.errors import StoreError
@@ -28,6 +46,7 @@ if TYPE_CHECKING:
 # a handful of retries is plenty, more would hide a real fault.
 _ATTEMPTS = 8
 _heads = logging.getLogger("opsmith.audit")
+T = TypeVar("T")
 
 
 class AuditLog:
@@ -50,6 +69,9 @@ class AuditLog:
         self._witness = witness
         self._insert = Prepared(database, _INSERT)
         self._last_link = Prepared(database, _LAST_LINK)
+        # Sums of the newest entries (`_kept_by_head`), by what was summed: the stamp, the value.
+        self._kept: dict[object, tuple[object, object]] = {}
+        self._statements: dict[object, Select[Any]] = {}  # their queries, built once
 
     def append(
         self,
@@ -164,23 +186,71 @@ class AuditLog:
     def call_durations(self, window: int) -> dict[str, float]:
         """Average seconds of each tool's successful calls (`tool.called` entries with `ok` and `ms`)
         among the newest `window` entries, averaged by the database: a plan asks for this, and
-        reading thousands of entries for it would cost more than the planning."""
-        tool = AuditRow.details["tool"].as_string()
-        ms = AuditRow.details["ms"].as_float()
-        newest = select(func.max(AuditRow.seq)).scalar_subquery()
-        query = (
-            select(tool, func.avg(ms))
-            .where(
-                AuditRow.seq > newest - window,  # seqs are contiguous: each entry is the last + 1
-                AuditRow.action == "tool.called",
-                AuditRow.details["ok"].as_boolean() == true(),
-                ms.is_not(None),
-                tool.is_not(None),
-            )
-            .group_by(tool)
-        )
-        with self._db.session() as session:
-            return {str(name): float(avg) / 1000 for name, avg in session.execute(query) if avg is not None}
+        reading thousands of entries for it would cost more than the planning. Kept by the newest
+        entry: entries are only ever appended, so while it is the same, so are the averages."""
+
+        def averages(connection: Connection, newest: int) -> dict[str, float]:
+            query = self._statement("durations", _durations_query)
+            rows = connection.execute(query, {"low": newest - window, "high": newest})
+            return {str(name): float(avg) for name, avg in rows if avg is not None}
+
+        return dict(self._kept_by_head("durations", window, averages))
+
+    def tool_calls(self, window: int, bounds: Sequence[float]) -> dict[str, CallStats]:
+        """Per tool, its `tool.called` entries among the newest `window`: calls, errors, and the
+        successful calls' durations as counts at most each of `bounds` (seconds), as
+        `opsmith.domain.call_stats.fold_calls` says; summed by the database in one query (a scrape
+        reads no entry), and kept by the newest entry as `call_durations` is."""
+        limits = tuple(float(b) for b in bounds)
+
+        def stats(connection: Connection, newest: int) -> dict[str, CallStats]:
+            query = self._statement(("calls", limits), lambda calls: _calls_query(calls, limits))
+            rows = connection.execute(query, {"low": newest - window, "high": newest})
+            return {
+                str(row[0]): CallStats(
+                    calls=int(row[1]),
+                    errors=int(row[1]) - int(row[2] or 0),
+                    timed=int(row[3] or 0),
+                    seconds=float(row[4] or 0.0),
+                    within=tuple(int(n or 0) for n in row[5:]),
+                )
+                for row in rows
+            }
+
+        return dict(self._kept_by_head(("calls", limits), window, stats))
+
+    def _statement(self, kind: object, make: Callable[[Any], Select[Any]]) -> Select[Any]:
+        """`make(calls)` over the `_calls` of this database, built once."""
+        found = self._statements.get(kind)
+        if found is None:
+            found = self._statements[kind] = make(_calls(self._materialize()))
+        return found
+
+    def _materialize(self) -> bool:
+        # Each use of a JSON value extracts it again unless the window's values are materialized
+        # first (SQLite 3.35 and PostgreSQL 12 take MATERIALIZED); that is most of the query's cost.
+        dialect = self._db.engine.dialect
+        if dialect.name == "sqlite":
+            return tuple(dialect.dbapi.sqlite_version_info) >= (3, 35)  # type: ignore[union-attr]
+        if dialect.name == "postgresql":
+            with self._db.transaction() as connection:
+                version = connection.dialect.server_version_info or (0,)
+            return tuple(version) >= (12,)
+        return False
+
+    def _kept_by_head(self, kind: object, window: int, compute: Callable[[Connection, int], T]) -> T:
+        """`compute(connection, newest seq)`, or what it gave for the same newest entry (its seq and
+        hash: a tail cut and written again is another entry) and window. Bounded by the newest seq
+        read first, so an entry appended meanwhile is left for the next call, which sees it newest."""
+        with self._db.transaction() as connection:
+            seq, hash_ = self._last_link.first(connection, {}) or (0, None)  # 0: no entry yet
+            stamp = (window, seq, hash_)
+            kept = self._kept.get(kind)
+            if kept is not None and kept[0] == stamp:
+                return cast(T, kept[1])
+            value = compute(connection, int(seq))
+        self._kept[kind] = (stamp, value)
+        return value
 
     def verify(self) -> Verification:
         """Check the whole chain. A row edited into something unreadable is reported, not raised."""
@@ -235,6 +305,43 @@ class AuditLog:
             # writers would read the same last entry and one would fail on commit (a WAL snapshot
             # conflict that busy_timeout does not wait out). Other databases rely on the seq key.
             session.execute(text("BEGIN IMMEDIATE"))
+
+
+def _calls(materialize: bool) -> CTE:
+    """The `tool.called` entries with seq in (low, high]: their tool, whether ok, and seconds, each
+    read out of the details once. Seqs are contiguous (each entry is the last + 1), so the newest
+    `window` entries are such a range."""
+    details = AuditRow.details
+    calls = (
+        select(
+            func.coalesce(details["tool"].as_string(), UNNAMED).label("tool"),
+            details["tool"].as_string().is_not(None).label("named"),
+            (details["ok"].as_boolean() == true()).label("ok"),
+            # Divided as fold_calls divides (ms / 1000, then compared): the same floats, the same buckets.
+            (details["ms"].as_float() / literal(1000.0, Float)).label("seconds"),
+        )
+        .where(AuditRow.seq > bindparam("low"), AuditRow.seq <= bindparam("high"), AuditRow.action == CALLED)
+        .cte("calls")
+    )
+    return calls.prefix_with("MATERIALIZED") if materialize else calls
+
+
+def _durations_query(calls: CTE) -> Select[Any]:
+    timed = and_(calls.c.ok, calls.c.named, calls.c.seconds.is_not(None))
+    return select(calls.c.tool, func.avg(calls.c.seconds)).where(timed).group_by(calls.c.tool)
+
+
+def _calls_query(calls: CTE, bounds: tuple[float, ...]) -> Select[Any]:
+    ok, seconds = calls.c.ok, calls.c.seconds
+    timed = and_(ok, seconds.is_not(None))
+    return select(
+        calls.c.tool,
+        func.count(),
+        func.sum(case((ok, 1), else_=0)),
+        func.sum(case((timed, 1), else_=0)),
+        func.sum(case((timed, seconds), else_=0.0)),
+        *(func.sum(case((and_(timed, seconds <= literal(b, Float)), 1), else_=0)) for b in bounds),
+    ).group_by(calls.c.tool)
 
 
 _LAST_LINK = select(AuditRow.seq, AuditRow.hash).order_by(AuditRow.seq.desc()).limit(1)

@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from pydantic import ValidationError
-from sqlalchemy import JSON, DateTime, Integer, String, delete, select
+from sqlalchemy import JSON, DateTime, Integer, Row, Select, String, delete, select
 from sqlalchemy.orm import Mapped, mapped_column
 
 from opsmith.domain.errors import InventoryError
@@ -54,6 +54,7 @@ class InventoryRepository:
     def __init__(self, database: Database, seal: Seal) -> None:
         self._db = database
         self._seal = seal
+        self._kept: tuple[tuple[object, ...], Inventory] | None = None  # see `load`
 
     def replace(self, inventory: Inventory, *, source: str, by: str, at: datetime) -> InventorySource:
         """Make `inventory` the stored one, in one transaction; what it replaced is gone."""
@@ -74,8 +75,19 @@ class InventoryRepository:
         return _source(row)
 
     def load(self) -> Inventory | None:
-        """The stored inventory; None when there is none, or its row does not verify."""
-        row = self._row()
+        """The stored inventory; None when there is none, or its row does not verify.
+
+        Kept between calls by its signed fields (content hash, source, time, importer, counts) and
+        signature: a plan reads the inventory every time, and parsing and hashing thousands of
+        hosts again would cost more than the plan. Any import, by this process or another, changes
+        the hash or the time, so the next call reads it; only what verified is ever kept."""
+        stamp = self._stamp()
+        if stamp is None:
+            return None
+        kept = self._kept
+        if kept is not None and kept[0] == stamp:
+            return kept[1]
+        row = self._row(_ROW)  # read whole, in one statement: it may have changed since the stamp
         if row is None:
             return None
         try:
@@ -90,16 +102,23 @@ class InventoryRepository:
         if inventory.content_hash() != row.hash:
             _log.warning("ignored the stored inventory: its data does not match its signed hash")
             return None
+        self._kept = _stamp_of(row), inventory
         return inventory
 
     def source(self) -> InventorySource | None:
         """Where the stored inventory came from; None when there is none, or it does not verify."""
-        row = self._row()
+        row = self._row(_STAMP)
         return None if row is None else _source(row)
 
-    def _row(self) -> InventoryRow | None:
-        with self._db.session() as session:
-            row = session.scalars(select(InventoryRow).where(InventoryRow.id == _ROW_ID)).first()
+    def _stamp(self) -> tuple[object, ...] | None:
+        row = self._row(_STAMP)
+        return None if row is None else _stamp_of(row)
+
+    def _row(self, query: Select[Any]) -> Row[Any] | None:
+        """The row's columns `query` selects, when the row is there and its signature verifies."""
+        # A Core connection, not a Session: this runs for every plan, and a Session costs more.
+        with self._db.transaction() as connection:
+            row = connection.execute(query).first()
         if row is None:
             return None
         if not self._seal.valid(_KIND, _signed(row), row.seal or ""):
@@ -108,7 +127,24 @@ class InventoryRepository:
         return row
 
 
-def _signed(row: InventoryRow) -> dict[str, object]:
+_SIGNED = (
+    InventoryRow.hash,
+    InventoryRow.source,
+    InventoryRow.imported_at,
+    InventoryRow.imported_by,
+    InventoryRow.group_count,
+    InventoryRow.host_count,
+    InventoryRow.seal,
+)
+_STAMP = select(*_SIGNED).where(InventoryRow.id == _ROW_ID)
+_ROW = select(*_SIGNED, InventoryRow.data).where(InventoryRow.id == _ROW_ID)
+
+
+def _stamp_of(row: Row[Any]) -> tuple[object, ...]:
+    return tuple(row[: len(_SIGNED)])
+
+
+def _signed(row: Any) -> dict[str, object]:  # an InventoryRow, or a Core row of its signed columns
     return {
         "hash": row.hash,
         "source": row.source,
@@ -119,7 +155,7 @@ def _signed(row: InventoryRow) -> dict[str, object]:
     }
 
 
-def _source(row: InventoryRow) -> InventorySource:
+def _source(row: Any) -> InventorySource:
     return InventorySource(
         source=row.source,
         hash=row.hash,

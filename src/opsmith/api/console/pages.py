@@ -16,6 +16,7 @@ from opsmith.api.console.views import (
     StepTiming,
     chart,
     eta_text,
+    fleet_hosts,
     progress,
     remaining,
     runs_per_day,
@@ -58,7 +59,20 @@ def dashboard(app: App, servers: list[ServerStatus], who: Identity) -> dict[str,
         "failures": _recent_failures(app),
         "servers": servers,
         "mine": mine,
+        "applications": sorted(app.config.applications),  # each links to its deployment history
+        "work": _tasks_panel(app),
     }
+
+
+def _tasks_panel(app: App) -> dict[str, Any] | None:
+    """Tasks by status and priority, the newest open ones, and the agents' load (None: no tasks kept)."""
+    from opsmith.services import tasks
+
+    if app.tasks is None:
+        return None
+    board = tasks.dashboard(app)
+    board["open"] = tasks.list_tasks(app, ["queued", "assigned", "running", "failed", "escalated"], limit=5)
+    return board
 
 
 def _runs_since(app: App, since: datetime) -> list[datetime]:
@@ -236,6 +250,7 @@ def run_progress(app: App, who: Identity, plan: Plan, state: RunState) -> dict[s
                 "undo_tool": f"{s.rollback.server}/{s.rollback.tool}" if s.rollback else "",
                 "error": shorten(rows[s.id].error or "", 300),
                 "decide": s.id in decisions,
+                "hosts": fleet_hosts(state.step(s.id)),
             }
             for s in plan.steps
         ],

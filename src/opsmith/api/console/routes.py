@@ -178,6 +178,17 @@ async def audit_view(request: Request, app: AppDep, who: Visitor, subject: str |
     return page(request, "audit.html", who, lambda: pages.audit_page(app, subject), "audit")
 
 
+@router.get("/applications/{application}/history", response_class=HTMLResponse)
+async def history_view(application: str, request: Request, app: AppDep, who: Visitor) -> HTMLResponse:
+    from opsmith.services.history import application_history
+
+    def build() -> dict[str, Any]:
+        found = application_history(app, application)
+        return {"history": found, "changes": {c.to_plan: c for c in found.changes}}
+
+    return page(request, "history.html", who, build, "dashboard")
+
+
 @router.get("/servers", response_class=HTMLResponse)
 async def servers_view(request: Request, host: HostDep, who: Visitor) -> HTMLResponse:
     return page(request, "servers.html", who, lambda: {"servers": host.servers.statuses()}, "servers")

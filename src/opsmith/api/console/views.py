@@ -7,12 +7,13 @@ same way, and the unit tests need no server.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
+from typing import Any
 
 from opsmith.domain.graph import Node, estimate, format_duration_range
-from opsmith.engine.state import RunStatus, StepStatus
+from opsmith.engine.state import RunStatus, StepState, StepStatus
 
 __all__ = [
     "FINISHED_STEPS",
@@ -22,6 +23,7 @@ __all__ = [
     "StepTiming",
     "chart",
     "eta_text",
+    "fleet_hosts",
     "progress",
     "remaining",
     "runs_per_day",
@@ -59,6 +61,44 @@ class Progress:
     @property
     def percent(self) -> int:
         return round(100 * self.finished / self.total) if self.total else 100
+
+
+HOST_ROWS = 200  # host rows a step's row shows; the rest are counted
+
+
+def fleet_hosts(state: StepState, limit: int = HOST_ROWS) -> dict[str, Any] | None:
+    """A step that fans out over hosts, as its row shows it: "done on 3 of 5 hosts, 1 failed, 1
+    pending" and each host that finished (its answer's rows once it answered, else those recorded
+    as hosts finished); None for a step that never fanned out."""
+    answered = state.output.get("hosts") if state.output is not None else None
+    if isinstance(answered, list) and all(isinstance(r, Mapping) for r in answered):
+        rows: list[Mapping[str, Any]] = answered
+        total = len(rows)
+    elif state.fan_out is not None:
+        rows, total = list(state.fan_out.rows.values()), state.fan_out.total
+    else:
+        return None
+    done = sum(1 for r in rows if r.get("ok") is True)
+    failed = len(rows) - done
+    text = f"done on {done} of {total} hosts, {failed} failed"
+    pending = max(total - len(rows), 0)
+    if pending:
+        waiting = "pending" if state.status in (StepStatus.RUNNING, StepStatus.RETRY_WAIT) else "unknown"
+        text += f", {pending} {waiting}"
+    shown = [
+        {"host": str(r.get("host", "")), "ok": r.get("ok") is True, "why": shorten(_why(r), 160)}
+        for r in rows[:limit]
+    ]
+    return {"text": text, "rows": shown, "more": max(len(rows) - limit, 0)}
+
+
+def _why(row: Mapping[str, Any]) -> str:
+    if row.get("ok") is True:
+        return ""
+    said = [str(row[k]) for k in ("failure", "reason") if row.get(k)]
+    if not said and row.get("exit_code") is not None:
+        said.append(f"exit code {row['exit_code']}")
+    return ": ".join(said)
 
 
 def progress(statuses: Iterable[StepStatus]) -> Progress:

@@ -17,8 +17,6 @@ from opsmith.services import metrics, reads
 
 router = APIRouter(tags=["health"])
 
-BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0)
-
 
 @router.get("/healthz", summary="The process answers")
 async def healthz() -> dict[str, str]:
@@ -82,9 +80,9 @@ class _Collector:
         for tool, found in sorted(self._snap.tools.items()):
             calls.add_metric([tool, "ok"], found.calls - found.errors)
             calls.add_metric([tool, "error"], found.errors)
-            buckets = [(str(b), sum(1 for s in found.seconds if s <= b)) for b in BUCKETS]
-            buckets.append(("+Inf", len(found.seconds)))
-            seconds.add_metric([tool], buckets, sum_value=sum(found.seconds))
+            buckets = [(str(b), n) for b, n in zip(metrics.BUCKETS, found.within, strict=True)]
+            buckets.append(("+Inf", found.timed))
+            seconds.add_metric([tool], buckets, sum_value=found.seconds)
         yield calls
         yield seconds
         up = GaugeMetricFamily("opsmith_server_up", "1 when the MCP server answers", labels=["server"])

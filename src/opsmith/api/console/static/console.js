@@ -310,8 +310,8 @@
         var line = tr && tr.querySelector(".hosts");
         if (!line) { return; }
         var c = hostCounts[stepId];
-        line.textContent = c.completed + "/" + c.total + " hosts done · " + c.failed + " failed · " +
-          c.pending + " pending" + (c.host ? " · last: " + c.host : "");
+        line.textContent = "done on " + (c.completed - c.failed) + " of " + c.total + " hosts, " + c.failed +
+          " failed" + (c.pending ? ", " + c.pending + " pending" : "") + (c.host ? " (last: " + c.host + ")" : "");
         line.hidden = false;
       });
       hostCounts = {};
@@ -355,6 +355,31 @@
     }
 
     // The server's figures (step count, ETA, statuses, undo) are the truth; events only hurry them.
+    // A step on many hosts: the server's counts and each host that finished.
+    function showHosts(tr, hosts) {
+      var line = tr.querySelector(".hosts");
+      if (line.textContent !== hosts.text) { line.textContent = hosts.text; }
+      line.hidden = false;
+      var details = tr.querySelector(".host-rows");
+      var body = details.querySelector("tbody");
+      var fragment = document.createDocumentFragment();
+      hosts.rows.forEach(function (h) {
+        var item = document.createElement("tr");
+        item.dataset.host = h.host;
+        [h.host, h.ok ? "ok" : "failed", h.why].forEach(function (text) {
+          var cell = document.createElement("td");
+          cell.textContent = text;
+          item.appendChild(cell);
+        });
+        fragment.appendChild(item);
+      });
+      body.replaceChildren(fragment);
+      var more = details.querySelector(".more-hosts");
+      more.textContent = "and " + hosts.more + " more";
+      more.hidden = !hosts.more;
+      details.hidden = !hosts.rows.length;
+    }
+
     function refresh() {
       if (refreshing) { refreshAgain = true; return; }
       var wait = Math.max(0, lastRefresh + REFRESH_MS - Date.now());
@@ -394,6 +419,7 @@
         if (error.textContent !== step.error) { error.textContent = step.error; }
         error.hidden = !step.error;
         tr.querySelector(".decide").hidden = !step.decide;
+        if (step.hosts) { showHosts(tr, step.hosts); }
         var item = undoList.querySelector('li[data-undo="' + CSS.escape(step.id) + '"]');
         if (item) {
           setStatus(item.querySelector(".undo-state"), step.undo);

@@ -1,0 +1,1 @@
+"""External issue trackers (the IssueTracker port): GitHub's REST API."""
