@@ -84,7 +84,22 @@ def planted(admin: httpx.Client) -> dict[str, str]:
 
     run = wait_for(ended, timeout=60)
     assert isinstance(run, dict) and run["status"] == "succeeded", run
-    return {"plan_id": plan["id"], "run_id": run_id, "step_id": run["steps"][0]["step_id"], "name": "web"}
+    task = ok(
+        admin.post(
+            "/api/v1/tasks",
+            json={"title": "web login slow", "description": "the login page takes 9 s", "severity": "high"},
+        ),
+        201,
+    )
+    return {
+        "plan_id": plan["id"],
+        "run_id": run_id,
+        "step_id": run["steps"][0]["step_id"],
+        "name": "web",
+        "application": "my-application",
+        "task_id": str(task["id"]),
+        "issue_id": "1",  # a succeeded staging run opens no issue: its 404 problem is searched too
+    }
 
 
 def test_a_secret_put_through_the_api_comes_back_from_no_get_and_is_stored_encrypted_only(
@@ -101,7 +116,7 @@ def test_a_secret_put_through_the_api_comes_back_from_no_get_and_is_stored_encry
             assert not unknown, f"GET {path} takes {unknown}: give this test a value for it"
             answer = admin.get(_PARAM.sub(lambda m: ids[m[1]], path))
             # The planted run succeeded: its explanation is a 409 problem, which is searched too.
-            expected = 409 if path.endswith("/explanation") else 200
+            expected = 409 if path.endswith("/explanation") else 404 if "{issue_id}" in path else 200
             assert answer.status_code == expected, (path, answer.text)
             bodies.append(answer.text)
         for extra in (
