@@ -284,3 +284,17 @@ def test_dashboard_metrics_and_agents_report_what_happened(world: FakeWorld) -> 
     assert numbers["by_type"]["bug_report"]["attempts"] == 2
     views = {v.agent.id: v for v in list_agents(world.app)}
     assert len(views) == 5 and all(v.alive for v in views.values())
+
+
+def test_the_issues_agent_links_the_runs_tracker_issue(world: FakeWorld) -> None:
+    from tests.fakes import FakeIssueStore
+
+    config = parse_config(CONFIG + "issues: {environments: [production]}\n", source="test")
+    world.app = replace(world.app, config=config, issues=FakeIssueStore())
+    plan, run = failed_run(world)
+    task_for_failed_run(world.app, plan, run)
+    orchestrate(world)
+    orchestrate(world)
+    issue = only(world, "issue")
+    assert issue.status is TaskStatus.SUCCEEDED and issue.agent_id == "issues-agent"
+    assert issue.issue_id is not None and issue.result == {"issue": issue.issue_id}

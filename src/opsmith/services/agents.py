@@ -6,14 +6,14 @@ earn.
                  the follow-ups (code fix, issue, monitoring) of the same run
     code_fix     the root cause and its fix, from the rule library over what the run recorded (or
                  over a bug report's own lines); no rule matched is a failure a person takes up
-    issues       the tracker issue of the run (opsmith.services.issues.issue_for_run)
+    issues       the tracker issue of the run (opsmith.services.issues: issue_for_run, and
+                 record_failure when the run's issue was not recorded yet)
     monitoring   the run's end state and the recorded health of the servers its plan used
     general      the backup: does any of the above by the task's type
 """
 
 from __future__ import annotations
 
-import inspect
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
@@ -190,13 +190,18 @@ class IssuesAgent:
                 retryable=False,
             )
         state, plan = _run_of(self._app, task)
+        record = getattr(issues, "record_failure", None)
         try:
-            found = issue_for_run(self._app, plan, state)
-            if inspect.isawaitable(found):
-                found = await found
+            # The run's issue, as the tracker recorded it when the run settled; recorded now (once
+            # per run) when it was not, and mirrored on GitHub by the tracker's own sync.
+            found = issue_for_run(self._app, state.run_id)
+            if found is None and record is not None:
+                record(self._app, plan, state)
+                found = issue_for_run(self._app, state.run_id)
         except OpsmithError as error:
-            raise AgentFailed(f"the issue of run {state.run_id} was not opened: {error.message}",
-                              retryable=error.retryable) from error  # fmt: skip
+            raise AgentFailed(
+                f"the issue of run {state.run_id} was not opened: {error.message}", retryable=error.retryable
+            ) from error
         issue_id = _issue_id(found)
         if issue_id is None:
             raise AgentFailed(f"the tracker opened no issue for run {state.run_id}", retryable=False)
