@@ -17,6 +17,7 @@ from hypothesis import settings
 if TYPE_CHECKING:
     from opsmith.store.plans import PlanRepository
     from opsmith.store.runs import RunRepository
+    from tests.dbservers import PostgresServer, RedisServer
     from tests.fleet.sshd import SshdFleet
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -57,6 +58,31 @@ def sshd_fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[SshdFleet]:
 
     with SshdFleet(tmp_path_factory.mktemp("sshd-fleet")) as fleet:
         yield fleet
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A real PostgreSQL cluster, one per test session (per xdist worker); take a fresh database from
+    `postgres_url`, or `postgres_server.new_database()`."""
+    from tests.dbservers import PostgresServer
+
+    with PostgresServer.started() as server:
+        yield server
+
+
+@pytest.fixture
+def postgres_url(postgres_server: PostgresServer) -> str:
+    """An empty database of its own on the session's PostgreSQL, as a `database_url`."""
+    return postgres_server.new_database()
+
+
+@pytest.fixture
+def redis_server() -> Iterator[RedisServer]:
+    """A real redis-server of the test's own (a test may restart or stop it), on a free loopback port."""
+    from tests.dbservers import RedisServer
+
+    with RedisServer.started() as server:
+        yield server
 
 
 @pytest.fixture
