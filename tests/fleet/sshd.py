@@ -33,6 +33,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 import psutil
 from pydantic import SecretStr
@@ -111,6 +112,28 @@ class SshdFleet:
     def host(self, name: str, *, credential: str = KEY_CREDENTIAL) -> Host:
         port = self._down_port if name == "down" else self._servers[name].port
         return Host(name=name, address=ADDRESS, port=port, user=self.user, credential=credential)
+
+    def project_config(
+        self, hosts: list[Host], *, group: str, environment: str, users: dict[str, str]
+    ) -> dict[str, Any]:
+        """An opsmith.yaml for a project whose inventory is one group of these hosts, trusting the
+        fleet's known_hosts, with the fleet key as the group's credential, and `users` in rbac
+        (the OS user is always an admin)."""
+        return {
+            "rbac": {"allow_as": True, "users": {**users, self.user: "admin"}},
+            "mcpServers": {},
+            "fleet": {"known_hosts": str(self.known_hosts), "connect_timeout": 3, "command_timeout": 30},
+            "inventory": {
+                "groups": {
+                    group: {
+                        "vars": {"environment": environment, "opsmith_credential": KEY_CREDENTIAL},
+                        "hosts": {
+                            h.name: {"address": h.address, "port": h.port, "user": h.user} for h in hosts
+                        },
+                    }
+                }
+            },
+        }
 
     @property
     def good(self) -> list[Host]:

@@ -20,7 +20,7 @@ import yaml
 
 from opsmith.domain.hosts import Host
 from opsmith.engine.state import RunState, RunStatus, StepStatus
-from tests.conftest import OS_USER, stores_of
+from tests.conftest import stores_of
 from tests.fleet.sshd import KEY_CREDENTIAL, SshdFleet
 from tests.integration.test_cli import OPSMITH
 from tests.integration.test_fleet_run import run
@@ -45,22 +45,8 @@ PLAN = {
 
 
 def project_with(tmp_path: Path, fleet: SshdFleet, hosts: list[Host]) -> Path:
-    config = {
-        "rbac": {
-            "allow_as": True,
-            "users": {"alice": "approver", "bob": "deployer", "ada": "admin", OS_USER: "admin"},
-        },
-        "mcpServers": {},
-        "fleet": {"known_hosts": str(fleet.known_hosts), "connect_timeout": 3, "command_timeout": 30},
-        "inventory": {
-            "groups": {
-                "web": {
-                    "vars": {"environment": "development", "opsmith_credential": KEY_CREDENTIAL},
-                    "hosts": {h.name: {"address": h.address, "port": h.port, "user": h.user} for h in hosts},
-                }
-            }
-        },
-    }
+    users = {"alice": "approver", "bob": "deployer", "ada": "admin"}
+    config = fleet.project_config(hosts, group="web", environment="development", users=users)
     (tmp_path / "opsmith.yaml").write_text(yaml.safe_dump(config))
     (tmp_path / "plan.yaml").write_text(yaml.safe_dump(PLAN))
     return tmp_path

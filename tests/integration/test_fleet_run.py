@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 import yaml
 
-from tests.conftest import OS_USER
 from tests.fleet.sshd import KEY_CREDENTIAL, SshdFleet
 from tests.integration.test_cli import opsmith
 
@@ -22,28 +21,8 @@ STOP = f"Stop '{UNIT}' service on all servers in 'Data Processing' group"
 
 
 def project_with(tmp_path: Path, fleet: SshdFleet, hosts: list[Any]) -> Path:
-    config = {
-        "rbac": {
-            "allow_as": True,
-            "users": {
-                "alice": "approver",
-                "bob": "deployer",
-                "vic": "viewer",
-                "ada": "admin",
-                OS_USER: "admin",
-            },
-        },
-        "mcpServers": {},
-        "fleet": {"known_hosts": str(fleet.known_hosts), "connect_timeout": 3, "command_timeout": 30},
-        "inventory": {
-            "groups": {
-                "data_processing": {
-                    "vars": {"environment": "production", "opsmith_credential": KEY_CREDENTIAL},
-                    "hosts": {h.name: {"address": h.address, "port": h.port, "user": h.user} for h in hosts},
-                }
-            }
-        },
-    }
+    users = {"alice": "approver", "bob": "deployer", "vic": "viewer", "ada": "admin"}
+    config = fleet.project_config(hosts, group="data_processing", environment="production", users=users)
     (tmp_path / "opsmith.yaml").write_text(yaml.safe_dump(config))
     return tmp_path
 

@@ -14,7 +14,6 @@ import pytest
 import yaml
 
 from opsmith.domain.hosts import Host
-from tests.conftest import OS_USER
 from tests.fleet.sshd import KEY_CREDENTIAL, SshdFleet
 from tests.integration.test_fleet_run import documents, run
 
@@ -43,19 +42,9 @@ PLAN = {
 
 
 def project_with(tmp_path: Path, fleet: SshdFleet, hosts: list[Host]) -> Path:
-    config = {
-        "rbac": {"allow_as": True, "users": {"alice": "approver", "ada": "admin", OS_USER: "admin"}},
-        "mcpServers": {},
-        "fleet": {"known_hosts": str(fleet.known_hosts), "connect_timeout": 3, "command_timeout": 30},
-        "inventory": {
-            "groups": {
-                "web": {
-                    "vars": {"environment": "development", "opsmith_credential": KEY_CREDENTIAL},
-                    "hosts": {h.name: {"address": h.address, "port": h.port, "user": h.user} for h in hosts},
-                }
-            }
-        },
-    }
+    config = fleet.project_config(
+        hosts, group="web", environment="development", users={"alice": "approver", "ada": "admin"}
+    )
     (tmp_path / "opsmith.yaml").write_text(yaml.safe_dump(config))
     (tmp_path / "plan.yaml").write_text(yaml.safe_dump(PLAN))
     return tmp_path
