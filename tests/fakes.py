@@ -83,6 +83,9 @@ class FakePlans:
         found = [p for p in self.plans.values() if status is None or p.status is status]
         return sorted(found, key=lambda p: p.created_at, reverse=True)[offset : offset + limit]
 
+    def count(self, status: PlanStatus | None = None) -> int:
+        return sum(1 for p in self.plans.values() if status is None or p.status is status)
+
     def ids_with_prefix(self, prefix: str) -> frozenset[str]:
         return frozenset(i for i in self.plans if i.startswith(prefix))
 

@@ -91,3 +91,15 @@ def test_a_save_is_one_transaction_new_or_updated(store: tuple[PlanRepository, l
     repository.save(made.model_copy(update={"status": PlanStatus.APPROVED}))
     assert len(begun) == 2
     assert repository.get(made.id).status is PlanStatus.APPROVED
+
+
+def test_count_is_the_length_of_the_unlimited_list(store: tuple[PlanRepository, list[str]]) -> None:
+    repository, _ = store
+    statuses = [PlanStatus.PENDING_APPROVAL] * 3 + [PlanStatus.APPROVED, PlanStatus.FAILED]
+    for number, status in enumerate(statuses):
+        repository.save(plan(f"plan_deploy_shop_{number}", "shop", "production", status))
+    repository.save(plan("plan_deploy_shop_0", "shop", "production", PlanStatus.APPROVED))  # re-saved
+    for status in (None, *PlanStatus):
+        assert repository.count(status) == len(repository.list(status, limit=1000)), status
+    assert repository.count(PlanStatus.PENDING_APPROVAL) == 2
+    assert repository.count() == 5

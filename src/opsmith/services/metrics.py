@@ -27,7 +27,7 @@ class Snapshot:
 def snapshot(app: App, window: int = 5000) -> Snapshot:
     journal = app.journal()
     runs = {status.value: len(journal.ids([status])) for status in RunStatus}
-    waiting = len(app.plans.list(PlanStatus.PENDING_APPROVAL, limit=10_000))
+    waiting = app.plans.count(PlanStatus.PENDING_APPROVAL)
     tools = app.audit.tool_calls(window, BUCKETS)
     return Snapshot(runs=runs, approvals_waiting=waiting, tools=tools, window=window)
 

@@ -70,6 +70,13 @@ class PlanRepository:
                 query = query.where(PlanRow.status == status.value)
             return [Plan.model_validate(row.data) for row in session.scalars(query)]
 
+    def count(self, status: PlanStatus | None = None) -> int:
+        query = select(func.count()).select_from(PlanRow)
+        if status is not None:
+            query = query.where(PlanRow.status == status.value)
+        with self._db.session() as session:
+            return int(session.scalar(query) or 0)
+
     def ids_with_prefix(self, prefix: str) -> frozenset[str]:
         with self._db.session() as session:
             return _ids_with_prefix(session, prefix)
