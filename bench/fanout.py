@@ -26,6 +26,13 @@ slowest, last in each round):
   opsmith SshExecutor  the layer below alone: SshExecutor(settings).run_many(hosts, credential_for,
                        lambda host: "uname -r") with the settings of the same Config; a host answered
                        when it exited 0 and printed the release.
+  SshExecutor + script the same SshExecutor sending each host what HostTools sends it (the rendered
+                       run_command script on stdin of shells.BASH_STDIN, so a fresh bash runs it) with
+                       nothing of HostTools around it: script/SshExecutor is the cost of the remote
+                       script (a second bash, the fork that keeps the command's exit code, the
+                       script's stdin), HostTools/script that of HostTools itself (arguments,
+                       inventory, rendering, rows). A host answered when it exited 0 and printed the
+                       release, then the script's result line.
                        Both opsmith rows offer asyncssh's ciphers with AES-GCM first (ssh.py
                        PREFERRED_CIPHERS), where asyncssh's default chacha20-poly1305 costs its
                        client about 40% more CPU a command.
@@ -57,7 +64,9 @@ Client CPU is the user+system CPU of the cold call (in the child) or of the peer
 tree (getrusage of the reaped children).
 
 Ratios are of the medians: ansible/opsmith and pyinfra/opsmith of the cold seconds (how many times
-faster opsmith is), opsmith/asyncssh of cold and of warm (opsmith's cost over the floor). Targets:
+faster opsmith is), opsmith/asyncssh of cold and of warm (opsmith's cost over the floor), and warm
+script/SshExecutor and HostTools/script, which split that cost between the hosts' side (the script
+in a fresh bash) and HostTools' own work. Targets:
 >= 10x faster than ansible, faster than pyinfra, within 1.3x of bare asyncssh, 500 hosts cold
 <= 30 s, peak RSS <= 400 MB at 500 hosts.
 
@@ -103,11 +112,12 @@ GROUP = "bench"
 CREDENTIAL = "fleet-key"  # tests.fleet.sshd.KEY_CREDENTIAL, named here so children need not import it
 HANDSHAKES = 20
 ANSIBLE_FORKS = 50
-IN_PROCESS = ("opsmith", "executor", "asyncssh")
+IN_PROCESS = ("opsmith", "script", "executor", "asyncssh")
 # The slowest last: when the budget runs out, what is cut is one ansible run.
 TOOLS = (*IN_PROCESS, "pyinfra", "ansible")
 LABELS = {
     "opsmith": "opsmith HostTools",
+    "script": "SshExecutor + script",
     "executor": "opsmith SshExecutor",
     "asyncssh": "bare asyncssh",
     "ansible": f"ansible -f {ANSIBLE_FORKS}",
@@ -205,7 +215,12 @@ def _median(values: list[float | None]) -> float | None:
 def child_main(tool: str, spec_file: Path) -> None:
     spec = Spec(**json.loads(spec_file.read_text()))
     given = Given(spec, Path(spec.inventory).read_text(), Path(spec.key).read_text())
-    measure = {"opsmith": opsmith_calls, "executor": executor_calls, "asyncssh": bare_calls}[tool]
+    measure = {
+        "opsmith": opsmith_calls,
+        "script": script_calls,
+        "executor": executor_calls,
+        "asyncssh": bare_calls,
+    }[tool]
     sample = asyncio.run(measure(given))
     sample.rss_mb = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
     print(json.dumps(asdict(sample)), flush=True)
@@ -281,10 +296,12 @@ async def opsmith_calls(given: Given) -> Sample:
     return sample
 
 
-async def executor_calls(given: Given) -> Sample:
+async def executor_calls(given: Given, *, script: bool = False) -> Sample:
     from opsmith.config import parse_config
     from opsmith.domain.inventory_ansible import parse_yaml
-    from opsmith.tools.hosts.ssh import SshExecutor
+    from opsmith.domain.script_catalog import render
+    from opsmith.tools.hosts.shells import BASH_STDIN
+    from opsmith.tools.hosts.ssh import RemoteCommand, SshExecutor
 
     sample = Sample(start=since_created())
     config = parse_config(config_text(given.spec), source="bench/fanout.py")
@@ -292,12 +309,23 @@ async def executor_calls(given: Given) -> Sample:
     hosts = parse_yaml(given.inventory, spec.inventory).hosts_of(GROUP)
     key = fleet_key(given)
     executor = SshExecutor(config.fleet.ssh_settings(config.known_hosts_file))
+    # The "script" row: what HostTools sends each host (its run_command script on bash's stdin, a
+    # fresh bash), without HostTools around it: the remote script's cost apart from HostTools' own.
+    sent: str | RemoteCommand = "uname -r"
+    if script:
+        rendered = render("run_command", "linux", {"argv": ["uname", "-r"]}, sudo=False)
+        sent = RemoteCommand(BASH_STDIN, stdin=rendered.text)
 
     def call() -> Awaitable[Any]:
-        return executor.run_many(hosts, lambda host: key, lambda host: "uname -r")
+        return executor.run_many(hosts, lambda host: key, lambda host: sent)
 
     def answered(results: Any) -> tuple[int, list[Any]]:
-        bad = [r for r in results if r.exit_code != 0 or r.stdout.strip() != spec.release]
+        def good(r: Any) -> bool:
+            if script:  # the command's output, then the script's result line
+                return bool(r.stdout.startswith(spec.release + "\n") and "OPSMITH-RESULT" in r.stdout)
+            return bool(r.stdout.strip() == spec.release)
+
+        bad = [r for r in results if r.exit_code != 0 or not good(r)]
         return len(results) - len(bad), bad
 
     try:
@@ -309,6 +337,10 @@ async def executor_calls(given: Given) -> Sample:
     finally:
         await executor.close()
     return sample
+
+
+async def script_calls(given: Given) -> Sample:
+    return await executor_calls(given, script=True)
 
 
 async def bare_calls(given: Given) -> Sample:
@@ -752,7 +784,8 @@ def print_ratios(rows: dict[tuple[str, int], Row], sizes: list[int]) -> None:
 
     head = (
         f"{'hosts':>5}{'ansible/opsmith':>17}{'pyinfra/opsmith':>17}{'opsmith/asyncssh cold':>23}"
-        f"{'warm':>7}{'SshExecutor/asyncssh cold':>27}{'warm':>7}"
+        f"{'warm':>7}{'SshExecutor/asyncssh cold':>27}{'warm':>7}{'script/SshExecutor warm':>25}"
+        f"{'HostTools/script warm':>23}"
     )
     print(head)
     print("-" * len(head))
@@ -765,6 +798,8 @@ def print_ratios(rows: dict[tuple[str, int], Row], sizes: list[int]) -> None:
             f"{_x(_ratio(med('opsmith', size, 'warm'), med('asyncssh', size, 'warm'))):>7}"
             f"{_x(_ratio(med('executor', size, 'cold'), med('asyncssh', size, 'cold'))):>27}"
             f"{_x(_ratio(med('executor', size, 'warm'), med('asyncssh', size, 'warm'))):>7}"
+            f"{_x(_ratio(med('script', size, 'warm'), med('executor', size, 'warm'))):>25}"
+            f"{_x(_ratio(med('opsmith', size, 'warm'), med('script', size, 'warm'))):>23}"
         )
 
 

@@ -143,3 +143,13 @@ def stores_of(project: Path) -> tuple[PlanRepository, RunRepository]:
     seal = load_seal(state / "integrity.key", {})
     audit = AuditLog(database, seal=seal, witness=FileWitness(state / "audit.head"))
     return PlanRepository(database, seal), RunRepository(database, audit, seal)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A `database_url` on each database opsmith supports: a SQLite file in tmp_path, then an empty
+    database of its own on the session's PostgreSQL. Store tests take it to run on both."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'opsmith.db'}"
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    return server.new_database()

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator, Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -41,12 +41,13 @@ from opsmith.domain.results import ToolResult
 from opsmith.domain.scripts import RESULT_MARKER, Script
 from opsmith.domain.seal import Seal
 from opsmith.domain.servers import Health, RecordedServer, ServerStatus
+from opsmith.domain.step_calls import CallStatus, StepCall, WorkerInfo
 from opsmith.domain.tokens import TokenInfo
 from opsmith.domain.vault import KeyRotation, SecretInfo, unknown_secret
 from opsmith.engine.events import RunEvent
 from opsmith.engine.local import LocalExecutor
 from opsmith.engine.state import RunState, RunStatus
-from opsmith.errors import ToolArgumentsError, ToolCallError, UnknownToolError
+from opsmith.errors import ServerUnavailableError, ToolArgumentsError, ToolCallError, UnknownToolError
 from opsmith.ports import Progress
 from opsmith.store.plans import UnknownPlanError
 from opsmith.store.runs import PLAN_FOLLOWS, LeaseLost, PlanTaken, UnknownRunError, owner_is_gone
@@ -943,19 +944,29 @@ class FakeIssueTracker:
 
 class FakeTaskStore:
     """Tasks, agents and the task log in memory, with the real store's rules: a key is stored once,
-    a save is a compare-and-set on the status (and lease owner) its writer read."""
+    a save is a compare-and-set on the status (and lease owner) its writer read. Audit notes of a
+    change that is written go to `audit` (the world's FakeAudit), and only then."""
 
-    def __init__(self) -> None:
+    def __init__(self, audit: FakeAudit | None = None) -> None:
         self.tasks: dict[str, Any] = {}  # id -> Task
         self.entries: list[Any] = []  # TaskLogEntry, oldest first
         self.agent_rows: dict[str, Any] = {}  # id -> Agent
+        self.audit = audit
 
-    def add(self, task: Any, log: Sequence[Any] = ()) -> tuple[Any, bool]:
+    def _audited(self, notes: Sequence[Any]) -> None:
+        if notes and self.audit is None:
+            raise AssertionError("FakeTaskStore was given audit notes but no FakeAudit to chain them")
+        for note in notes:
+            assert self.audit is not None
+            self.audit.append(note.actor, note.action, note.subject, note.details)
+
+    def add(self, task: Any, log: Sequence[Any] = (), *, audit: Sequence[Any] = ()) -> tuple[Any, bool]:
         same = [t for t in self.tasks.values() if task.key is not None and t.key == task.key]
         if same:
             return same[0], False
         self.tasks[task.id] = task
         self.entries += list(log)
+        self._audited(audit)
         return task, True
 
     def get(self, task_id: str) -> Any:
@@ -966,7 +977,15 @@ class FakeTaskStore:
         except KeyError as exc:
             raise UnknownTaskError(f"no task {task_id!r}") from exc
 
-    def save(self, task: Any, *, expected: Any, owner: str | None = None, log: Sequence[Any] = ()) -> bool:
+    def save(
+        self,
+        task: Any,
+        *,
+        expected: Any,
+        owner: str | None = None,
+        log: Sequence[Any] = (),
+        audit: Sequence[Any] = (),
+    ) -> bool:
         stored = self.tasks.get(task.id)
         if stored is None or stored.status is not expected:
             return False
@@ -974,6 +993,7 @@ class FakeTaskStore:
             return False
         self.tasks[task.id] = task.model_copy(update={"key": stored.key, "created_at": stored.created_at})
         self.entries += list(log)
+        self._audited(audit)
         return True
 
     def find(self, statuses: Sequence[Any] | None = None, *, limit: int = 50, offset: int = 0) -> list[Any]:
@@ -1056,6 +1076,21 @@ class FakeWebhookStore:
             update={"outcome": outcome, "detail": detail, "plan_id": plan_id}
         )
 
+    def take(self, delivery_id: str, detail: str, *, seen: str) -> bool:
+        from opsmith.domain.push import DeliveryOutcome
+
+        found = self.rows.get(delivery_id)
+        if found is None or found.outcome is not DeliveryOutcome.RECEIVED or found.detail != seen:
+            return False
+        self.rows[delivery_id] = found.model_copy(update={"detail": detail})
+        return True
+
+    def unhandled(self, limit: int = 50) -> list[Any]:
+        from opsmith.domain.push import DeliveryOutcome
+
+        found = [d for d in self.rows.values() if d.outcome is DeliveryOutcome.RECEIVED]
+        return sorted(found, key=lambda d: d.received_at)[:limit]
+
     def delivery(self, delivery_id: str) -> Any:
         return self.rows.get(delivery_id)
 
@@ -1070,3 +1105,105 @@ class FakeWebhookStore:
 
     def replan(self, plan_id: str) -> Any:
         return next((r for r in self.replan_rows if r.plan_id == plan_id), None)
+
+
+class FakeWakeups:
+    """EventWakeups that a test drives: `notice` and `set_live` call the hub as the LISTEN
+    connection would, from inside the hub's `listen`."""
+
+    def __init__(self, *, live: bool = True) -> None:
+        self._live = live
+        self._wake: Callable[[str | None, int], None] | None = None
+        self.listening = asyncio.Event()
+
+    @property
+    def live(self) -> bool:
+        return self._live
+
+    async def listen(self, wake: Callable[[str | None, int], None]) -> None:
+        self._wake = wake
+        self.listening.set()
+        await asyncio.Event().wait()  # until cancelled, as a real listener
+
+    def notice(self, run_id: str, seq: int) -> None:
+        assert self._wake is not None, "the hub is not listening"
+        self._wake(run_id, seq)
+
+    def set_live(self, live: bool) -> None:
+        self._live = live
+        if self._wake is not None:
+            self._wake(None, 0)
+
+
+class FakeStepCalls:
+    """Step calls and workers in memory, moved by compare-and-set like the real table."""
+
+    def __init__(self) -> None:
+        self.rows: dict[str, StepCall] = {}
+        self.workers: dict[str, WorkerInfo] = {}
+
+    def request(self, call: StepCall) -> StepCall:
+        return self.rows.setdefault(call.key, call)
+
+    def get(self, key: str) -> StepCall | None:
+        return self.rows.get(key)
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, StepCall]:
+        return {k: self.rows[k] for k in keys if k in self.rows}
+
+    def claim(self, key: str, worker: str, at: datetime) -> StepCall | None:
+        claimed = {"status": CallStatus.CLAIMED, "worker": worker, "claimed_at": at}
+        if not self._move(key, CallStatus.QUEUED, None, claimed):
+            return None
+        return self.rows[key]
+
+    def beat(self, key: str, worker: str, at: datetime) -> bool:
+        return self._move(key, CallStatus.CLAIMED, worker, {"heartbeat_at": at})
+
+    def finish(self, key: str, worker: str, outcome: Mapping[str, Any], at: datetime) -> bool:
+        done = {"status": CallStatus.DONE, "outcome": dict(outcome), "finished_at": at}
+        return self._move(key, CallStatus.CLAIMED, worker, done)
+
+    def settle_queued(self, key: str, outcome: Mapping[str, Any], at: datetime) -> bool:
+        done = {"status": CallStatus.DONE, "outcome": dict(outcome), "finished_at": at}
+        return self._move(key, CallStatus.QUEUED, None, done)
+
+    def resent(self, key: str, at: datetime) -> None:
+        self._move(key, CallStatus.QUEUED, None, {"sent_at": at})
+
+    def _move(self, key: str, status: CallStatus, worker: str | None, changes: dict[str, Any]) -> bool:
+        row = self.rows.get(key)
+        if row is None or row.status is not status or (worker is not None and row.worker != worker):
+            return False
+        self.rows[key] = replace(row, **changes)
+        return True
+
+    def register_worker(self, worker: WorkerInfo) -> None:
+        self.workers[worker.name] = worker
+
+    def beat_worker(self, name: str, at: datetime) -> None:
+        self.workers[name] = replace(self.workers[name], heartbeat_at=at)
+
+    def remove_worker(self, name: str) -> None:
+        self.workers.pop(name, None)
+
+    def live_workers(self, since: datetime) -> list[WorkerInfo]:
+        return sorted((w for w in self.workers.values() if w.heartbeat_at >= since), key=lambda w: w.name)
+
+
+class FakeBroker:
+    """A broker that only records the keys sent (a test plays the workers); `up` False refuses."""
+
+    where = "redis://127.0.0.1:6379/0"
+
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+        self.up = True
+
+    def send(self, key: str) -> None:
+        if not self.up:
+            raise ServerUnavailableError(f"the broker at {self.where} did not take step call {key}")
+        self.sent.append(key)
+
+    def ping(self, timeout: float) -> bool:
+        return self.up

@@ -29,9 +29,11 @@ if TYPE_CHECKING:
     from opsmith.ports import (
         ApprovalStore,
         AuditTrail,
+        Broker,
         ChatDecisionStore,
         ChatResponder,
         Clock,
+        EventWakeups,
         Executor,
         ExecutorFactory,
         FleetProvider,
@@ -47,6 +49,7 @@ if TYPE_CHECKING:
         SecretVault,
         ServerHost,
         ServerRegistry,
+        StepCallStore,
         TaskStore,
         TokenStore,
         ToolProvider,
@@ -95,6 +98,9 @@ class App:
     chat_responder: ChatResponder | None = None  # shows a Slack click's outcome in its message
     issues: IssueStore | None = None  # the built-in tracker of failure issues; None: none are kept
     issue_tracker: IssueTracker | None = None  # where they are mirrored (GitHub); None: not configured
+    # `executor: celery`: the step calls handed to workers, and the broker that asks for them.
+    step_calls: StepCallStore | None = None
+    broker: Broker | None = None
 
 
 class JournalFactory:
@@ -319,6 +325,27 @@ def github_issues(config: Config, environ: Mapping[str, str]) -> IssueTracker | 
     )
 
 
+def event_wakeups(config: Config) -> EventWakeups | None:
+    """On PostgreSQL, LISTEN/NOTIFY wakes the API's event watchers; None elsewhere (they poll)."""
+    from opsmith.store.wakeups import PostgresWakeups
+
+    if not config.api.event_listen:
+        return None
+    return PostgresWakeups.for_url(config.database)
+
+
+def _distributed(app: App, database: Database) -> App:
+    """`executor: celery`: runs go on driving the engine here; their step calls go to workers."""
+    from opsmith.distributed.broker import CeleryBroker
+    from opsmith.distributed.dispatch import DistributedExecutors
+    from opsmith.distributed.store import StepCallRepository
+
+    calls = StepCallRepository(database)
+    broker = CeleryBroker(app.config.celery, app.environ)
+    executors = DistributedExecutors(calls, broker, app.config.celery)
+    return replace(app, step_calls=calls, broker=broker, executors=executors)
+
+
 def bootstrap(config_path: Path | None, environ: Mapping[str, str]) -> App:
     config = load_config(config_path, environ)
     return wire(config, environ)
@@ -388,11 +415,13 @@ def wire(config: Config, environ: Mapping[str, str]) -> App:
         outbox=_outbox(config, database),
         webhooks=WebhookRepository(database),
         senders=_senders(config, environ),
-        tasks=TaskRepository(database),
+        tasks=TaskRepository(database, audit),
         chat_decisions=ChatDecisionRepository(database),
         chat_responder=SlackResponder(timeout=min(config.notifications.send_timeout, 5.0)),
         issues=IssueRepository(database),
         issue_tracker=github_issues(config, environ),
     )
+    if config.executor == "celery":
+        app = _distributed(app, database)
     # The fleet's hosts join the MCP servers as one more provider; `inventory` and `vault` are in it.
     return replace(app, tools=WithHosts(app.tools, app))

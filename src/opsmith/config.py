@@ -160,7 +160,18 @@ class ApiConfig(_Strict):
     )
     supervise_seconds: float = Field(default=10.0, ge=0.1, le=3600, description="servers kept as wanted")
     event_poll_seconds: float = Field(
-        default=0.05, ge=0.005, le=5, description="how often watched runs are polled for new events"
+        default=0.05, ge=0.005, le=60, description="how often watched runs are polled for new events"
+    )
+    event_fallback_seconds: float = Field(
+        default=5.0,
+        ge=0.005,
+        le=3600,
+        description="on PostgreSQL, while LISTEN/NOTIFY wakes the watchers: how often they poll all the same",
+    )
+    event_listen: bool = Field(
+        default=True,
+        description="on PostgreSQL, LISTEN for new events; false behind a pooler that cannot hold a LISTEN"
+        " (PgBouncer in transaction mode): the watchers then poll every event_poll_seconds",
     )
     cors_origins: list[str] = Field(default_factory=list, description="none: no CORS headers at all")
     secure_cookies: bool = Field(
@@ -770,6 +781,39 @@ class WebhooksConfig(_Strict):
     github: GithubWebhookConfig | None = None
 
 
+class CeleryConfig(_Strict):
+    """`executor: celery`: steps are called by `opsmith worker` processes over a Redis broker. The
+    database holds each call (`step_calls`); a broker message only asks a worker to make progress."""
+
+    broker_url: str | None = Field(
+        default=None,
+        pattern=r"^rediss?://\S+$",
+        description="redis://[:PASSWORD@]HOST:PORT/DB; a password best as ${VARIABLE}; masked when shown",
+    )
+    visibility_timeout: float = Field(
+        default=3600.0,
+        ge=5,
+        le=7 * 86400,
+        description="seconds before Redis hands an unacknowledged message out again",
+    )
+    concurrency: int = Field(default=8, ge=1, le=500, description="calls one worker makes at once (threads)")
+    heartbeat_seconds: float = Field(
+        default=2.0, gt=0, le=300, description="how often a worker says it is alive"
+    )
+    lost_after_seconds: float = Field(
+        default=15.0, gt=0, le=3600, description="a claimed call whose worker is silent this long was cut off"
+    )
+    resend_after_seconds: float = Field(
+        default=5.0, gt=0, le=3600, description="a call no worker claimed within this is asked for again"
+    )
+
+    @model_validator(mode="after")
+    def _lost_after_beats(self) -> CeleryConfig:
+        if self.lost_after_seconds <= 2 * self.heartbeat_seconds:
+            raise ValueError("lost_after_seconds must be more than twice heartbeat_seconds")
+        return self
+
+
 class Config(_Strict):
     """Everything opsmith is configured with. Built once by `load_config`."""
 
@@ -807,6 +851,10 @@ class Config(_Strict):
     tasks: TasksConfig = Field(default_factory=TasksConfig)
     issues: IssuesConfig = Field(default_factory=IssuesConfig)
     webhooks: WebhooksConfig = Field(default_factory=WebhooksConfig)
+    executor: Literal["local", "celery"] = Field(
+        default="local", description="local: steps run in the driving process; celery: on `opsmith worker`s"
+    )
+    celery: CeleryConfig = Field(default_factory=CeleryConfig)
     source: str = Field(default="<defaults>", exclude=True)
 
     @field_validator("mcp_servers", mode="before")
@@ -828,6 +876,12 @@ class Config(_Strict):
                 # The fleet's operations are the tools of the server `hosts`: one name, one door.
                 raise ValueError("the server name 'hosts' is the fleet's (the inventory's hosts); rename it")
         return servers
+
+    @model_validator(mode="after")
+    def _celery_has_a_broker(self) -> Config:
+        if self.executor == "celery" and self.celery.broker_url is None:
+            raise ValueError("executor: celery needs celery.broker_url (redis://HOST:PORT/0)")
+        return self
 
     @property
     def database(self) -> str:

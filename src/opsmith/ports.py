@@ -27,6 +27,9 @@ Each has one real adapter, named only in `opsmith.bootstrap`, and an in-memory f
     TaskStore          store.tasks.TaskRepository        tasks, agents and the task log (compare-and-set)
     ChatDecisionStore  store.chat.ChatDecisionRepository  Slack decisions, one per user and plan version
     ChatResponder      tools.notify.slack_responses.SlackResponder  POSTs to a Slack click's response_url
+    EventWakeups       store.wakeups.PostgresWakeups     LISTEN/NOTIFY: a run has new events (PostgreSQL)
+    StepCallStore      distributed.store.StepCallRepository  step calls handed to workers, and the workers
+    Broker             distributed.broker.CeleryBroker   asks a worker (Celery over Redis) to make a step call
 """
 
 from __future__ import annotations
@@ -61,6 +64,7 @@ from opsmith.domain.results import ToolResult
 from opsmith.domain.scripts import Script
 from opsmith.domain.servers import RecordedServer, ServerStatus
 from opsmith.domain.slack import ChatDecision
+from opsmith.domain.step_calls import StepCall, WorkerInfo
 from opsmith.domain.tasks import Task, TaskLogEntry, TaskStatus
 from opsmith.domain.tokens import TokenInfo
 from opsmith.domain.vault import KeyRotation, SecretInfo
@@ -475,8 +479,11 @@ class TaskStore(Protocol):
     """Tasks, their agents and the task log. Every change of a task is a compare-and-set on the
     status (and lease owner) its writer read, so two orchestrators never both take one task."""
 
-    def add(self, task: Task, log: Sequence[TaskLogEntry] = ()) -> tuple[Task, bool]:
-        """Store it unless a task with its key is stored: (the stored one, whether it is new)."""
+    def add(
+        self, task: Task, log: Sequence[TaskLogEntry] = (), *, audit: Sequence[AuditNote] = ()
+    ) -> tuple[Task, bool]:
+        """Store it unless a task with its key is stored: (the stored one, whether it is new). The
+        log entries and the `audit` entries are written with it, in its transaction, if it is new."""
         ...
 
     def get(self, task_id: str) -> Task:
@@ -484,9 +491,16 @@ class TaskStore(Protocol):
         ...
 
     def save(
-        self, task: Task, *, expected: TaskStatus, owner: str | None = None, log: Sequence[TaskLogEntry] = ()
+        self,
+        task: Task,
+        *,
+        expected: TaskStatus,
+        owner: str | None = None,
+        log: Sequence[TaskLogEntry] = (),
+        audit: Sequence[AuditNote] = (),
     ) -> bool:
-        """Write it if its row is still `expected` (and leased by `owner`); False otherwise."""
+        """Write it, its log and `audit` entries in one transaction if its row is still `expected`
+        (and leased by `owner`); False, and nothing written, otherwise."""
         ...
 
     def find(
@@ -627,6 +641,14 @@ class WebhookStore(Protocol):
         self, delivery_id: str, outcome: DeliveryOutcome, detail: str, plan_id: str | None = None
     ) -> None: ...
 
+    def take(self, delivery_id: str, detail: str, *, seen: str) -> bool:
+        """Set a received delivery's detail (who handles it) if it is still `seen`; False otherwise."""
+        ...
+
+    def unhandled(self, limit: int = 50) -> list[DeliveryRecord]:
+        """The deliveries still received (claimed, not settled), oldest first."""
+        ...
+
     def delivery(self, delivery_id: str) -> DeliveryRecord | None: ...
 
     def deliveries(self, limit: int = 50) -> list[DeliveryRecord]:
@@ -640,3 +662,72 @@ class WebhookStore(Protocol):
         ...
 
     def replan(self, plan_id: str) -> ReplanRecord | None: ...
+
+
+class EventWakeups(Protocol):
+    """Says, soon after any process commits them, that a run has new events. A hint only: the
+    journal stays the truth, so a notice lost or repeated costs latency, never an event."""
+
+    @property
+    def live(self) -> bool:
+        """Notices flow now: a watched run needs polling only as a fallback."""
+        ...
+
+    async def listen(self, wake: Callable[[str | None, int], None]) -> None:
+        """Until cancelled: `wake(run_id, seq)` when events of the run up to `seq` were committed;
+        `wake(None, 0)` whenever `live` changes (notices may have been missed: read every run)."""
+        ...
+
+
+class StepCallStore(Protocol):
+    """Step calls handed to workers (`executor: celery`): each moves queued -> claimed -> done by
+    compare-and-set, so a call is made at most once however often it is asked for; and the workers."""
+
+    def request(self, call: StepCall) -> StepCall:
+        """Store the call unless its key is stored already; the call as stored."""
+        ...
+
+    def get(self, key: str) -> StepCall | None: ...
+
+    def get_many(self, keys: Iterable[str]) -> dict[str, StepCall]: ...
+
+    def claim(self, key: str, worker: str, at: datetime) -> StepCall | None:
+        """queued -> claimed by `worker`; None when it is claimed or done already."""
+        ...
+
+    def beat(self, key: str, worker: str, at: datetime) -> bool:
+        """The worker still calls; False when the call is no longer its own."""
+        ...
+
+    def finish(self, key: str, worker: str, outcome: Mapping[str, Any], at: datetime) -> bool:
+        """claimed by `worker` -> done; False when someone else settled it first."""
+        ...
+
+    def settle_queued(self, key: str, outcome: Mapping[str, Any], at: datetime) -> bool:
+        """queued -> done without a call; False when a worker claimed it first."""
+        ...
+
+    def resent(self, key: str, at: datetime) -> None: ...
+
+    def register_worker(self, worker: WorkerInfo) -> None: ...
+
+    def beat_worker(self, name: str, at: datetime) -> None: ...
+
+    def remove_worker(self, name: str) -> None: ...
+
+    def live_workers(self, since: datetime) -> list[WorkerInfo]: ...
+
+
+class Broker(Protocol):
+    """Carries a step call's key to some worker. A request only: losing or repeating one costs
+    time, never a call (the StepCallStore is the truth)."""
+
+    where: str  # the broker's URL with any password masked, for messages
+
+    def send(self, key: str) -> None:
+        """Ask for the call; ServerUnavailableError when the broker does not take it."""
+        ...
+
+    def ping(self, timeout: float) -> bool:
+        """Whether the broker answers within `timeout` seconds."""
+        ...

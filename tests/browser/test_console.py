@@ -26,19 +26,17 @@ from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Page, Route, expect, sync_playwright
+from playwright.sync_api import Browser, BrowserContext, Page, Route, expect
 
 from opsmith.engine.events import EventType, RunEvent
 from opsmith.engine.state import RunStatus, new_run, with_run_status
 from opsmith.store.runs import new_owner
-from tests.conftest import PYTHON, ROOT, stores_of
+from tests.conftest import PYTHON, stores_of
 from tests.integration.test_approval_cli import CONFIG
 from tests.served import Served, serving
 
 pytestmark = pytest.mark.integration
 
-CHROMIUM = Path("/usr/bin/chromium")
-SHOTS = ROOT / "docs" / "screenshots"
 VIEWPORT = {"width": 1280, "height": 800}
 WAIT_MS = 30_000  # the longest any one browser wait may take
 SCALE = "Scale my-application in production to 3 replicas"
@@ -87,21 +85,6 @@ def tokens(served: Served) -> dict[str, str]:
             assert answer.status_code == 201, answer.text
             made[user] = answer.json()["token"]
     return made
-
-
-@pytest.fixture(scope="module")
-def browser(served: Served) -> Iterator[Browser]:
-    # Depends on `served` so that the browser is closed before the server stops.
-    if not CHROMIUM.exists():
-        pytest.skip("Debian's chromium is not installed (apt-get install chromium)")
-    with sync_playwright() as driver:
-        launched = driver.chromium.launch(
-            executable_path=str(CHROMIUM),
-            headless=True,
-            args=["--no-sandbox"] if os.geteuid() == 0 else [],
-        )
-        yield launched
-        launched.close()
 
 
 @dataclass
@@ -166,9 +149,9 @@ def shown_seqs(page: Page) -> list[int]:
     return [int(seq) for seq in found]
 
 
-def shot(page: Page, name: str) -> None:
-    SHOTS.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(SHOTS / name))
+def shot(page: Page, into: Path, name: str) -> None:
+    """A screenshot into `into` (the `shots` fixture: docs/screenshots only when asked)."""
+    page.screenshot(path=str(into / name))
 
 
 # -- the scenarios --------------------------------------------------------------------------------
@@ -191,7 +174,7 @@ def test_login_refuses_a_wrong_token_without_echoing_it(browser: Browser, served
 
 
 def test_a_request_is_planned_approved_by_another_person_run_and_followed_to_success(
-    browser: Browser, served: Served, tokens: dict[str, str], gate: Path
+    browser: Browser, served: Served, tokens: dict[str, str], gate: Path, shots: Path
 ) -> None:
     with console(browser, served, tokens["bob"]) as bob, console(browser, served, tokens["alice"]) as alice:
         page = bob.page
@@ -224,7 +207,7 @@ def test_a_request_is_planned_approved_by_another_person_run_and_followed_to_suc
 
         page.reload()
         expect(page.get_by_role("button", name="Run")).to_be_visible()
-        shot(page, "plan.png")
+        shot(page, shots, "plan.png")
         page.get_by_role("button", name="Run").click()
         expect(page).to_have_url(re.compile(re.escape(served.url) + r"/runs/run_\w+$"))
         step_text = page.locator("#step-text")
@@ -233,7 +216,7 @@ def test_a_request_is_planned_approved_by_another_person_run_and_followed_to_suc
         expect(page.locator('#steps tr[data-step="scale"] .st')).to_have_text("running")
         expect(page.locator("#eta")).to_contain_text("about")
         expect(page.locator("#log")).to_contain_text("step.started")
-        shot(page, "run-monitor.png")
+        shot(page, shots, "run-monitor.png")
         gate.touch()
         expect(step_text).to_have_text(f"Step {len(plan['steps'])} of {len(plan['steps'])}")
         expect(page.locator("#run-status")).to_have_text("succeeded")

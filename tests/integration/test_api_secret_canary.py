@@ -99,6 +99,7 @@ def planted(admin: httpx.Client) -> dict[str, str]:
         "application": "my-application",
         "task_id": str(task["id"]),
         "issue_id": "1",  # a succeeded staging run opens no issue: its 404 problem is searched too
+        "delivery_id": "none-delivered",  # no push came: the delivery's 404 problem is searched too
     }
 
 
@@ -116,7 +117,8 @@ def test_a_secret_put_through_the_api_comes_back_from_no_get_and_is_stored_encry
             assert not unknown, f"GET {path} takes {unknown}: give this test a value for it"
             answer = admin.get(_PARAM.sub(lambda m: ids[m[1]], path))
             # The planted run succeeded: its explanation is a 409 problem, which is searched too.
-            expected = 409 if path.endswith("/explanation") else 404 if "{issue_id}" in path else 200
+            missing = "{issue_id}" in path or "{delivery_id}" in path
+            expected = 409 if path.endswith("/explanation") else 404 if missing else 200
             assert answer.status_code == expected, (path, answer.text)
             bodies.append(answer.text)
         for extra in (

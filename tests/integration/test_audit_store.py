@@ -1,12 +1,11 @@
-"""The audit trail on real SQLite: round trip, redaction at rest, tampering seen by the real CLI,
-concurrent appenders in several processes keeping one chain."""
+"""The audit trail on real SQLite and PostgreSQL: round trip, redaction at rest, tampering seen by the
+real CLI, concurrent appenders in several processes keeping one chain."""
 
 from __future__ import annotations
 
 import json
 import multiprocessing
 import os
-import sqlite3
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
@@ -22,6 +21,7 @@ from opsmith.store import Database
 from opsmith.store.audit import AuditLog
 from opsmith.store.keys import load_seal
 from opsmith.store.witness import FileWitness
+from tests.bothdbs import execute, is_postgres
 from tests.fakes import FakeAudit, FakeClock
 
 pytestmark = pytest.mark.integration
@@ -43,11 +43,10 @@ def signed_log(state: Path, url: str | None = None) -> AuditLog:
     )
 
 
-def project(tmp_path: Path) -> AuditLog:
-    """A project directory the CLI will use, and the audit log of its database."""
-    (tmp_path / "opsmith.yaml").write_text("mcpServers: {}\nstate_dir: .opsmith\n")
-    # config.py: database_url defaults to sqlite:///{state_dir}/opsmith.db, relative to the cwd.
-    return signed_log(tmp_path / ".opsmith")
+def project(tmp_path: Path, url: str) -> AuditLog:
+    """A project directory the CLI will use on the database at `url`, and the audit log of it."""
+    (tmp_path / "opsmith.yaml").write_text(f"mcpServers: {{}}\nstate_dir: .opsmith\ndatabase_url: '{url}'\n")
+    return signed_log(tmp_path / ".opsmith", url)
 
 
 class Clock:
@@ -59,8 +58,8 @@ class Clock:
         return self.now
 
 
-def test_append_list_verify_round_trip(tmp_path: Path) -> None:
-    log = AuditLog(Database(f"sqlite:///{tmp_path / 'o.db'}"), clock=Clock())
+def test_append_list_verify_round_trip(database_url: str) -> None:
+    log = AuditLog(Database(database_url), clock=Clock())
     first = log.append("ana", "plan.approved", "plan-1", {"hash": "sha256:abc", "comment": "ok"})
     log.append("bob", "run.state", "run-1", {"from": "pending", "to": "running"})
     log.append("ana", "tool.called", "run-1", {"tool": "deploy", "args": {"replicas": 3, "tags": ["a"]}})
@@ -78,9 +77,8 @@ def test_append_list_verify_round_trip(tmp_path: Path) -> None:
     assert result.ok and result.checked == 3 and result.head == entries[-1].hash
 
 
-def test_secrets_are_redacted_before_they_are_stored(tmp_path: Path) -> None:
-    db_file = tmp_path / "o.db"
-    log = AuditLog(Database(f"sqlite:///{db_file}"))
+def test_secrets_are_redacted_before_they_are_stored(tmp_path: Path, database_url: str) -> None:
+    log = AuditLog(Database(database_url))
     entry = log.append(
         "ci",
         "tool.called",
@@ -89,13 +87,19 @@ def test_secrets_are_redacted_before_they_are_stored(tmp_path: Path) -> None:
         secrets=["hunter2-secret"],
     )
     assert entry.details == {"args": {"url": "https://x?key=***"}, "api_token": "***"}
-    raw = db_file.read_bytes() + b"".join(p.read_bytes() for p in tmp_path.glob("o.db-wal"))
+    if is_postgres(database_url):  # every stored row as PostgreSQL renders it
+        raw = "".join(row[0] for row in execute(database_url, "SELECT CAST(a AS TEXT) FROM audit a")).encode()
+    else:  # the database file itself, with its write-ahead log
+        raw = b"".join(p.read_bytes() for p in tmp_path.glob("opsmith.db*"))
+    assert b"run-7" in raw, "the rows were read"
     assert b"hunter2-secret" not in raw and b"tok-999999" not in raw
     assert log.verify().ok
 
 
-def test_tampering_with_raw_sql_is_reported_by_the_cli_with_exit_code_1(tmp_path: Path) -> None:
-    log = project(tmp_path)
+def test_tampering_with_raw_sql_is_reported_by_the_cli_with_exit_code_1(
+    tmp_path: Path, database_url: str
+) -> None:
+    log = project(tmp_path, database_url)
     for i in range(6):
         log.append(f"user{i}", "plan.approved", f"plan-{i}", {"i": i})
 
@@ -109,8 +113,7 @@ def test_tampering_with_raw_sql_is_reported_by_the_cli_with_exit_code_1(tmp_path
     table = opsmith(tmp_path, "audit", "--subject", "plan-2")
     assert table.returncode == 0 and "plan-2" in table.stdout and "plan-3" not in table.stdout
 
-    with sqlite3.connect(tmp_path / ".opsmith" / "opsmith.db") as raw:
-        raw.execute("UPDATE audit SET details = ? WHERE seq = 4", (json.dumps({"i": 40}),))
+    execute(database_url, "UPDATE audit SET details = :d WHERE seq = 4", d=json.dumps({"i": 40}))
     edited = opsmith(tmp_path, "audit", "verify")
     assert edited.returncode == 1
     assert "entry 4 was edited" in edited.stdout
@@ -122,24 +125,26 @@ def test_tampering_with_raw_sql_is_reported_by_the_cli_with_exit_code_1(tmp_path
     assert report["ok"] is False and report["first_bad_seq"] == 4 and report["checked"] == 3
 
 
-def test_a_removed_row_is_reported_by_the_cli(tmp_path: Path) -> None:
-    log = project(tmp_path)
+def test_a_removed_row_is_reported_by_the_cli(tmp_path: Path, database_url: str) -> None:
+    log = project(tmp_path, database_url)
     for i in range(5):
         log.append("ana", "run.state", "run-1", {"i": i})
-    with sqlite3.connect(tmp_path / ".opsmith" / "opsmith.db") as raw:
-        raw.execute("DELETE FROM audit WHERE seq = 3")
+    execute(database_url, "DELETE FROM audit WHERE seq = 3")
     result = opsmith(tmp_path, "audit", "verify")
     assert result.returncode == 1
     assert "entry 3 is missing (removed): seq jumps from 2 to 4" in result.stdout
 
 
+# Cut by the witness, whatever the database: SQLite only, for time (a removed row is probed on both).
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 @pytest.mark.parametrize("removed", [1, 3, 6])
-def test_a_removed_tail_is_reported_with_the_missing_range(tmp_path: Path, removed: int) -> None:
-    log = project(tmp_path)
+def test_a_removed_tail_is_reported_with_the_missing_range(
+    tmp_path: Path, database_url: str, removed: int
+) -> None:
+    log = project(tmp_path, database_url)
     for i in range(6):
         log.append("ana", "run.state", "run-1", {"i": i})
-    with sqlite3.connect(tmp_path / ".opsmith" / "opsmith.db") as raw:
-        raw.execute("DELETE FROM audit WHERE seq > ?", (6 - removed,))
+    execute(database_url, "DELETE FROM audit WHERE seq > :seq", seq=6 - removed)
     result = opsmith(tmp_path, "audit", "verify", "--json")
     assert result.returncode == 1
     report = json.loads(result.stdout)
@@ -148,8 +153,10 @@ def test_a_removed_tail_is_reported_with_the_missing_range(tmp_path: Path, remov
     assert "removed from the tail" in report["problem"]
 
 
-def test_a_rewritten_entry_with_the_chain_recomputed_is_named_by_its_signature(tmp_path: Path) -> None:
-    log = project(tmp_path)
+def test_a_rewritten_entry_with_the_chain_recomputed_is_named_by_its_signature(
+    tmp_path: Path, database_url: str
+) -> None:
+    log = project(tmp_path, database_url)
     for i in range(5):
         log.append("ana", "plan.approved", f"plan-{i}", {"i": i})
     # What someone with the database but not the key can do: change entry 2 and recompute every
@@ -162,24 +169,28 @@ def test_a_rewritten_entry_with_the_chain_recomputed_is_named_by_its_signature(t
             changes["actor"] = "mallory"
         entry = entry.model_copy(update=changes)
         rewritten.append(entry.model_copy(update={"hash": entry.computed_hash()}))
-    with sqlite3.connect(tmp_path / ".opsmith" / "opsmith.db") as raw:
-        for entry in rewritten[1:]:
-            raw.execute(
-                "UPDATE audit SET actor = ?, prev_hash = ?, hash = ? WHERE seq = ?",
-                (entry.actor, entry.prev_hash, entry.hash, entry.seq),
-            )
+    for entry in rewritten[1:]:
+        execute(
+            database_url,
+            "UPDATE audit SET actor = :actor, prev_hash = :prev, hash = :hash WHERE seq = :seq",
+            actor=entry.actor,
+            prev=entry.prev_hash,
+            hash=entry.hash,
+            seq=entry.seq,
+        )
     result = opsmith(tmp_path, "audit", "verify")
     assert result.returncode == 1
     assert "entry 2 was rewritten outside opsmith: its signature does not verify" in result.stderr
 
 
-def test_an_unreadable_row_is_a_finding_not_a_crash(tmp_path: Path) -> None:
-    db_file = tmp_path / "o.db"
-    log = AuditLog(Database(f"sqlite:///{db_file}"))
+def test_an_unreadable_row_is_a_finding_not_a_crash(database_url: str) -> None:
+    log = AuditLog(Database(database_url))
     for i in range(3):
         log.append("ana", "run.state", "run-1", {"i": i})
-    with sqlite3.connect(db_file) as raw:
-        raw.execute("UPDATE audit SET details = 'not json', at = 'yesterday' WHERE seq = 2")
+    if is_postgres(database_url):  # its typed columns take no text that is not JSON: JSON that is no entry's
+        execute(database_url, "UPDATE audit SET details = '[1, 2]' WHERE seq = 2")
+    else:
+        execute(database_url, "UPDATE audit SET details = 'not json', at = 'yesterday' WHERE seq = 2")
     result = log.verify()
     assert (result.ok, result.first_bad_seq, result.checked) == (False, 2, 1)
     assert "entry 2 was edited" in (result.problem or "")
@@ -187,16 +198,16 @@ def test_an_unreadable_row_is_a_finding_not_a_crash(tmp_path: Path) -> None:
         log.entries()
 
 
-def _append_many(state: Path, worker: int, count: int) -> list[int]:
-    log = signed_log(state)
+def _append_many(state: Path, url: str, worker: int, count: int) -> list[int]:
+    log = signed_log(state, url)
     return [log.append(f"worker{worker}", "tool.called", f"run-{worker}", {"n": n}).seq for n in range(count)]
 
 
-def test_concurrent_appenders_in_four_processes_keep_one_chain(tmp_path: Path) -> None:
-    log = signed_log(tmp_path)
-    Database(f"sqlite:///{tmp_path / 'opsmith.db'}").migrate()  # workers race on appends, not the schema
+def test_concurrent_appenders_in_four_processes_keep_one_chain(tmp_path: Path, database_url: str) -> None:
+    log = signed_log(tmp_path, database_url)
+    Database(database_url).migrate()  # workers race on appends, not the schema
     with multiprocessing.get_context("spawn").Pool(4) as pool:
-        results = pool.starmap(_append_many, [(tmp_path, worker, 25) for worker in range(4)])
+        results = pool.starmap(_append_many, [(tmp_path, database_url, worker, 25) for worker in range(4)])
     seqs = sorted(seq for worker_seqs in results for seq in worker_seqs)
     assert seqs == list(range(1, 101))  # none duplicated, none lost
     # The witness only moved forward, whichever process's commit reached it first.
@@ -211,12 +222,12 @@ def test_concurrent_appenders_in_four_processes_keep_one_chain(tmp_path: Path) -
     assert result.ok and result.checked == 100
 
 
-def test_a_run_that_remembers_a_stale_chain_head_chains_after_what_others_appended(tmp_path: Path) -> None:
+def test_a_run_that_remembers_a_stale_chain_head_chains_after_what_others_appended(database_url: str) -> None:
     from opsmith.engine.state import new_run
     from opsmith.store.runs import AuditNote, RunRepository
     from tests.unit.test_engine_helpers import plan_of, step
 
-    database = Database(f"sqlite:///{tmp_path / 'o.db'}")
+    database = Database(database_url)
     runs = RunRepository(database)
     state = new_run(plan_of(step("a")), run_id="r1")
     runs.commit(state, owner="me", audits=[AuditNote("ana", "tool.called", "r1", {"n": 1})])

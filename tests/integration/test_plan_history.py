@@ -1,11 +1,11 @@
-"""PlanRepository on real SQLite: what a new plan is made with (the ids taken, each subject's recent
-failures) comes in one read, equal to the separate reads; the save is one transaction."""
+"""PlanRepository on real SQLite and PostgreSQL: what a new plan is made with (the ids taken, each
+subject's recent failures) comes in one read, equal to the separate reads; the save is one
+transaction."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -44,9 +44,9 @@ def plan(plan_id: str, subject: str, environment: str, status: PlanStatus) -> Pl
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> Iterator[tuple[PlanRepository, list[str]]]:
+def store(database_url: str) -> Iterator[tuple[PlanRepository, list[str]]]:
     """The repository, and the transactions begun on its database (one entry per transaction)."""
-    database = Database(f"sqlite:///{tmp_path / 'opsmith.db'}")
+    database = Database(database_url)
     database.ensure_current()  # the migrations of a first use are transactions of their own
     repository = PlanRepository(database, Seal(b"k" * 32))
     begun: list[str] = []

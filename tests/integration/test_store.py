@@ -1,4 +1,4 @@
-"""The store on real SQLite: migrations on first use, WAL, several processes at once."""
+"""The store on real SQLite and PostgreSQL: migrations on first use, WAL, several processes at once."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from opsmith.domain.servers import Health, ServerStatus
 from opsmith.errors import ConfigError, StoreError
 from opsmith.store import Database
 from opsmith.store.servers import ServerRepository
+from tests.bothdbs import execute
 
 pytestmark = pytest.mark.integration
 
@@ -29,8 +30,19 @@ def test_first_use_migrates_to_head_in_wal_mode(tmp_path: Path) -> None:
     assert {"servers", "tools", "alembic_version"} <= tables
 
 
-def test_repository_round_trip(tmp_path: Path) -> None:
-    repo = ServerRepository(Database(f"sqlite:///{tmp_path / 'o.db'}"))
+def test_first_use_on_postgresql_migrates_to_head(postgres_url: str) -> None:
+    database = Database(postgres_url)
+    assert database.current_revision() is None
+    ServerRepository(database).set_enabled("jenkins", False)
+    assert database.current_revision() == database.head_revision()
+    tables = {
+        row[0] for row in execute(postgres_url, "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")
+    }
+    assert {"servers", "tools", "alembic_version", "audit"} <= tables
+
+
+def test_repository_round_trip(database_url: str) -> None:
+    repo = ServerRepository(Database(database_url))
     repo.set_enabled("a", False)
     repo.set_enabled("b", True)
     repo.record([ServerStatus(name="b", transport="stdio", health=Health.DOWN, reason="boom", tool_count=0)])
@@ -45,8 +57,8 @@ def _migrate(url: str) -> str:
     return Database(url).migrate()
 
 
-def test_processes_migrating_at_once_agree(tmp_path: Path) -> None:
-    url = f"sqlite:///{tmp_path / 'shared.db'}"
+def test_processes_migrating_at_once_agree(database_url: str) -> None:
+    url = database_url
     with multiprocessing.get_context("spawn").Pool(4) as pool:
         revisions = pool.map(_migrate, [url] * 4)
     assert len(set(revisions)) == 1

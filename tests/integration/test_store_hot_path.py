@@ -1,5 +1,6 @@
-"""The run's commit path on real SQLite: statements run on the driver's cursor (`Prepared`) write what
-SQLAlchemy would, driver errors keep their types, and a claim returns the run read with the lease."""
+"""The run's commit path on real SQLite and PostgreSQL: statements run on the driver's cursor
+(`Prepared`, SQLite) write what SQLAlchemy would, driver errors keep their types, and a claim returns
+the run read with the lease."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from opsmith.domain.seal import Seal
 from opsmith.engine.events import EventType, RunEvent
 from opsmith.engine.scheduler import apply_result, start_step
 from opsmith.engine.state import RunStatus, new_run, with_run_status
-from opsmith.errors import StoreConflictError
+from opsmith.errors import StoreConflictError, StoreError
 from opsmith.store.audit import AuditLog
 from opsmith.store.database import Database, EncodedJSON, Prepared
 from opsmith.store.models import AuditRow
@@ -31,8 +32,8 @@ MOMENT = datetime(2024, 5, 6, 7, 8, 9, 123456, tzinfo=UTC)
 
 
 @pytest.fixture
-def database(tmp_path: Path) -> Database:
-    db = Database(f"sqlite:///{tmp_path / 'o.db'}")
+def database(database_url: str) -> Database:
+    db = Database(database_url)
     db.migrate()
     return db
 
@@ -98,7 +99,9 @@ def test_prepared_reads_a_row_and_counts_changes(database: Database) -> None:
 
 
 def test_a_missing_parameter_is_refused_before_anything_runs(database: Database) -> None:
-    with pytest.raises(KeyError, match="'data'"), database.transaction() as connection:
+    # SQLite's driver path refuses it as KeyError; SQLAlchemy's (PostgreSQL) as its StatementError.
+    refused = KeyError if database.engine.dialect.name == "sqlite" else StoreError
+    with pytest.raises(refused, match="'data'"), database.transaction() as connection:
         Prepared(database, _EVENT).run(connection, {k: v for k, v in _event(1).items() if k != "data"})
     assert _stored_events(database) == []
 
@@ -121,7 +124,8 @@ def test_a_duplicate_key_through_prepared_is_a_conflict(database: Database) -> N
         prepared.run(connection, row)
     with pytest.raises(StoreConflictError) as caught, database.transaction(immediate=True) as connection:
         prepared.run(connection, row)
-    assert caught.value.retryable and "SQLITE_CONSTRAINT_PRIMARYKEY" in caught.value.message
+    code = "SQLITE_CONSTRAINT_PRIMARYKEY" if database.engine.dialect.name == "sqlite" else "23505"
+    assert caught.value.retryable and code in caught.value.message
 
 
 def test_encoded_json_is_stored_as_is_on_sqlite_and_decoded_elsewhere() -> None:

@@ -1,10 +1,10 @@
-"""Bearer tokens over the real SQLite store and the real `opsmith` command: stored as hashes in
-signed rows, so a row written by hand (no key) lets nobody in, and the text is shown only once."""
+"""Bearer tokens over the real store (SQLite and PostgreSQL) and the real `opsmith` command: stored as
+hashes in signed rows, so a row written by hand (no key) lets nobody in, and the text is shown only
+once."""
 
 from __future__ import annotations
 
 import json
-import sqlite3
 import threading
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
@@ -18,6 +18,7 @@ from opsmith.domain.errors import AuthenticationError
 from opsmith.domain.identity import Identity
 from opsmith.domain.tokens import hash_secret, parse_token, token_text
 from opsmith.services.tokens import authenticate, create_token, first_admin_token, list_tokens, revoke_token
+from tests.bothdbs import execute, is_postgres
 from tests.conftest import OS_USER
 from tests.integration.test_cli import opsmith
 
@@ -32,8 +33,15 @@ rbac:
 
 
 @pytest.fixture
-def project(tmp_path: Path) -> Path:
-    (tmp_path / "opsmith.yaml").write_text(f"state_dir: '{tmp_path / '.opsmith'}'\n{CONFIG}")
+def url(tmp_path: Path, database_url: str) -> str:
+    """The project's database: on SQLite the default file in its state_dir, as users have it."""
+    return database_url if is_postgres(database_url) else f"sqlite:///{tmp_path / '.opsmith' / 'opsmith.db'}"
+
+
+@pytest.fixture
+def project(tmp_path: Path, url: str) -> Path:
+    chosen = f"database_url: '{url}'\n" if is_postgres(url) else ""
+    (tmp_path / "opsmith.yaml").write_text(f"state_dir: '{tmp_path / '.opsmith'}'\n{chosen}{CONFIG}")
     return tmp_path
 
 
@@ -42,14 +50,20 @@ def app(project: Path) -> App:
     return wire(load_config(project / "opsmith.yaml", {}), {})
 
 
-def raw(project: Path) -> sqlite3.Connection:
-    return sqlite3.connect(project / ".opsmith" / "opsmith.db")
+def stored_bytes(project: Path, url: str) -> bytes:
+    """Everything the database holds: the SQLite file and its log, or every row PostgreSQL has."""
+    if not is_postgres(url):
+        return b"".join(p.read_bytes() for p in (project / ".opsmith").glob("opsmith.db*"))
+    tables = [t for (t,) in execute(url, "SELECT tablename FROM pg_tables WHERE schemaname = 'public'")]
+    return "".join(
+        str(row[0]) for table in tables for row in execute(url, f'SELECT CAST(t AS TEXT) FROM "{table}" t')
+    ).encode()
 
 
 # -- the store --------------------------------------------------------------------------------------
 
 
-def test_a_token_round_trips_through_the_store_signed_and_hashed(app: App, project: Path) -> None:
+def test_a_token_round_trips_through_the_store_signed_and_hashed(app: App, project: Path, url: str) -> None:
     info, text = create_token(app, ADA, "bob", "deployer", name="ci", via="test")
     token_id, secret = parse_token(text)
     found = app.tokens.get(token_id)
@@ -68,23 +82,25 @@ def test_a_token_round_trips_through_the_store_signed_and_hashed(app: App, proje
     with pytest.raises(AuthenticationError, match="revoked"):
         authenticate(app, text)
 
-    with raw(project) as db:
-        (stored_hash,) = db.execute("SELECT token_hash FROM tokens WHERE id = ?", (token_id,)).fetchone()
+    [(stored_hash,)] = execute(url, "SELECT token_hash FROM tokens WHERE id = :id", id=token_id)
     assert stored_hash == hash_secret(secret)
-    database = (project / ".opsmith" / "opsmith.db").read_bytes()
+    database = stored_bytes(project, url)
+    assert token_id.encode() in database, "the rows were read"
     assert secret.encode() not in database and text.encode() not in database
     assert app.audit.verify().ok
 
 
-def test_a_row_planted_without_the_key_is_unknown(app: App, project: Path) -> None:
+def test_a_row_planted_without_the_key_is_unknown(app: App, url: str) -> None:
     assert list_tokens(app, ADA) == []  # the schema exists once the store was used
     secret = "s" * 43
-    with raw(project) as db:
-        db.execute(
-            "INSERT INTO tokens (id, user, role, name, token_hash, created_at, created_by, seal)"
-            " VALUES ('abcdefabcdef', 'mallory', 'admin', '', ?, ?, 'mallory', ?)",
-            (hash_secret(secret), datetime.now(UTC).isoformat(), "hmac-sha256:" + "0" * 64),
-        )
+    execute(
+        url,
+        'INSERT INTO tokens (id, "user", role, name, token_hash, created_at, created_by, seal)'
+        " VALUES ('abcdefabcdef', 'mallory', 'admin', '', :hash, :at, 'mallory', :seal)",
+        hash=hash_secret(secret),
+        at=datetime.now(UTC),
+        seal="hmac-sha256:" + "0" * 64,
+    )
     with pytest.raises(AuthenticationError, match="unknown") as caught:
         authenticate(app, token_text("abcdefabcdef", secret))
     assert caught.value.reason == "unknown"
@@ -95,23 +111,21 @@ def test_a_row_planted_without_the_key_is_unknown(app: App, project: Path) -> No
     assert first_admin_token(app, "ada") is not None
 
 
-def test_a_signed_row_edited_by_hand_stops_verifying(app: App, project: Path) -> None:
+def test_a_signed_row_edited_by_hand_stops_verifying(app: App, url: str) -> None:
     _, viewer = create_token(app, ADA, "vic", "viewer", via="test")
     _, deployer = create_token(app, ADA, "bob", "deployer", via="test")
     revoke_token(app, ADA, parse_token(deployer)[0], via="test")
-    with raw(project) as db:
-        db.execute("UPDATE tokens SET role = 'admin' WHERE id = ?", (parse_token(viewer)[0],))
-        db.execute("UPDATE tokens SET revoked_at = NULL WHERE id = ?", (parse_token(deployer)[0],))
+    execute(url, "UPDATE tokens SET role = 'admin' WHERE id = :id", id=parse_token(viewer)[0])
+    execute(url, "UPDATE tokens SET revoked_at = NULL WHERE id = :id", id=parse_token(deployer)[0])
     for text in (viewer, deployer):
         with pytest.raises(AuthenticationError, match="unknown"):
             authenticate(app, text)
     assert list_tokens(app, ADA) == []
 
 
-def test_the_last_use_is_not_signed_and_editing_it_breaks_nothing(app: App, project: Path) -> None:
+def test_the_last_use_is_not_signed_and_editing_it_breaks_nothing(app: App, url: str) -> None:
     _, text = create_token(app, ADA, "bob", "deployer", via="test")
-    with raw(project) as db:
-        db.execute("UPDATE tokens SET last_used_at = '2020-01-01 00:00:00.000000', name = 'renamed'")
+    execute(url, "UPDATE tokens SET last_used_at = '2020-01-01 00:00:00.000000', name = 'renamed'")
     assert authenticate(app, text).user == "bob"
     (info,) = list_tokens(app, ADA)
     assert info.last_used_at is not None and info.last_used_at.year > 2020
@@ -120,7 +134,11 @@ def test_the_last_use_is_not_signed_and_editing_it_breaks_nothing(app: App, proj
 # -- the CLI ----------------------------------------------------------------------------------------
 
 
-def test_the_cli_shows_a_token_once_lists_it_without_its_secret_and_revokes_it(project: Path) -> None:
+# The CLI's part (output, RBAC): the store under it is probed on PostgreSQL above; SQLite only, for time.
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
+def test_the_cli_shows_a_token_once_lists_it_without_its_secret_and_revokes_it(
+    project: Path, url: str
+) -> None:
     created = opsmith(project, "token", "create", "--user", "bob", "--role", "deployer", "--name", "ci")
     assert created.returncode == 0, created.stderr
     (text,) = [line for line in created.stdout.splitlines() if line.startswith("osm_")]
@@ -168,8 +186,11 @@ def test_the_cli_shows_a_token_once_lists_it_without_its_secret_and_revokes_it(p
     for path in (project / ".opsmith").rglob("*"):
         if path.is_file():
             assert secret.encode() not in path.read_bytes(), path
+    assert secret.encode() not in stored_bytes(project, url)
 
 
+# The CLI's part (output, RBAC): the store under it is probed on PostgreSQL above; SQLite only, for time.
+@pytest.mark.parametrize("database_url", ["sqlite"], indirect=True)
 def test_the_cli_refuses_a_non_admin_and_bad_input_with_exit_2(project: Path) -> None:
     refused = opsmith(project, "--as", "bob", "token", "create", "--user", "bob", "--role", "deployer")
     assert refused.returncode == 2

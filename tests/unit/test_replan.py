@@ -1,26 +1,31 @@
 """The re-plan decisions: the plan changed by what the failure taught (pure), and the service's
 choices over fakes: which deliveries are refused with nothing written, which are recorded, when a
-push gets no plan and why."""
+push gets no plan and why; an accepted push recorded and settled when handled, and what a stopped
+server left handled at the next start."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import socket
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from opsmith.domain.approval_rule import ApprovalRule
 from opsmith.domain.compliance import EvidenceRef, Requirement
-from opsmith.domain.errors import PlanError
+from opsmith.domain.errors import NotFoundError, PlanError
 from opsmith.domain.evidence import Condition
 from opsmith.domain.intent import Intent
 from opsmith.domain.plan import Estimate, Plan, PlanStatus, Step
 from opsmith.domain.push import (
     CauseMatch,
     DeliveryOutcome,
+    DeliveryRecord,
     DeliveryReplayed,
     FileChanges,
     MalformedPayload,
@@ -30,6 +35,7 @@ from opsmith.domain.push import (
     SignatureMismatch,
     UnwatchedRepository,
     Verdict,
+    parse_push,
     scan_record,
     scan_reuse,
     signature_of,
@@ -37,7 +43,17 @@ from opsmith.domain.push import (
 from opsmith.domain.replan import Lessons, plan_difference, relearned
 from opsmith.domain.risk import Risk
 from opsmith.engine.state import RunState, RunStatus, StepState, StepStatus
-from opsmith.services.replan import receive_github, replan_after_push
+from opsmith.services.replan import (
+    ABANDONED_AFTER,
+    HANDLING,
+    _push_of,
+    accept_github,
+    delivery_status,
+    handle_delivery,
+    receive_github,
+    recover_deliveries,
+    replan_after_push,
+)
 from tests.fakes import FakeTools, FakeWebhookStore, FakeWorld, fake_app
 
 BEFORE, AFTER = "a" * 40, "b" * 40
@@ -320,3 +336,107 @@ def test_an_unexplained_failure_gets_no_plan_by_default() -> None:
 def test_file_changes_are_described_shortly() -> None:
     many = FileChanges(added=tuple(f"f{i}" for i in range(9)))
     assert many.describe().endswith("and 3 more")
+
+
+def test_an_accepted_push_is_recorded_held_and_settled_only_when_handled() -> None:
+    w, store = world()
+    body = body_of(push())
+    accepted = accept_github(
+        w.app, event="push", delivery="d-9", signature=signature_of(SECRET, body), body=body
+    )
+    assert accepted.outcome is DeliveryOutcome.RECEIVED and accepted.as_json()["status"].endswith("/d-9")
+    held = store.rows["d-9"]
+    assert held.outcome is DeliveryOutcome.RECEIVED and held.detail.startswith(HANDLING)
+    assert held.push is not None and held.push["commits"][0]["added"] == ["config/production.json"]
+    assert w.audit.entries() == [] and store.unhandled() == [held]
+    with pytest.raises(DeliveryReplayed):  # recorded is accepted: the same id is a replay already
+        accept_github(w.app, event="push", delivery="d-9", signature=signature_of(SECRET, body), body=body)
+
+    done = asyncio.run(handle_delivery(w.app, "d-9"))
+    assert done.outcome is DeliveryOutcome.NO_FAILED_RUN
+    assert store.rows["d-9"].outcome is DeliveryOutcome.NO_FAILED_RUN and store.unhandled() == []
+    assert [e.action for e in w.audit.entries()] == ["webhook.push"]
+    status = delivery_status(w.app, "d-9")
+    assert (
+        status["outcome"] == "no_failed_run" and "commits" not in status["push"] and status["replan"] is None
+    )
+    with pytest.raises(NotFoundError, match="no webhook delivery"):
+        delivery_status(w.app, "nope")
+
+
+def test_recovery_handles_what_a_gone_process_left_and_leaves_a_live_ones() -> None:
+    w, store = world()
+    host, now = socket.gethostname(), w.clock.now()
+    held = {
+        "gone": (f"{host}:999999999:dead", now),  # this host, no such process
+        "live": (f"{host}:1:alive", now - timedelta(hours=1)),  # this host, a live process
+        "old": ("", now),  # recorded by an opsmith that named no handler
+        "away": ("elsewhere:4242:x", now - timedelta(minutes=1)),  # another host: perhaps alive
+        "stale": ("elsewhere:4242:y", now - ABANDONED_AFTER - timedelta(seconds=1)),  # too long
+    }
+    for delivery, (holder, at) in held.items():
+        record = DeliveryRecord(
+            delivery_id=delivery,
+            event="push",
+            repository="org/my-application",
+            received_at=at,
+            detail=f"{HANDLING}{holder}" if holder else "",
+            # As an opsmith that kept no commits recorded it: their net effect is enough.
+            push={"ref": "refs/heads/main", "before": BEFORE, "after": AFTER, "added": ["x"]},
+        )
+        assert store.claim(record)
+    done = asyncio.run(recover_deliveries(w.app))
+    assert sorted(d.delivery_id or "" for d in done) == ["gone", "old", "stale"]
+    assert {store.rows[d].outcome for d in ("live", "away")} == {DeliveryOutcome.RECEIVED}  # left to them
+    assert {store.rows[d].outcome for d in ("gone", "old", "stale")} == {DeliveryOutcome.NO_FAILED_RUN}
+    assert asyncio.run(recover_deliveries(w.app)) == []  # settled ones are not handled twice
+
+
+def test_a_recorded_push_that_cannot_be_read_is_settled_failed() -> None:
+    w, store = world()
+    bad = DeliveryRecord(
+        delivery_id="d-x", event="push", repository="org/my-application", received_at=T0, push={"ref": 1}
+    )
+    store.claim(bad)
+    with pytest.raises(MalformedPayload, match="cannot be read"):
+        asyncio.run(handle_delivery(w.app, "d-x"))
+    assert store.rows["d-x"].outcome is DeliveryOutcome.FAILED
+
+
+_PATHS = st.lists(
+    st.sampled_from(["Dockerfile", "config/production.json", "src/app.js", "README.md"]), max_size=3
+)
+
+
+@settings(max_examples=60)
+@given(
+    commits=st.lists(
+        st.builds(
+            lambda n, message, added, modified, removed: {
+                "id": f"{n:040x}",
+                "message": message,
+                "added": added,
+                "modified": modified,
+                "removed": removed,
+            },
+            st.integers(min_value=0, max_value=2**160 - 1),
+            st.text(max_size=40),
+            _PATHS,
+            _PATHS,
+            _PATHS,
+        ),
+        max_size=4,
+    ),
+    pusher=st.text(max_size=20),
+)
+def test_a_recorded_push_reads_back_as_the_push_that_came(commits: list[dict[str, Any]], pusher: str) -> None:
+    w, store = world()
+    event = {
+        "ref": "refs/heads/main", "before": BEFORE, "after": AFTER, "commits": commits,
+        "repository": {"full_name": "org/my-application"}, "pusher": {"name": pusher},
+    }  # fmt: skip
+    body = json.dumps(event).encode()
+    accept_github(w.app, event="push", delivery="d-p", signature=signature_of(SECRET, body), body=body)
+    again = _push_of(store.rows["d-p"])
+    came = parse_push(body)
+    assert again == came and again.changes == came.changes and again.head_message == came.head_message

@@ -2,7 +2,8 @@
 priority follows severity (missing fields named), and the orchestrator: assignment with reasons,
 the built-in agents' real work (rollback outcome, fix recommendation, follow-ups), retries on the
 stored time, priority raised by repeated failure, escalation of overdue tasks, a silent agent's
-tasks moved to the backup, a stale attempt recovered, a dry run that writes nothing, RBAC."""
+tasks moved to the backup, a stale attempt recovered, a dry run that writes nothing, RBAC; an
+escalation queued as a notification for the channels routed to it."""
 
 from __future__ import annotations
 
@@ -16,10 +17,13 @@ import pytest
 from opsmith.config import parse_config
 from opsmith.domain.agents import AgentFailed, UnknownAgentError
 from opsmith.domain.identity import Identity
+from opsmith.domain.notifications import DeliveryStatus, NotifyEvent
+from opsmith.domain.notify_messages import title
 from opsmith.domain.tasks import Priority, Task, TaskInputError, TaskRefused, TaskStatus
 from opsmith.engine.state import RunStatus
 from opsmith.services.access import AccessRefused
 from opsmith.services.agents import Outcome
+from opsmith.services.notifications import deliver_due
 from opsmith.services.tasks import (
     assign_task,
     dashboard,
@@ -32,7 +36,7 @@ from opsmith.services.tasks import (
     task_for_failed_run,
 )
 from opsmith.store.runs import UnknownRunError
-from tests.fakes import FakeTaskStore, FakeTools, FakeWorld, fake_app
+from tests.fakes import FakeOutbox, FakeSenders, FakeTaskStore, FakeTools, FakeWorld, fake_app
 from tests.unit.test_explain import CRASH, the_plan, the_run
 
 CONFIG = """
@@ -52,7 +56,7 @@ BUG = {"title": "Checkout fails", "description": "\n".join(CRASH), "severity": "
 @pytest.fixture
 def world() -> FakeWorld:
     w = fake_app(CONFIG, FakeTools(specs=[]))
-    w.app = replace(w.app, tasks=FakeTaskStore())
+    w.app = replace(w.app, tasks=FakeTaskStore(w.audit))
     return w
 
 
@@ -208,6 +212,42 @@ def test_an_overdue_task_escalates_level_by_level_and_a_failed_one_goes_to_peopl
     orchestrate(world)
     assert store_of(world).get(made.id).escalation_level == 1  # escalated is no longer open
     assert [e.action for e in world.audit.entries()].count("task.escalated") == 1
+
+
+def test_an_escalation_is_notified_once_per_level_through_the_outbox(world: FakeWorld) -> None:
+    routed = (
+        CONFIG
+        + """notifications:
+  channels: {pager: {type: webhook, url: "https://pager.test/hook", secret: "${PAGER_SECRET}"}}
+  rules: [{events: [task_escalated], channels: [pager]}, {events: [succeeded], channels: [pager]}]
+"""
+    )
+    outbox, senders = FakeOutbox(), FakeSenders()
+    world.app = replace(world.app, config=parse_config(routed, source="test"), outbox=outbox, senders=senders)
+    made = report_bug(world.app, OLGA, {**BUG, "severity": "emergency"})
+    orchestrate(world, work={"code_fix": Failing(times=99, retryable=False)})
+    assert outbox.rows == {}  # failing is not escalating
+    world.clock.advance(3600 + 5 * 60)
+    orchestrate(world)
+    orchestrate(world)  # the same level again: nothing new is queued
+    (queued,) = outbox.rows.values()
+    notice = queued.notice
+    assert notice.event is NotifyEvent.TASK_ESCALATED and notice.task_id == made.id
+    assert queued.channel == "pager" and queued.key == f"task_escalated:{made.id}@1:pager"
+    assert f"Task {made.id} (Checkout fails) escalated to level 1, to the on-call engineer" in notice.summary
+    assert "overdue by 5 min" in notice.summary
+    (sent,) = asyncio.run(deliver_due(world.app, owner="w1"))
+    assert sent.status is DeliveryStatus.DELIVERED and [d.id for d, _ in senders.sent] == [queued.id]
+    assert title(notice) == f"Task escalated: {made.id}"
+
+
+def test_an_escalation_without_a_routed_channel_queues_nothing(world: FakeWorld) -> None:
+    outbox = FakeOutbox()
+    world.app = replace(world.app, outbox=outbox, senders=FakeSenders())
+    made = report_bug(world.app, OLGA, {**BUG, "severity": "emergency"})
+    world.clock.advance(2 * 3600)
+    orchestrate(world, work={"code_fix": Failing(times=99, retryable=False)})
+    assert store_of(world).get(made.id).escalation_level >= 1 and outbox.rows == {}
 
 
 def test_a_silent_agent_loses_its_assigned_tasks_to_the_backup(world: FakeWorld) -> None:

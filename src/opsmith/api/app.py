@@ -22,6 +22,7 @@ from opsmith.api.routes import chat as chat_routes
 from opsmith.api.routes import issues as issue_routes
 from opsmith.api.routes import tasks as task_routes
 from opsmith.api.routes import webhooks as webhook_routes
+from opsmith.bootstrap import event_wakeups
 from opsmith.services import hosting
 from opsmith.services.hosting import Host
 from opsmith.services.identity import acting_as
@@ -72,6 +73,15 @@ def create_api(host: Host, *, duties: bool = True) -> FastAPI:
                     )
                 ),
             ]
+        # Events are served with or without the duties: the hub's wake-ups (PostgreSQL) always listen.
+        tasks.append(asyncio.create_task(api.state.hub.listen(), name="event wake-ups"))
+        # Accepted pushes are re-planned after their 202, with or without the duties; the duties'
+        # server also handles, first, those a stopped server left unsettled.
+        tasks.append(
+            asyncio.create_task(
+                webhook_routes.worker(api, host.app, recover=duties), name="webhook deliveries"
+            )
+        )
         # What start-up made (modules, schemas, the warm catalog) lives as long as the process: frozen,
         # a full collection no longer walks it. Unfrozen, one took over 100 ms inside a plan request.
         gc.freeze()
@@ -95,7 +105,12 @@ def create_api(host: Host, *, duties: bool = True) -> FastAPI:
         lifespan=lifespan,
     )
     api.state.host = host
-    api.state.hub = EventHub(host.app, settings.event_poll_seconds)
+    api.state.hub = EventHub(
+        host.app,
+        settings.event_poll_seconds,
+        wakeups=event_wakeups(host.app.config),
+        fallback_seconds=settings.event_fallback_seconds,
+    )
     api.state.gate = FailureGate(limit=settings.auth_failures, window=settings.auth_window_seconds)
     problems.install(api)
     for module in (plans, runs, explanations, admin, inventory, secrets):

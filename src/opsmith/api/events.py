@@ -1,10 +1,12 @@
 """Live run events for any number of watchers: one database cursor per watched run, fanned out.
 
-Events are committed by whoever drives the run: this process, or a CLI in another terminal. So the
-source of truth is the run journal, polled every `api.event_poll_seconds` with a cursor on the
-event's sequence number (an indexed range read that returns nothing most of the time). Polling
-was chosen over a notification because SQLite has none across processes; one poller per watched
-run, not per client, keeps a hundred watchers at the cost of one.
+Events are committed by whoever drives the run (holds its lease): this process, another API
+replica, or a CLI in another terminal. So the source of truth is the run journal, read with a
+cursor on the event's sequence number (an indexed range read). On SQLite, which has no
+notification across processes, it is polled every `api.event_poll_seconds`. On PostgreSQL an
+`EventWakeups` (LISTEN) wakes the run's reader as soon as a commit carries its events, and the
+poll only backs it up, every `api.event_fallback_seconds` while the notices flow. One reader per
+watched run, not per client, keeps a hundred watchers at the cost of one.
 
 A watcher says which sequence number it saw last. It joins the live feed first, then reads what it
 missed from the journal, and skips anything at or below what it has already sent: nothing lost,
@@ -21,6 +23,7 @@ from dataclasses import dataclass, field
 
 from opsmith.bootstrap import App
 from opsmith.engine.events import RunEvent
+from opsmith.ports import EventWakeups
 from opsmith.services.reads import last_seq, run_events, run_state
 
 _log = logging.getLogger(__name__)
@@ -38,13 +41,39 @@ class _Watch:
     last: int
     queues: set[asyncio.Queue[RunEvent | None]] = field(default_factory=set)
     task: asyncio.Task[None] | None = None
+    nudge: asyncio.Event = field(default_factory=asyncio.Event)
 
 
 class EventHub:
-    def __init__(self, app: App, poll_seconds: float) -> None:
+    def __init__(
+        self,
+        app: App,
+        poll_seconds: float,
+        *,
+        wakeups: EventWakeups | None = None,
+        fallback_seconds: float = 5.0,
+    ) -> None:
         self._app = app
         self._poll = poll_seconds
+        self._wakeups = wakeups
+        self._fallback = max(poll_seconds, fallback_seconds)
         self._watches: dict[str, _Watch] = {}
+
+    async def listen(self) -> None:
+        """Until cancelled: wake the reader of a run when a notice says it has new events (nothing
+        to do without wake-ups; the readers poll)."""
+        if self._wakeups is not None:
+            await self._wakeups.listen(self._wake)
+
+    def _wake(self, run_id: str | None, seq: int) -> None:
+        if run_id is None:  # the notices started or stopped: anything may have been missed
+            for watch in self._watches.values():
+                watch.nudge.set()
+        elif (woken := self._watches.get(run_id)) is not None and seq > woken.last:
+            woken.nudge.set()
+
+    def _pause(self) -> float:
+        return self._fallback if self._wakeups is not None and self._wakeups.live else self._poll
 
     @property
     def watched(self) -> int:
@@ -61,9 +90,12 @@ class EventHub:
         finally:
             await batches.aclose()
 
-    async def batches(self, run_id: str, after: int) -> AsyncGenerator[list[RunEvent], None]:
+    async def batches(
+        self, run_id: str, after: int, *, idle: float | None = None
+    ) -> AsyncGenerator[list[RunEvent], None]:
         """As `follow`, in batches: what is already there comes at once (a stream writes it as one
-        chunk), so a watcher catching up on 20,000 events does not pay for each one alone."""
+        chunk), so a watcher catching up on 20,000 events does not pay for each one alone. With
+        `idle`, an empty batch after that many seconds without events (a stream's keep-alive)."""
         run_state(self._app, run_id)
         queue: asyncio.Queue[RunEvent | None] = asyncio.Queue(maxsize=QUEUE_LIMIT)
         watch = self._watches.get(run_id)
@@ -81,7 +113,13 @@ class EventHub:
                 yield missed
                 sent = missed[-1].seq
             while True:
-                items = [await queue.get()]
+                try:
+                    # Timed out here, inside: a caller's timeout around the generator would close it.
+                    async with asyncio.timeout(idle):
+                        items = [await queue.get()]
+                except TimeoutError:
+                    yield []
+                    continue
                 while not queue.empty() and len(items) < PAGE:
                     items.append(queue.get_nowait())
                 if None in items:
@@ -99,6 +137,7 @@ class EventHub:
 
     async def _poller(self, run_id: str, watch: _Watch) -> None:
         while True:
+            watch.nudge.clear()  # before the read: a notice that comes during it wakes the next one
             try:
                 fresh = run_events(self._app, run_id, after=watch.last, limit=PAGE)
             except Exception:  # a busy or briefly unreadable database: the next poll tries again
@@ -112,7 +151,8 @@ class EventHub:
                     except asyncio.QueueFull:
                         _drop(queue)
             if len(fresh) < PAGE:
-                await asyncio.sleep(self._poll)
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(watch.nudge.wait(), self._pause())
 
     async def close(self) -> None:
         tasks = [w.task for w in self._watches.values() if w.task is not None]

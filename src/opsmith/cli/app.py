@@ -37,6 +37,7 @@ from opsmith.cli.tokens import token_app
 from opsmith.cli.tools import call_command, tools_command
 from opsmith.cli.tracker import tracker_app
 from opsmith.cli.webhook import webhook_app
+from opsmith.cli.worker import worker_command, workers_command
 from opsmith.errors import OpsmithError
 
 app = typer.Typer(
@@ -103,6 +104,8 @@ app.command("serve")(serve_command)
 app.command("orchestrate")(orchestrate_command)
 app.add_typer(tasks_app, name="tasks")
 app.command("agents")(agents_command)
+app.command("worker")(worker_command)
+app.command("workers")(workers_command)
 
 
 def main() -> None:

@@ -45,6 +45,7 @@ class NotifyEvent(StrEnum):
     SUCCEEDED = "succeeded"
     NEEDS_ATTENTION = "needs_attention"  # a run held for a person: once per hold
     CANCELLED = "cancelled"
+    TASK_ESCALATED = "task_escalated"  # an overdue task raised to its next escalation level
 
 
 class DeliveryStatus(StrEnum):
@@ -62,7 +63,8 @@ class Notice(_Frozen):
 
     event: NotifyEvent
     summary: str = Field(description="one line: what happened")
-    plan_id: str
+    plan_id: str = Field(default="", description="empty for a task that no plan led to (a bug report)")
+    task_id: str | None = None
     plan_hash: str = ""
     run_id: str | None = None
     environment: str | None = None

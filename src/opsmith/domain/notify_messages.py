@@ -26,17 +26,19 @@ _TITLES = {
     NotifyEvent.SUCCEEDED: "Run succeeded",
     NotifyEvent.NEEDS_ATTENTION: "Run needs attention",
     NotifyEvent.CANCELLED: "Run cancelled",
+    NotifyEvent.TASK_ESCALATED: "Task escalated",
 }
 
 
 def title(notice: Notice) -> str:
     where = f" ({notice.environment})" if notice.environment else ""
-    return f"{_TITLES[notice.event]}: {notice.plan_id}{where}"
+    return f"{_TITLES[notice.event]}: {notice.task_id or notice.plan_id}{where}"
 
 
 def facts(notice: Notice) -> list[tuple[str, str]]:
     """The labelled facts every channel shows, in order; absent ones left out."""
     found = [
+        ("Task", notice.task_id),
         ("Plan", notice.plan_id),
         ("Run", notice.run_id),
         ("Environment", notice.environment),
@@ -98,7 +100,7 @@ def slack_payload(notice: Notice) -> dict[str, Any]:
     return {"text": f"{heading}: {notice.summary}", "blocks": blocks}
 
 
-_SHORT = ("Plan", "Run", "Environment", "Risk", "Requested by", "Approvals needed")
+_SHORT = ("Task", "Plan", "Run", "Environment", "Risk", "Requested by", "Approvals needed")
 
 
 def _button(text: str, action_id: str, value: str, style: str) -> dict[str, Any]:

@@ -260,10 +260,10 @@ def _run_of(app: App, task: Task) -> tuple[RunState, Plan]:
 
 def _analysis(app: App, state: RunState, plan: Plan) -> Analysis:
     from opsmith.engine.run_evidence import recorded_artifacts
-    from opsmith.services.explain import _secrets, analysis_of, rules_of
+    from opsmith.services.explain import analysis_of, rules_of
+    from opsmith.services.known_secrets import secret_values
 
-    # The same secrets explain hides (what the servers' references resolve to): the result is stored.
-    redactor = Redactor(_secrets(app))
+    redactor = Redactor(secret_values(app))  # the result is stored: hidden as explain hides them
     return analysis_of(
         rules_of(app), plan, state, recorded_artifacts(plan, state, redactor), redactor=redactor
     )

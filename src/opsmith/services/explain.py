@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from opsmith.bootstrap import App
-from opsmith.config import referenced_variables
 from opsmith.domain.errors import OpsmithError, UsageError
 from opsmith.domain.identity import Identity
 from opsmith.domain.plan import Plan
@@ -31,6 +30,7 @@ from opsmith.engine.state import RunState, RunStatus
 from opsmith.rule_library import load_rules
 from opsmith.services import reads
 from opsmith.services.discovery import off_names, running_servers
+from opsmith.services.known_secrets import secret_values
 from opsmith.services.tool_calls import CallRequest, checked_call
 
 __all__ = ["RunNotFailed", "analysis_of", "explain_run", "rules_of"]
@@ -54,7 +54,7 @@ async def explain_run(app: App, identity: Identity, run_id: str, *, fetch: bool 
     run, plan = reads.run_with_plan(app, run_id)
     _refuse_unfailed(run, plan)
     rules = rules_of(app)
-    redactor = Redactor(_secrets(app))
+    redactor = Redactor(secret_values(app))
     artifacts = recorded_artifacts(plan, run, redactor)
     notes: list[str] = []
     if app.config.analysis.fetch if fetch is None else fetch:
@@ -92,15 +92,6 @@ def _refuse_unfailed(run: RunState, plan: Plan) -> None:
         f"run {run.run_id} did not fail (it is {run.status.value}): there is no failure to explain",
         hint=f"`opsmith status {run.run_id}` shows where it stands; explain a failed or rolled-back run",
     )
-
-
-def _secrets(app: App) -> list[str]:
-    # The values substituted from the environment into server configurations: the MCP adapter
-    # hides these in results already; hiding them here too keeps older records safe.
-    names = {
-        n for spec in app.config.mcp_servers.values() for n in referenced_variables(spec.model_dump_json())
-    }
-    return [app.environ[n] for n in sorted(names) if app.environ.get(n)]
 
 
 async def _fetch(

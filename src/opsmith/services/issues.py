@@ -265,11 +265,9 @@ def _occurrence(app: App, plan: Plan, state: RunState) -> Occurrence:
 
 
 def _redactor(app: App) -> Redactor:
-    from opsmith.services.notifications import _secrets  # one list of the secrets a text may carry
+    from opsmith.services.known_secrets import secret_values
 
-    github = app.config.issues.github
-    mine = [] if github is None else github.secret_values(app.environ)
-    return Redactor([*_secrets(app), *mine])
+    return Redactor(secret_values(app))
 
 
 def _soon(work: Coroutine[Any, Any, Issue | None]) -> None:

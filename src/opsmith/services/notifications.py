@@ -29,7 +29,6 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from opsmith.bootstrap import App
-from opsmith.config import referenced_variables
 from opsmith.domain.audit import jsonable
 from opsmith.domain.errors import OpsmithError, UsageError
 from opsmith.domain.identity import Action, Identity
@@ -43,7 +42,9 @@ from opsmith.domain.notifications import (
 )
 from opsmith.domain.plan import Plan, PlanStatus
 from opsmith.domain.redaction import Redactor
+from opsmith.domain.tasks import Task
 from opsmith.engine.state import RunState, RunStatus, StepStatus, UndoStatus
+from opsmith.services.known_secrets import secret_values
 
 __all__ = [
     "deliver_due",
@@ -51,6 +52,7 @@ __all__ = [
     "notify_attention",
     "notify_plan",
     "notify_run",
+    "notify_task_escalated",
     "recent_deliveries",
     "retry_delivery",
 ]
@@ -76,7 +78,7 @@ def notify(app: App, event: NotifyEvent | str, subject: str, details: Mapping[st
     if app.outbox is None or not channels:
         return []
     now = _now(app)
-    redactor = Redactor(_secrets(app))
+    redactor = Redactor(secret_values(app))
     notice = Notice.model_validate({**redactor.data(jsonable(dict(details))), "event": kind, "at": now})
     deliveries = [
         Delivery(
@@ -129,6 +131,21 @@ def notify_run(app: App, plan: Plan, state: RunState) -> list[Delivery]:
     if event not in (NotifyEvent.SUCCEEDED, NotifyEvent.CANCELLED):
         details.update(_root_cause(app, plan, state))
     return notify(app, event, state.run_id, details)
+
+
+def notify_task_escalated(app: App, task: Task, level: int, to: str, why: str) -> list[Delivery]:
+    """A task raised to escalation `level` (handed to `to`), told once per task and level: "task T
+    escalated to level N (why)". Routed by the environment of the run that made it, if any."""
+    details: dict[str, Any] = {
+        "task_id": task.id,
+        "plan_id": str(task.details.get("plan_id") or ""),
+        "run_id": task.run_id,
+        "environment": task.details.get("environment"),
+        "request": task.title,
+        "requested_by": task.reported_by,
+        "summary": f"Task {task.id} ({task.title[:120]}) escalated to level {level}, to the {to} ({why})",
+    }
+    return notify(app, NotifyEvent.TASK_ESCALATED, f"{task.id}@{level}", details)
 
 
 def notify_attention(app: App, plan: Plan, state: RunState, *, why: str | None = None) -> list[Delivery]:
@@ -213,7 +230,7 @@ async def _send(app: App, delivery: Delivery) -> DeliveryFailed | None:
         return DeliveryFailed(f"sending to channel {delivery.channel!r} took longer than allowed")
     except Exception as error:  # a sender's bug must not stop the other deliveries; logged with its cause
         # Redacted: an unexpected error's text may quote the URL or the login it was given.
-        trace = Redactor(_secrets(app)).text("".join(traceback.format_exception(error)))
+        trace = Redactor(secret_values(app)).text("".join(traceback.format_exception(error)))
         _log.error(
             "sending notification %s to %s failed unexpectedly: %s", delivery.id, delivery.channel, trace
         )
@@ -225,7 +242,7 @@ def _record_failure(app: App, delivery: Delivery, owner: str, failed: DeliveryFa
     assert app.outbox is not None
     settings = app.config.notifications
     now = _now(app)
-    reason = Redactor(_secrets(app)).text(failed.message)
+    reason = Redactor(secret_values(app)).text(failed.message)
     next_at: datetime | None = None
     if failed.retryable and delivery.attempts < delivery.max_attempts:
         wait = backoff(
@@ -312,7 +329,7 @@ def _root_cause(app: App, plan: Plan, state: RunState) -> dict[str, Any]:
     from opsmith.engine.run_evidence import recorded_artifacts
     from opsmith.services.explain import analysis_of, rules_of
 
-    redactor = Redactor(_secrets(app))
+    redactor = Redactor(secret_values(app))
     try:
         found = analysis_of(
             rules_of(app), plan, state, recorded_artifacts(plan, state, redactor), redactor=redactor
@@ -329,16 +346,6 @@ def _root_cause(app: App, plan: Plan, state: RunState) -> dict[str, Any]:
 def _link(app: App, path: str) -> str | None:
     base = app.config.api.public_url
     return None if base is None else f"{base.rstrip('/')}/{path}"
-
-
-def _secrets(app: App) -> list[str]:
-    """Every secret a notice or a failure reason could carry: the values the MCP servers' and the
-    channels' references resolve to."""
-    names = {
-        n for spec in app.config.mcp_servers.values() for n in referenced_variables(spec.model_dump_json())
-    }
-    servers = [app.environ[n] for n in sorted(names) if app.environ.get(n)]
-    return servers + app.config.notifications.secret_values(app.environ)
 
 
 def _now(app: App) -> datetime:

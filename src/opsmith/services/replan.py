@@ -1,11 +1,15 @@
 """A push after a failed deployment: the delivery checked, the push compared with the failed run's
 root cause, and the deployment planned again with what the failure taught.
 
-`receive_github` is what POST /api/v1/webhooks/github and `opsmith webhook replay` both call. It
-refuses, writing nothing, a delivery whose signature is missing or wrong, a body that is not the
-event, a repository that is not watched; it refuses a delivery id accepted before; it records
-every delivery it accepts with its outcome (a failure to act is recorded too, and that delivery may
-be sent again).
+`accept_github` is what POST /api/v1/webhooks/github calls. It refuses, writing nothing, a delivery
+whose signature is missing or wrong, a body that is not the event, a repository that is not
+watched; it refuses a delivery id accepted before; it records every delivery it accepts. A push is
+recorded `received`, held by this process, and the endpoint answers 202 at once (GitHub gives a
+delivery 10 s, and a cold re-plan may take longer): `handle_delivery` then re-plans in the
+background of `opsmith serve` and settles the record with the outcome (a failure to act is
+recorded too, and that delivery may be sent again). A push recorded but never settled (the server
+stopped mid-way) is handled by `recover_deliveries` at the next start. `receive_github` does both
+at once, for `opsmith webhook replay` and the demo.
 
 `replan_after_push` is the use case itself (`opsmith demo --fix` calls it): it finds the failed run
 of the application, takes its root cause (services.explain), and decides:
@@ -21,21 +25,26 @@ risk) is audited as auto-approved, with the policy's reason.
 
 from __future__ import annotations
 
+import logging
+import traceback
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from opsmith.bootstrap import App
 from opsmith.config import GithubWebhookConfig, WatchedRepository, resolve
 from opsmith.domain.catalog import Catalog
-from opsmith.domain.errors import ConfigError, OpsmithError
+from opsmith.domain.errors import ConfigError, NotFoundError, OpsmithError
 from opsmith.domain.identity import Identity
 from opsmith.domain.plan import Plan, PlanStatus
 from opsmith.domain.push import (
     DeliveryOutcome,
     DeliveryRecord,
     DeliveryReplayed,
+    MalformedPayload,
     Push,
+    PushCommit,
     ReplanRecord,
     RootCause,
     ScanReuse,
@@ -53,17 +62,29 @@ from opsmith.domain.push import (
 from opsmith.domain.replan import SCAN_CAPABILITIES, Lessons, PlanDiff, plan_difference, relearned
 from opsmith.domain.root_cause import Analysis
 from opsmith.engine.state import RunState, StepStatus
+from opsmith.store.runs import new_owner, owner_is_gone
 
 __all__ = [
     "Replanned",
     "WebhookOutcome",
+    "accept_github",
+    "delivery_status",
+    "handle_delivery",
     "receive_github",
+    "recover_deliveries",
     "replan_after_push",
     "replay_file",
     "root_cause_of",
 ]
 
+_log = logging.getLogger(__name__)
+
 WEBHOOK_ACTOR = "webhook:github"
+# The detail of a push recorded but not settled yet: who handles it. This process's id is made
+# once; a later process on the same host and pid (a restarted container) differs in its token.
+HANDLING = "being handled by "
+_HANDLER = new_owner()
+ABANDONED_AFTER = timedelta(minutes=15)
 
 
 @dataclass(frozen=True)
@@ -122,11 +143,22 @@ class WebhookOutcome:
 async def receive_github(
     app: App, *, event: str | None, delivery: str | None, signature: str | None, body: bytes
 ) -> WebhookOutcome:
-    """Verify, parse and act on one GitHub delivery (see the module's docstring for what is refused)."""
+    """Verify, record and act on one GitHub delivery at once (`opsmith webhook replay`, the demo):
+    `accept_github`, then `handle_delivery` of an accepted push, in this call."""
+    accepted = accept_github(app, event=event, delivery=delivery, signature=signature, body=body)
+    if accepted.outcome is not DeliveryOutcome.RECEIVED or accepted.delivery_id is None:
+        return accepted
+    return await handle_delivery(app, accepted.delivery_id)
+
+
+def accept_github(
+    app: App, *, event: str | None, delivery: str | None, signature: str | None, body: bytes
+) -> WebhookOutcome:
+    """Verify and record one GitHub delivery (see the module's docstring for what is refused),
+    acting on nothing yet: a push is recorded `received`, held by this process for
+    `handle_delivery`; a ping is answered, any other event recorded as ignored."""
     settings = _settings(app)
     if len(body) > settings.max_body_bytes:
-        from opsmith.domain.push import MalformedPayload
-
         raise MalformedPayload(
             f"the body has {len(body)} bytes, more than webhooks.github.max_body_bytes"
             f" ({settings.max_body_bytes})",
@@ -148,51 +180,62 @@ async def receive_github(
         read_json(body)  # malformed JSON is refused whatever the event
         return _ignored_event(app, delivery_id, kind or "(none)", body)
     push = parse_push(body)
-    watched = settings.repositories.get(push.repository)
-    if watched is None:
-        raise UnwatchedRepository(
-            f"pushes to {push.repository} are not watched",
-            hint="list it under webhooks.github.repositories"
-            " (owner/name: {application: APP, branches: [main]})",
-        )
+    if push.repository not in settings.repositories:
+        raise _unwatched(push.repository)
     store = _store(app)
-    summary = _push_summary(push)
+    # The commits too: the re-plan, perhaps in a later process, works from this record alone.
+    kept = {**_push_summary(push), "commits": [c.model_dump(mode="json") for c in push.commits]}
     record = DeliveryRecord(
         delivery_id=delivery_id,
         event="push",
         repository=push.repository,
         received_at=app.clock.now(),
-        push=summary,
+        detail=HANDLING + _HANDLER,
+        push=kept,
     )
     if not store.claim(record):
         raise DeliveryReplayed(
             f"delivery {delivery_id} was accepted before; a replayed delivery is not acted on again",
             hint="a new push sends a new delivery id; `opsmith webhook replay --delivery NEW-ID` for tests",
         )
+    return WebhookOutcome(
+        delivery_id=delivery_id,
+        event="push",
+        outcome=DeliveryOutcome.RECEIVED,
+        detail=f"recorded; the re-plan follows: GET /api/v1/webhooks/deliveries/{delivery_id}",
+        extra={"repository": push.repository, "status": f"/api/v1/webhooks/deliveries/{delivery_id}"},
+    )
+
+
+async def handle_delivery(app: App, delivery_id: str) -> WebhookOutcome:
+    """Act on a push this process holds (`accept_github`, or taken by `recover_deliveries`): re-plan,
+    settle the record with the outcome, audit it. A failure to act is settled `failed` (GitHub may
+    deliver it again) and raised."""
+    store = _store(app)
+    record = store.delivery(delivery_id)
+    if record is None:
+        raise NotFoundError(f"no webhook delivery {delivery_id!r}", hint="GitHub shows the ids it sent")
+    summary = {k: v for k, v in (record.push or {}).items() if k != "commits"}
+    repository = record.repository or ""
     try:
+        push = _push_of(record)
+        watched = _settings(app).repositories.get(push.repository)
+        if watched is None:  # watched when it came: the configuration changed since
+            raise _unwatched(push.repository)
         replanned = await _act(app, push, watched, delivery_id)
     except OpsmithError as error:
         store.settle(delivery_id, DeliveryOutcome.FAILED, error.message)
         app.audit.append(
-            WEBHOOK_ACTOR,
-            "webhook.failed",
-            delivery_id,
-            {"repository": push.repository, "error": error.message},
+            WEBHOOK_ACTOR, "webhook.failed", delivery_id, {"repository": repository, "error": error.message}
         )
         raise
-    store.settle(
-        delivery_id, replanned.outcome, replanned.detail, replanned.plan.id if replanned.plan else None
-    )
+    plan_id = replanned.plan.id if replanned.plan else None
+    store.settle(delivery_id, replanned.outcome, replanned.detail, plan_id)
     app.audit.append(
         WEBHOOK_ACTOR,
         "webhook.push",
         delivery_id,
-        {
-            **summary,
-            "repository": push.repository,
-            "outcome": replanned.outcome.value,
-            "plan": replanned.plan.id if replanned.plan else None,
-        },
+        {**summary, "repository": repository, "outcome": replanned.outcome.value, "plan": plan_id},
     )
     return WebhookOutcome(
         delivery_id=delivery_id,
@@ -200,6 +243,104 @@ async def receive_github(
         outcome=replanned.outcome,
         detail=replanned.detail,
         replanned=replanned,
+    )
+
+
+async def handle_quietly(app: App, delivery_id: str) -> WebhookOutcome | None:
+    """`handle_delivery` in the background: what went wrong is logged (and, for opsmith's own
+    errors, recorded on the delivery), never raised; None then."""
+    try:
+        return await handle_delivery(app, delivery_id)
+    except OpsmithError as error:
+        _log.warning("webhook delivery %s failed: %s", delivery_id, error.message)
+    except Exception as error:  # a bug must not stop the worker; the record stays received, retaken later
+        _log.error(
+            "webhook delivery %s failed unexpectedly: %s",
+            delivery_id,
+            "".join(traceback.format_exception(error)),
+        )
+    return None
+
+
+async def recover_deliveries(app: App) -> list[WebhookOutcome]:
+    """Handle the pushes recorded but never settled whose handler is gone (a server that stopped
+    mid-way; at `opsmith serve`'s start, then every few minutes). One that a live process on this
+    host holds is left to it; one a process on another host holds, until ABANDONED_AFTER has
+    passed since it came (a re-plan takes seconds). Each is taken first (compare-and-set), so two
+    servers handle it once."""
+    if app.webhooks is None or app.config.webhooks.github is None:
+        return []
+    done = []
+    for record in app.webhooks.unhandled():
+        if not _abandoned(record.detail, app.clock.now() - record.received_at):
+            continue
+        if not app.webhooks.take(record.delivery_id, HANDLING + _HANDLER, seen=record.detail):
+            continue  # another process took it first
+        _log.info("handling webhook delivery %s, left unhandled by %s", record.delivery_id, record.detail)
+        outcome = await handle_quietly(app, record.delivery_id)
+        if outcome is not None:
+            done.append(outcome)
+    return done
+
+
+def _abandoned(detail: str, age: timedelta) -> bool:
+    if not detail.startswith(HANDLING):
+        return True  # recorded by an opsmith that did not say who handles it
+    holder = detail.removeprefix(HANDLING)
+    if holder == _HANDLER:
+        return False
+    if holder.partition(":")[0] != _HANDLER.partition(":")[0]:
+        # Whether a process on another host lives cannot be asked: only time tells it is gone.
+        return age > ABANDONED_AFTER
+    same_process = holder.rsplit(":", 1)[0] == _HANDLER.rsplit(":", 1)[0]  # an earlier incarnation
+    return same_process or owner_is_gone(holder)
+
+
+def delivery_status(app: App, delivery_id: str) -> dict[str, Any]:
+    """A delivery as recorded: its outcome and detail, the plan it led to and why (the re-plan
+    record), without the commits it carried."""
+    record = _store(app).delivery(delivery_id)
+    if record is None:
+        raise NotFoundError(f"no webhook delivery {delivery_id!r}", hint="GitHub shows the ids it sent")
+    found: dict[str, Any] = record.model_dump(mode="json")
+    if found.get("push"):
+        found["push"] = {k: v for k, v in found["push"].items() if k != "commits"}
+    replan = None if record.plan_id is None else _store(app).replan(record.plan_id)
+    found["replan"] = None if replan is None else replan.model_dump(mode="json")
+    return found
+
+
+def _push_of(record: DeliveryRecord) -> Push:
+    kept = record.push or {}
+    try:
+        commits = kept.get("commits")
+        if commits is None:  # recorded before the commits were kept: their net effect as one commit
+            commits = [
+                {
+                    "id": kept["after"],
+                    "message": kept.get("message", ""),
+                    **{k: kept.get(k, []) for k in ("added", "modified", "removed")},
+                }
+            ]
+        return Push(
+            repository=record.repository or "",
+            ref=kept["ref"],
+            before=kept["before"],
+            after=kept["after"],
+            pusher=kept.get("pusher", ""),
+            commits=tuple(PushCommit.model_validate(c) for c in commits),
+        )
+    except (KeyError, TypeError, ValueError) as exc:
+        raise MalformedPayload(
+            f"the recorded push of delivery {record.delivery_id} cannot be read: {exc}",
+            hint="deliver the push again from GitHub (its Recent Deliveries)",
+        ) from exc
+
+
+def _unwatched(repository: str) -> UnwatchedRepository:
+    return UnwatchedRepository(
+        f"pushes to {repository} are not watched",
+        hint="list it under webhooks.github.repositories (owner/name: {application: APP, branches: [main]})",
     )
 
 

@@ -38,6 +38,7 @@ from opsmith.domain.agents import BACKUP_ID, BUILT_IN, Agent, AgentFailed, Unkno
 from opsmith.domain.assignment import Weights, assign_all, score
 from opsmith.domain.errors import OpsmithError, UsageError
 from opsmith.domain.identity import Action, Identity
+from opsmith.domain.journal import AuditNote
 from opsmith.domain.plan import Plan
 from opsmith.domain.tasks import (
     Assignment,
@@ -58,6 +59,7 @@ from opsmith.domain.tasks import (
 from opsmith.engine.state import RunState, RunStatus
 from opsmith.ports import TaskStore
 from opsmith.services.agents import Handler, Outcome, handlers
+from opsmith.services.notifications import notify_task_escalated
 
 __all__ = [
     "AgentView",
@@ -212,15 +214,12 @@ def task_for_failed_run(app: App, plan: Plan, state: RunState) -> Task | None:
         key=f"run:{state.run_id}",
         deadline=now + timedelta(hours=1),
     )
+    note = AuditNote("opsmith", "task.created", task.id, {"run_id": state.run_id, "priority": "emergency"})
     try:
-        stored, new = app.tasks.add(task, [_created(task)])
+        stored, _ = app.tasks.add(task, [_created(task)], audit=[note])
     except OpsmithError as error:
         _log.error("could not record the task of failed run %s: %s", state.run_id, error)
         return None
-    if new:
-        app.audit.append(
-            "opsmith", "task.created", stored.id, {"run_id": state.run_id, "priority": "emergency"}
-        )
     return stored
 
 
@@ -274,10 +273,9 @@ def report_bug(app: App, identity: Identity, body: Mapping[str, Any]) -> Task:
         run_id=run_id,
         reported_by=identity.user,
     )
-    stored, _ = store.add(task, [_created(task)])
-    app.audit.append(
-        identity.user, "task.reported", stored.id, {"priority": priority.value, "run_id": run_id}
-    )
+    # The task, its log entry and its audit entry are one commit: a request waits for the disk once.
+    note = AuditNote(identity.user, "task.reported", task.id, {"priority": priority.value, "run_id": run_id})
+    stored, _ = store.add(task, [_created(task)], audit=[note])
     return stored
 
 
@@ -411,8 +409,11 @@ def _escalate(app: App, store: TaskStore, now: datetime, report: PassReport, dry
             continue
         entry = TaskLogEntry(task_id=task.id, kind="escalated", agent_id=task.agent_id,
                              detail={"level": level, "to": to, "late_minutes": late}, at=now)  # fmt: skip
-        if store.save(escalated(task, level, now), expected=task.status, log=[entry]):
-            app.audit.append("opsmith", "task.escalated", task.id, {"level": level, "to": to})
+        note = AuditNote("opsmith", "task.escalated", task.id, {"level": level, "to": to})
+        raised = escalated(task, level, now)
+        if store.save(raised, expected=task.status, log=[entry], audit=[note]):
+            # Queued in the outbox after the commit, as a settled run's notice is: only what happened.
+            notify_task_escalated(app, raised, level, to, f"overdue by {late} min")
 
 
 def _assign(
@@ -637,11 +638,11 @@ def assign_task(app: App, identity: Identity, task_id: str, agent_id: str) -> Ta
     )
     entry = TaskLogEntry(task_id=task.id, kind="assigned", agent_id=agent.id,
                          detail={"reason": reason, "score": found.model_dump()}, at=now)  # fmt: skip
-    if not store.save(moved, expected=task.status, log=[entry]):
+    note = AuditNote(identity.user, "task.assigned", task.id, {"agent": agent.id, "from": task.agent_id})
+    if not store.save(moved, expected=task.status, log=[entry], audit=[note]):
         raise TaskRefused(
             f"task {task.id} changed while it was being assigned", hint="look at it again, then retry"
         )
-    app.audit.append(identity.user, "task.assigned", task.id, {"agent": agent.id, "from": task.agent_id})
     return moved
 
 
@@ -655,9 +656,9 @@ def retry_task(app: App, identity: Identity, task_id: str) -> Task:
     again = retried(task, _now(app), extra_attempts=app.config.tasks.max_attempts)
     detail = {"by": identity.user, "was": task.status.value}
     entry = TaskLogEntry(task_id=task.id, kind="retried", detail=detail, at=again.updated_at)
-    if not store.save(again, expected=task.status, log=[entry]):
+    note = AuditNote(identity.user, "task.retried", task.id, {"was": task.status.value})
+    if not store.save(again, expected=task.status, log=[entry], audit=[note]):
         raise TaskRefused(f"task {task.id} changed while it was being retried", hint="look at it again")
-    app.audit.append(identity.user, "task.retried", task.id, {"was": task.status.value})
     return again
 
 

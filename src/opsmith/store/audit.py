@@ -36,7 +36,7 @@ from opsmith.domain.call_stats import CALLED, UNNAMED, CallStats
 from opsmith.domain.redaction import redact, redact_text
 from opsmith.domain.seal import Seal
 from opsmith.errors import StoreError
-from opsmith.store.database import Database, Prepared
+from opsmith.store.database import AUDIT_APPEND_LOCK, Database, Prepared, serialise
 from opsmith.store.models import AuditRow
 
 if TYPE_CHECKING:
@@ -127,6 +127,7 @@ class AuditLog:
         `previous`, when the caller remembers the last entry it wrote, saves reading it. If anyone
         appended since, the next seq exists and the transaction fails with StoreConflictError:
         the caller forgets what it remembered and tries again."""
+        serialise(connection, AUDIT_APPEND_LOCK)  # see lock_for_append
         last = previous if previous is not None else _link_of(self._last_link.first(connection, {}))
         entry = self._next(last, actor, action, subject, details)
         self._insert.run(
@@ -300,11 +301,19 @@ class AuditLog:
         return verify(entries, self._seal)
 
     def lock_for_append(self, session: Session) -> None:
-        if self._db.engine.dialect.name == "sqlite":
+        dialect = self._db.engine.dialect.name
+        if dialect == "sqlite":
             # Take the write lock before reading the last entry: with a deferred transaction two
             # writers would read the same last entry and one would fail on commit (a WAL snapshot
-            # conflict that busy_timeout does not wait out). Other databases rely on the seq key.
+            # conflict that busy_timeout does not wait out).
             session.execute(text("BEGIN IMMEDIATE"))
+        else:
+            # PostgreSQL: wait for the appends of other transactions to commit before reading the
+            # last entry. Without it, writers that read the same head all chain to it and all but
+            # one fail on the seq key, again and again under load (the chain stays one, but appends
+            # run out of retries). Held to the transaction's end, so the audit entry must be its
+            # last write: no row lock after it, which could wait on a writer waiting for this one.
+            serialise(session.connection(), AUDIT_APPEND_LOCK)
 
 
 def _calls(materialize: bool) -> CTE:

@@ -32,6 +32,10 @@ from opsmith.errors import ConfigError, StoreError
 from opsmith.store.failures import store_failure
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
+# Keys of PostgreSQL advisory locks: one per thing that must happen one process at a time.
+MIGRATION_LOCK = 0x6F70_736D_0001
+AUDIT_APPEND_LOCK = 0x6F70_736D_0002
+ISSUES_LOCK = 0x6F70_736D_0003
 
 
 class Database:
@@ -69,6 +73,8 @@ class Database:
                 _sqlite_pragmas(dbapi_connection, mode)
 
             event.listen(self.engine, "connect", pragmas)
+        elif parsed.get_backend_name() == "postgresql":
+            event.listen(self.engine, "connect", _postgres_session)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._checked = False
 
@@ -124,6 +130,10 @@ class Database:
         from alembic import command  # alembic is imported only when migrating: it is slow to load
 
         with self._migration_lock(), self._connect() as connection:
+            if connection.dialect.name == "postgresql":
+                # Held to the commit of the upgrade (PostgreSQL's DDL is transactional): a process
+                # that waited reads the revision the first one left and has nothing to do.
+                serialise(connection, MIGRATION_LOCK)
             config = _alembic_config()
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
@@ -188,6 +198,17 @@ class EncodedJSON(TypeDecorator[Any]):
         if dialect.name == "sqlite" or not isinstance(value, str):
             return value
         return json.loads(value)
+
+
+def serialise(connection: Connection, key: int) -> None:
+    """On PostgreSQL, wait until no other transaction holds `key`, and hold it to this transaction's
+    end: for a read-then-write that SQLite's BEGIN IMMEDIATE (`transaction(immediate=True)`) makes
+    one writer at a time, and that no row lock can guard (the row it would lock is not there yet)."""
+    if connection.dialect.name == "postgresql":
+        connection.execute(_ADVISORY_LOCK, {"key": key})
+
+
+_ADVISORY_LOCK = text("SELECT pg_advisory_xact_lock(:key)")
 
 
 def _begin_immediate(connection: Connection) -> None:
@@ -319,3 +340,12 @@ def _sqlite_pragmas(dbapi_connection: Any, synchronous: str) -> None:
     cursor.execute("PRAGMA busy_timeout=10000")
     cursor.execute("PRAGMA foreign_keys=ON")
     cursor.close()
+
+
+def _postgres_session(dbapi_connection: Any, _record: Any) -> None:
+    # Times are written aware and stored as timestamptz either way, but what PostgreSQL itself
+    # renders as text (a raw read, now()) then follows the server's zone; UTC keeps it as SQLite has it.
+    cursor = dbapi_connection.cursor()
+    cursor.execute("SET TIME ZONE 'UTC'")
+    cursor.close()
+    dbapi_connection.commit()

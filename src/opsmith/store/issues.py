@@ -43,7 +43,7 @@ from opsmith.domain.issues import (
     record,
     withdrawn,
 )
-from opsmith.store.database import Database
+from opsmith.store.database import ISSUES_LOCK, Database, serialise
 from opsmith.store.models import Base
 
 
@@ -104,6 +104,8 @@ class IssueRepository:
         fingerprint, or (after a close) a reopen or a new issue per `on_recurrence`. The issue as it
         now stands; None when that run was recorded already."""
         with self._db.transaction(immediate=True) as connection:
+            # Two failures of one fingerprint at once would each find no open issue and open two.
+            serialise(connection, ISSUES_LOCK)
             if _recorded_run(connection, occurrence.run_id):
                 return None
             return _record(connection, occurrence, on_recurrence, sync)
@@ -180,6 +182,7 @@ class IssueRepository:
         repeats again as recurrences after the close (a reopen, or a new issue). The issues those
         went to."""
         with self._db.transaction(immediate=True) as connection:
+            serialise(connection, ISSUES_LOCK)  # it records occurrences again, as `record` does
             issue = _issue(_row(connection, issue_id))
             waiting = [
                 u

@@ -74,8 +74,9 @@ class NotificationRepository:
         added: list[Delivery] = []
         with self._db.transaction(immediate=True) as connection:
             for delivery in deliveries:
-                statement = _insert_once(connection).values(**_values(delivery))
-                if connection.execute(statement).rowcount == 1:
+                statement = _insert_once(connection).values(**_values(delivery)).returning(_C.id)
+                # RETURNING, not rowcount: psycopg reports -1 rows for an INSERT, whether it took one.
+                if connection.execute(statement).first() is not None:
                     added.append(delivery)
         return added
 
@@ -97,9 +98,12 @@ class NotificationRepository:
                     updated_at=now,
                 )
             )
-            found = connection.execute(
-                select(_T).where(due).order_by(_C.next_attempt_at, _C.created_at).limit(limit)
-            ).all()
+            query = select(_T).where(due).order_by(_C.next_attempt_at, _C.created_at).limit(limit)
+            if connection.dialect.name == "postgresql":
+                # SQLite's BEGIN IMMEDIATE makes one claimer at a time; on PostgreSQL each claimer
+                # locks the rows it takes, and the others pass over them to the next due ones.
+                query = query.with_for_update(skip_locked=True)
+            found = connection.execute(query).all()
             for row in found:
                 held = (
                     _C.lease_owner.is_(None) if row.lease_owner is None else _C.lease_owner == row.lease_owner

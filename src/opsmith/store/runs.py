@@ -33,6 +33,7 @@ from opsmith.store.audit import AuditLog
 from opsmith.store.database import Database, EncodedJSON, Prepared
 from opsmith.store.models import PlanRow
 from opsmith.store.run_models import EventRow, RunRow, RunStepRow
+from opsmith.store.wakeups import announce
 
 _ATTEMPTS = 8
 
@@ -118,6 +119,8 @@ class RunRepository:
                         clear_request,
                         changed,
                     )
+                    if stored:  # sent when this commits, never before: any API replica may read them then
+                        announce(connection, state.run_id, stored[-1].seq)
                 break
             except StoreError as error:
                 self._audit_head = None  # someone else may have appended: read the chain again
@@ -239,8 +242,14 @@ class RunRepository:
         the previous holder wrote can come between the claim and that read. None when it is held."""
         now = datetime.now(UTC)
         with self._db.transaction(immediate=True) as connection:
-            lease = connection.execute(_LEASE, {"b_id": run_id}).first()
+            locking = connection.dialect.name == "postgresql"
+            # SQLite's BEGIN IMMEDIATE already made this the only writer. On PostgreSQL the row lock
+            # does: a claimer that finds it locked steps aside at once instead of queueing behind
+            # the one that is taking the run over, and whoever holds the lock reads what it writes.
+            lease = connection.execute(_LEASE_LOCKED if locking else _LEASE, {"b_id": run_id}).first()
             if lease is None:
+                if locking and connection.execute(_RUN_EXISTS, {"b_id": run_id}).first() is not None:
+                    return None  # another process is claiming it at this very moment
                 raise _unknown_run(connection, run_id)
             holder, expires = lease.lease_owner, _aware(lease.lease_expires)
             free = (
@@ -426,8 +435,15 @@ _HEADS = {
 }
 _RUN_EXISTS = select(_RUNS.c.id).where(_RUNS.c.id == bindparam("b_id"))
 _LEASE = select(_RUNS.c.lease_owner, _RUNS.c.lease_expires).where(_RUNS.c.id == bindparam("b_id"))
+_LEASE_LOCKED = _LEASE.with_for_update(skip_locked=True)
 _READ_HEAD = select(_RUNS.c.state).where(_RUNS.c.id == bindparam("b_id"))
-_READ_STEPS = select(_STEPS.c.step_id, _STEPS.c.state).where(_STEPS.c.run_id == bindparam("b_run"))
+# In step id order, as SQLite reads them through the primary key anyway (it sorts nothing more for
+# this); PostgreSQL would give them in whatever order its heap holds them after updates.
+_READ_STEPS = (
+    select(_STEPS.c.step_id, _STEPS.c.state)
+    .where(_STEPS.c.run_id == bindparam("b_run"))
+    .order_by(_STEPS.c.step_id)
+)
 _INSERT_RUN = insert(_RUNS).values({c.key: bindparam(c.key) for c in _RUNS.c if c.key != "requested"})
 _STEP_IDS = select(_STEPS.c.step_id).where(_STEPS.c.run_id == bindparam("b_run"))
 _INSERT_STEP = insert(_STEPS).values(

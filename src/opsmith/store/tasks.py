@@ -5,13 +5,19 @@ the row still has the status (and, for a running task, the lease owner) its writ
 orchestrators never both assign, run or settle the same task; the loser learns it from the False it
 gets. A running task's lease says until when its holder may settle it: one whose lease ran out
 (its process stopped mid-attempt) is taken back by the next pass as a failed attempt.
+
+A change's audit entries (`audit=`) are chained in the change's own transaction, as a run's are
+(store/runs.py): one commit, so one wait for the disk per request, and never a task without its
+entry or an entry without its task. The witness moves to the new head after that commit.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import random
+import time
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 from sqlalchemy import (
     JSON,
@@ -23,6 +29,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    bindparam,
     func,
     insert,
     or_,
@@ -32,6 +39,9 @@ from sqlalchemy import (
 from sqlalchemy.orm import Mapped, mapped_column
 
 from opsmith.domain.agents import Agent
+from opsmith.domain.audit import AuditEntry
+from opsmith.domain.journal import AuditNote
+from opsmith.domain.redaction import redact
 from opsmith.domain.tasks import (
     HELD,
     OPEN,
@@ -42,8 +52,15 @@ from opsmith.domain.tasks import (
     TaskStatus,
     UnknownTaskError,
 )
-from opsmith.store.database import Database
+from opsmith.errors import StoreError
+from opsmith.store.audit import AuditLog
+from opsmith.store.database import Database, Prepared
 from opsmith.store.models import Base
+
+# As in the audit log: only another appender taking the next seq first (PostgreSQL), or a busy
+# database, makes a write fail retryably; a handful of tries is plenty.
+_ATTEMPTS = 8
+R = TypeVar("R")
 
 
 class AgentRow(Base):
@@ -115,24 +132,73 @@ _OPEN = [s.value for s in OPEN]
 
 
 class TaskRepository:
-    """Tasks, agents and the task log (the TaskStore port)."""
+    """Tasks, agents and the task log (the TaskStore port); audit entries go to `audit`'s chain."""
 
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: Database, audit: AuditLog) -> None:
         self._db = database
+        self._audit = audit
+        dialect = database.engine.dialect.name
+        # Task creation is a request's whole work (POST /api/v1/tasks): its two inserts are
+        # compiled once, not at every call.
+        every: dict[str, Any] = {c.key: bindparam(c.key) for c in _T.c}
+        # RETURNING tells a new row from a kept one on both databases (psycopg's rowcount is -1 here).
+        self._insert_task = Prepared(
+            database, _insert_once(dialect, _T, "key").values(every).returning(_T.c.id)
+        )
+        self._insert_log = Prepared(
+            database, insert(_L).values({c.key: bindparam(c.key) for c in _L.c if c.key != "id"})
+        )
 
     # --- tasks
 
-    def add(self, task: Task, log: Sequence[TaskLogEntry] = ()) -> tuple[Task, bool]:
-        """Store the task unless one with its key is stored: (the stored one, whether it is new)."""
-        with self._db.transaction(immediate=True) as connection:
-            added = connection.execute(_insert_once(connection, _T, "key").values(**_task_values(task)))
-            if added.rowcount == 1:
-                _append(connection, log)
-                return task, True
+    def add(
+        self, task: Task, log: Sequence[TaskLogEntry] = (), *, audit: Sequence[AuditNote] = ()
+    ) -> tuple[Task, bool]:
+        """Store the task unless one with its key is stored: (the stored one, whether it is new).
+        Its log entries and `audit` are written with it, and only when it is new."""
+
+        def write(connection: Connection) -> tuple[tuple[Task, bool], bool]:
+            if self._insert_task.first(connection, _task_values(task)) is not None:
+                self._insert_log.many(connection, _log_rows(log))
+                return (task, True), True
             row = connection.execute(select(_T).where(_T.c.key == task.key)).first()
             if row is None:  # no key, and the insert took nothing: cannot happen but for a clash of ids
-                return self._get(connection, task.id), False
-            return _task(row), False
+                return (self._get(connection, task.id), False), False
+            return (_task(row), False), False
+
+        return self._write(write, audit)
+
+    def _write(self, work: Callable[[Connection], tuple[R, bool]], audit: Sequence[AuditNote]) -> R:
+        """`work` in one transaction, with `audit` chained in it when `work` says it changed
+        something: all or nothing, tried again from the start when another appender took the next
+        seq first. The witness advances after the commit, never before (a rolled-back entry must not
+        look like a removed one)."""
+        for attempt in range(1, _ATTEMPTS + 1):
+            head: AuditEntry | None = None
+            try:
+                with self._db.transaction(immediate=True) as connection:
+                    found, changed = work(connection)
+                    if changed:
+                        for note in audit:
+                            head = self._audit.append_on(
+                                connection,
+                                note.actor,
+                                note.action,
+                                note.subject,
+                                redact(note.details, ()),
+                                previous=head,
+                            )
+                break
+            except StoreError as error:
+                if attempt == _ATTEMPTS or not error.retryable:
+                    raise
+                # Jitter so writers that collided do not collide again in lockstep.
+                time.sleep(random.uniform(0.005, 0.05) * attempt)
+        else:  # pragma: no cover - the last attempt breaks or raises
+            raise AssertionError("unreachable")
+        if head is not None:
+            self._audit.witnessed(head)
+        return found
 
     def get(self, task_id: str) -> Task:
         with self._db.transaction() as connection:
@@ -151,21 +217,26 @@ class TaskRepository:
         expected: TaskStatus,
         owner: str | None = None,
         log: Sequence[TaskLogEntry] = (),
+        audit: Sequence[AuditNote] = (),
     ) -> bool:
         """Write `task` if its row is still `expected` (and leased by `owner`, when given), with
-        its log entries in the same transaction; False when another writer changed it first."""
+        its log entries and `audit` in the same transaction; False (and nothing written) when
+        another writer changed it first."""
         where = [_T.c.id == task.id, _T.c.status == expected.value]
         if owner is not None:
             where.append(_T.c.lease_owner == owner)
         values = _task_values(task)
         for fixed in ("id", "key", "created_at", "reported_by"):
             values.pop(fixed)
-        with self._db.transaction(immediate=True) as connection:
+
+        def write(connection: Connection) -> tuple[bool, bool]:
             changed = connection.execute(update(_T).where(*where).values(**values))
             if changed.rowcount != 1:
-                return False
-            _append(connection, log)
-            return True
+                return False, False
+            self._insert_log.many(connection, _log_rows(log))
+            return True, True
+
+        return self._write(write, audit)
 
     def find(
         self, statuses: Sequence[TaskStatus] | None = None, *, limit: int = 50, offset: int = 0
@@ -269,7 +340,7 @@ class TaskRepository:
                 changed = connection.execute(update(_A).where(_A.c.id == agent.id).values(**definition))
                 if changed.rowcount == 0:
                     connection.execute(
-                        _insert_once(connection, _A, "id").values(
+                        _insert_once(connection.dialect.name, _A, "id").values(
                             id=agent.id, successes=0, failures=0, busy_seconds=0.0, **definition
                         )
                     )
@@ -291,10 +362,9 @@ class TaskRepository:
             )
 
 
-def _insert_once(connection: Connection, table: Table, column: str) -> Any:
+def _insert_once(dialect: str, table: Table, column: str) -> Any:
     from sqlalchemy.dialects import postgresql, sqlite  # only writers pay for loading them
 
-    dialect = connection.dialect.name
     if dialect == "sqlite":
         return sqlite.insert(table).on_conflict_do_nothing(index_elements=[column])
     if dialect == "postgresql":
@@ -302,10 +372,8 @@ def _insert_once(connection: Connection, table: Table, column: str) -> Any:
     return insert(table)
 
 
-def _append(connection: Connection, log: Sequence[TaskLogEntry]) -> None:
-    if log:
-        rows = [{**entry.model_dump(mode="json"), "at": entry.at} for entry in log]
-        connection.execute(insert(_L), rows)
+def _log_rows(log: Sequence[TaskLogEntry]) -> list[dict[str, Any]]:
+    return [{**entry.model_dump(mode="json"), "at": entry.at} for entry in log]
 
 
 def _task_values(task: Task) -> dict[str, Any]:

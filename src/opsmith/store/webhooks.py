@@ -3,6 +3,10 @@
 A delivery is claimed by inserting its id: a second insert of the same id finds the row and is a
 replay, refused. Only a delivery whose handling failed may be claimed again, so GitHub's redelivery
 of a failed one is acted on, and one that was acted on never twice.
+
+A claimed push stays `received` until it is handled (in the background of `opsmith serve`); its
+detail names the process handling it, and `take` moves it to another process only from the
+detail that process read (a compare-and-set), so two servers never both handle one delivery.
 """
 
 from __future__ import annotations
@@ -55,6 +59,7 @@ class ReplanRow(Base):
 _D = cast(Table, WebhookDeliveryRow.__table__)
 _R = cast(Table, ReplanRow.__table__)
 _FAILED = DeliveryOutcome.FAILED.value
+_RECEIVED = DeliveryOutcome.RECEIVED.value
 
 
 class WebhookRepository:
@@ -90,6 +95,23 @@ class WebhookRepository:
                 .where(_D.c.delivery_id == delivery_id)
                 .values(outcome=outcome.value, detail=detail[:4000], plan_id=plan_id)
             )
+
+    def take(self, delivery_id: str, detail: str, *, seen: str) -> bool:
+        """Set a received delivery's detail to `detail` if it is still `seen`; False otherwise."""
+        with self._db.transaction(immediate=True) as connection:
+            taken = connection.execute(
+                update(_D)
+                .where(_D.c.delivery_id == delivery_id, _D.c.outcome == _RECEIVED, _D.c.detail == seen)
+                .values(detail=detail[:4000])
+            )
+            return taken.rowcount == 1
+
+    def unhandled(self, limit: int = 50) -> list[DeliveryRecord]:
+        """The deliveries still `received` (claimed, not yet settled), oldest first."""
+        query = select(_D).where(_D.c.outcome == _RECEIVED).order_by(_D.c.received_at).limit(limit)
+        with self._db.transaction() as connection:
+            rows = connection.execute(query).all()
+        return [_delivery(dict(r._mapping)) for r in rows]
 
     def delivery(self, delivery_id: str) -> DeliveryRecord | None:
         with self._db.transaction() as connection:
@@ -145,7 +167,8 @@ def _inserted(connection: Connection, values: Mapping[str, Any]) -> bool:
         statement = postgresql.insert(_D).on_conflict_do_nothing(index_elements=["delivery_id"])
     else:
         statement = insert(_D)
-    return connection.execute(statement.values(**values)).rowcount == 1
+    # RETURNING, not rowcount: psycopg reports -1 rows for an INSERT, whether it took one or not.
+    return connection.execute(statement.values(**values).returning(_D.c.delivery_id)).first() is not None
 
 
 def _delivery_values(delivery: DeliveryRecord) -> dict[str, Any]:

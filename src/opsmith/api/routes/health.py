@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from fastapi import APIRouter
@@ -13,7 +14,8 @@ from opsmith.api import problems
 from opsmith.api.deps import Caller, HostDep
 from opsmith.domain.servers import Health
 from opsmith.errors import OpsmithError
-from opsmith.services import metrics, reads
+from opsmith.services import metrics, reads, workers
+from opsmith.services.hosting import Host
 
 router = APIRouter(tags=["health"])
 
@@ -25,9 +27,9 @@ async def healthz() -> dict[str, str]:
 
 @router.get(
     "/readyz",
-    summary="The database answers and the servers are as wanted",
+    summary="The database answers (with executor: celery, the broker too, and a worker is alive)",
     response_model=None,
-    responses={503: {"description": "the database does not answer"}},
+    responses={503: {"description": "the database, the broker or every worker does not answer"}},
 )
 async def readyz(host: HostDep) -> JSONResponse:
     checks: dict[str, Any] = {}
@@ -41,9 +43,25 @@ async def readyz(host: HostDep) -> JSONResponse:
     health = metrics.health(host.servers.statuses())
     checks["servers"] = health
     checks["runs_driven"] = len(host.drivers.tasks)
+    ready = await _distribution(host, checks) and ready
     # A server that is down leaves opsmith ready (plans say what is missing); no database does not.
     body = {"status": "ready" if ready else "not ready", "checks": checks}
     return JSONResponse(body, status_code=200 if ready else 503)
+
+
+async def _distribution(host: Host, checks: dict[str, Any]) -> bool:
+    """With `executor: celery`: the broker and the live workers (no step is made without both)."""
+    try:
+        # In a thread: a broker that does not answer holds the ping for its whole timeout.
+        found = await asyncio.to_thread(workers.distribution, host.app)
+    except OpsmithError as failed:
+        checks["workers"] = failed.message
+        return False
+    if found is None:
+        return True
+    checks["broker"] = "ok" if found.broker_up else f"{found.broker} does not answer"
+    checks["workers"] = len(found.workers)
+    return found.ready
 
 
 @router.get(

@@ -153,17 +153,18 @@ async def run_events_socket(websocket: WebSocket, run_id: str, after: int = 0) -
 
 
 async def _sse(hub: EventHub, run_id: str, after: int) -> AsyncIterator[str]:
-    follower = hub.batches(run_id, after)
+    # The hub sends the keep-alive beat (an empty batch): a timeout around its generator would close it.
+    follower = hub.batches(run_id, after, idle=SSE_HEARTBEAT)
     try:
         while True:
             try:
-                batch = await asyncio.wait_for(anext(follower), timeout=SSE_HEARTBEAT)
-            except TimeoutError:
-                yield ": keep-alive\n\n"
-                continue
+                batch = await anext(follower)
             except Dropped:
                 yield "event: dropped\ndata: {}\n\n"
                 return
+            if not batch:
+                yield ": keep-alive\n\n"
+                continue
             # One chunk per batch: a watcher catching up gets hundreds of events per write.
             yield "".join(
                 f"id: {e.seq}\nevent: {e.type.value}\ndata: {json.dumps(event_json(e))}\n\n" for e in batch

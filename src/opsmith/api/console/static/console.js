@@ -419,7 +419,12 @@
         if (error.textContent !== step.error) { error.textContent = step.error; }
         error.hidden = !step.error;
         tr.querySelector(".decide").hidden = !step.decide;
-        if (step.hosts) { showHosts(tr, step.hosts); }
+        if (step.hosts) {
+          // Counts from events not yet drawn are no newer than these: a later frame must not
+          // write them over the server's figures (newer events bring their own refresh).
+          delete hostCounts[step.id];
+          showHosts(tr, step.hosts);
+        }
         var item = undoList.querySelector('li[data-undo="' + CSS.escape(step.id) + '"]');
         if (item) {
           setStatus(item.querySelector(".undo-state"), step.undo);

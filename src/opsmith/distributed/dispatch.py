@@ -1,0 +1,487 @@
+"""The driver's side of `executor: celery`: the engine as it is, with its step calls made by workers.
+
+Whoever holds a run's lease (`opsmith run`, `opsmith serve`) runs the LocalExecutor: RBAC, the
+evidence gates, arguments, retries, the audit and every commit stay where they are. Only the call
+itself is handed over: `DispatchingTools` stores it as a `step_calls` row (keyed by run, step,
+attempt and call), sends the key through the broker, and waits for the row to be `done`.
+
+While it waits it reads the rows (one query for all calls in flight), and
+- asks again for a call no worker claimed within `resend_after_seconds` (its message may have been
+  lost with a broker restart; the claim is a compare-and-set, so asking twice is harmless);
+- settles a claimed call whose worker went silent for `lost_after_seconds` as lost: the call may
+  have run. An idempotent step then gets a retryable "may have run" error, so the engine's retry
+  rules try it again (a new attempt, a new key); a step that is not idempotent stops the run as a
+  crash of its driver would, and `engine.recovery` decides its fate: needs_attention.
+A call the driver stops waiting for (a timeout, the run stopping) that no worker claimed yet is
+settled there and then, so a message delivered later does nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from opsmith.config import CeleryConfig
+from opsmith.distributed.outcome import decoded, of_error
+from opsmith.domain.catalog import Catalog
+from opsmith.domain.errors import ConnectionLostError, OpsmithError, ToolCallError
+from opsmith.domain.identity import Identity, Permission
+from opsmith.domain.journal import AuditNote
+from opsmith.domain.plan import Plan, Step
+from opsmith.domain.results import ToolResult
+from opsmith.domain.servers import ServerStatus
+from opsmith.domain.step_calls import CallKind, CallStatus, StepCall, call_key
+from opsmith.engine.events import EventType, RunEvent
+from opsmith.engine.local import LocalExecutor
+from opsmith.engine.recovery import recover
+from opsmith.engine.references import resolve
+from opsmith.engine.settings import ExecutionSettings
+from opsmith.engine.state import Outputs, RunState, StepStatus, UndoStatus
+from opsmith.ports import Broker, Executor, Listener, Progress, RunJournal, StepCallStore, ToolProvider
+
+log = logging.getLogger(__name__)
+
+POLL_SECONDS = 0.01  # between two reads of the calls in flight
+LOST = "lost"  # the outcome kind of a call whose worker went silent
+
+
+class WorkerLost(Exception):
+    """A worker went silent while calling a step that is not idempotent: the driver stops, as if it
+    had crashed, and recovers the run by the crash rule. Not an OpsmithError on purpose: the engine
+    must not take it for the call's failure."""
+
+    def __init__(self, step_id: str, message: str) -> None:
+        super().__init__(message)
+        self.step_id = step_id
+        self.message = message
+
+
+@dataclass
+class _Waiting:
+    call: StepCall
+    done: asyncio.Future[StepCall]
+
+
+class DispatchingTools:
+    """A ToolProvider whose step calls are made by workers; `inner` answers the catalog, and makes
+    any call that is not one of the plan's steps or undos (there is none today)."""
+
+    def __init__(
+        self,
+        inner: ToolProvider,
+        watch: CallWatch,
+        *,
+        plan: Plan,
+        settings: ExecutionSettings,
+    ) -> None:
+        self._inner = inner
+        self._watch = watch
+        self._plan = plan
+        self._settings = settings
+        self._engine: LocalExecutor | None = None
+        self._busy: set[tuple[CallKind, str]] = set()
+        self._counts: dict[tuple[str, int], int] = {}
+
+    def bind(self, engine: LocalExecutor) -> None:
+        """The engine whose calls these are: its state says which step and attempt a call is."""
+        self._engine = engine
+
+    @property
+    def catalog(self) -> Catalog:
+        return self._inner.catalog
+
+    def statuses(self) -> list[ServerStatus]:
+        return self._inner.statuses()
+
+    async def call(
+        self,
+        server: str,
+        tool: str,
+        arguments: dict[str, Any],
+        *,
+        timeout: float | None = None,
+        progress: Progress | None = None,
+        finished: Mapping[str, Mapping[str, Any]] | None = None,
+    ) -> ToolResult:
+        target = self._target(server, tool, arguments)
+        if target is None:
+            return await self._inner.call(
+                server, tool, arguments, timeout=timeout, progress=progress, finished=finished
+            )
+        step, kind, attempt = target
+        slot = (kind, step.id)
+        self._busy.add(slot)
+        try:
+            stored = self._request(step, kind, attempt, server, tool, arguments, finished)
+            settled = await self._watch.made(stored)
+        finally:
+            self._busy.discard(slot)
+        return self._answer(step, kind, settled)
+
+    # -- which call this is -----------------------------------------------------------------------
+
+    def _target(self, server: str, tool: str, arguments: dict[str, Any]) -> tuple[Step, CallKind, int] | None:
+        """The step (and attempt) making this call. The engine's call carries no step id, but it
+        commits a step as running (or its undo as calling) before it calls: the step is the one
+        in that state calling this tool and not calling yet."""
+        engine = self._engine
+        if engine is None or engine.state is None:
+            return None
+        state = engine.state
+        running = [
+            s
+            for s in self._plan.steps
+            if (s.server, s.tool) == (server, tool)
+            and state.step(s.id).status is StepStatus.RUNNING
+            and (CallKind.CALL, s.id) not in self._busy
+        ]
+        if running:
+            step = _likeliest(running, arguments, state)
+            return step, CallKind.CALL, state.step(step.id).attempts
+        undoing = [
+            s
+            for s in self._plan.steps
+            if s.rollback is not None
+            and (s.rollback.server, s.rollback.tool) == (server, tool)
+            and state.step(s.id).undo is UndoStatus.CALLING
+            and (CallKind.UNDO, s.id) not in self._busy
+        ]
+        if undoing:
+            return undoing[0], CallKind.UNDO, state.step(undoing[0].id).attempts
+        return None
+
+    def _request(
+        self,
+        step: Step,
+        kind: CallKind,
+        attempt: int,
+        server: str,
+        tool: str,
+        arguments: dict[str, Any],
+        finished: Mapping[str, Mapping[str, Any]] | None,
+    ) -> StepCall:
+        if kind is CallKind.CALL:
+            counted = (step.id, attempt)
+            n = self._counts.get(counted, 0) + 1
+            self._counts[counted] = n
+            timeout = step.timeout if step.timeout is not None else self._settings.step_timeout
+        else:
+            n = secrets.randbelow(2**48)
+            timeout = self._settings.step_timeout
+        assert self._engine is not None  # _target found the step in its state
+        assert self._engine.state is not None
+        now = self._watch.now()
+        return self._watch.calls.request(
+            StepCall(
+                key=call_key(self._engine.state.run_id, step.id, attempt, kind, n),
+                run_id=self._engine.state.run_id,
+                step_id=step.id,
+                attempt=attempt,
+                kind=kind,
+                server=server,
+                tool=tool,
+                args=arguments,
+                finished_hosts={h: dict(row) for h, row in finished.items()} if finished else None,
+                timeout=timeout,
+                created_at=now,
+                sent_at=now,
+            )
+        )
+
+    def _answer(self, step: Step, kind: CallKind, settled: StepCall) -> ToolResult:
+        outcome = settled.outcome or {}
+        if outcome.get("kind") == LOST:
+            message = str(outcome.get("message"))
+            if kind is CallKind.CALL and not step.idempotent:
+                raise WorkerLost(step.id, message)
+            # Retryable, and it may have been made: the engine retries only an idempotent step.
+            raise ConnectionLostError(message, hint="the step runs again if it is idempotent")
+        answer = decoded(outcome)
+        if isinstance(answer, OpsmithError):
+            raise answer
+        return answer
+
+
+class CallWatch:
+    """The calls in flight of every run this process drives, read in one query per tick (so ten
+    runs at once cost the database what one does), each answered once its row is done."""
+
+    def __init__(
+        self,
+        calls: StepCallStore,
+        broker: Broker,
+        celery: CeleryConfig,
+        clock: Callable[[], datetime] | None = None,
+    ) -> None:
+        self.calls = calls
+        self._broker = broker
+        self._celery = celery
+        self._clock = clock or _now
+        self._waiting: dict[str, _Waiting] = {}
+        self._poller: asyncio.Task[None] | None = None
+        self._sends: set[asyncio.Task[None]] = set()
+
+    def now(self) -> datetime:
+        return self._clock()
+
+    async def made(self, call: StepCall) -> StepCall:
+        """The call once done: sent if queued, asked for again, or settled as lost."""
+        if call.status is CallStatus.DONE:
+            return call
+        waiting = _Waiting(call, asyncio.get_running_loop().create_future())
+        self._waiting[call.key] = waiting
+        if self._poller is None or self._poller.done():
+            self._poller = asyncio.create_task(self._poll())
+        try:
+            if call.status is CallStatus.QUEUED:
+                await self._send(call.key)
+            return await waiting.done
+        except BaseException:
+            # Timed out, or the run stops: a call no worker took yet is never made after this.
+            abandoned = ToolCallError(f"{call.server}/{call.tool} was not made: its driver stopped waiting")
+            try:
+                self.calls.settle_queued(call.key, of_error(abandoned), self._clock())
+            except OpsmithError as failure:
+                # Left queued: a worker that gets it refuses it, as its step is no longer running.
+                log.warning("settling step call %s: %s", call.key, failure.message)
+            raise
+        finally:
+            self._waiting.pop(call.key, None)
+
+    async def _send(self, key: str) -> None:
+        try:
+            await asyncio.to_thread(self._broker.send, key)
+        except OpsmithError as failure:
+            # Asked for again after resend_after_seconds, once the broker is back.
+            log.warning("%s", failure.message)
+
+    def _resend(self, key: str) -> None:
+        self.calls.resent(key, self._clock())
+        task = asyncio.create_task(self._send(key))
+        self._sends.add(task)
+        task.add_done_callback(self._sends.discard)
+
+    async def _poll(self) -> None:
+        while self._waiting:
+            await asyncio.sleep(POLL_SECONDS)
+            try:
+                self._look()
+            except OpsmithError as failure:
+                log.warning("reading the step calls in flight: %s", failure.message)
+
+    def _look(self) -> None:
+        rows = self.calls.get_many(list(self._waiting))
+        now = self._clock()
+        for key, waiting in list(self._waiting.items()):
+            row = rows.get(key)
+            if row is None or waiting.done.done():
+                continue
+            if row.status is CallStatus.DONE:
+                waiting.done.set_result(row)
+            elif row.status is CallStatus.QUEUED:
+                if (now - row.sent_at).total_seconds() > self._celery.resend_after_seconds:
+                    self._resend(key)
+            else:
+                self._lost_if_silent(row, now)
+
+    def _lost_if_silent(self, row: StepCall, now: datetime) -> None:
+        since = row.silent_since()
+        assert since is not None  # claimed, so claimed by a worker
+        assert row.worker is not None
+        silent = (now - since).total_seconds()
+        if silent <= self._celery.lost_after_seconds:
+            return
+        outcome = {
+            "ok": False,
+            "kind": LOST,
+            "message": (
+                f"worker {row.worker} went silent during {row.server}/{row.tool} (no heartbeat for"
+                f" {silent:.0f}s): the call may or may not have been made"
+            ),
+            "retryable": True,
+        }
+        # If the worker finishes at this very moment, one of the two wins; the next look reads it.
+        self.calls.finish(row.key, row.worker, outcome, now)
+
+
+def _likeliest(steps: list[Step], arguments: dict[str, Any], state: RunState) -> Step:
+    """Of the running steps calling the same tool, the one whose arguments these are."""
+    if len(steps) == 1:
+        return steps[0]
+    for step in steps:
+        try:
+            if resolve(step.args, Outputs(state), step_id=step.id) == arguments:
+                return step
+        except OpsmithError:
+            continue
+    return steps[0]
+
+
+class DistributedExecutor:
+    """The Executor of `executor: celery`: the LocalExecutor over DispatchingTools, and the crash
+    rule applied when a worker went silent during a step that is not idempotent."""
+
+    def __init__(
+        self,
+        inner: LocalExecutor,
+        *,
+        plan: Plan,
+        runs: RunJournal,
+        identity: Identity,
+        settings: ExecutionSettings,
+        listener: Listener | None,
+    ) -> None:
+        self._inner = inner
+        self._plan = plan
+        self._runs = runs
+        self._identity = identity
+        self._settings = settings
+        self._listener = listener
+        self._failure: str | None = None
+
+    @property
+    def owner(self) -> str:
+        return self._inner.owner
+
+    @owner.setter
+    def owner(self, value: str) -> None:
+        self._inner.owner = value
+
+    @property
+    def state(self) -> RunState | None:
+        return self._inner.state
+
+    @state.setter
+    def state(self, value: RunState | None) -> None:
+        self._inner.state = value
+
+    @property
+    def failure(self) -> str | None:
+        return self._failure or self._inner.failure
+
+    def mark_touched(self, step_id: str) -> None:
+        self._inner.mark_touched(step_id)
+
+    async def execute(self, state: RunState) -> RunState:
+        try:
+            return await self._inner.execute(state)
+        except WorkerLost as lost:
+            return self._recovered(lost)
+
+    async def fail_and_rollback(self, why: str) -> RunState:
+        try:
+            return await self._inner.fail_and_rollback(why)
+        except WorkerLost as lost:
+            return self._recovered(lost)
+
+    def _recovered(self, lost: WorkerLost) -> RunState:
+        """What a new driver would make of the run after a crash: `engine.recovery`'s rule. The
+        inner executor let the lease go on its way out; it is taken again to record that."""
+        state = self._inner.state
+        assert state is not None  # execute() set it
+        owner = self._inner.owner
+        claimed = self._runs.claim(state.run_id, owner, seconds=self._settings.lease_seconds)
+        if claimed is None:
+            return state  # another process drives the run now; it recovers it
+        try:
+            recovered = recover(self._plan, claimed)
+            now = _now()
+            events = [
+                RunEvent(
+                    run_id=state.run_id,
+                    at=now,
+                    type=EventType.STEP_INTERRUPTED,
+                    step_id=step_id,
+                    message=_interrupted(step_id, lost, rerun=step_id in recovered.rerun),
+                )
+                for step_id in [*recovered.rerun, *recovered.held]
+            ]
+            held = ", ".join(recovered.held)
+            why = (
+                f"run {state.run_id} needs attention: {held} may or may not have done its work"
+                f" ({lost.message}); check it, then: opsmith resume {state.run_id} --retry STEP"
+                " | --skip STEP | --rollback STEP"
+            )
+            if recovered.held:
+                events.append(
+                    RunEvent(run_id=state.run_id, at=now, type=EventType.RUN_ATTENTION, message=why)
+                )
+                self._failure = why
+            note = AuditNote(
+                self._identity.user,
+                "run.worker_lost",
+                state.run_id,
+                {"step": lost.step_id, "held": recovered.held},
+            )
+            stored = self._runs.commit(
+                recovered.state,
+                owner=owner,
+                events=events,
+                audits=[note],
+                lease_seconds=self._settings.lease_seconds,
+            )
+            if self._listener is not None:
+                for event in stored:
+                    self._listener(event)
+            self._inner.state = recovered.state
+            return recovered.state
+        finally:
+            self._runs.release(state.run_id, owner)
+
+
+def _interrupted(step_id: str, lost: WorkerLost, *, rerun: bool) -> str:
+    if step_id == lost.step_id:
+        return f"{lost.message}; not idempotent: a person decides"
+    # Calls in flight beside it were stopped with the driver, as a crash stops them.
+    return (
+        "stopped with the run; runs again"
+        if rerun
+        else "stopped with the run: it may or may not have done its work"
+    )
+
+
+class DistributedExecutors:
+    """The ExecutorFactory of `executor: celery`."""
+
+    def __init__(self, calls: StepCallStore, broker: Broker, celery: CeleryConfig) -> None:
+        self._watch = CallWatch(calls, broker, celery)
+
+    def __call__(
+        self,
+        plan: Plan,
+        *,
+        tools: ToolProvider,
+        runs: RunJournal,
+        identity: Identity,
+        permission: Permission,
+        settings: ExecutionSettings | None = None,
+        auto_validate: bool = False,
+        listener: Listener | None = None,
+        owner: str | None = None,
+    ) -> Executor:
+        settings = settings or ExecutionSettings()
+        dispatching = DispatchingTools(tools, self._watch, plan=plan, settings=settings)
+        inner = LocalExecutor(
+            plan,
+            tools=dispatching,
+            runs=runs,
+            identity=identity,
+            permission=permission,
+            settings=settings,
+            auto_validate=auto_validate,
+            listener=listener,
+            owner=owner,
+        )
+        dispatching.bind(inner)
+        return DistributedExecutor(
+            inner, plan=plan, runs=runs, identity=identity, settings=settings, listener=listener
+        )
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
