@@ -189,6 +189,17 @@ def test_tool_calls_summed_by_the_database_agree_with_the_entries_read_one_by_on
         assert got.seconds == pytest.approx(stats.seconds, rel=1e-9, abs=1e-9)
 
 
+def test_a_duration_too_small_to_divide_is_summed_as_zero(database_url: str) -> None:
+    # PostgreSQL raises on a quotient that underflows; one such entry must not break every read.
+    log = AuditLog(Database(database_url))
+    log.append("alice", "tool.called", "plan_x", {"tool": "k/apply", "ok": True, "ms": 5e-324})
+    log.append("alice", "tool.called", "plan_x", {"tool": "k/apply", "ok": True, "ms": 1000})
+    stats = log.tool_calls(100, BOUNDS)["k/apply"]
+    assert (stats.calls, stats.timed) == (2, 2)
+    assert stats.seconds == pytest.approx(1.0)
+    assert log.call_durations(100) == {"k/apply": pytest.approx(0.5)}
+
+
 def test_audit_sums_are_kept_until_anyone_appends(database_url: str) -> None:
     log = AuditLog(Database(database_url))
     assert log.tool_calls(100, BOUNDS) == {} and log.call_durations(100) == {}

@@ -316,18 +316,28 @@ class AuditLog:
             serialise(session.connection(), AUDIT_APPEND_LOCK)
 
 
+_TINY = 1e-300  # far below any measured duration, far above where ms / 1000 underflows
+
+
 def _calls(materialize: bool) -> CTE:
     """The `tool.called` entries with seq in (low, high]: their tool, whether ok, and seconds, each
     read out of the details once. Seqs are contiguous (each entry is the last + 1), so the newest
     `window` entries are such a range."""
     details = AuditRow.details
+    ms = details["ms"].as_float()
     calls = (
         select(
             func.coalesce(details["tool"].as_string(), UNNAMED).label("tool"),
             details["tool"].as_string().is_not(None).label("named"),
             (details["ok"].as_boolean() == true()).label("ok"),
             # Divided as fold_calls divides (ms / 1000, then compared): the same floats, the same buckets.
-            (details["ms"].as_float() / literal(1000.0, Float)).label("seconds"),
+            # A duration too small to divide is 0: PostgreSQL raises on a quotient that underflows
+            # (a subnormal ms in an entry) where Python rounds it to 0.0, and one such entry would
+            # fail every read of the sums.
+            case(
+                (func.abs(ms) < literal(_TINY, Float), literal(0.0, Float)),
+                else_=ms / literal(1000.0, Float),
+            ).label("seconds"),
         )
         .where(AuditRow.seq > bindparam("low"), AuditRow.seq <= bindparam("high"), AuditRow.action == CALLED)
         .cte("calls")
