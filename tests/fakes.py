@@ -947,11 +947,12 @@ class FakeTaskStore:
     a save is a compare-and-set on the status (and lease owner) its writer read. Audit notes of a
     change that is written go to `audit` (the world's FakeAudit), and only then."""
 
-    def __init__(self, audit: FakeAudit | None = None) -> None:
+    def __init__(self, audit: FakeAudit | None = None, outbox: FakeOutbox | None = None) -> None:
         self.tasks: dict[str, Any] = {}  # id -> Task
         self.entries: list[Any] = []  # TaskLogEntry, oldest first
         self.agent_rows: dict[str, Any] = {}  # id -> Agent
         self.audit = audit
+        self.outbox = outbox
 
     def _audited(self, notes: Sequence[Any]) -> None:
         if notes and self.audit is None:
@@ -985,15 +986,20 @@ class FakeTaskStore:
         owner: str | None = None,
         log: Sequence[Any] = (),
         audit: Sequence[Any] = (),
+        notices: Sequence[Any] = (),
     ) -> bool:
         stored = self.tasks.get(task.id)
         if stored is None or stored.status is not expected:
             return False
         if owner is not None and stored.lease_owner != owner:
             return False
+        if notices and self.outbox is None:
+            raise AssertionError("FakeTaskStore was given notices but no FakeOutbox to queue them in")
         self.tasks[task.id] = task.model_copy(update={"key": stored.key, "created_at": stored.created_at})
         self.entries += list(log)
         self._audited(audit)
+        if self.outbox is not None:
+            self.outbox.enqueue(notices)
         return True
 
     def find(self, statuses: Sequence[Any] | None = None, *, limit: int = 50, offset: int = 0) -> list[Any]:

@@ -498,9 +498,10 @@ class TaskStore(Protocol):
         owner: str | None = None,
         log: Sequence[TaskLogEntry] = (),
         audit: Sequence[AuditNote] = (),
+        notices: Sequence[Delivery] = (),
     ) -> bool:
-        """Write it, its log and `audit` entries in one transaction if its row is still `expected`
-        (and leased by `owner`); False, and nothing written, otherwise."""
+        """Write it, its log and `audit` entries and the `notices` to queue in one transaction if
+        its row is still `expected` (and leased by `owner`); False, and nothing written, otherwise."""
         ...
 
     def find(

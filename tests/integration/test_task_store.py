@@ -13,11 +13,13 @@ import pytest
 
 from opsmith.domain.audit import AuditEntry
 from opsmith.domain.journal import AuditNote
+from opsmith.domain.notifications import Delivery, Notice, NotifyEvent
 from opsmith.domain.tasks import Task, TaskLogEntry, TaskStatus
 from opsmith.errors import StoreError
 from opsmith.store import Database
 from opsmith.store.audit import AuditLog
 from opsmith.store.keys import load_seal
+from opsmith.store.notifications import NotificationRepository
 from opsmith.store.tasks import TaskRepository
 from opsmith.store.witness import FileWitness
 from tests.dbservers import PostgresServer
@@ -143,3 +145,34 @@ def test_concurrent_writers_keep_one_chain(url: str, tmp_path: Path) -> None:
     )
     verified = audit.verify()
     assert verified.ok, verified.problem
+
+
+def notice_for(t: Task, n: int = 1) -> Delivery:
+    summary = Notice(event=NotifyEvent.TASK_ESCALATED, summary=f"{t.id} escalated", task_id=t.id, at=NOW)
+    return Delivery(
+        id=f"ntf_{n:016x}", key=f"task_escalated:{t.id}@{n}:pager", subject=f"{t.id}@{n}", channel="pager",
+        notice=summary, max_attempts=3, next_attempt_at=NOW, created_at=NOW, updated_at=NOW,
+    )  # fmt: skip
+
+
+def test_a_notice_is_queued_with_the_change_it_tells_of_or_not_at_all(url: str, tmp_path: Path) -> None:
+    store, audit = wired(url, tmp_path)
+    outbox = NotificationRepository(Database(url))
+    first = task(1)
+    store.add(first, [created(first)], audit=[note(first)])
+    raised = first.model_copy(update={"status": TaskStatus.ESCALATED, "escalation_level": 1})
+    # A writer that lost the compare-and-set queues nothing.
+    assert not store.save(raised, expected=TaskStatus.RUNNING, notices=[notice_for(first)])
+    assert outbox.recent() == []
+    # The audit entry fails inside the transaction: neither the escalation nor its notice is kept.
+    broken = TaskRepository(Database(url), BrokenAfterInsert(Database(url)))
+    with pytest.raises(StoreError, match="disk I/O"):
+        broken.save(raised, expected=TaskStatus.QUEUED, audit=[note(first, "task.escalated")],
+                    notices=[notice_for(first)])  # fmt: skip
+    assert outbox.recent() == [] and store.get(first.id).escalation_level == 0
+    # Written: the escalation, its entry and the notice, once per key.
+    assert store.save(raised, expected=TaskStatus.QUEUED, audit=[note(first, "task.escalated")],
+                      notices=[notice_for(first)])  # fmt: skip
+    (queued,) = outbox.recent()
+    assert queued.key == f"task_escalated:{first.id}@1:pager" and queued.notice.task_id == first.id
+    assert store.get(first.id).escalation_level == 1 and audit.verify().ok

@@ -223,6 +223,7 @@ def test_an_escalation_is_notified_once_per_level_through_the_outbox(world: Fake
 """
     )
     outbox, senders = FakeOutbox(), FakeSenders()
+    store_of(world).outbox = outbox  # one database: the notice is written with the escalation
     world.app = replace(world.app, config=parse_config(routed, source="test"), outbox=outbox, senders=senders)
     made = report_bug(world.app, OLGA, {**BUG, "severity": "emergency"})
     orchestrate(world, work={"code_fix": Failing(times=99, retryable=False)})
@@ -243,6 +244,7 @@ def test_an_escalation_is_notified_once_per_level_through_the_outbox(world: Fake
 
 def test_an_escalation_without_a_routed_channel_queues_nothing(world: FakeWorld) -> None:
     outbox = FakeOutbox()
+    store_of(world).outbox = outbox
     world.app = replace(world.app, outbox=outbox, senders=FakeSenders())
     made = report_bug(world.app, OLGA, {**BUG, "severity": "emergency"})
     world.clock.advance(2 * 3600)

@@ -48,11 +48,12 @@ from opsmith.services.known_secrets import secret_values
 
 __all__ = [
     "deliver_due",
+    "deliveries_for",
+    "escalation_notices",
     "notify",
     "notify_attention",
     "notify_plan",
     "notify_run",
-    "notify_task_escalated",
     "recent_deliveries",
     "retry_delivery",
 ]
@@ -72,6 +73,22 @@ def notify(app: App, event: NotifyEvent | str, subject: str, details: Mapping[st
     the rules route `event` to in its environment, once per (event, subject, channel). The deliveries
     queued now; none when no rule matches. A store that cannot be written is logged, never raised:
     a notification must not undo the event it tells of."""
+    kind = NotifyEvent(event)
+    deliveries = deliveries_for(app, kind, subject, details)
+    if app.outbox is None or not deliveries:
+        return []
+    try:
+        return app.outbox.enqueue(deliveries)
+    except OpsmithError as error:
+        _log.error("could not queue the %s notification of %s: %s", kind.value, subject, error)
+        return []
+
+
+def deliveries_for(
+    app: App, event: NotifyEvent | str, subject: str, details: Mapping[str, Any]
+) -> list[Delivery]:
+    """The deliveries `notify` would queue, built but not stored: for a store that writes them in
+    the transaction of the change they tell of (none without an outbox or a routed channel)."""
     kind = NotifyEvent(event)
     settings = app.config.notifications
     channels = settings.channels_for(kind, details.get("environment"))
@@ -94,11 +111,7 @@ def notify(app: App, event: NotifyEvent | str, subject: str, details: Mapping[st
         )
         for channel in channels
     ]
-    try:
-        return app.outbox.enqueue(deliveries)
-    except OpsmithError as error:
-        _log.error("could not queue the %s notification of %s: %s", kind.value, subject, error)
-        return []
+    return deliveries
 
 
 def notify_plan(app: App, plan: Plan) -> list[Delivery]:
@@ -133,9 +146,12 @@ def notify_run(app: App, plan: Plan, state: RunState) -> list[Delivery]:
     return notify(app, event, state.run_id, details)
 
 
-def notify_task_escalated(app: App, task: Task, level: int, to: str, why: str) -> list[Delivery]:
-    """A task raised to escalation `level` (handed to `to`), told once per task and level: "task T
-    escalated to level N (why)". Routed by the environment of the run that made it, if any."""
+def escalation_notices(app: App, task: Task, level: int, to: str, why: str) -> list[Delivery]:
+    """The notices of a task raised to escalation `level` (handed to `to`), once per task and level:
+    "task T escalated to level N (why)", routed by the environment of the run that made it, if any.
+    Built, not queued: the task store writes them with the escalation, so that neither is kept
+    without the other (a crash between the two would lose the notice for good, as the task's
+    level is not raised twice)."""
     details: dict[str, Any] = {
         "task_id": task.id,
         "plan_id": str(task.details.get("plan_id") or ""),
@@ -145,7 +161,7 @@ def notify_task_escalated(app: App, task: Task, level: int, to: str, why: str) -
         "requested_by": task.reported_by,
         "summary": f"Task {task.id} ({task.title[:120]}) escalated to level {level}, to the {to} ({why})",
     }
-    return notify(app, NotifyEvent.TASK_ESCALATED, f"{task.id}@{level}", details)
+    return deliveries_for(app, NotifyEvent.TASK_ESCALATED, f"{task.id}@{level}", details)
 
 
 def notify_attention(app: App, plan: Plan, state: RunState, *, why: str | None = None) -> list[Delivery]:

@@ -59,7 +59,7 @@ from opsmith.domain.tasks import (
 from opsmith.engine.state import RunState, RunStatus
 from opsmith.ports import TaskStore
 from opsmith.services.agents import Handler, Outcome, handlers
-from opsmith.services.notifications import notify_task_escalated
+from opsmith.services.notifications import escalation_notices
 
 __all__ = [
     "AgentView",
@@ -411,9 +411,8 @@ def _escalate(app: App, store: TaskStore, now: datetime, report: PassReport, dry
                              detail={"level": level, "to": to, "late_minutes": late}, at=now)  # fmt: skip
         note = AuditNote("opsmith", "task.escalated", task.id, {"level": level, "to": to})
         raised = escalated(task, level, now)
-        if store.save(raised, expected=task.status, log=[entry], audit=[note]):
-            # Queued in the outbox after the commit, as a settled run's notice is: only what happened.
-            notify_task_escalated(app, raised, level, to, f"overdue by {late} min")
+        notices = escalation_notices(app, raised, level, to, f"overdue by {late} min")
+        store.save(raised, expected=task.status, log=[entry], audit=[note], notices=notices)
 
 
 def _assign(

@@ -71,14 +71,8 @@ class NotificationRepository:
 
     def enqueue(self, deliveries: Sequence[Delivery]) -> list[Delivery]:
         """Store each delivery unless one with its key is stored already; the ones stored."""
-        added: list[Delivery] = []
         with self._db.transaction(immediate=True) as connection:
-            for delivery in deliveries:
-                statement = _insert_once(connection).values(**_values(delivery)).returning(_C.id)
-                # RETURNING, not rowcount: psycopg reports -1 rows for an INSERT, whether it took one.
-                if connection.execute(statement).first() is not None:
-                    added.append(delivery)
-        return added
+            return enqueue_on(connection, deliveries)
 
     def claim_due(self, owner: str, now: datetime, *, limit: int, lease_seconds: float) -> list[Delivery]:
         """Lease up to `limit` pending rows whose next attempt is due and that nobody holds, oldest
@@ -189,6 +183,18 @@ class NotificationRepository:
 
 
 _ABANDONED = "gave up: the last attempt never reported back (its worker stopped while sending)"
+
+
+def enqueue_on(connection: Connection, deliveries: Sequence[Delivery]) -> list[Delivery]:
+    """`enqueue` inside a transaction another store runs: a notice written with the change it
+    tells of, or not at all."""
+    added: list[Delivery] = []
+    for delivery in deliveries:
+        statement = _insert_once(connection).values(**_values(delivery)).returning(_C.id)
+        # RETURNING, not rowcount: psycopg reports -1 rows for an INSERT, whether it took one.
+        if connection.execute(statement).first() is not None:
+            added.append(delivery)
+    return added
 
 
 def _insert_once(connection: Connection) -> Any:

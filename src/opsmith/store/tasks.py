@@ -41,6 +41,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from opsmith.domain.agents import Agent
 from opsmith.domain.audit import AuditEntry
 from opsmith.domain.journal import AuditNote
+from opsmith.domain.notifications import Delivery
 from opsmith.domain.redaction import redact
 from opsmith.domain.tasks import (
     HELD,
@@ -218,10 +219,11 @@ class TaskRepository:
         owner: str | None = None,
         log: Sequence[TaskLogEntry] = (),
         audit: Sequence[AuditNote] = (),
+        notices: Sequence[Delivery] = (),
     ) -> bool:
         """Write `task` if its row is still `expected` (and leased by `owner`, when given), with
-        its log entries and `audit` in the same transaction; False (and nothing written) when
-        another writer changed it first."""
+        its log entries, `audit` and the `notices` to queue in the outbox in the same transaction;
+        False (and nothing written) when another writer changed it first."""
         where = [_T.c.id == task.id, _T.c.status == expected.value]
         if owner is not None:
             where.append(_T.c.lease_owner == owner)
@@ -234,6 +236,11 @@ class TaskRepository:
             if changed.rowcount != 1:
                 return False, False
             self._insert_log.many(connection, _log_rows(log))
+            if notices:
+                # Imported here: the outbox's module costs every command that queues nothing.
+                from opsmith.store.notifications import enqueue_on
+
+                enqueue_on(connection, notices)
             return True, True
 
         return self._write(write, audit)
