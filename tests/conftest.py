@@ -115,17 +115,36 @@ def own_children() -> list[psutil.Process]:
         return []
 
 
+def _started_by(process: psutil.Process, pids: set[int]) -> bool:
+    try:
+        return any(parent.pid in pids for parent in process.parents())
+    except psutil.NoSuchProcess:
+        return False
+
+
 @pytest.fixture
 def no_orphans() -> Iterator[None]:
-    """Fails the test if it leaves any child process of this test process behind."""
+    """Fails the test if it leaves any child process of this test process behind. What the
+    processes that were there before start is theirs (a session's PostgreSQL forks a backend for
+    each connection the test opens): request `no_orphans` after the fixtures that start them."""
     before = {p.pid for p in own_children()}
     yield
     deadline = 10.0
-    left = [p for p in own_children() if p.pid not in before]
+    left = [p for p in own_children() if p.pid not in before and not _started_by(p, before)]
     gone, alive = psutil.wait_procs(left, timeout=deadline)
     del gone
     alive = [p for p in alive if p.status() != psutil.STATUS_ZOMBIE]
     assert not alive, f"child processes left behind: {[' '.join(p.cmdline()) for p in alive]}"
+
+
+def project_database(project: Path) -> str:
+    """The `database_url` of a project's opsmith.yaml, or its default SQLite file."""
+    import yaml
+
+    written = project / "opsmith.yaml"
+    config = yaml.safe_load(written.read_text()) if written.exists() else None
+    found = config.get("database_url") if isinstance(config, dict) else None
+    return str(found) if found else f"sqlite:///{project / '.opsmith' / 'opsmith.db'}"
 
 
 def stores_of(project: Path) -> tuple[PlanRepository, RunRepository]:
@@ -139,7 +158,7 @@ def stores_of(project: Path) -> tuple[PlanRepository, RunRepository]:
     from opsmith.store.witness import FileWitness
 
     state = project / ".opsmith"
-    database = Database(f"sqlite:///{state / 'opsmith.db'}")
+    database = Database(project_database(project))
     seal = load_seal(state / "integrity.key", {})
     audit = AuditLog(database, seal=seal, witness=FileWitness(state / "audit.head"))
     return PlanRepository(database, seal), RunRepository(database, audit, seal)

@@ -106,7 +106,7 @@ class Database:
                 yield connection
                 connection.commit()
         except SQLAlchemyError as exc:
-            raise store_failure(exc, f"write to database {self.display_url}") from exc
+            raise store_failure(exc, f"use database {self.display_url}") from exc
 
     def ensure_current(self) -> None:
         if not self._checked:
