@@ -64,8 +64,9 @@ class Tools:
 
 
 @pytest.fixture
-def database(tmp_path: Path) -> Database:
-    db = Database(f"sqlite:///{tmp_path / 'o.db'}")
+def database(database_url: str) -> Database:
+    """The engine over the real run store, on SQLite and on PostgreSQL."""
+    db = Database(database_url)
     db.migrate()
     return db
 

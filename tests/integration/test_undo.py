@@ -38,8 +38,9 @@ pytestmark = [pytest.mark.anyio, pytest.mark.integration]
 
 
 @pytest.fixture
-def database(tmp_path: Path) -> Database:
-    db = Database(f"sqlite:///{tmp_path / 'o.db'}")
+def database(database_url: str) -> Database:
+    """The engine over the real run store, on SQLite and on PostgreSQL."""
+    db = Database(database_url)
     db.migrate()
     return db
 
