@@ -38,6 +38,8 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, field_validator
 
+from opsmith.domain.text import without_nul
+
 if TYPE_CHECKING:
     from opsmith.domain.seal import Seal
 
@@ -207,6 +209,9 @@ def new_entry(
     if at.tzinfo is None or at.utcoffset() is None:
         raise ValueError("audit timestamps must be timezone-aware")
     at = at.astimezone(UTC)
+    # Hashed as stored: a NUL (say in a refused request's plan id) is stored as U+FFFD on PostgreSQL,
+    # and hashing the NUL would make the entry look edited there.
+    actor, action, subject = without_nul(actor), without_nul(action), without_nul(subject)
     seq = 1 if previous is None else previous.seq + 1
     prev_hash = GENESIS if previous is None else previous.hash
     plain = jsonable(dict(details))

@@ -343,6 +343,9 @@ def _sqlite_pragmas(dbapi_connection: Any, synchronous: str) -> None:
 
 
 def _postgres_session(dbapi_connection: Any, _record: Any) -> None:
+    from opsmith.store.postgres_text import keep_nul_out
+
+    keep_nul_out(dbapi_connection)
     # Times are written aware and stored as timestamptz either way, but what PostgreSQL itself
     # renders as text (a raw read, now()) then follows the server's zone; UTC keeps it as SQLite has it.
     cursor = dbapi_connection.cursor()
