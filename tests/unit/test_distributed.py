@@ -16,6 +16,7 @@ from opsmith.config import CeleryConfig, parse_config
 from opsmith.distributed.broker import masked
 from opsmith.distributed.dispatch import DistributedExecutors
 from opsmith.distributed.outcome import of_result
+from opsmith.domain.evidence import Condition
 from opsmith.domain.identity import DEFAULT_ROLES, Identity
 from opsmith.domain.plan import Plan
 from opsmith.domain.results import ToolResult
@@ -171,6 +172,40 @@ async def test_a_call_its_driver_stopped_waiting_for_is_never_made() -> None:
     (row,) = calls.rows.values()
     assert row.status is CallStatus.DONE and "stopped waiting" in str((row.outcome or {})["message"])
     assert calls.claim(row.key, "late", _now()) is None, "a message delivered now does nothing"
+
+
+@pytest.mark.anyio
+async def test_two_steps_calling_one_tool_with_equal_arguments_each_label_their_own_calls() -> None:
+    # x asks until its check holds; y, the same call, is made while x waits to ask again. Told
+    # apart only by the engine's state and the arguments, y's call was taken for x's second one.
+    def same(step_id: str, *deps: str) -> Any:
+        return step(step_id, *deps, args={"service": "web"}).model_copy(update={"tool": "check"})
+
+    x = same("x").model_copy(
+        update={"expect": [Condition(path="status", op="==", value="ok")], "settle": 2.0}
+    )
+    plan = plan_of(x, step("w"), same("y", "w"))
+
+    def behave(calls: FakeStepCalls) -> Worker:
+        checks: list[str] = []
+
+        def worker(call: StepCall) -> bool:
+            if call.tool == "do_w" and not checks:
+                return False  # asked again after resend_after_seconds: y starts once x waits
+            if calls.claim(call.key, "w1", _now()) is None:
+                return False
+            status = "starting" if call.tool == "check" and not checks else "ok"
+            if call.tool == "check":
+                checks.append(call.key)
+            outcome = of_result(ToolResult(server=call.server, tool=call.tool, structured={"status": status}))
+            return calls.finish(call.key, "w1", outcome, _now())
+
+        return worker
+
+    state, calls, _, _ = await drive(plan, behave)
+    assert state.status is RunStatus.SUCCEEDED
+    labels = sorted((c.step_id, c.attempt) for c in calls.rows.values() if c.tool == "check")
+    assert labels == [("x", 1), ("x", 1), ("y", 1)], "x asked twice, y once"
 
 
 def test_executor_celery_needs_a_broker() -> None:

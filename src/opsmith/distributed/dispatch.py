@@ -35,13 +35,12 @@ from opsmith.domain.journal import AuditNote
 from opsmith.domain.plan import Plan, Step
 from opsmith.domain.results import ToolResult
 from opsmith.domain.servers import ServerStatus
-from opsmith.domain.step_calls import CallKind, CallStatus, StepCall, call_key
+from opsmith.domain.step_calls import CallingStep, CallKind, CallStatus, StepCall, call_key, calling_step
 from opsmith.engine.events import EventType, RunEvent
 from opsmith.engine.local import LocalExecutor
 from opsmith.engine.recovery import recover
-from opsmith.engine.references import resolve
 from opsmith.engine.settings import ExecutionSettings
-from opsmith.engine.state import Outputs, RunState, StepStatus, UndoStatus
+from opsmith.engine.state import RunState
 from opsmith.ports import Broker, Executor, Listener, Progress, RunJournal, StepCallStore, ToolProvider
 
 log = logging.getLogger(__name__)
@@ -69,7 +68,7 @@ class _Waiting:
 
 class DispatchingTools:
     """A ToolProvider whose step calls are made by workers; `inner` answers the catalog, and makes
-    any call that is not one of the plan's steps or undos (there is none today)."""
+    any call the engine does not make for one of the plan's steps or undos (there is none today)."""
 
     def __init__(
         self,
@@ -81,15 +80,9 @@ class DispatchingTools:
     ) -> None:
         self._inner = inner
         self._watch = watch
-        self._plan = plan
+        self._steps = {s.id: s for s in plan.steps}
         self._settings = settings
-        self._engine: LocalExecutor | None = None
-        self._busy: set[tuple[CallKind, str]] = set()
         self._counts: dict[tuple[str, int], int] = {}
-
-    def bind(self, engine: LocalExecutor) -> None:
-        """The engine whose calls these are: its state says which step and attempt a call is."""
-        self._engine = engine
 
     @property
     def catalog(self) -> Catalog:
@@ -108,81 +101,59 @@ class DispatchingTools:
         progress: Progress | None = None,
         finished: Mapping[str, Mapping[str, Any]] | None = None,
     ) -> ToolResult:
-        target = self._target(server, tool, arguments)
+        target = self._target(server, tool)
         if target is None:
             return await self._inner.call(
                 server, tool, arguments, timeout=timeout, progress=progress, finished=finished
             )
-        step, kind, attempt = target
-        slot = (kind, step.id)
-        self._busy.add(slot)
-        try:
-            stored = self._request(step, kind, attempt, server, tool, arguments, finished)
-            settled = await self._watch.made(stored)
-        finally:
-            self._busy.discard(slot)
-        return self._answer(step, kind, settled)
+        step, calling = target
+        stored = self._request(step, calling, server, tool, arguments, finished)
+        settled = await self._watch.made(stored)
+        return self._answer(step, calling.kind, settled)
 
     # -- which call this is -----------------------------------------------------------------------
 
-    def _target(self, server: str, tool: str, arguments: dict[str, Any]) -> tuple[Step, CallKind, int] | None:
-        """The step (and attempt) making this call. The engine's call carries no step id, but it
-        commits a step as running (or its undo as calling) before it calls: the step is the one
-        in that state calling this tool and not calling yet."""
-        engine = self._engine
-        if engine is None or engine.state is None:
+    def _target(self, server: str, tool: str) -> tuple[Step, CallingStep] | None:
+        """The step the engine says it makes this call for (`calling_step`, set around each step's
+        call and undo), if this is that step's tool (or its undo's)."""
+        calling = calling_step.get()
+        if calling is None:
             return None
-        state = engine.state
-        running = [
-            s
-            for s in self._plan.steps
-            if (s.server, s.tool) == (server, tool)
-            and state.step(s.id).status is StepStatus.RUNNING
-            and (CallKind.CALL, s.id) not in self._busy
-        ]
-        if running:
-            step = _likeliest(running, arguments, state)
-            return step, CallKind.CALL, state.step(step.id).attempts
-        undoing = [
-            s
-            for s in self._plan.steps
-            if s.rollback is not None
-            and (s.rollback.server, s.rollback.tool) == (server, tool)
-            and state.step(s.id).undo is UndoStatus.CALLING
-            and (CallKind.UNDO, s.id) not in self._busy
-        ]
-        if undoing:
-            return undoing[0], CallKind.UNDO, state.step(undoing[0].id).attempts
-        return None
+        step = self._steps.get(calling.step_id)
+        if step is None:
+            return None
+        wanted = (step.server, step.tool)
+        if calling.kind is CallKind.UNDO:
+            if step.rollback is None:
+                return None
+            wanted = (step.rollback.server, step.rollback.tool)
+        return (step, calling) if (server, tool) == wanted else None
 
     def _request(
         self,
         step: Step,
-        kind: CallKind,
-        attempt: int,
+        calling: CallingStep,
         server: str,
         tool: str,
         arguments: dict[str, Any],
         finished: Mapping[str, Mapping[str, Any]] | None,
     ) -> StepCall:
-        if kind is CallKind.CALL:
-            counted = (step.id, attempt)
+        if calling.kind is CallKind.CALL:
+            counted = (step.id, calling.attempt)
             n = self._counts.get(counted, 0) + 1
             self._counts[counted] = n
             timeout = step.timeout if step.timeout is not None else self._settings.step_timeout
         else:
             n = secrets.randbelow(2**48)
             timeout = self._settings.step_timeout
-        assert self._engine is not None  # _target found the step in its state
-        assert self._engine.state is not None
         now = self._watch.now()
         return self._watch.calls.request(
             StepCall(
-                key=call_key(self._engine.state.run_id, step.id, attempt, kind, n),
-                run_id=self._engine.state.run_id,
+                key=call_key(calling.run_id, step.id, calling.attempt, calling.kind, n),
+                run_id=calling.run_id,
                 step_id=step.id,
-                attempt=attempt,
-                kind=kind,
+                attempt=calling.attempt,
+                kind=calling.kind,
                 server=server,
                 tool=tool,
                 args=arguments,
@@ -307,19 +278,6 @@ class CallWatch:
         }
         # If the worker finishes at this very moment, one of the two wins; the next look reads it.
         self.calls.finish(row.key, row.worker, outcome, now)
-
-
-def _likeliest(steps: list[Step], arguments: dict[str, Any], state: RunState) -> Step:
-    """Of the running steps calling the same tool, the one whose arguments these are."""
-    if len(steps) == 1:
-        return steps[0]
-    for step in steps:
-        try:
-            if resolve(step.args, Outputs(state), step_id=step.id) == arguments:
-                return step
-        except OpsmithError:
-            continue
-    return steps[0]
 
 
 class DistributedExecutor:
@@ -477,7 +435,6 @@ class DistributedExecutors:
             listener=listener,
             owner=owner,
         )
-        dispatching.bind(inner)
         return DistributedExecutor(
             inner, plan=plan, runs=runs, identity=identity, settings=settings, listener=listener
         )

@@ -8,6 +8,7 @@ duplicated, redelivered or late message finds the row claimed or done and does n
 
 from __future__ import annotations
 
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
@@ -23,6 +24,24 @@ class CallStatus(StrEnum):
 class CallKind(StrEnum):
     CALL = "call"  # the step's own tool
     UNDO = "undo"  # its rollback action
+
+
+@dataclass(frozen=True)
+class CallingStep:
+    """Which step (and attempt) of which run a tool call is made for, and whether it is the step's
+    own call or its undo."""
+
+    run_id: str
+    step_id: str
+    attempt: int
+    kind: CallKind
+
+
+# Set by the engine around each step's call and undo. A context variable rather than a keyword of
+# ToolProvider.call: every provider and wrapper (pools, RBAC, fleet, fakes) passes calls on
+# unchanged and only the dispatcher reads it, and asyncio gives each step's task its own copy, so
+# two steps calling one tool with equal arguments at once each see their own.
+calling_step: ContextVar[CallingStep | None] = ContextVar("opsmith_calling_step", default=None)
 
 
 @dataclass(frozen=True)

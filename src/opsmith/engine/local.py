@@ -28,6 +28,7 @@ from opsmith.domain.identity import Action, Identity, Permission, decide
 from opsmith.domain.journal import AuditNote
 from opsmith.domain.plan import Plan, Step, ToolCall
 from opsmith.domain.results import ToolResult
+from opsmith.domain.step_calls import CallingStep, CallKind, calling_step
 from opsmith.engine.conditions import unmet_expectations, unmet_when
 from opsmith.engine.events import EventType, RunEvent
 from opsmith.engine.evidence_gate import unmet_before
@@ -386,6 +387,8 @@ class LocalExecutor:
         # Hosts an interrupted attempt finished (recorded with the step) are not contacted again.
         finished = finished_hosts(step, self._current.step(step.id))
         outcome: ToolResult | OpsmithError
+        attempt = self._current.step(step.id).attempts
+        token = calling_step.set(CallingStep(self._current.run_id, step.id, attempt, CallKind.CALL))
         try:
             # A timeout scope, not wait_for: wait_for wraps the call in a task of its own, one more
             # trip through the event loop for every step.
@@ -404,6 +407,7 @@ class LocalExecutor:
         except OpsmithError as failure:
             outcome = failure
         finally:
+            calling_step.reset(token)
             progress.stop()
         # Hosts that finished since the last progress commit: recorded also when the call failed or
         # timed out, so that the next attempt leaves them alone.
@@ -538,6 +542,8 @@ class LocalExecutor:
             [self._event(EventType.ROLLBACK_CALLING, step_id, f"{call.server}/{call.tool}", data)],
         )
         started = time.perf_counter()
+        attempt = self._current.step(step_id).attempts
+        token = calling_step.set(CallingStep(self._current.run_id, step_id, attempt, CallKind.UNDO))
         try:
             async with asyncio.timeout(self._settings.step_timeout):
                 result = await self._tools.call(call.server, call.tool, call.args)
@@ -546,6 +552,8 @@ class LocalExecutor:
             return self._undone(step_id, ok=False, message=message)
         except OpsmithError as error:
             return self._undone(step_id, ok=False, message=error.message)
+        finally:
+            calling_step.reset(token)
         output = result.structured if result.structured is not None else {"text": result.text}
         tool = f"{call.server}/{call.tool}"
         summary = summarize(output)
