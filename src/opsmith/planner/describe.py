@@ -2,8 +2,34 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 from opsmith.domain.compliance import Requirement
-from opsmith.domain.plan import Step
+from opsmith.domain.graph import Node, estimate, format_duration_range, parallel_groups
+from opsmith.domain.plan import Estimate, Step
+
+
+def outline(
+    steps: list[Step], requirements: list[Requirement], environment: str | None, nodes: Sequence[Node]
+) -> dict[str, Any]:
+    """The Plan fields that follow from its steps alone, the same for every planner: its compliance,
+    prose, estimated duration (over the step graph `nodes`), steps and parallel groups."""
+    found = estimate(nodes)
+    return {
+        "compliance": requirements,
+        "rollback_strategy": rollback_strategy(steps, environment),
+        "success_criteria": success_criteria(steps, requirements),
+        "failure_handling": failure_handling(steps),
+        "estimated_duration": Estimate(
+            minimum_seconds=found.minimum,
+            maximum_seconds=found.maximum,
+            text=format_duration_range(found.minimum, found.maximum),
+            critical_path=list(found.critical_path),
+        ),
+        "steps": steps,
+        "parallel_groups": parallel_groups(nodes),
+    }
 
 
 def rollback_strategy(steps: list[Step], environment: str | None) -> str:

@@ -77,9 +77,9 @@ from opsmith.domain.errors import (
     UsageError,
 )
 from opsmith.domain.evidence import Condition, StepCondition
-from opsmith.domain.graph import Node, estimate, format_duration_range, parallel_groups, topological_order
+from opsmith.domain.graph import Node, topological_order
 from opsmith.domain.intent import Environment, Intent
-from opsmith.domain.plan import Estimate, Plan, PlanStatus, Step, StepRetry, ToolCall
+from opsmith.domain.plan import Plan, PlanStatus, Step, StepRetry, ToolCall
 from opsmith.domain.risk import RiskRules, assess, highest
 from opsmith.engine.errors import InvalidSetting
 from opsmith.engine.retry import RetryPolicy
@@ -503,7 +503,6 @@ class _Assembly:
         schemas = {s.id: _output_schema(self.catalog, s) for s in steps}
         steps, requirements = attach_requirements(steps, environment, self.config.policy.compliance, schemas)
         nodes = [Node(id=s.id, depends_on=tuple(s.depends_on), duration=s.estimated_duration) for s in steps]
-        found = estimate(nodes)
         risk = highest([s.risk for s in steps])
         need = approval_need(
             risk,
@@ -535,18 +534,7 @@ class _Assembly:
             requires_approval=need.required,
             approval_reasons=list(need.reasons) or ["policy does not require approval for this plan"],
             approvals_needed=need.approvals,
-            compliance=requirements,
-            rollback_strategy=describe.rollback_strategy(steps, environment),
-            success_criteria=describe.success_criteria(steps, requirements),
-            failure_handling=describe.failure_handling(steps),
-            estimated_duration=Estimate(
-                minimum_seconds=found.minimum,
-                maximum_seconds=found.maximum,
-                text=format_duration_range(found.minimum, found.maximum),
-                critical_path=list(found.critical_path),
-            ),
-            steps=steps,
-            parallel_groups=parallel_groups(nodes),
+            **describe.outline(steps, requirements, environment, nodes),
             warnings=[
                 f"server {server} is degraded; steps on it may fail"
                 for server in dict.fromkeys(s.server for s in steps)

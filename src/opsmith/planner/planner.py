@@ -26,14 +26,14 @@ from opsmith.domain.errors import (
     ServerUnavailableError,
     UnknownNameError,
 )
-from opsmith.domain.graph import Node, estimate, format_duration_range, parallel_groups, validate
+from opsmith.domain.graph import Node, validate
 from opsmith.domain.hosts import HOSTS_SERVER
 from opsmith.domain.intent import Intent, Vocabulary, parse_intent, require_environment
 from opsmith.domain.intent_hosts import refuse_contradicted, stated_counts
 from opsmith.domain.intent_text import tokenize
 from opsmith.domain.intent_words import ENVIRONMENTS
 from opsmith.domain.inventory import Inventory
-from opsmith.domain.plan import Candidate, Estimate, Plan, PlanStatus, Step, ToolCall
+from opsmith.domain.plan import Candidate, Plan, PlanStatus, Step, ToolCall
 from opsmith.domain.plan import Mapping as ToolMapping
 from opsmith.domain.playbook import Playbook, PlaybookStep, choose
 from opsmith.domain.risk import assess, highest
@@ -597,7 +597,6 @@ class Planner:
         steps, requirements = attach_requirements(
             steps, intent.environment, self._config.policy.compliance, schemas
         )
-        found = estimate(nodes)
         risk = highest([s.risk for s in steps])
         changes = any(s.changes_target for s in steps)
         need = approval_need(
@@ -621,18 +620,7 @@ class Planner:
             requires_approval=bool(reasons),
             approval_reasons=reasons or ["policy does not require approval for this plan"],
             approvals_needed=needed,
-            compliance=requirements,
-            rollback_strategy=describe.rollback_strategy(steps, intent.environment),
-            success_criteria=describe.success_criteria(steps, requirements),
-            failure_handling=describe.failure_handling(steps),
-            estimated_duration=Estimate(
-                minimum_seconds=found.minimum,
-                maximum_seconds=found.maximum,
-                text=format_duration_range(found.minimum, found.maximum),
-                critical_path=list(found.critical_path),
-            ),
-            steps=steps,
-            parallel_groups=parallel_groups(nodes),
+            **describe.outline(steps, requirements, intent.environment, nodes),
             context_rules=adjustment.rules,
             skipped=skipped,
             warnings=warnings,
