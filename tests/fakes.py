@@ -1154,8 +1154,12 @@ class FakeStepCalls:
     def get(self, key: str) -> StepCall | None:
         return self.rows.get(key)
 
-    def get_many(self, keys: Iterable[str]) -> dict[str, StepCall]:
-        return {k: self.rows[k] for k in keys if k in self.rows}
+    def request_many(self, calls: Iterable[StepCall]) -> dict[str, StepCall]:
+        return {call.key: self.request(call) for call in calls}
+
+    def get_many(self, keys: Iterable[str], *, status: CallStatus | None = None) -> dict[str, StepCall]:
+        found = {k: self.rows[k] for k in keys if k in self.rows}
+        return {k: row for k, row in found.items() if status is None or row.status is status}
 
     def claim(self, key: str, worker: str, at: datetime) -> StepCall | None:
         claimed = {"status": CallStatus.CLAIMED, "worker": worker, "claimed_at": at}

@@ -64,7 +64,7 @@ from opsmith.domain.results import ToolResult
 from opsmith.domain.scripts import Script
 from opsmith.domain.servers import RecordedServer, ServerStatus
 from opsmith.domain.slack import ChatDecision
-from opsmith.domain.step_calls import StepCall, WorkerInfo
+from opsmith.domain.step_calls import CallStatus, StepCall, WorkerInfo
 from opsmith.domain.tasks import Task, TaskLogEntry, TaskStatus
 from opsmith.domain.tokens import TokenInfo
 from opsmith.domain.vault import KeyRotation, SecretInfo
@@ -688,9 +688,15 @@ class StepCallStore(Protocol):
         """Store the call unless its key is stored already; the call as stored."""
         ...
 
+    def request_many(self, calls: Iterable[StepCall]) -> dict[str, StepCall]:
+        """`request` for several calls in one transaction; each as stored, by key."""
+        ...
+
     def get(self, key: str) -> StepCall | None: ...
 
-    def get_many(self, keys: Iterable[str]) -> dict[str, StepCall]: ...
+    def get_many(self, keys: Iterable[str], *, status: CallStatus | None = None) -> dict[str, StepCall]:
+        """The stored calls of these keys (only those in `status`, if given)."""
+        ...
 
     def claim(self, key: str, worker: str, at: datetime) -> StepCall | None:
         """queued -> claimed by `worker`; None when it is claimed or done already."""

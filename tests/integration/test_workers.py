@@ -328,3 +328,32 @@ def test_a_broker_restarted_mid_run_loses_no_step(project: Project) -> None:
         report = finished(run)
         assert report["status"] == "succeeded", report
         assert project.names() == ["first", "second"]
+
+
+def test_calls_asked_for_at_once_are_stored_once_each(database_url: str) -> None:
+    calls = StepCallRepository(Database(database_url))
+    now = datetime.now(UTC)
+
+    def call(step_id: str) -> StepCall:
+        return StepCall(
+            key=f"run-1/{step_id}/1/call1", run_id="run-1", step_id=step_id, attempt=1,
+            kind=CallKind.CALL, server="rec", tool="touch", args={"name": step_id}, timeout=5.0,
+            created_at=now, sent_at=now,
+        )  # fmt: skip
+
+    first = calls.request_many([call("a"), call("b")])
+    assert {k: c.status for k, c in first.items()} == {
+        "run-1/a/1/call1": CallStatus.QUEUED,
+        "run-1/b/1/call1": CallStatus.QUEUED,
+    }
+    assert calls.claim("run-1/a/1/call1", "w1", now) is not None
+    # Asked for again with one new call: the stored one comes back as stored, claimed.
+    again = calls.request_many([call("a"), call("c")])
+    assert again["run-1/a/1/call1"].status is CallStatus.CLAIMED
+    assert again["run-1/a/1/call1"].worker == "w1"
+    assert again["run-1/c/1/call1"].status is CallStatus.QUEUED
+    assert len(calls.for_run("run-1")) == 3
+    assert calls.finish("run-1/a/1/call1", "w1", {"ok": True}, now)
+    keys = ["run-1/a/1/call1", "run-1/b/1/call1", "run-1/c/1/call1"]
+    assert list(calls.get_many(keys, status=CallStatus.DONE)) == ["run-1/a/1/call1"]
+    assert sorted(calls.get_many(keys, status=CallStatus.QUEUED)) == keys[1:]

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import secrets
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -45,7 +46,8 @@ from opsmith.ports import Broker, Executor, Listener, Progress, RunJournal, Step
 
 log = logging.getLogger(__name__)
 
-POLL_SECONDS = 0.01  # between two reads of the calls in flight
+POLL_SECONDS = 0.01  # between two reads of the calls in flight that are done
+SCAN_SECONDS = 0.25  # between two reads of all of them
 LOST = "lost"  # the outcome kind of a call whose worker went silent
 
 
@@ -147,21 +149,19 @@ class DispatchingTools:
             n = secrets.randbelow(2**48)
             timeout = self._settings.step_timeout
         now = self._watch.now()
-        return self._watch.calls.request(
-            StepCall(
-                key=call_key(calling.run_id, step.id, calling.attempt, calling.kind, n),
-                run_id=calling.run_id,
-                step_id=step.id,
-                attempt=calling.attempt,
-                kind=calling.kind,
-                server=server,
-                tool=tool,
-                args=arguments,
-                finished_hosts={h: dict(row) for h, row in finished.items()} if finished else None,
-                timeout=timeout,
-                created_at=now,
-                sent_at=now,
-            )
+        return StepCall(
+            key=call_key(calling.run_id, step.id, calling.attempt, calling.kind, n),
+            run_id=calling.run_id,
+            step_id=step.id,
+            attempt=calling.attempt,
+            kind=calling.kind,
+            server=server,
+            tool=tool,
+            args=arguments,
+            finished_hosts={h: dict(row) for h, row in finished.items()} if finished else None,
+            timeout=timeout,
+            created_at=now,
+            sent_at=now,
         )
 
     def _answer(self, step: Step, kind: CallKind, settled: StepCall) -> ToolResult:
@@ -179,8 +179,10 @@ class DispatchingTools:
 
 
 class CallWatch:
-    """The calls in flight of every run this process drives, read in one query per tick (so ten
-    runs at once cost the database what one does), each answered once its row is done."""
+    """The calls in flight of every run this process drives. The calls asked for at once are
+    stored in one transaction, and those in flight are read in one query per tick (so ten runs at
+    once cost the database what one does), each answered once its row is done. The database is
+    used from a thread: the engine's loop goes on with the other steps while PostgreSQL answers."""
 
     def __init__(
         self,
@@ -194,63 +196,109 @@ class CallWatch:
         self._celery = celery
         self._clock = clock or _now
         self._waiting: dict[str, _Waiting] = {}
+        self._unstored: dict[str, StepCall] = {}
         self._poller: asyncio.Task[None] | None = None
+        self._storer: asyncio.Task[None] | None = None
         self._sends: set[asyncio.Task[None]] = set()
 
     def now(self) -> datetime:
         return self._clock()
 
     async def made(self, call: StepCall) -> StepCall:
-        """The call once done: sent if queued, asked for again, or settled as lost."""
-        if call.status is CallStatus.DONE:
-            return call
+        """The call once done: stored and sent, asked for again, or settled as lost."""
         waiting = _Waiting(call, asyncio.get_running_loop().create_future())
         self._waiting[call.key] = waiting
+        self._unstored[call.key] = call
+        if self._storer is None or self._storer.done():
+            self._storer = asyncio.create_task(self._store())
         if self._poller is None or self._poller.done():
             self._poller = asyncio.create_task(self._poll())
         try:
-            if call.status is CallStatus.QUEUED:
-                await self._send(call.key)
             return await waiting.done
         except BaseException:
             # Timed out, or the run stops: a call no worker took yet is never made after this.
-            abandoned = ToolCallError(f"{call.server}/{call.tool} was not made: its driver stopped waiting")
-            try:
-                self.calls.settle_queued(call.key, of_error(abandoned), self._clock())
-            except OpsmithError as failure:
-                # Left queued: a worker that gets it refuses it, as its step is no longer running.
-                log.warning("settling step call %s: %s", call.key, failure.message)
+            if self._unstored.pop(call.key, None) is None:  # else never stored nor sent
+                self._abandon(call)
             raise
         finally:
             self._waiting.pop(call.key, None)
 
-    async def _send(self, key: str) -> None:
+    def _abandon(self, call: StepCall) -> None:
+        abandoned = ToolCallError(f"{call.server}/{call.tool} was not made: its driver stopped waiting")
         try:
-            await asyncio.to_thread(self._broker.send, key)
+            self.calls.settle_queued(call.key, of_error(abandoned), self._clock())
         except OpsmithError as failure:
-            # Asked for again after resend_after_seconds, once the broker is back.
-            log.warning("%s", failure.message)
+            # Left queued: a worker that gets it refuses it, as its step is no longer running.
+            log.warning("settling step call %s: %s", call.key, failure.message)
 
-    def _resend(self, key: str) -> None:
-        self.calls.resent(key, self._clock())
-        task = asyncio.create_task(self._send(key))
+    async def _store(self) -> None:
+        """Store what was asked for since the last time, in one transaction, then send it."""
+        while self._unstored:
+            batch = list(self._unstored.values())
+            self._unstored.clear()
+            try:
+                stored = await asyncio.to_thread(self.calls.request_many, batch)
+            except OpsmithError as failure:
+                for call in batch:
+                    waiting = self._waiting.get(call.key)
+                    if waiting is not None and not waiting.done.done():
+                        waiting.done.set_exception(failure)
+                continue
+            keys: list[str] = []
+            for call in batch:
+                row = stored[call.key]
+                waiting = self._waiting.get(call.key)
+                if waiting is None:  # given up on while it was being stored
+                    if row.status is CallStatus.QUEUED:
+                        self._abandon(row)
+                elif row.status is CallStatus.DONE:
+                    waiting.done.set_result(row)
+                elif row.status is CallStatus.QUEUED:
+                    keys.append(call.key)
+            if keys:
+                self._sending(keys)
+
+    def _sending(self, keys: list[str]) -> None:
+        task = asyncio.create_task(asyncio.to_thread(self._send, keys))
         self._sends.add(task)
         task.add_done_callback(self._sends.discard)
 
+    def _send(self, keys: list[str]) -> None:
+        for key in keys:
+            try:
+                self._broker.send(key)
+            except OpsmithError as failure:
+                # These and the rest are asked for again after resend_after_seconds, once the
+                # broker is back: not one send timeout each while it is down.
+                log.warning("%s", failure.message)
+                return
+
+    def _resend(self, key: str) -> None:
+        self.calls.resent(key, self._clock())
+        self._sending([key])
+
     async def _poll(self) -> None:
+        scanned = time.monotonic()
         while self._waiting:
             await asyncio.sleep(POLL_SECONDS)
+            keys = [key for key in self._waiting if key not in self._unstored]
+            # Only the calls done are read at each tick; all of them now and then, for the queued
+            # to ask for again and the claimed whose worker went silent (both counted in seconds).
+            scan = time.monotonic() - scanned >= SCAN_SECONDS
+            only = None if scan else CallStatus.DONE
             try:
-                self._look()
+                rows = await asyncio.to_thread(self.calls.get_many, keys, status=only)
+                if scan:
+                    scanned = time.monotonic()
+                self._look(rows)
             except OpsmithError as failure:
                 log.warning("reading the step calls in flight: %s", failure.message)
 
-    def _look(self) -> None:
-        rows = self.calls.get_many(list(self._waiting))
+    def _look(self, rows: Mapping[str, StepCall]) -> None:
         now = self._clock()
-        for key, waiting in list(self._waiting.items()):
-            row = rows.get(key)
-            if row is None or waiting.done.done():
+        for key, row in rows.items():
+            waiting = self._waiting.get(key)
+            if waiting is None or waiting.done.done():
                 continue
             if row.status is CallStatus.DONE:
                 waiting.done.set_result(row)

@@ -80,17 +80,38 @@ class StepCallRepository:
         assert stored is not None  # a key once stored is never deleted
         return stored
 
+    def request_many(self, calls: Iterable[StepCall]) -> dict[str, StepCall]:
+        """`request` for several calls in one transaction (the calls one driver asks for at once);
+        each call as stored, by key."""
+        wanted = {call.key: call for call in calls}
+        if not wanted:
+            return {}
+        try:
+            with self._db.transaction() as connection:
+                found = connection.execute(select(_C).where(_C.c.key.in_(list(wanted)))).all()
+                stored = {row.key: _call(row) for row in found}
+                new = [_values(call) for key, call in wanted.items() if key not in stored]
+                if new:
+                    connection.execute(insert(_C), new)
+        except StoreConflictError:
+            # Stored meanwhile by someone else: one by one, each finds its own row.
+            return {call.key: self.request(call) for call in wanted.values()}
+        return {key: stored.get(key, call) for key, call in wanted.items()}
+
     def get(self, key: str) -> StepCall | None:
         with self._db.transaction() as connection:
             found = connection.execute(select(_C).where(_C.c.key == key)).first()
         return None if found is None else _call(found)
 
-    def get_many(self, keys: Iterable[str]) -> dict[str, StepCall]:
+    def get_many(self, keys: Iterable[str], *, status: CallStatus | None = None) -> dict[str, StepCall]:
         wanted = list(keys)
         if not wanted:
             return {}
+        query = select(_C).where(_C.c.key.in_(wanted))
+        if status is not None:
+            query = query.where(_C.c.status == status.value)
         with self._db.transaction() as connection:
-            rows = connection.execute(select(_C).where(_C.c.key.in_(wanted))).all()
+            rows = connection.execute(query).all()
         return {row.key: _call(row) for row in rows}
 
     def for_run(self, run_id: str) -> list[StepCall]:

@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import contextlib
 import logging
 import os
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
@@ -32,12 +33,85 @@ from opsmith.engine.state import RunState, RunStatus, StepStatus, UndoStatus
 
 if TYPE_CHECKING:
     from opsmith.bootstrap import App
-    from opsmith.ports import StepCallStore
+    from opsmith.ports import StepCallStore, ToolProvider, ToolSource
 
 log = logging.getLogger(__name__)
 
 _DRIVEN = (RunStatus.RUNNING, RunStatus.ROLLING_BACK)
 PLAN_FRESH = 10.0  # seconds a verified plan is trusted before it is read and verified again
+
+
+OPEN_FRESH = 10.0  # seconds an opened server takes new calls before it is opened again
+
+
+class _Opened:
+    def __init__(self, provider: ToolProvider, release: asyncio.Event) -> None:
+        self.provider = provider
+        self.release = release
+        self.at = time.monotonic()
+        self.users = 0
+        self.retired = False
+
+
+class OpenServers:
+    """The servers this worker calls, each opened once and shared by the calls of the next
+    OPEN_FRESH seconds. An open reads the inventory in effect (whether the fleet is in use, and its
+    hosts) from the database, synchronously: once per call it held up every call on the loop. An
+    import still shows within OPEN_FRESH seconds, as a plan's approval does (PLAN_FRESH). Each
+    open lives in a task of its own, which also closes it: the providers' task groups are left in
+    the task that entered them."""
+
+    def __init__(self, source: ToolSource) -> None:
+        self._source = source
+        self._open: dict[str, _Opened] = {}
+        self._lock = asyncio.Lock()
+        self._holders: set[asyncio.Task[None]] = set()
+
+    @contextlib.asynccontextmanager
+    async def use(self, server: str) -> AsyncIterator[ToolProvider]:
+        opened = await self._get(server)
+        opened.users += 1
+        try:
+            yield opened.provider
+        finally:
+            opened.users -= 1
+            if opened.retired and opened.users == 0:
+                opened.release.set()
+
+    async def _get(self, server: str) -> _Opened:
+        async with self._lock:
+            found = self._open.get(server)
+            if found is not None and time.monotonic() - found.at <= OPEN_FRESH:
+                return found
+            ready: asyncio.Future[ToolProvider] = asyncio.get_running_loop().create_future()
+            release = asyncio.Event()
+            holder = asyncio.create_task(self._hold(server, ready, release))
+            self._holders.add(holder)
+            holder.add_done_callback(self._holders.discard)
+            opened = _Opened(await ready, release)
+            self._open[server] = opened
+            if found is not None:
+                found.retired = True
+                if found.users == 0:
+                    found.release.set()
+            return opened
+
+    async def _hold(self, server: str, ready: asyncio.Future[ToolProvider], release: asyncio.Event) -> None:
+        try:
+            async with self._source.open([server]) as provider:
+                ready.set_result(provider)
+                await release.wait()
+        except BaseException as exc:
+            if not ready.done():
+                ready.set_exception(exc)
+                return
+            raise
+
+    async def close(self) -> None:
+        for opened in self._open.values():
+            opened.release.set()
+        self._open.clear()
+        await asyncio.gather(*self._holders, return_exceptions=True)
 
 
 def worker_name() -> str:
@@ -65,6 +139,10 @@ class StepWorker:
         self._beat_every = app.config.celery.heartbeat_seconds
         self._verified: dict[tuple[str, str], tuple[float, Plan]] = {}  # sealed and approved, when
         self._lock = threading.Lock()
+        self._servers = OpenServers(app.tools)
+
+    async def close(self) -> None:
+        await self._servers.close()
 
     def handle(self, key: str) -> str:
         """Act on one message; what came of it, in a word (for the log)."""
@@ -100,7 +178,7 @@ class StepWorker:
         from opsmith.services.tool_calls import PlannedFor
 
         try:
-            async with self._app.tools.open([call.server]) as pool:
+            async with self._servers.use(call.server) as pool:
                 tools = PlannedFor(pool, self._app, plan.intent.environment)
                 async with asyncio.timeout(call.timeout):
                     if call.finished_hosts:
@@ -258,6 +336,7 @@ def run_worker(app: App, *, name: str, concurrency: int) -> None:
     finally:
         beat.stop()
         try:
+            asyncio.run_coroutine_threadsafe(worker.close(), loop).result(timeout=30)
             asyncio.run_coroutine_threadsafe(host.close(), loop).result(timeout=30)
         finally:
             loop.call_soon_threadsafe(loop.stop)
