@@ -174,6 +174,12 @@ class ApiConfig(_Strict):
         " (PgBouncer in transaction mode): the watchers then poll every event_poll_seconds",
     )
     cors_origins: list[str] = Field(default_factory=list, description="none: no CORS headers at all")
+    max_body_bytes: int = Field(
+        default=8 * 1024 * 1024,
+        ge=1024,
+        le=1024 * 1024 * 1024,
+        description="the largest request body accepted (413 above it), before anything reads it",
+    )
     secure_cookies: bool = Field(
         default=False,
         description="mark the console's cookies Secure even when the request came over plain HTTP:"

@@ -14,6 +14,7 @@ from fastapi.staticfiles import StaticFiles
 
 from opsmith.api import problems
 from opsmith.api.auth import FailureGate
+from opsmith.api.body_limit import BodyLimit
 from opsmith.api.console import routes as console
 from opsmith.api.events import EventHub
 from opsmith.api.routes import admin, explanations, health, inventory, plans, runs, secrets
@@ -123,6 +124,7 @@ def create_api(host: Host, *, duties: bool = True) -> FastAPI:
     api.include_router(chat_routes.router)  # signed by Slack, not a token: its own responses
     api.include_router(console.router)
     api.mount("/static", StaticFiles(directory=console.STATIC), name="static")
+    api.add_middleware(BodyLimit, limit=settings.max_body_bytes)
     if settings.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
 
