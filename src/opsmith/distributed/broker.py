@@ -63,6 +63,10 @@ def celery_app(config: CeleryConfig, environ: Mapping[str, str]) -> Celery:
         task_acks_late=ACKS_LATE,
         task_reject_on_worker_lost=False,  # a killed worker's message comes back after visibility_timeout
         task_ignore_result=True,  # the outcome is in the database, not in a result backend
+        # JSON only, said rather than left to Celery's default: anyone who can write to the broker
+        # would run code in every worker with a pickled message.
+        task_serializer="json",
+        accept_content=["json"],
         task_default_queue=QUEUE,
         worker_prefetch_multiplier=1,
         worker_hijack_root_logger=False,
