@@ -9,7 +9,9 @@ in flight; the workers are real `opsmith worker` subprocesses (--threads calls e
 
 Reported per leg: wall time of all runs, steps per second, the dispatch latency p50 and p99 (from
 a call's row being written by the driver to its claim by a worker: the queue and the broker; the
-local executor has none), and the checks: lost (a step whose tool never recorded a call) and run
+local executor has none; with more calls in flight, --concurrent x --max-parallel, than worker
+threads, --threads x workers, it is mostly the wait for a free thread), the call's p50 from its
+claim to its outcome, and the checks: lost (a step whose tool never recorded a call) and run
 twice (recorded more than once), from the recording, not from opsmith's own state. The local leg
 is the baseline, measured in the same run. --kill also SIGKILLs one worker halfway through the
 2-worker leg (its cut-off calls are idempotent here, so they are retried elsewhere: every step
@@ -53,6 +55,7 @@ class Leg:
     steps: int
     p50_ms: float | None
     p99_ms: float | None
+    call_ms: float | None  # claim to outcome, p50
     lost: int
     twice: int
     failed_runs: int
@@ -150,15 +153,23 @@ async def drive(
         await host.close()
 
 
-def latencies(database_url: str) -> list[float]:
+def latencies(database_url: str) -> tuple[list[float], list[float]]:
+    """Per call, ms from its row written to its claim (dispatch: the driver's send, the broker, a
+    free worker thread, the worker's checks), and from its claim to its outcome (the call as a
+    worker makes it, the 20 ms wait included)."""
     from sqlalchemy import select
 
     from opsmith.distributed.store import StepCallRow
     from opsmith.store.database import Database
 
+    columns = (StepCallRow.created_at, StepCallRow.claimed_at, StepCallRow.finished_at)
     with Database(database_url).transaction() as connection:
-        rows = connection.execute(select(StepCallRow.created_at, StepCallRow.claimed_at)).all()
-    return [(c - w).total_seconds() * 1000 for w, c in rows if c is not None]
+        rows = connection.execute(select(*columns)).all()
+    claimed = [(w, c, f) for w, c, f in rows if c is not None and f is not None]
+    return (
+        [(c - w).total_seconds() * 1000 for w, c, _ in claimed],
+        [(f - c).total_seconds() * 1000 for _, c, f in claimed],
+    )
 
 
 def checks(root: Path, plans: int, steps: int) -> tuple[int, int]:
@@ -188,10 +199,12 @@ def leg(name: str, count: int, args: argparse.Namespace, pg: PostgresServer | No
             import shutil
 
             shutil.copytree(root, Path(os.environ["BENCH_KEEP"]) / name.replace(" ", "_"), dirs_exist_ok=True)
-        waits = sorted(latencies(url)) if count else []
+        waits, made = latencies(url) if count else ([], [])
+        waits.sort()
         p50 = statistics.median(waits) if waits else None
         p99 = waits[min(len(waits) - 1, int(len(waits) * 0.99))] if waits else None
-        return Leg(name, seconds, args.plans * args.steps, p50, p99, lost, twice, failed)
+        call = statistics.median(made) if made else None
+        return Leg(name, seconds, args.plans * args.steps, p50, p99, call, lost, twice, failed)
 
 
 def main() -> None:
@@ -217,18 +230,20 @@ def main() -> None:
         f"\n{args.plans} plans x {args.steps} steps of {args.step_ms:g} ms, {args.concurrent} runs at once,"
         f" {args.max_parallel} steps each, {args.threads} threads per worker, on {database}\n"
     )
+    print(f"{os.cpu_count()} cores, load {os.getloadavg()[0]:.1f} at the end\n")
     print(
-        "| executor | wall s | steps/s | vs local | dispatch p50 ms | dispatch p99 ms | lost | run twice"
-        " | failed runs |"
+        "| executor | wall s | steps/s | vs local | dispatch p50 ms | dispatch p99 ms | call p50 ms | lost"
+        " | run twice | failed runs |"
     )
-    print("|---|---|---|---|---|---|---|---|---|")
+    print("|---|---|---|---|---|---|---|---|---|---|")
     for found in legs:
         rate = found.steps / found.seconds
         p50 = "-" if found.p50_ms is None else f"{found.p50_ms:.1f}"
         p99 = "-" if found.p99_ms is None else f"{found.p99_ms:.1f}"
+        made = "-" if found.call_ms is None else f"{found.call_ms:.1f}"
         print(
             f"| {found.name} | {found.seconds:.1f} | {rate:.0f} | {rate / base:.2f}x | {p50} | {p99} |"
-            f" {found.lost} | {found.twice} | {found.failed_runs} |"
+            f" {made} | {found.lost} | {found.twice} | {found.failed_runs} |"
         )
 
 
