@@ -3,7 +3,9 @@
 Whoever holds a run's lease (`opsmith run`, `opsmith serve`) runs the LocalExecutor: RBAC, the
 evidence gates, arguments, retries, the audit and every commit stay where they are. Only the call
 itself is handed over: `DispatchingTools` stores it as a `step_calls` row (keyed by run, step,
-attempt and call), sends the key through the broker, and waits for the row to be `done`.
+attempt and call), sends the key through the broker, and waits for the row to be `done`. Which
+step and attempt a call is for, the engine says (`calling_step`, set around each step's call and
+undo): two steps calling one tool with equal arguments at once are never taken for each other.
 
 While it waits it reads the rows (one query for all calls in flight), and
 - asks again for a call no worker claimed within `resend_after_seconds` (its message may have been
