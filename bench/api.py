@@ -74,17 +74,13 @@ import gc
 import json
 import os
 import random
-import re
-import signal
 import statistics
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -92,6 +88,7 @@ from pathlib import Path
 import httpx
 
 # Run as a script, bench/ is on sys.path: the planner is timed the way plan_latency.py times it.
+from _serve import OPSMITH, Served, child_env, serving, stop_group
 from plan_latency import TUESDAY, config_text, plan_once
 from prometheus_client import CollectorRegistry, generate_latest
 from websockets.asyncio.client import ClientConnection, connect
@@ -110,14 +107,11 @@ from opsmith.services.identity import acting_as
 from opsmith.store.audit import AuditLog
 from opsmith.store.runs import RunRepository, new_owner
 
-OPSMITH = Path(sys.executable).with_name("opsmith")
 REQUEST = "Deploy the code to Kubernetes production"
 WARM_UPS = 3
 OVERHEAD_TARGET_MS = 20.0
 FANOUT_TARGET_MS = 100.0
 PAUSE = (0.1, 0.2)
-_URL = re.compile(r"opsmith serve: (http://\S+)")
-_TOKEN = re.compile(r"admin token for (\S+) \(shown once, keep it safe\): (osm_\S+)")
 
 # The baseline: a bare websockets server. /control's messages go to every client of any other path.
 BROADCASTER = """
@@ -156,87 +150,6 @@ class Budget:
     def wait(self, cap: float) -> float:
         """A timeout for one wait: `cap`, but never past the budget (at least a second)."""
         return max(1.0, min(cap, self.left()))
-
-
-def child_env(serve_from: Path | None = None) -> dict[str, str]:
-    # Nothing from the caller's OPSMITH_* settings (OPSMITH_CONFIG above all) may reach the server.
-    env = {k: v for k, v in os.environ.items() if not k.startswith("OPSMITH_")}
-    env["OPSMITH_SANDBOX_LATENCY_MS"] = "0"
-    env["COLUMNS"] = "200"
-    if serve_from is not None:  # before the installed package on the path: its opsmith is imported
-        env["PYTHONPATH"] = str(serve_from)
-    return env
-
-
-@dataclass
-class Served:
-    url: str
-    user: str
-    token: str
-
-    def ws_url(self, path: str) -> str:
-        return "ws" + self.url.removeprefix("http") + path
-
-
-def stop_group(process: subprocess.Popen[str], grace: float) -> list[str]:
-    """SIGTERM to the process, then SIGKILL to its whole group if anything of it is still alive;
-    what had to be killed."""
-    killed = []
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            killed.append(f"pid {process.pid} ignored SIGTERM for {grace:g} s")
-    try:
-        os.killpg(process.pid, 0)  # raises once no process of the group is left
-        os.killpg(process.pid, signal.SIGKILL)
-        killed.append(f"process group {process.pid} outlived its leader")
-    except ProcessLookupError:
-        pass
-    if process.poll() is None:
-        process.wait(timeout=10)
-    return killed
-
-
-@contextmanager
-def serving(project: Path, timeout: float, serve_from: Path | None = None) -> Iterator[Served]:
-    """`opsmith serve --port 0` on `project`, once it printed its address and admin token."""
-    process = subprocess.Popen(
-        [str(OPSMITH), "serve", "--port", "0"],
-        cwd=project,
-        env=child_env(serve_from),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,  # its MCP servers join its group, so one killpg ends them all
-    )
-    lines: list[str] = []
-    found: dict[str, str] = {}
-    ready = threading.Event()
-
-    def read() -> None:
-        assert process.stdout is not None
-        for line in process.stdout:
-            lines.append(line.rstrip("\n"))
-            if m := _TOKEN.search(line):
-                found["user"], found["token"] = m.group(1), m.group(2)
-            if m := _URL.search(line):
-                found["url"] = m.group(1)
-                ready.set()
-        ready.set()
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
-    try:
-        if not ready.wait(timeout) or "url" not in found or "token" not in found:
-            raise SystemExit("opsmith serve did not start (or printed no token):\n" + "\n".join(lines[-30:]))
-        yield Served(found["url"], found["user"], found["token"])
-    finally:
-        for what in stop_group(process, grace=30):
-            print(f"warning: {what}; killed", file=sys.stderr)
-        reader.join(timeout=10)
 
 
 # -- plan creation -------------------------------------------------------------------------------

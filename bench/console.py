@@ -63,7 +63,8 @@ from pathlib import Path
 import httpx
 
 # Run as a script, bench/ is on sys.path: the server is started and stopped as bench/api.py does.
-from api import OPSMITH, Budget, Served, child_env, serving
+from _serve import OPSMITH, Served, child_env, serving
+from api import Budget
 from plan_latency import config_text
 from playwright.sync_api import Browser, ViewportSize, sync_playwright
 

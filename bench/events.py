@@ -38,91 +38,35 @@ import argparse
 import asyncio
 import os
 import random
-import re
 import statistics
-import subprocess
-import sys
 import tempfile
 import threading
 import time
 from collections import defaultdict
-from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-# Run as a script, bench/ is on sys.path and the repository root is not: the servers live in tests/.
-ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+import psycopg
 
-import psycopg  # noqa: E402
-from api import OPSMITH, child_env, stop_group  # noqa: E402
-from tests.dbservers import PostgresServer  # noqa: E402
-from tests.unit.test_engine_helpers import plan_of, step  # noqa: E402
-from websockets.asyncio.client import ClientConnection, connect  # noqa: E402
+# Run as a script, bench/ is on sys.path; _serve puts the repository root on it: the servers live in tests/.
+from _serve import OPSMITH, Served, child_env, serving
+from tests.dbservers import PostgresServer
+from tests.unit.test_engine_helpers import plan_of, step
+from websockets.asyncio.client import ClientConnection, connect
 
-from opsmith.bootstrap import bootstrap  # noqa: E402
-from opsmith.engine.events import EventType, RunEvent  # noqa: E402
-from opsmith.engine.state import RunState, RunStatus, new_run, with_run_status  # noqa: E402
-from opsmith.store.runs import RunRepository, new_owner  # noqa: E402
+from opsmith.bootstrap import bootstrap
+from opsmith.engine.events import EventType, RunEvent
+from opsmith.engine.state import RunState, RunStatus, new_run, with_run_status
+from opsmith.store.runs import RunRepository, new_owner
 
-_URL = re.compile(r"opsmith serve: (http://\S+)")
-_TOKEN = re.compile(r"admin token for \S+ \(shown once, keep it safe\): (osm_\S+)")
 PAUSE = (0.1, 0.2)
 STATS_LAG = 11.0  # seconds: PostgreSQL's idle backends flush their statistics every 10 s
 MODES = {
     "LISTEN/NOTIFY (fallback poll 5 s)": "api: {}",
     "poll only, every 0.05 s": "api: {event_listen: false}",
 }
-
-
-@dataclass
-class Replica:
-    url: str
-    token: str | None
-
-    def ws_url(self, path: str) -> str:
-        return "ws" + self.url.removeprefix("http") + path
-
-
-@contextmanager
-def serving(project: Path, timeout: float) -> Iterator[Replica]:
-    process = subprocess.Popen(
-        [str(OPSMITH), "serve", "--port", "0"],
-        cwd=project,
-        env=child_env(),
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    lines: list[str] = []
-    found: dict[str, str] = {}
-    ready = threading.Event()
-
-    def read() -> None:
-        assert process.stdout is not None
-        for line in process.stdout:
-            lines.append(line.rstrip("\n"))
-            if m := _TOKEN.search(line):
-                found["token"] = m.group(1)
-            if m := _URL.search(line):
-                found["url"] = m.group(1)
-                ready.set()
-        ready.set()
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
-    try:
-        if not ready.wait(timeout) or "url" not in found:
-            raise SystemExit("opsmith serve did not start:\n" + "\n".join(lines[-30:]))
-        yield Replica(found["url"], found.get("token"))
-    finally:
-        for what in stop_group(process, grace=30):
-            print(f"warning: {what}; killed", file=sys.stderr)
-        reader.join(timeout=10)
 
 
 @dataclass
@@ -193,7 +137,7 @@ class Clients:
 
 
 async def latencies(
-    replicas: list[Replica], token: str, driver: Driver, clients: int, rounds: int
+    replicas: list[Served], token: str, driver: Driver, clients: int, rounds: int
 ) -> list[float]:
     run_id = driver.states[0].run_id
     feed = Clients()
@@ -238,7 +182,7 @@ async def idle_rate(dsn: str, seconds: float) -> float:
 
 
 async def load(
-    replicas: list[Replica], token: str, driver: Driver, dsn: str, seconds: float
+    replicas: list[Served], token: str, driver: Driver, dsn: str, seconds: float
 ) -> tuple[float, float]:
     quiet = await idle_rate(dsn, seconds)
     feed = Clients()
@@ -304,8 +248,8 @@ def measure(server: PostgresServer, root: Path, mode: str, settings: str, args: 
     (project / "opsmith.yaml").write_text(f"database_url: '{url}'\nmcpServers: {{}}\n{settings}\n")
     dsn = url.replace("postgresql+psycopg://", "postgresql://")
     with ExitStack() as stack:
-        first = stack.enter_context(serving(project, args.start_timeout))
-        second = stack.enter_context(serving(project, args.start_timeout))
+        first = stack.enter_context(serving(project, args.start_timeout, need_token=False))
+        second = stack.enter_context(serving(project, args.start_timeout, need_token=False))
         if first.token is None:
             raise SystemExit("the first replica printed no admin token")
         driver = driver_of(project, args.runs)

@@ -31,88 +31,24 @@ alternating which goes first in each repeat, so both legs see the same machine.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import os
 import pwd
-import re
-import signal
 import statistics
-import subprocess
-import sys
 import tempfile
-import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import NamedTuple
 
 import httpx
 
-OPSMITH = Path(sys.executable).with_name("opsmith")
-_URL = re.compile(r"opsmith serve: (http://\S+)")
-_TOKEN = re.compile(r"admin token for \S+ \(shown once, keep it safe\): (osm_\S+)")
+# Run as a script, bench/ is on sys.path: the server is started and stopped as the other benches do.
+from _serve import serving
+
 BUG = {
     "title": "Checkout fails with a 500",
     "description": "POST /pay answers 500 since the last deploy\nError: connection refused to payments:8443",
     "severity": "major",
 }
-
-
-def stop_group(process: subprocess.Popen[str], grace: float) -> None:
-    if process.poll() is None:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            print(f"warning: pid {process.pid} ignored SIGTERM for {grace:g} s", file=sys.stderr)
-    with contextlib.suppress(ProcessLookupError):  # none of its group is left
-        os.killpg(process.pid, signal.SIGKILL)
-    if process.poll() is None:
-        process.wait(timeout=10)
-
-
-@contextmanager
-def serving(project: Path, timeout: float, source: Path | None = None) -> Iterator[tuple[str, str]]:
-    """(url, admin token) of `opsmith serve --port 0` on `project`, once it printed both; with
-    `source`, the `opsmith` package imported is that tree's (first on the path)."""
-    env = {**os.environ, "COLUMNS": "200"}
-    if source is not None:
-        env["PYTHONPATH"] = str(source)
-    process = subprocess.Popen(
-        [str(OPSMITH), "serve", "--port", "0"],
-        cwd=project,
-        env=env,
-        stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        start_new_session=True,
-    )
-    lines: list[str] = []
-    found: dict[str, str] = {}
-    ready = threading.Event()
-
-    def read() -> None:
-        assert process.stdout is not None
-        for line in process.stdout:
-            lines.append(line.rstrip("\n"))
-            if m := _TOKEN.search(line):
-                found["token"] = m.group(1)
-            if m := _URL.search(line):
-                found["url"] = m.group(1)
-                ready.set()
-        ready.set()
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
-    try:
-        if not ready.wait(timeout) or "url" not in found or "token" not in found:
-            raise SystemExit("opsmith serve did not start:\n" + "\n".join(lines[-30:]))
-        yield found["url"], found["token"]
-    finally:
-        stop_group(process, grace=30)
-        reader.join(timeout=10)
 
 
 def quantile(samples: list[float], q: int) -> float:
@@ -150,9 +86,9 @@ def measure(args: argparse.Namespace, source: Path | None) -> Leg:
         )
         posts: list[float] = []
         whoami: list[float] = []
-        with serving(project, args.start_timeout, source) as (url, token):
-            headers = {"Authorization": f"Bearer {token}"}
-            with httpx.Client(base_url=url, headers=headers, timeout=30.0) as client:
+        with serving(project, args.start_timeout, source) as served:
+            headers = {"Authorization": f"Bearer {served.token}"}
+            with httpx.Client(base_url=served.url, headers=headers, timeout=30.0) as client:
                 for _ in range(args.warmup):
                     timed(client, "POST", "/api/v1/tasks", 201, json=BUG)
                     timed(client, "GET", "/api/v1/whoami", 200)

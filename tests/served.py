@@ -1,4 +1,5 @@
-"""`opsmith serve` as a real process for tests: started on a free loopback port, stopped with SIGTERM."""
+"""`opsmith serve` as a real process, for the tests and the benches (bench/_serve.py): started on a
+free loopback port in its own process group, stopped with SIGTERM and the group killed if it lingers."""
 
 from __future__ import annotations
 
@@ -6,25 +7,30 @@ import os
 import re
 import signal
 import subprocess
+import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import httpx
 
-from tests.integration.test_cli import OPSMITH
-
+OPSMITH = Path(sys.executable).with_name("opsmith")
 _URL = re.compile(r"opsmith serve: (http://\S+)")
-_TOKEN = re.compile(r"admin token for \S+ \(shown once, keep it safe\): (osm_\S+)")
+_TOKEN = re.compile(r"admin token for (\S+) \(shown once, keep it safe\): (osm_\S+)")
+
+
+class ServeDidNotStart(AssertionError):
+    """`opsmith serve` exited, or printed no address (or no token where one was needed), in time."""
 
 
 @dataclass
 class Served:
     process: subprocess.Popen[str]
     url: str
+    user: str | None
     token: str | None
     lines: list[str] = field(default_factory=list)
 
@@ -36,16 +42,46 @@ class Served:
         return "ws" + self.url.removeprefix("http") + path
 
 
+def stop_group(process: subprocess.Popen[str], grace: float) -> list[str]:
+    """SIGTERM to the process, then SIGKILL to its whole group if anything of it is still alive;
+    what had to be killed. Only for a process started with start_new_session=True."""
+    killed = []
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            killed.append(f"pid {process.pid} ignored SIGTERM for {grace:g} s")
+    try:
+        os.killpg(process.pid, 0)  # raises once no process of the group is left
+        os.killpg(process.pid, signal.SIGKILL)
+        killed.append(f"process group {process.pid} outlived its leader")
+    except ProcessLookupError:
+        pass
+    if process.poll() is None:
+        process.wait(timeout=10)
+    return killed
+
+
 @contextmanager
-def serving(project: Path, *args: str, start_timeout: float = 90.0) -> Iterator[Served]:
-    """The server on `project`'s config, once it printed where it listens; stopped and reaped after."""
+def serving(
+    project: Path,
+    *args: str,
+    start_timeout: float = 90.0,
+    env: Mapping[str, str] | None = None,
+    need_token: bool = False,
+) -> Iterator[Served]:
+    """The server on `project`'s config, once it printed where it listens (and, with `need_token`,
+    the admin token a first start prints); stopped and reaped after."""
     process = subprocess.Popen(
-        [OPSMITH, "serve", "--port", "0", *args],
+        [str(OPSMITH), "serve", "--port", "0", *args],
         cwd=project,
+        env=dict(env) if env is not None else {**os.environ, "COLUMNS": "200"},
+        stdin=subprocess.DEVNULL,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
-        env={**os.environ, "COLUMNS": "200"},
+        start_new_session=True,  # its MCP servers join its group, so one killpg ends them all
     )
     lines: list[str] = []
     found: dict[str, str] = {}
@@ -56,7 +92,7 @@ def serving(project: Path, *args: str, start_timeout: float = 90.0) -> Iterator[
         for line in process.stdout:
             lines.append(line.rstrip("\n"))
             if m := _TOKEN.search(line):
-                found["token"] = m.group(1)
+                found["user"], found["token"] = m.group(1), m.group(2)
             if m := _URL.search(line):
                 found["url"] = m.group(1)
                 ready.set()
@@ -65,17 +101,13 @@ def serving(project: Path, *args: str, start_timeout: float = 90.0) -> Iterator[
     reader = threading.Thread(target=read, daemon=True)
     reader.start()
     try:
-        if not ready.wait(start_timeout) or "url" not in found:
-            raise AssertionError("opsmith serve did not start:\n" + "\n".join(lines))
-        yield Served(process, found["url"], found.get("token"), lines)
+        if not ready.wait(start_timeout) or "url" not in found or (need_token and "token" not in found):
+            printed = "" if "url" not in found else " (it printed no admin token)"
+            raise ServeDidNotStart(f"opsmith serve did not start{printed}:\n" + "\n".join(lines))
+        yield Served(process, found["url"], found.get("user"), found.get("token"), lines)
     finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait(timeout=10)
+        for what in stop_group(process, grace=30):
+            print(f"warning: opsmith serve: {what}; killed", file=sys.stderr)
         reader.join(timeout=10)
 
 
