@@ -16,6 +16,7 @@ import pytest
 from pydantic import SecretStr
 
 from opsmith.domain.hosts import TAIL_CHARS, Credential, Host, HostFailure, HostResult
+from opsmith.tools.hosts.shells import BASH_STDIN
 from opsmith.tools.hosts.ssh import RemoteCommand, SshExecutor
 from opsmith.tools.hosts.ssh_settings import SshSettings
 from tests.fleet.sshd import PASSPHRASE, SshdFleet
@@ -259,6 +260,29 @@ async def test_stdin_reaches_the_command(sshd_fleet: SshdFleet, executors: Execu
     assert counted.ok and counted.stdout.split()[0] == hashlib.sha256(big).hexdigest()
     nothing = await executor.run(host, credential, "wc -c")
     assert nothing.ok and nothing.stdout.strip() == "0", "no stdin: the command reads end of file"
+
+
+async def test_no_state_of_one_script_is_seen_by_the_next_on_the_same_connection(
+    sshd_fleet: SshdFleet, executors: Executors
+) -> None:
+    # Scripts go to BASH_STDIN as Shells sends them, both on the one kept connection: a variable,
+    # a function, a cd, a umask and an EXIT trap set by the first must be gone for the second.
+    executor, host, credential = executors(), sshd_fleet.good[5], sshd_fleet.credential()
+    setter = (
+        "export OPSMITH_LEAK=set; opsmith_leak() { :; }; cd /tmp; umask 0077\n"
+        "trap 'echo trap-from-first' EXIT\necho first-ran\n"
+    )
+    first = await executor.run(host, credential, BASH_STDIN, stdin=setter)
+    assert first.ok and first.stdout == "first-ran\ntrap-from-first\n", first
+    probe = (
+        'printf "var=%s\\n" "${OPSMITH_LEAK-unset}"; type opsmith_leak >/dev/null 2>&1 && echo fn=set\n'
+        'printf "cwd=%s umask=%s\\n" "$PWD" "$(umask)"; trap -p EXIT; echo second-ran\n'
+    )
+    second = await executor.run(host, credential, BASH_STDIN, stdin=probe)
+    lines = second.stdout.splitlines()
+    assert second.ok and lines[0] == "var=unset" and lines[-1] == "second-ran", second
+    assert "fn=set" not in lines and "trap-from-first" not in second.stdout
+    assert lines[1] != "cwd=/tmp umask=0077", second.stdout
 
 
 async def test_exit_codes_output_tails_and_redaction(sshd_fleet: SshdFleet, executors: Executors) -> None:
