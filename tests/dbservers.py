@@ -27,6 +27,7 @@ import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Self
 
 START_TIMEOUT = 30.0  # seconds; a fresh cluster is ready in about 1 s on these machines
 STOP_TIMEOUT = 15.0
@@ -79,10 +80,39 @@ def _postgres_bin() -> Path:
     return Path(found[-1]).parent
 
 
-class PostgresServer:
+class _Throwaway:
+    """A server in a directory of its own, made for it and removed once it stopped."""
+
+    PREFIX = "opsmith-server-"
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    @classmethod
+    @contextlib.contextmanager
+    def started(cls, parent: Path | None = None) -> Iterator[Self]:
+        # A directory outside pytest's (mode 0700, root's): PostgreSQL's `postgres` user must reach it.
+        directory = Path(tempfile.mkdtemp(prefix=cls.PREFIX, dir=parent))
+        server = cls(directory)
+        try:
+            server.start()
+            yield server
+        finally:
+            server.stop()
+            shutil.rmtree(directory, ignore_errors=True)
+
+
+class PostgresServer(_Throwaway):
     """One PostgreSQL cluster. `new_database()` makes an empty database per caller, so tests sharing
     the cluster never see each other's rows."""
 
+    PREFIX = "opsmith-pg-"
     USER = "opsmith"
 
     def __init__(self, directory: Path) -> None:
@@ -94,19 +124,6 @@ class PostgresServer:
         self._names = itertools.count(1)
         # As root, the cluster belongs to the package's `postgres` user; otherwise to whoever runs it.
         self._run_as = "postgres" if os.geteuid() == 0 else None
-
-    @classmethod
-    @contextlib.contextmanager
-    def started(cls, parent: Path | None = None) -> Iterator[PostgresServer]:
-        # A directory of its own outside pytest's (mode 0700, root's): the postgres user must reach it.
-        directory = Path(tempfile.mkdtemp(prefix="opsmith-pg-", dir=parent))
-        server = cls(directory)
-        try:
-            server.start()
-            yield server
-        finally:
-            server.stop()
-            shutil.rmtree(directory, ignore_errors=True)
 
     def _command(self, *argv: str) -> list[str]:
         return ["runuser", "-u", self._run_as, "--", *argv] if self._run_as else list(argv)
@@ -183,9 +200,11 @@ class PostgresServer:
         self._process = None
 
 
-class RedisServer:
+class RedisServer(_Throwaway):
     """One redis-server with no persistence: a restart loses every queued message, the worst case a
     broker restart can be."""
+
+    PREFIX = "opsmith-redis-"
 
     def __init__(self, directory: Path) -> None:
         binary = shutil.which("redis-server") or "/usr/bin/redis-server"
@@ -195,18 +214,6 @@ class RedisServer:
         self.directory = directory
         self.port = free_port()
         self._process: subprocess.Popen[bytes] | None = None
-
-    @classmethod
-    @contextlib.contextmanager
-    def started(cls, parent: Path | None = None) -> Iterator[RedisServer]:
-        directory = Path(tempfile.mkdtemp(prefix="opsmith-redis-", dir=parent))
-        server = cls(directory)
-        try:
-            server.start()
-            yield server
-        finally:
-            server.stop()
-            shutil.rmtree(directory, ignore_errors=True)
 
     @property
     def url(self) -> str:

@@ -111,6 +111,18 @@ def serving(
         reader.join(timeout=10)
 
 
+def issue_tokens(served: Served, people: Mapping[str, str], name: str) -> dict[str, str]:
+    """An API token for each user of `people` (user: role), issued by the admin the first start
+    printed; user: token."""
+    made = {}
+    with served.client(served.token) as admin:
+        for user, role in people.items():
+            answer = admin.post("/api/v1/tokens", json={"user": user, "role": role, "name": name})
+            assert answer.status_code == 201, answer.text
+            made[user] = answer.json()["token"]
+    return made
+
+
 def wait_for(check: object, timeout: float = 60.0, every: float = 0.05) -> object:
     """Poll `check()` until it returns something truthy; fail after `timeout` seconds."""
     assert callable(check)

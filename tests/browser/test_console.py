@@ -33,7 +33,7 @@ from opsmith.engine.state import RunStatus, new_run, with_run_status
 from opsmith.store.runs import new_owner
 from tests.conftest import PYTHON, stores_of
 from tests.integration.test_approval_cli import CONFIG
-from tests.served import Served, serving
+from tests.served import Served, issue_tokens, serving
 
 pytestmark = pytest.mark.integration
 
@@ -70,21 +70,14 @@ def project(tmp_path_factory: pytest.TempPathFactory, seeded_template: Path, gat
 
 @pytest.fixture(scope="module")
 def served(project: Path) -> Iterator[Served]:
-    with serving(project) as server:
-        assert server.token is not None
+    with serving(project, need_token=True) as server:
         yield server
 
 
 @pytest.fixture(scope="module")
 def tokens(served: Served) -> dict[str, str]:
-    made = {}
-    with served.client(served.token) as admin:
-        people = {"alice": "approver", "carol": "approver", "bob": "deployer", "vic": "viewer"}
-        for user, role in people.items():
-            answer = admin.post("/api/v1/tokens", json={"user": user, "role": role, "name": "browser"})
-            assert answer.status_code == 201, answer.text
-            made[user] = answer.json()["token"]
-    return made
+    people = {"alice": "approver", "carol": "approver", "bob": "deployer", "vic": "viewer"}
+    return issue_tokens(served, people, "browser")
 
 
 @dataclass

@@ -20,7 +20,7 @@ import pytest
 from tests.conftest import OS_USER, sandbox_servers
 from tests.integration.test_approval_cli import CONFIG
 from tests.integration.test_cli import OPSMITH
-from tests.served import Served, serving, wait_for
+from tests.served import Served, issue_tokens, serving, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -41,26 +41,15 @@ def project(tmp_path_factory: pytest.TempPathFactory, seeded_template: Path) -> 
 
 @pytest.fixture(scope="module")
 def served(project: Path) -> Iterator[Served]:
-    with serving(project) as server:
-        assert server.token is not None, "the first start prints an admin token"
+    with serving(project, need_token=True) as server:  # the first start prints an admin token
         yield server
 
 
 @pytest.fixture(scope="module")
 def tokens(served: Served) -> dict[str, str]:
     """A token per configured user, made by the admin through the API."""
-    made = {}
-    with served.client(served.token) as admin:
-        for user, role in {
-            "alice": "approver",
-            "carol": "approver",
-            "bob": "deployer",
-            "vic": "viewer",
-        }.items():
-            answer = admin.post("/api/v1/tokens", json={"user": user, "role": role, "name": "test"})
-            assert answer.status_code == 201, answer.text
-            made[user] = answer.json()["token"]
-    return made
+    people = {"alice": "approver", "carol": "approver", "bob": "deployer", "vic": "viewer"}
+    return issue_tokens(served, people, "test")
 
 
 def client(served: Served, tokens: dict[str, str], user: str) -> httpx.Client:

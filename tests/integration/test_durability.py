@@ -10,7 +10,9 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 from typing import TypeVar
@@ -205,32 +207,53 @@ def wait_for_a_heartbeat_after(project: Path, run_id: str, expires: datetime | N
     pytest.fail("the driver did not renew its lease")
 
 
+@dataclass
+class HeldBuild:
+    """A run driven by its own `opsmith run`, its build step's call held until `gate` exists."""
+
+    project: Path
+    process: subprocess.Popen[str]
+    state: RunState
+    gate: Path
+
+    def released_once_seen(self, asked: datetime | None) -> str:
+        """Let the build end once the driver renewed its lease past `asked` (so it read what was
+        asked of it and starts nothing after); the run's printed output."""
+        wait_for_a_heartbeat_after(self.project, self.state.run_id, asked)
+        self.gate.touch()
+        stdout, _ = self.process.communicate(timeout=120)
+        return stdout
+
+
+@contextmanager
+def a_held_build(tmp_path: Path, state_dir: Path) -> Iterator[HeldBuild]:
+    gate = tmp_path / "build.gate"
+    project = project_holding(tmp_path, state_dir, "jenkins", "trigger_build", gate)
+    process = start_run(project, plan_of(project))
+    try:
+        yield HeldBuild(project, process, wait_until_running(project, process, "build"), gate)
+    finally:
+        gate.touch()  # a failed assertion must not leave the held call waiting
+        if process.poll() is None:
+            process.kill()
+
+
 @pytest.mark.timeout(300)  # six opsmith commands, two of them whole runs; a loaded machine takes minutes
 def test_a_running_run_cannot_be_taken_over_while_its_process_lives(tmp_path: Path, state_dir: Path) -> None:
     # The build is held open until the test creates the gate file, after its two CLI commands,
     # however long they take on a loaded machine.
-    gate = tmp_path / "build.gate"
-    project = project_holding(tmp_path, state_dir, "jenkins", "trigger_build", gate)
-    plan_id = plan_of(project)
-    process = start_run(project, plan_id)
-    try:
-        state = wait_until_running(project, process, "build")
-        code, out, err = as_user(project, "bob", "pause", state.run_id)
+    with a_held_build(tmp_path, state_dir) as held:
+        project, run_id = held.project, held.state.run_id
+        code, out, err = as_user(project, "bob", "pause", run_id)
         assert code == 0 and "asked" in out, err
-        asked = runs_of(project).lease(state.run_id).expires
-        code, _, err = as_user(project, "bob", "resume", state.run_id)
+        asked = runs_of(project).lease(run_id).expires
+        code, _, err = as_user(project, "bob", "resume", run_id)
         assert code == 2 and "is being driven by" in err
-        assert process.poll() is None and not gate.exists(), "the build was still being called"
+        assert held.process.poll() is None and not held.gate.exists(), "the build was still being called"
         # Let the build end only once the driver has seen the pause, so it starts nothing after it.
-        wait_for_a_heartbeat_after(project, state.run_id, asked)
-        gate.touch()
-        stdout, _ = process.communicate(timeout=120)
-    finally:
-        gate.touch()  # a failed assertion above must not leave the held call waiting
-        if process.poll() is None:
-            process.kill()
+        stdout = held.released_once_seen(asked)
     paused = json.loads(stdout)
-    assert process.returncode == 0 and paused["status"] == "paused"
+    assert held.process.returncode == 0 and paused["status"] == "paused"
     statuses = {s["step_id"]: s["status"] for s in paused["steps"]}
     assert statuses["build"] == "succeeded" and statuses["test"] == "pending"
     code, out, err = as_user(project, "bob", "resume", paused["run_id"], "--json")
@@ -283,26 +306,15 @@ def test_a_run_cancelled_from_another_terminal_stops_after_its_in_flight_step(
     tmp_path: Path, state_dir: Path
 ) -> None:
     # The build is held open until the cancel was asked and seen, however slow the CLI calls are.
-    gate = tmp_path / "build.gate"
-    project = project_holding(tmp_path, state_dir, "jenkins", "trigger_build", gate)
-    plan_id = plan_of(project)
-    process = start_run(project, plan_id)
-    try:
-        state = wait_until_running(project, process, "build")
-        code, out, err = as_user(project, "vic", "cancel", state.run_id)
+    with a_held_build(tmp_path, state_dir) as held:
+        project, run_id = held.project, held.state.run_id
+        code, out, err = as_user(project, "vic", "cancel", run_id)
         assert code == 2, "a viewer may not cancel"
-        code, out, err = as_user(project, "bob", "cancel", state.run_id)
+        code, out, err = as_user(project, "bob", "cancel", run_id)
         assert code == 0 and "asked" in out, err
-        asked = runs_of(project).lease(state.run_id).expires
-        wait_for_a_heartbeat_after(project, state.run_id, asked)
-        gate.touch()
-        stdout, _ = process.communicate(timeout=120)
-    finally:
-        gate.touch()  # a failed assertion above must not leave the held call waiting
-        if process.poll() is None:
-            process.kill()
+        stdout = held.released_once_seen(runs_of(project).lease(run_id).expires)
     cancelled = json.loads(stdout)
-    assert process.returncode == 1 and cancelled["status"] == "cancelled"
+    assert held.process.returncode == 1 and cancelled["status"] == "cancelled"
     statuses = {s["step_id"]: s["status"] for s in cancelled["steps"]}
     assert statuses["build"] == "succeeded", "the in-flight step finished"
     assert statuses["test"] == "cancelled" and statuses["check_service"] == "cancelled"

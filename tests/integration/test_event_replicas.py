@@ -26,7 +26,7 @@ import pytest
 from tests.conftest import PYTHON
 from tests.integration.test_approval_cli import CONFIG
 from tests.integration.test_cli import OPSMITH, opsmith
-from tests.served import Served, serving, wait_for
+from tests.served import Served, issue_tokens, serving, wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -97,14 +97,7 @@ def replicas(project: Project) -> Iterator[tuple[Served, Served]]:
 
 @pytest.fixture
 def tokens(replicas: tuple[Served, Served]) -> dict[str, str]:
-    first = replicas[0]
-    made = {}
-    with first.client(first.token) as admin:
-        for user, role in {"bob": "deployer", "vic": "viewer"}.items():
-            answer = admin.post("/api/v1/tokens", json={"user": user, "role": role, "name": "replicas"})
-            assert answer.status_code == 201, answer.text
-            made[user] = answer.json()["token"]
-    return made
+    return issue_tokens(replicas[0], {"bob": "deployer", "vic": "viewer"}, "replicas")
 
 
 def websocket_watch(

@@ -19,7 +19,7 @@ from opsmith.domain.tasks import Priority
 from opsmith.services.tasks import task_for_failed_run
 from tests.conftest import OS_USER
 from tests.integration.test_cli import opsmith
-from tests.served import Served, serving
+from tests.served import Served, issue_tokens, serving
 from tests.unit.test_explain import CRASH, the_plan, the_run
 
 pytestmark = pytest.mark.integration
@@ -42,20 +42,13 @@ def project(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def served(project: Path) -> Iterator[Served]:
-    with serving(project) as server:
-        assert server.token is not None
+    with serving(project, need_token=True) as server:
         yield server
 
 
 @pytest.fixture(scope="module")
 def tokens(served: Served) -> dict[str, str]:
-    made = {}
-    with served.client(served.token) as admin:
-        for user, role in {"olga": "operator", "vic": "viewer"}.items():
-            answer = admin.post("/api/v1/tokens", json={"user": user, "role": role, "name": "test"})
-            assert answer.status_code == 201, answer.text
-            made[user] = answer.json()["token"]
-    return made
+    return issue_tokens(served, {"olga": "operator", "vic": "viewer"}, "test")
 
 
 def until(served: Served, token: str, path: str, done: Any, seconds: float = 10.0) -> dict[str, Any]:

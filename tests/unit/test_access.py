@@ -9,10 +9,10 @@ import pytest
 from opsmith.domain.approval import Approval, ApprovalError, ApprovalState, check_approve, seal_plan
 from opsmith.domain.approval import tally as tally_with
 from opsmith.domain.identity import DEFAULT_ROLES, Action, Identity, Permission, decide
-from opsmith.domain.intent import Intent
-from opsmith.domain.plan import Estimate, Plan, PlanStatus, Step
+from opsmith.domain.plan import Plan, PlanStatus
 from opsmith.domain.risk import Risk
 from opsmith.domain.seal import Seal
+from tests.unit.test_engine_helpers import plan_to_approve
 
 NOW = datetime(2026, 11, 24, 10, tzinfo=UTC)
 SEAL = Seal(b"k" * 32)
@@ -23,27 +23,8 @@ def tally(p: Plan, approvals: list[Approval], now: datetime, **options: bool) ->
 
 
 def plan(risk: Risk = Risk.HIGH, needed: int = 1, status: PlanStatus = PlanStatus.PENDING_APPROVAL) -> Plan:
-    made = Plan(
-        id="plan_x",
-        request="Deploy a to production",
-        title="t",
-        intent=Intent(request="Deploy a to production", action="deploy", environment="production"),
-        playbook="p",
-        priority="HIGH",
-        risk=risk,
-        requires_approval=True,
-        approvals_needed=needed,
-        rollback_strategy="",
-        failure_handling="",
-        estimated_duration=Estimate(
-            minimum_seconds=1, maximum_seconds=2, text="< 1 min", critical_path=["s"]
-        ),
-        steps=[Step(id="s", name="s", capability="deploy", server="k", tool="apply_deployment", risk=risk)],
-        status=status,
-        created_at=NOW,
-        requested_by="bob",
-    )
-    return seal_plan(made.model_copy(update={"hash": made.content_hash()}), SEAL)
+    made = plan_to_approve(risk=risk, needed=needed, status=status, created_at=NOW, requested_by="bob")
+    return seal_plan(made, SEAL)
 
 
 def who(user: str, role: str) -> Identity:

@@ -55,6 +55,49 @@ def plan_of(*steps: Step, compliance: list[Requirement] | None = None) -> Plan:
     )
 
 
+def plan_to_approve(
+    *,
+    risk: Risk,
+    needed: int,
+    created_at: datetime,
+    requested_by: str,
+    status: PlanStatus = PlanStatus.PENDING_APPROVAL,
+    args: dict[str, Any] | None = None,
+) -> Plan:
+    """`plan_x`, one production deploy step at `risk` that needs `needed` approvals; its hash set."""
+    made = Plan(
+        id="plan_x",
+        request="Deploy a to production",
+        title="t",
+        intent=Intent(request="Deploy a to production", action="deploy", environment="production"),
+        playbook="p",
+        priority="HIGH",
+        risk=risk,
+        requires_approval=True,
+        approvals_needed=needed,
+        rollback_strategy="",
+        failure_handling="",
+        estimated_duration=Estimate(
+            minimum_seconds=1, maximum_seconds=2, text="< 1 min", critical_path=["s"]
+        ),
+        steps=[
+            Step(
+                id="s",
+                name="s",
+                capability="deploy",
+                server="k",
+                tool="apply_deployment",
+                risk=risk,
+                args=args or {},
+            )
+        ],
+        status=status,
+        created_at=created_at,
+        requested_by=requested_by,
+    )
+    return made.model_copy(update={"hash": made.content_hash()})
+
+
 def run_of(plan: Plan, status: RunStatus = RunStatus.RUNNING, **steps: StepStatus) -> RunState:
     """A run of `plan` in `status`; named steps in the given status (successes numbered in order given)."""
     run = new_run(plan, run_id="run-1")

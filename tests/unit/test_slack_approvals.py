@@ -15,14 +15,14 @@ from urllib.parse import urlencode
 
 import pytest
 
-from opsmith.domain.intent import Intent
 from opsmith.domain.notifications import DeliveryFailed
 from opsmith.domain.notify_messages import APPROVE_ACTION, REJECT_ACTION
-from opsmith.domain.plan import Estimate, Plan, PlanStatus, Step
+from opsmith.domain.plan import Plan, PlanStatus
 from opsmith.domain.risk import Risk
 from opsmith.domain.slack import DecisionStatus, SignatureRefused, sign
 from opsmith.services.chat_approvals import Outcome, SlackReply, SlackRequest, handle_interaction, send_reply
 from tests.fakes import FakeChatDecisions, FakeResponder, FakeTools, FakeWorld, fake_app
+from tests.unit.test_engine_helpers import plan_to_approve
 
 SIGNING_SECRET = "slack-signing-secret-1b7e90c4"
 REPLY_URL = "https://hooks.slack.com/actions/T0TEAM/123/reply-capability-9d2f"
@@ -42,37 +42,10 @@ BLOCKS = [{"type": "header"}, {"type": "actions", "block_id": "opsmith_decision:
 
 
 def the_plan(risk: Risk = Risk.CRITICAL, needed: int = 2, replicas: int = 3) -> Plan:
-    made = Plan(
-        id="plan_x",
-        request="Deploy a to production",
-        title="t",
-        intent=Intent(request="Deploy a to production", action="deploy", environment="production"),
-        playbook="p",
-        priority="HIGH",
-        risk=risk,
-        requires_approval=True,
-        approvals_needed=needed,
-        rollback_strategy="",
-        failure_handling="",
-        estimated_duration=Estimate(
-            minimum_seconds=1, maximum_seconds=2, text="< 1 min", critical_path=["s"]
-        ),
-        steps=[
-            Step(
-                id="s",
-                name="s",
-                capability="deploy",
-                server="k",
-                tool="apply_deployment",
-                risk=risk,
-                args={"replicas": replicas},
-            )
-        ],
-        status=PlanStatus.PENDING_APPROVAL,
-        created_at=fake_app("{}", FakeTools(specs=[])).clock.now(),
-        requested_by="carol",
+    now = fake_app("{}", FakeTools(specs=[])).clock.now()
+    return plan_to_approve(
+        risk=risk, needed=needed, created_at=now, requested_by="carol", args={"replicas": replicas}
     )
-    return made.model_copy(update={"hash": made.content_hash()})
 
 
 def world(config: str = CONFIG, environ: dict[str, str] | None = None) -> tuple[FakeWorld, FakeResponder]:
