@@ -126,9 +126,12 @@ def test_people_assign_and_retry_by_role(served: Served, tokens: dict[str, str])
 def test_the_cli_lists_dry_runs_and_refuses_like_the_api(
     served: Served, tokens: dict[str, str], project: Path
 ) -> None:
+    with served.client(tokens["olga"]) as olga:  # its own task: the test stands alone
+        made = olga.post("/api/v1/tasks", json={**BUG, "title": "Listed by the CLI"})
+        assert made.status_code == 201, made.text
     listed = opsmith(project, "tasks", "--json")
     assert listed.returncode == 0, listed.stderr
-    assert any(t["title"] == "Checkout fails" for t in json.loads(listed.stdout))
+    assert made.json()["id"] in {t["id"] for t in json.loads(listed.stdout)}
     agents = opsmith(project, "agents", "--json")
     assert agents.returncode == 0 and len(json.loads(agents.stdout)) == 5
     dry = opsmith(project, "orchestrate", "--dry-run", "--json")
