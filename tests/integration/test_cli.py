@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -13,7 +14,7 @@ import psutil
 import pytest
 
 from opsmith.store import Database
-from tests.conftest import fixture_server
+from tests.conftest import FIXTURE_SERVERS, PYTHON, fixture_server
 
 pytestmark = pytest.mark.integration
 
@@ -122,17 +123,21 @@ def test_stop_and_start_change_what_opsmith_uses(time_dir: Path) -> None:
 
 
 def test_no_child_process_outlives_the_command(tmp_path: Path) -> None:
+    # Copies of the servers under this test's own directory: another test running at the same time
+    # (pytest-xdist) may run the same fixture servers, and those are not this command's leftovers.
+    servers = tmp_path / "servers"
+    servers.mkdir()
+    for name in ("hang.py", "garbage.py"):
+        shutil.copy(FIXTURE_SERVERS / name, servers / name)
     write_config(
         tmp_path,
-        f"  hang: {fixture_server('hang.py')}, timeout: 1}}\n"
-        f"  slow: {fixture_server('garbage.py')}, timeout: 1}}",
+        f"  hang: {{command: {PYTHON}, args: ['{servers / 'hang.py'}'], timeout: 1}}\n"
+        f"  slow: {{command: {PYTHON}, args: ['{servers / 'garbage.py'}'], timeout: 1}}",
     )
     result = opsmith(tmp_path, "servers", "status")
     assert result.returncode == 1
     leftovers = [
-        p
-        for p in psutil.process_iter(["cmdline"])
-        if any("fixtures/servers" in a for a in p.info["cmdline"] or [])
+        p for p in psutil.process_iter(["cmdline"]) if any(str(servers) in a for a in p.info["cmdline"] or [])
     ]
     assert leftovers == []
 
